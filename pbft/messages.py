@@ -1,0 +1,156 @@
+"""The PBFT wire vocabulary: one frozen, slotted dataclass per message type.
+
+Field conventions (Castro & Liskov, OSDI 1999 §4; rules in PBFT-RULES.md):
+
+- `view`, `sequence`, `timestamp`, `timestamp_ms` are non-negative integers; the codec
+  refuses negative ones.
+- `replica` is the sender's replica id (0 .. n-1); `client` is the client's Ed25519 public key
+  (32 bytes): a client *is* its key, and the application sees that key as the actor.
+- `digest` is a SHA-256 digest (32 bytes), see `pbft.crypto`.
+- `signature` is an Ed25519 signature (64 bytes) over `pbft.codec.signing_payload(message)`:
+  the message's tag and every field but `signature` itself (and, for a PRE-PREPARE, but its
+  `requests`, which the signed `digest` already covers). Signed messages are transferable
+  proofs: certificates built from them can be checked offline by anyone holding the
+  configuration.
+- REPLY and READ-ONLY replies are not signed: they travel on channels authenticated with the
+  replica's pinned identity (TLS in the runtime, the link's true source in the simulator), and
+  the driver drops a REPLY whose `replica` is not the authenticated peer. Signing every reply
+  would cost n signatures per request for no gain in transferable evidence.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+DIGEST_BYTES = 32
+SIGNATURE_BYTES = 64
+PUBLIC_KEY_BYTES = 32
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """N1: ⟨REQUEST, operation, timestamp, client⟩ signed by the client.
+
+    `timestamp` increases strictly per client (N8); `read_only` asks for R1's unordered path.
+    """
+
+    operation: bytes
+    timestamp: int
+    client: bytes
+    read_only: bool
+    signature: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class PrePrepare:
+    """N2: ⟨PRE-PREPARE, v, n, d⟩ signed by the primary of view v, carrying its batch.
+
+    `digest` is `pbft.crypto.batch_digest(timestamp_ms, requests)`; D1's agreed batch timestamp is
+    `timestamp_ms`. Inside a NEW-VIEW (V2) `requests` is empty: the digest names the batch,
+    which replicas already hold or fetch. A null request has `digest == NULL_DIGEST`.
+    """
+
+    view: int
+    sequence: int
+    digest: bytes
+    timestamp_ms: int
+    requests: tuple[Request, ...]
+    replica: int
+    signature: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Prepare:
+    """N4: ⟨PREPARE, v, n, d, i⟩ signed by backup i."""
+
+    view: int
+    sequence: int
+    digest: bytes
+    replica: int
+    signature: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Commit:
+    """N5: ⟨COMMIT, v, n, d, i⟩ signed by replica i."""
+
+    view: int
+    sequence: int
+    digest: bytes
+    replica: int
+    signature: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """N7: ⟨REPLY, v, t, c, i, r⟩ from replica i to client c (channel-authenticated)."""
+
+    view: int
+    timestamp: int
+    client: bytes
+    replica: int
+    result: bytes
+    read_only: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """C1: ⟨CHECKPOINT, n, d, i⟩, d the application digest after executing n."""
+
+    sequence: int
+    digest: bytes
+    replica: int
+    signature: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedCertificate:
+    """V1's P entry: a PRE-PREPARE (without its batch) and 2f matching PREPAREs."""
+
+    pre_prepare: PrePrepare
+    prepares: tuple[Prepare, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ViewChange:
+    """V1: ⟨VIEW-CHANGE, v+1, n, C, P, i⟩ signed by replica i.
+
+    `stable_sequence` and `checkpoint_proof` are its last stable checkpoint and 2f + 1 CHECKPOINTs;
+    `prepared` holds a certificate for every sequence above it that prepared at i.
+    """
+
+    new_view: int
+    stable_sequence: int
+    checkpoint_proof: tuple[Checkpoint, ...]
+    prepared: tuple[PreparedCertificate, ...]
+    replica: int
+    signature: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class NewView:
+    """V2: ⟨NEW-VIEW, v+1, V, O⟩ signed by the new primary."""
+
+    view: int
+    view_changes: tuple[ViewChange, ...]
+    pre_prepares: tuple[PrePrepare, ...]
+    replica: int
+    signature: bytes
+
+
+Message = (
+    Request
+    | PrePrepare
+    | Prepare
+    | Commit
+    | Reply
+    | Checkpoint
+    | PreparedCertificate
+    | ViewChange
+    | NewView
+)
+
+#: Messages that carry a replica's signature and may appear in certificates.
+SignedByReplica = PrePrepare | Prepare | Commit | Checkpoint | ViewChange | NewView
+
+NULL_DIGEST = bytes(DIGEST_BYTES)
