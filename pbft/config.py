@@ -1,12 +1,30 @@
 """The cluster configuration: who the replicas are, and every bound the core enforces.
 
-n replicas tolerate f = (n - 1) // 3 Byzantine faults; a quorum is 2f + 1; the primary of view v
-is replica v mod n. Every queue, log, stash and cache in the core is bounded by a field here.
+n replicas tolerate f = (n - 1) // 3 Byzantine faults; a quorum is 2f + 1 when n = 3f + 1 (see
+`ClusterConfig.quorum` for other n); the primary of view v is replica v mod n. Every queue, log,
+stash and cache in the core is bounded by a field here.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import tomllib
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING, Any, Iterable
+
+import tomli_w
+
+if TYPE_CHECKING:  # the core imports this module; it never touches the file system itself
+    from os import PathLike
+
+#: Ed25519 public keys are 32 bytes.
+PUBLIC_KEY_BYTES = 32
+#: A batch larger than this would make one PRE-PREPARE (and its verification) a stall.
+BATCH_SIZE_CEILING = 10_000
+PORT_MAX = 65_535
+
+
+class ConfigError(ValueError):
+    """A cluster configuration that the core must not run with; the message names the field."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,7 +39,12 @@ class ReplicaInfo:
 
 @dataclass(frozen=True, slots=True)
 class ClusterConfig:
-    """A validated cluster configuration. Build with `ClusterConfig.create(...)` or `load()`."""
+    """A validated cluster configuration. Build with `ClusterConfig.create(...)` or `load()`.
+
+    Construction validates (also through the plain constructor and `dataclasses.replace`):
+    an invalid configuration raises `ConfigError` naming the offending field, so a replica
+    never starts with one. `replicas` may be given as any sequence; it is stored as a tuple.
+    """
 
     replicas: tuple[ReplicaInfo, ...]
     #: A batch closes at this many requests (or when the primary has no batch in flight).
@@ -50,6 +73,28 @@ class ClusterConfig:
     #: Messages for future views or above the high watermark kept for later.
     stash_max: int = 10_000
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.replicas, tuple):
+            if isinstance(self.replicas, (str, bytes)) or not hasattr(self.replicas, "__iter__"):
+                raise ConfigError(
+                    "replicas must be a sequence of ReplicaInfo, "
+                    f"got {type(self.replicas).__name__}"
+                )
+            object.__setattr__(self, "replicas", tuple(self.replicas))
+        _check_replicas(self.replicas)
+        _check_bounds(self)
+
+    @classmethod
+    def create(cls, replicas: Iterable[ReplicaInfo], **bounds: int) -> ClusterConfig:
+        """Build a validated configuration; bounds not given keep their defaults.
+
+        Raises ConfigError for an unknown bound name or any invalid value.
+        """
+        unknown = sorted(set(bounds) - set(BOUND_NAMES))
+        if unknown:
+            raise ConfigError(f"unknown bound(s): {', '.join(unknown)}")
+        return cls(tuple(replicas), **bounds)
+
     @property
     def n(self) -> int:
         return len(self.replicas)
@@ -60,11 +105,200 @@ class ClusterConfig:
 
     @property
     def quorum(self) -> int:
-        """2f + 1: the size of a prepare/commit/checkpoint/view-change quorum."""
-        return 2 * self.f + 1
+        """The size of a commit/checkpoint/view-change quorum: 2f + 1 when n = 3f + 1.
+
+        In general ceil((n + f + 1) / 2): any two quorums then share at least f + 1 replicas,
+        so at least one correct one. Plain 2f + 1 is unsafe when n > 3f + 1 (n = 5, f = 1:
+        two quorums of 3 may share only one replica, possibly the faulty one).
+        """
+        return (self.n + self.f + 2) // 2
 
     def primary(self, view: int) -> int:
         return view % self.n
 
     def public_key(self, replica_id: int) -> bytes:
         return self.replicas[replica_id].public_key
+
+
+#: Every field of ClusterConfig but `replicas`, in declaration order: the TOML top-level keys.
+BOUND_NAMES: tuple[str, ...] = tuple(f.name for f in fields(ClusterConfig) if f.name != "replicas")
+_REPLICA_KEYS = ("id", "public_key", "host", "port")
+
+
+def _is_int(value: object) -> bool:
+    # bool is an int subclass; `batch_size_max = true` is a typo, not 1.
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_replicas(replicas: tuple[ReplicaInfo, ...]) -> None:
+    n = len(replicas)
+    if n < 4:
+        raise ConfigError(
+            f"n = {n} replicas: PBFT needs n = 3f + 1 >= 4 replicas to tolerate f >= 1 fault"
+        )
+    seen_ids: dict[int, int] = {}
+    seen_keys: dict[bytes, int] = {}
+    for index, replica in enumerate(replicas):
+        where = f"replicas[{index}]"
+        if not isinstance(replica, ReplicaInfo):
+            raise ConfigError(f"{where} must be a ReplicaInfo, got {type(replica).__name__}")
+        if not _is_int(replica.id):
+            raise ConfigError(f"{where}.id must be an integer, got {type(replica.id).__name__}")
+        if replica.id in seen_ids:
+            raise ConfigError(
+                f"duplicate replica id {replica.id} (replicas[{seen_ids[replica.id]}] and {where})"
+            )
+        seen_ids[replica.id] = index
+        if not isinstance(replica.public_key, bytes):
+            raise ConfigError(
+                f"{where}.public_key must be bytes, got {type(replica.public_key).__name__}"
+            )
+        if len(replica.public_key) != PUBLIC_KEY_BYTES:
+            raise ConfigError(
+                f"{where}.public_key must be {PUBLIC_KEY_BYTES} bytes (Ed25519), "
+                f"got {len(replica.public_key)}"
+            )
+        if replica.public_key in seen_keys:
+            raise ConfigError(
+                f"duplicate public key: replicas[{seen_keys[replica.public_key]}] and {where} "
+                f"share {replica.public_key.hex()}"
+            )
+        seen_keys[replica.public_key] = index
+        if not isinstance(replica.host, str) or not replica.host:
+            raise ConfigError(f"{where}.host must be a non-empty string, got {replica.host!r}")
+        if not _is_int(replica.port) or not 0 <= replica.port <= PORT_MAX:
+            raise ConfigError(
+                f"{where}.port must be an integer in 0..{PORT_MAX}, got {replica.port!r}"
+            )
+    # Ids are positions: the primary of view v is replicas[v mod n].
+    for index, replica in enumerate(replicas):
+        if replica.id != index:
+            raise ConfigError(
+                f"replicas[{index}] has id {replica.id}: replica ids must be 0..{n - 1} in order"
+            )
+
+
+def _check_bounds(config: ClusterConfig) -> None:
+    for name in BOUND_NAMES:
+        value = getattr(config, name)
+        if not _is_int(value):
+            raise ConfigError(f"{name} must be an integer, got {type(value).__name__} {value!r}")
+        if value <= 0:
+            raise ConfigError(f"{name} must be positive, got {value}")
+    k, window = config.checkpoint_interval, config.log_window
+    if window % k != 0 or window < 2 * k:
+        raise ConfigError(
+            f"log_window = {window} must be a multiple of checkpoint_interval = {k} "
+            f"and at least 2 * checkpoint_interval = {2 * k}"
+        )
+    if config.batch_size_max > BATCH_SIZE_CEILING:
+        raise ConfigError(
+            f"batch_size_max = {config.batch_size_max} exceeds the ceiling {BATCH_SIZE_CEILING}"
+        )
+
+
+def loads(text: str) -> ClusterConfig:
+    """Parse and validate a TOML cluster configuration.
+
+    Format: top-level bound keys (`batch_size_max = 100`, any subset; the rest keep their
+    defaults), an optional `f`, which must equal (n - 1) // 3, and one `[[replicas]]` table per
+    replica with `id`, `public_key` (64 hex digits), and optional `host` and `port`.
+    Raises ConfigError on TOML syntax errors, unknown keys (typos are never ignored), wrong
+    types and invalid values; the message names the key.
+    """
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"invalid TOML: {error}") from None
+    return _from_document(document)
+
+
+def load(path: str | PathLike[str]) -> ClusterConfig:
+    """Read a TOML cluster configuration from `path` (see `loads`).
+
+    Raises ConfigError on invalid content; OSError if the file cannot be read.
+    """
+    with open(path, "rb") as file:
+        raw = file.read()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"{path}: not UTF-8: {error}") from None
+    return loads(text)
+
+
+def dumps(config: ClusterConfig) -> str:
+    """The TOML text of `config`: every bound, `f`, and every replica; `loads` inverts it."""
+    document: dict[str, Any] = {"f": config.f}
+    for name in BOUND_NAMES:
+        document[name] = getattr(config, name)
+    document["replicas"] = [
+        {"id": r.id, "public_key": r.public_key.hex(), "host": r.host, "port": r.port}
+        for r in config.replicas
+    ]
+    return tomli_w.dumps(document)
+
+
+def dump(config: ClusterConfig, path: str | PathLike[str]) -> None:
+    """Write `dumps(config)` to `path`, replacing it; raises OSError if it cannot be written."""
+    with open(path, "w", encoding="utf-8", newline="\n") as file:
+        file.write(dumps(config))
+
+
+def _from_document(document: dict[str, Any]) -> ClusterConfig:
+    allowed = {*BOUND_NAMES, "f", "replicas"}
+    unknown = sorted(set(document) - allowed)
+    if unknown:
+        raise ConfigError(f"unknown key(s): {', '.join(unknown)}")
+    bounds: dict[str, int] = {}
+    for name in BOUND_NAMES:
+        if name in document:
+            value = document[name]
+            if not _is_int(value):
+                raise ConfigError(f"{name} must be an integer, got {type(value).__name__}")
+            bounds[name] = value
+    if "replicas" not in document:
+        raise ConfigError("missing [[replicas]] tables")
+    tables = document["replicas"]
+    if not isinstance(tables, list):
+        raise ConfigError("replicas must be an array of tables ([[replicas]])")
+    replicas = tuple(_replica_from_table(index, table) for index, table in enumerate(tables))
+    config = ClusterConfig(replicas, **bounds)
+    if "f" in document:
+        f = document["f"]
+        if not _is_int(f):
+            raise ConfigError(f"f must be an integer, got {type(f).__name__}")
+        if f != config.f:
+            raise ConfigError(
+                f"f inconsistent: f = {f} but n = {config.n} replicas tolerate f = {config.f}"
+            )
+    return config
+
+
+def _replica_from_table(index: int, table: object) -> ReplicaInfo:
+    where = f"replicas[{index}]"
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where} must be a table, got {type(table).__name__}")
+    unknown = sorted(set(table) - set(_REPLICA_KEYS))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s): {', '.join(unknown)}")
+    for required in ("id", "public_key"):
+        if required not in table:
+            raise ConfigError(f"{where}: missing key {required}")
+    replica_id = table["id"]
+    if not _is_int(replica_id):
+        raise ConfigError(f"{where}.id must be an integer, got {type(replica_id).__name__}")
+    key_hex = table["public_key"]
+    if not isinstance(key_hex, str):
+        raise ConfigError(f"{where}.public_key must be a hex string, got {type(key_hex).__name__}")
+    try:
+        public_key = bytes.fromhex(key_hex)
+    except ValueError:
+        raise ConfigError(f"{where}.public_key is not valid hex: {key_hex!r}") from None
+    host = table.get("host", "127.0.0.1")
+    if not isinstance(host, str):
+        raise ConfigError(f"{where}.host must be a string, got {type(host).__name__}")
+    port = table.get("port", 0)
+    if not _is_int(port):
+        raise ConfigError(f"{where}.port must be an integer, got {type(port).__name__}")
+    return ReplicaInfo(id=replica_id, public_key=public_key, host=host, port=port)

@@ -45,7 +45,7 @@ class Request:
 class PrePrepare:
     """N2: ⟨PRE-PREPARE, v, n, d⟩ signed by the primary of view v, carrying its batch.
 
-    `digest` is `pbft.crypto.batch_digest(timestamp_ms, requests)`; D1's agreed batch timestamp is
+    `digest` is `pbft.codec.batch_digest(timestamp_ms, requests)`; D1's agreed batch timestamp is
     `timestamp_ms`. Inside a NEW-VIEW (V2) `requests` is empty: the digest names the batch,
     which replicas already hold or fetch. A null request has `digest == NULL_DIGEST`.
     """

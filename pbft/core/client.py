@@ -1,0 +1,160 @@
+"""The client side of PBFT, sans-I/O: sign requests, collect replies, retransmit (N1, N7, N9, R1).
+
+A session is one client identity with at most one request outstanding: N8's reply cache keeps
+only each client's last request, so a client that wants concurrency uses several identities.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, replace
+
+from ..codec import signing_payload
+from ..config import ClusterConfig
+from ..crypto import Signer
+from ..messages import Reply, Request
+from . import quorum
+from .ready import Outbound
+
+#: Retransmission back-off stops doubling at this multiple of `client_retry_timeout_ms`.
+RETRY_BACKOFF_MAX = 8
+
+
+@dataclass(frozen=True, slots=True)
+class ClientResult:
+    """The accepted result of the session's request: f + 1 matching replies (N7), or 2f + 1
+    matching read-only replies (R1). `operation` is what `submit` was given."""
+
+    operation: bytes
+    timestamp: int
+    result: bytes
+    read_only: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ClientReady:
+    """Messages to send to replicas, and results accepted since the last `advance()`."""
+
+    messages: tuple[Outbound, ...]
+    results: tuple[ClientResult, ...]
+
+
+class ClientSession:
+    """One signing client. Drive with `submit`, `receive(reply)`, `tick(now_ms)`, `ready()`.
+
+    Replies must come from channels authenticated as the replica they name (see
+    `pbft.messages`); a reply that matches nothing outstanding is dropped and counted.
+    """
+
+    def __init__(self, config: ClusterConfig, signer: Signer, now_ms: int = 0) -> None:
+        self.config = config
+        self.client = signer.public_key
+        self._signer = signer
+        self.now_ms = now_ms
+        self._n = config.n
+        self._all = tuple(range(config.n))
+        #: The view the replicas last told us about: its primary gets our requests (N1).
+        self.view = 0
+        self._last_timestamp = 0
+        self._outstanding: Request | None = None
+        self._operation = b""
+        self._replies: dict[int, Reply] = {}
+        self._sent_at_ms = 0
+        self._retry_timeout_ms = config.client_retry_timeout_ms
+        self.retransmissions = 0
+        self.dropped: Counter[str] = Counter()
+        self._messages: list[Outbound] = []
+        self._results: list[ClientResult] = []
+        self._awaiting_advance = False
+
+    @property
+    def outstanding(self) -> Request | None:
+        return self._outstanding
+
+    def submit(self, operation: bytes, read_only: bool = False) -> Request:
+        """Sign and send a request. Raises RuntimeError if one is still outstanding."""
+        if self._outstanding is not None:
+            raise RuntimeError("a request is still outstanding; wait for its result")
+        self._operation = operation
+        return self._send_new(operation, read_only)
+
+    def _send_new(self, operation: bytes, read_only: bool) -> Request:
+        # Timestamps follow the driver's clock in microseconds, so a restarted client with the
+        # same key does not reuse the timestamps of its earlier life (N8 would ignore them).
+        timestamp = max(self._last_timestamp + 1, self.now_ms * 1000)
+        self._last_timestamp = timestamp
+        unsigned = Request(operation, timestamp, self.client, read_only, b"")
+        request = replace(unsigned, signature=self._signer.sign(signing_payload(unsigned)))
+        self._outstanding = request
+        self._replies = {}
+        self._sent_at_ms = self.now_ms
+        self._retry_timeout_ms = self.config.client_retry_timeout_ms
+        # R1: read-only requests go to every replica; N1: others to the primary.
+        to = self._all if read_only else (self.view % self._n,)
+        self._messages.append(Outbound(to, request))
+        return request
+
+    def receive(self, reply: Reply) -> None:
+        """Count one reply; accept a result on f + 1 (or, read-only, 2f + 1) matching ones."""
+        request = self._outstanding
+        if reply.client != self.client or not 0 <= reply.replica < self._n:
+            self.dropped["misaddressed_reply"] += 1
+            return
+        if request is None or reply.timestamp != request.timestamp:
+            self.dropped["stale_reply"] += 1
+            return
+        if reply.read_only != request.read_only:
+            self.dropped["stale_reply"] += 1
+            return
+        self._replies[reply.replica] = reply
+        votes = Counter(r.result for r in self._replies.values())
+        result, count = votes.most_common(1)[0]
+        needed = (
+            quorum.read_only_quorum(self._n) if request.read_only else quorum.reply_quorum(self._n)
+        )
+        if count >= needed:
+            # Follow a view only when f + 1 replicas (one of them correct) report it.
+            views = Counter(r.view for r in self._replies.values())
+            supported = [v for v, c in views.items() if c >= quorum.reply_quorum(self._n)]
+            if supported:
+                self.view = max(self.view, max(supported))
+            self._outstanding = None
+            self._results.append(ClientResult(self._operation, request.timestamp, result, request.read_only))
+        elif request.read_only and count + (self._n - len(self._replies)) < needed:
+            # R1: the replicas disagree (a concurrent write, or a liar): order it instead.
+            self._send_new(request.operation, read_only=False)
+
+    def tick(self, now_ms: int) -> None:
+        """On timeout, retransmit to every replica (N9), backing off; read-only falls back to
+        an ordered request (R1)."""
+        if now_ms > self.now_ms:
+            self.now_ms = now_ms
+        request = self._outstanding
+        if request is None or self.now_ms - self._sent_at_ms < self._retry_timeout_ms:
+            return
+        if request.read_only:
+            self._send_new(request.operation, read_only=False)
+            return
+        self.retransmissions += 1
+        self._sent_at_ms = self.now_ms
+        self._retry_timeout_ms = min(
+            self._retry_timeout_ms * 2, self.config.client_retry_timeout_ms * RETRY_BACKOFF_MAX
+        )
+        self._messages.append(Outbound(self._all, request))
+
+    def has_ready(self) -> bool:
+        return bool(self._messages or self._results)
+
+    def ready(self) -> ClientReady:
+        if self._awaiting_advance:
+            raise RuntimeError("ready() called twice without advance()")
+        self._awaiting_advance = True
+        ready = ClientReady(tuple(self._messages), tuple(self._results))
+        self._messages.clear()
+        self._results.clear()
+        return ready
+
+    def advance(self) -> None:
+        if not self._awaiting_advance:
+            raise RuntimeError("advance() called without ready()")
+        self._awaiting_advance = False
