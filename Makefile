@@ -15,7 +15,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 demo: $(STAMP)
-	$(BIN)/python -m pbft.demo
+	$(BIN)/python -m simulations.demo
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/core_throughput.py

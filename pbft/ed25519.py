@@ -10,8 +10,8 @@ import os
 from pathlib import Path
 
 import nacl.bindings
-import nacl.exceptions
 import nacl.signing
+from nacl._sodium import ffi as _ffi, lib as _lib
 
 
 SEED_BYTES = 32
@@ -26,13 +26,14 @@ class KeyFileError(Exception):
 class Ed25519Signer:
     """A `pbft.crypto.Signer` over one Ed25519 signing key."""
 
-    __slots__ = ("_key", "_public_key")
+    __slots__ = ("_key", "_public_key", "_secret")
 
     def __init__(self, seed: bytes) -> None:
         if len(seed) != SEED_BYTES:
             raise ValueError(f"an Ed25519 seed is {SEED_BYTES} bytes, got {len(seed)}")
         self._key = nacl.signing.SigningKey(seed)
         self._public_key = bytes(self._key.verify_key)
+        self._secret = self._key._signing_key  # seed ‖ public key, as libsodium wants it
 
     @classmethod
     def generate(cls) -> "Ed25519Signer":
@@ -48,30 +49,41 @@ class Ed25519Signer:
         return bytes(self._key)
 
     def sign(self, payload: bytes) -> bytes:
-        return self._key.sign(payload).signature
+        # The binding directly: SigningKey.sign wraps the same call in a SignedMessage.
+        return nacl.bindings.crypto_sign(payload, self._secret)[:SIGNATURE_BYTES]
 
     def __repr__(self) -> str:
         return f"Ed25519Signer(public_key={self._public_key.hex()[:16]}…)"
 
 
 class Ed25519Verifier:
-    """A `pbft.crypto.Verifier` for Ed25519; never raises on bad input."""
+    """A `pbft.crypto.Verifier` for Ed25519; never raises on bad input.
 
-    __slots__ = ()
+    Calls libsodium through PyNaCl's bindings with one reusable output buffer (the binding
+    allocates one per call), so an instance must not be shared between threads.
+    """
+
+    __slots__ = ("_buffer", "_buffer_bytes", "_out_len")
+
+    def __init__(self) -> None:
+        self._buffer_bytes = 4096
+        self._buffer = _ffi.new("unsigned char[]", self._buffer_bytes)
+        self._out_len = _ffi.new("unsigned long long *")
 
     def verify(self, public_key: bytes, payload: bytes, signature: bytes) -> bool:
         if (
             type(public_key) is not bytes
             or type(signature) is not bytes
+            or type(payload) is not bytes
             or len(public_key) != PUBLIC_KEY_BYTES
             or len(signature) != SIGNATURE_BYTES
         ):
             return False
-        try:
-            nacl.bindings.crypto_sign_open(signature + payload, public_key)
-        except (nacl.exceptions.BadSignatureError, nacl.exceptions.CryptoError, ValueError, TypeError):
-            return False
-        return True
+        signed = signature + payload
+        if len(signed) > self._buffer_bytes:
+            self._buffer_bytes = 2 * len(signed)
+            self._buffer = _ffi.new("unsigned char[]", self._buffer_bytes)
+        return _lib.crypto_sign_open(self._buffer, self._out_len, signed, len(signed), public_key) == 0
 
 
 def write_key_file(path: Path | str, signer: Ed25519Signer) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from pbft.app import KeyValueStore, StateMachine
@@ -43,7 +43,6 @@ class DeliveryStats:
     delivered: int = 0
     filtered: int = 0
     undecodable: int = 0
-    by_type: dict[str, int] = field(default_factory=dict)
 
 
 class InProcessCluster:
@@ -124,12 +123,12 @@ class InProcessCluster:
             except ValueError:
                 self.stats.undecodable += 1
                 return True
-        if any(not allow(item.source, item.destination, message) for allow in self.filters):
+        if self.filters and not all(
+            allow(item.source, item.destination, message) for allow in self.filters
+        ):
             self.stats.filtered += 1
             return True
         self.stats.delivered += 1
-        name = type(message).__name__
-        self.stats.by_type[name] = self.stats.by_type.get(name, 0) + 1
         destination = item.destination
         if isinstance(destination, int):
             replica = self.replicas[destination]

@@ -28,6 +28,7 @@ class CountingVerifier(Ed25519Verifier):
     """A real verifier that also counts calls, to show cheap checks run before signatures."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.calls = 0
 
     def verify(self, public_key: bytes, payload: bytes, signature: bytes) -> bool:

@@ -184,7 +184,8 @@ def test_n3_pre_prepare_outside_the_watermarks_is_refused():
     backup = make_replica(1, log_window=8, checkpoint_interval=4)
     backup.receive(pre_prepare(9))
     backup.receive(pre_prepare(0))
-    assert backup.dropped["outside_watermarks"] == 2
+    assert backup.dropped["above_high_watermark"] == 1
+    assert backup.dropped["below_low_watermark"] == 1
 
 
 def test_n3_pre_prepare_checks_are_ordered_cheapest_first():
@@ -424,7 +425,7 @@ def test_n10_votes_outside_the_view_or_watermarks_or_from_strangers_are_not_coun
     backup.receive(replace(prepare(pp, 2), signature=bytes(64)))
     assert backup.dropped == {
         "wrong_view": 1,
-        "outside_watermarks": 1,
+        "above_high_watermark": 1,
         "unknown_replica": 1,
         "bad_signature": 1,
     }

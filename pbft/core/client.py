@@ -7,7 +7,7 @@ only each client's last request, so a client that wants concurrency uses several
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from ..codec import signing_payload
 from ..config import ClusterConfig
@@ -59,6 +59,8 @@ class ClientSession:
         self._outstanding: Request | None = None
         self._operation = b""
         self._replies: dict[int, Reply] = {}
+        #: How many of `_replies` carry each result.
+        self._votes: dict[bytes, int] = {}
         self._sent_at_ms = 0
         self._retry_timeout_ms = config.client_retry_timeout_ms
         self.retransmissions = 0
@@ -84,9 +86,11 @@ class ClientSession:
         timestamp = max(self._last_timestamp + 1, self.now_ms * 1000)
         self._last_timestamp = timestamp
         unsigned = Request(operation, timestamp, self.client, read_only, b"")
-        request = replace(unsigned, signature=self._signer.sign(signing_payload(unsigned)))
+        signature = self._signer.sign(signing_payload(unsigned))
+        request = Request(operation, timestamp, self.client, read_only, signature)
         self._outstanding = request
         self._replies = {}
+        self._votes: dict[bytes, int] = {}
         self._sent_at_ms = self.now_ms
         self._retry_timeout_ms = self.config.client_retry_timeout_ms
         # R1: read-only requests go to every replica; N1: others to the primary.
@@ -106,9 +110,14 @@ class ClientSession:
         if reply.read_only != request.read_only:
             self.dropped["stale_reply"] += 1
             return
-        self._replies[reply.replica] = reply
-        votes = Counter(r.result for r in self._replies.values())
-        result, count = votes.most_common(1)[0]
+        replies = self._replies
+        previous = replies.get(reply.replica)
+        replies[reply.replica] = reply
+        votes = self._votes
+        if previous is not None:
+            votes[previous.result] -= 1
+        result = reply.result
+        count = votes[result] = votes.get(result, 0) + 1
         needed = (
             quorum.read_only_quorum(self._n) if request.read_only else quorum.reply_quorum(self._n)
         )
@@ -120,7 +129,7 @@ class ClientSession:
                 self.view = max(self.view, max(supported))
             self._outstanding = None
             self._results.append(ClientResult(self._operation, request.timestamp, result, request.read_only))
-        elif request.read_only and count + (self._n - len(self._replies)) < needed:
+        elif request.read_only and max(votes.values()) + self._n - len(replies) < needed:
             # R1: the replicas disagree (a concurrent write, or a liar): order it instead.
             self._send_new(request.operation, read_only=False)
 

@@ -7,14 +7,13 @@ every correct replica at equal sequence numbers and is covered by the checkpoint
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from ..codec import packb_canonical, unpackb_canonical
 from ..crypto import sha256
 
 
-@dataclass(frozen=True, slots=True)
-class ClientRecord:
+class ClientRecord(NamedTuple):
     """The last request executed for one client and the result it produced."""
 
     timestamp: int
@@ -45,7 +44,7 @@ class ClientTable:
 
     def last_timestamp(self, client: bytes) -> int:
         record = self._records.get(client)
-        return -1 if record is None else record.timestamp
+        return -1 if record is None else record[0]
 
     def record(self, client: bytes, timestamp: int, result: bytes, sequence: int) -> None:
         records = self._records

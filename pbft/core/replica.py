@@ -277,8 +277,8 @@ class Replica:
             return "pre_prepare_not_from_primary"
         if self.is_primary:
             return "pre_prepare_to_primary"
-        if not self.stable_checkpoint < m.sequence <= self.high_watermark:
-            return "outside_watermarks"
+        if (reason := self._reject_sequence(m.sequence)) is not None:
+            return reason
         entry = self._log.get(m.sequence)
         if entry is not None and entry.pre_prepare is not None:
             if entry.pre_prepare.digest != m.digest:
@@ -363,8 +363,17 @@ class Replica:
             return "prepare_from_primary"
         if vote.view != self.view:
             return "wrong_view"
-        if not self.stable_checkpoint < vote.sequence <= self.high_watermark:
-            return "outside_watermarks"
+        if (reason := self._reject_sequence(vote.sequence)) is not None:
+            return reason
+        return None
+
+    def _reject_sequence(self, sequence: int) -> str | None:
+        """N3, N10: h < n ≤ H. Below h is merely late (already garbage-collected); above H is
+        a sender running ahead or lying."""
+        if sequence <= self.stable_checkpoint:
+            return "below_low_watermark"
+        if sequence > self.high_watermark:
+            return "above_high_watermark"
         return None
 
     def _check_prepared(self, entry: LogEntry) -> None:
@@ -408,18 +417,20 @@ class Replica:
         timestamp_ms = max(pre_prepare.timestamp_ms, self.last_batch_timestamp_ms)
         executed: list[ExecutedRequest] = []
         table = self.client_table
+        execute = self._app.execute
+        proposed, waiting, replies = self._proposed, self._waiting, self._replies
+        view, me = self.view, self.id
         for request in pre_prepare.requests:
-            key = (request.client, request.timestamp)
-            self._proposed.discard(key)
-            if request.timestamp <= table.last_timestamp(request.client):
+            client, timestamp = request.client, request.timestamp
+            if proposed:
+                proposed.discard((client, timestamp))
+            if timestamp <= table.last_timestamp(client):
                 continue  # N8: already executed (a retransmission proposed twice)
-            context = ExecutionContext(sequence, request.client, timestamp_ms)
-            result = self._app.execute(request.operation, context)
-            table.record(request.client, request.timestamp, result, sequence)
-            waiting = self._waiting.get(request.client)
-            if waiting is not None and waiting[0] <= request.timestamp:
-                del self._waiting[request.client]
-            self._send_reply(request.client, request.timestamp, result, False)
+            result = execute(request.operation, ExecutionContext(sequence, client, timestamp_ms))
+            table.record(client, timestamp, result, sequence)
+            if client in waiting and waiting[client][0] <= timestamp:
+                del waiting[client]
+            replies.append(Reply(view, timestamp, client, me, result, False))  # N7
             executed.append(ExecutedRequest(request, result))
         self.last_executed = sequence
         self.last_batch_timestamp_ms = timestamp_ms
@@ -458,8 +469,8 @@ class Replica:
             return "unknown_replica"
         if c.sequence % self.config.checkpoint_interval != 0:
             return "checkpoint_off_interval"
-        if not self.stable_checkpoint < c.sequence <= self.high_watermark:
-            return "outside_watermarks"
+        if (reason := self._reject_sequence(c.sequence)) is not None:
+            return reason
         if c.replica in self._checkpoints.get(c.sequence, ()):
             return "duplicate_vote"
         if not self._verify_replica_signature(c):
