@@ -45,6 +45,10 @@ from pbft.messages import (
     Reply,
     Request,
     ViewChange,
+    FetchState,
+    StateChunk,
+    FetchLog,
+    LoggedBatch,
 )
 
 __all__ = [
@@ -79,6 +83,10 @@ TAGS: dict[type, int] = {
     PreparedCertificate: 7,
     ViewChange: 8,
     NewView: 9,
+    FetchState: 10,
+    StateChunk: 11,
+    FetchLog: 12,
+    LoggedBatch: 13,
 }
 
 #: Integers are sent as msgpack int64/uint64; we keep them within int64 so that every
@@ -139,6 +147,8 @@ class Limits:
     batch_size_max: int = 1000
     #: Entries in each tuple of a VIEW-CHANGE, NEW-VIEW or prepared certificate.
     certificate_entries_max: int = 10_000
+    #: Bytes of snapshot in one STATE-CHUNK.
+    state_chunk_bytes_max: int = 1024 * 1024
 
     @classmethod
     def from_config(cls, config: Any) -> Limits:
@@ -158,6 +168,7 @@ class Limits:
             result_bytes_max=config.result_bytes_max,
             batch_size_max=config.batch_size_max,
             certificate_entries_max=config.log_window * config.n + 64,
+            state_chunk_bytes_max=config.state_chunk_bytes,
         )
 
 
@@ -167,7 +178,10 @@ DEFAULT_LIMITS = Limits()
 @functools.lru_cache(maxsize=32)
 def _unpack_options(limits: Limits) -> dict[str, Any]:
     """msgpack's own limits for `limits`: no header can make it allocate beyond these."""
-    bytes_max = max(limits.operation_bytes_max, limits.result_bytes_max, SIGNATURE_BYTES)
+    bytes_max = max(
+        limits.operation_bytes_max, limits.result_bytes_max, limits.state_chunk_bytes_max,
+        SIGNATURE_BYTES,
+    )
     return {
         "use_list": False,  # arrays as tuples: our tuple fields need no conversion
         "raw": False,  # str stays str, so that it can be refused where bytes are expected
@@ -361,6 +375,10 @@ _FIELD_RULES: dict[str, _Rule] = {
     "prepared": _many(PreparedCertificate, "certificate_entries_max"),
     "view_changes": _many(ViewChange, "certificate_entries_max"),
     "pre_prepares": _many(PrePrepare, "certificate_entries_max"),
+    "chunk": _UINT,
+    "chunks_total": _UINT,
+    "data": _bounded_bytes("state_chunk_bytes_max"),
+    "commits": _many(Commit, "certificate_entries_max"),
 }
 
 #: Fields a signature does not cover: the signature itself, and a PRE-PREPARE's batch, which
@@ -508,7 +526,7 @@ class _MessageSpec:
 def _build_specs() -> dict[type, _MessageSpec]:
     # Nested types first, so that each encoder finds the encoders of what it contains.
     order = (Request, Prepare, Commit, Reply, Checkpoint, PrePrepare, PreparedCertificate,
-             ViewChange, NewView)
+             ViewChange, NewView, FetchState, StateChunk, FetchLog, LoggedBatch)
     assert set(order) == set(TAGS)
     namespace: dict[str, Any] = {"INT_MAX": INT_MAX}
     return {cls: _MessageSpec(cls, namespace) for cls in order}

@@ -57,6 +57,10 @@ class ClusterConfig:
     request_timeout_ms: int = 2_000
     #: T of V4: how long a view change may take before moving on (doubles while failing).
     view_change_timeout_ms: int = 4_000
+    #: S1: a state or log fetch unanswered for this long is asked of another replica.
+    state_transfer_timeout_ms: int = 1_000
+    #: S1: snapshots travel in chunks of at most this many bytes.
+    state_chunk_bytes: int = 256 * 1024
     #: D1: a backup refuses a batch timestamp further than this from its own clock.
     timestamp_skew_max_ms: int = 30_000
     #: A client multicasts its request when no result arrived within this (N9).

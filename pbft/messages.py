@@ -138,6 +138,52 @@ class NewView:
     signature: bytes
 
 
+@dataclass(frozen=True, slots=True)
+class FetchState:
+    """S1: ask a replica for chunk `chunk` of its snapshot at stable checkpoint `sequence`."""
+
+    sequence: int
+    chunk: int
+    replica: int
+    signature: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class StateChunk:
+    """S1: one chunk of the snapshot at `sequence`. The whole snapshot's SHA-256 is the
+    checkpoint digest, so the fetcher checks it against the 2f + 1 CHECKPOINT proof before
+    restoring anything; the signature names the replica to blame if it does not match."""
+
+    sequence: int
+    chunk: int
+    chunks_total: int
+    data: bytes
+    replica: int
+    signature: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class FetchLog:
+    """S1, V3: ask for logged batches. With `digest` = NULL_DIGEST: every committed batch from
+    `sequence` on (catching up); otherwise the batch with that digest at `sequence` (a NEW-VIEW
+    named a batch this replica never received)."""
+
+    sequence: int
+    digest: bytes
+    replica: int
+    signature: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedBatch:
+    """An answer to FETCH-LOG: a PRE-PREPARE with its batch, and the COMMITs the sender holds
+    for it. The batch is checked against the digest; 2f + 1 valid matching COMMITs make it a
+    commit certificate that lets the receiver execute it without having voted."""
+
+    pre_prepare: PrePrepare
+    commits: tuple[Commit, ...]
+
+
 Message = (
     Request
     | PrePrepare
@@ -148,9 +194,16 @@ Message = (
     | PreparedCertificate
     | ViewChange
     | NewView
+    | FetchState
+    | StateChunk
+    | FetchLog
+    | LoggedBatch
 )
 
 #: Messages that carry a replica's signature and may appear in certificates.
-SignedByReplica = PrePrepare | Prepare | Commit | Checkpoint | ViewChange | NewView
+SignedByReplica = (
+    PrePrepare | Prepare | Commit | Checkpoint | ViewChange | NewView | FetchState | StateChunk
+    | FetchLog
+)
 
 NULL_DIGEST = bytes(DIGEST_BYTES)

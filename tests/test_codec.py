@@ -33,6 +33,10 @@ from pbft.codec import (
 )
 from pbft.config import ClusterConfig, ReplicaInfo
 from pbft.messages import (
+    FetchLog,
+    FetchState,
+    LoggedBatch,
+    StateChunk,
     Checkpoint,
     Commit,
     NewView,
@@ -116,6 +120,22 @@ new_views = st.builds(
     replica=small_uints,
     signature=signatures,
 )
+fetch_states = st.builds(
+    FetchState, sequence=uints, chunk=uints, replica=small_uints, signature=signatures
+)
+state_chunks = st.builds(
+    StateChunk,
+    sequence=uints,
+    chunk=uints,
+    chunks_total=uints,
+    data=st.binary(max_size=64),
+    replica=small_uints,
+    signature=signatures,
+)
+fetch_logs = st.builds(
+    FetchLog, sequence=uints, digest=digests, replica=small_uints, signature=signatures
+)
+logged_batches = st.builds(LoggedBatch, pre_prepare=pre_prepares, commits=tuples_of(commits))
 STRATEGIES = {
     Request: requests,
     PrePrepare: pre_prepares,
@@ -126,10 +146,15 @@ STRATEGIES = {
     PreparedCertificate: prepared_certificates,
     ViewChange: view_changes,
     NewView: new_views,
+    FetchState: fetch_states,
+    StateChunk: state_chunks,
+    FetchLog: fetch_logs,
+    LoggedBatch: logged_batches,
 }
 messages = st.one_of(*STRATEGIES.values())
 signed_messages = st.one_of(
-    requests, pre_prepares, prepares, commits, checkpoints, view_changes, new_views
+    requests, pre_prepares, prepares, commits, checkpoints, view_changes, new_views,
+    fetch_states, state_chunks, fetch_logs,
 )
 
 # --- fixed examples ----------------------------------------------------------------------------
@@ -172,7 +197,7 @@ def request_array(operation=b"op", timestamp=1, client=CLIENT, read_only=False, 
 
 
 def test_every_message_type_has_a_distinct_tag_and_a_strategy():
-    assert sorted(TAGS.values()) == list(range(1, 10))
+    assert sorted(TAGS.values()) == list(range(1, 14))
     assert set(STRATEGIES) == set(TAGS)
 
 
@@ -340,7 +365,7 @@ def test_array_beyond_every_limit_is_refused_by_msgpack_itself():
 
 
 def test_bin_beyond_every_limit_is_refused_by_msgpack_itself():
-    limits = Limits(operation_bytes_max=100, result_bytes_max=100)
+    limits = Limits(operation_bytes_max=100, result_bytes_max=100, state_chunk_bytes_max=100)
     with pytest.raises(ContainerTooLarge, match="max_bin_len"):
         decode(encode(make_request(b"x" * 101)), limits)
     # A bin32 header announcing 4 GiB, with nothing behind it: refused, nothing allocated.
