@@ -699,6 +699,7 @@ def test_limits_from_config():
         result_bytes_max=2000,
         batch_size_max=50,
         certificate_entries_max=128 * 4 + 64,
+        state_chunk_bytes_max=config.state_chunk_bytes,
     )
     # A full-window NEW-VIEW fits: one pre-prepare per sequence in the window.
     assert limits.certificate_entries_max >= config.log_window
