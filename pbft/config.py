@@ -61,6 +61,8 @@ class ClusterConfig:
     state_transfer_timeout_ms: int = 1_000
     #: S1: snapshots travel in chunks of at most this many bytes.
     state_chunk_bytes: int = 256 * 1024
+    #: S1: the largest snapshot a replica accepts from another (bounds a fetch's memory).
+    snapshot_bytes_max: int = 1024 * 1024 * 1024
     #: D1: a backup refuses a batch timestamp further than this from its own clock.
     timestamp_skew_max_ms: int = 30_000
     #: A client multicasts its request when no result arrived within this (N9).

@@ -1,4 +1,5 @@
-"""One PBFT replica, sans-I/O: the normal case (N1–N10, D1) and checkpoints (C1, C2).
+"""One PBFT replica, sans-I/O: the normal case (N1–N10, D1), checkpoints (C1, C2), view change
+(V1–V6), state transfer (S1) and read-only requests (R1).
 
 Driven only through `receive(message)` and `tick(now_ms)`; it answers through `ready()` and
 `advance()` (ARCHITECTURE.md). Everything that arrives from the network is data: a message that
@@ -11,24 +12,42 @@ from collections import Counter
 from dataclasses import replace
 
 from ..app import ExecutionContext, StateMachine
-from ..codec import batch_digest, request_digest, signing_payload
+from ..codec import batch_digest, signing_payload
 from ..config import ClusterConfig
 from ..crypto import Signer, Verifier, sha256
 from ..messages import (
+    NULL_DIGEST,
     Checkpoint,
     Commit,
+    FetchLog,
+    FetchState,
+    LoggedBatch,
     Message,
+    NewView,
     Prepare,
+    PreparedCertificate,
     PrePrepare,
     Reply,
     Request,
+    StateChunk,
+    ViewChange,
 )
 from . import quorum
 from .client_table import ClientTable
 from .log import LogEntry
 from .ready import ExecutedBatch, ExecutedRequest, Outbound, Ready, Status
+from .state_transfer import (
+    StateFetch,
+    chunk_snapshot,
+    decode_snapshot,
+    encode_snapshot,
+)
+from .view_change import checkpoint_proof_reason, new_view_plan, new_view_reason, view_change_reason
 
 RequestKey = tuple[bytes, int]  # (client, timestamp)
+
+#: Messages that belong to one view: stashed while that view is in the future (V3).
+_VIEW_MESSAGES = (PrePrepare, Prepare, Commit)
 
 
 class Replica:
@@ -36,6 +55,7 @@ class Replica:
 
     `signer` must hold the key listed for `replica_id` in `config`; `verifier` checks everyone
     else's. The replica owns `app` from now on: nothing else may call it while the replica lives.
+    Raises ValueError if the id or the key does not match the configuration.
     """
 
     def __init__(
@@ -59,8 +79,11 @@ class Replica:
         self.now_ms = now_ms
         self._n = config.n
         self._others = tuple(r for r in range(config.n) if r != replica_id)
+        self._keys = tuple(r.public_key for r in config.replicas)
 
         self.view = 0
+        #: False between sending a VIEW-CHANGE for `view` and installing its NEW-VIEW.
+        self.view_active = True
         self.last_executed = 0
         #: h of C2: the sequence number of the last stable checkpoint.
         self.stable_checkpoint = 0
@@ -69,18 +92,47 @@ class Replica:
         self.last_batch_timestamp_ms = 0
         self.client_table = ClientTable(config.client_table_max)
         self.dropped: Counter[str] = Counter()
+        self.view_changes_started = 0
 
         self._log: dict[int, LogEntry] = {}
+        #: Batches by digest, with their sequence number, for h < n (to execute entries whose
+        #: NEW-VIEW PRE-PREPARE came without its batch, and to answer FETCH-LOG).
+        self._batches: dict[bytes, PrePrepare] = {}
+        #: The prepared certificate of the highest view for each n > h (V1's P).
+        self._prepared_certificates: dict[int, PreparedCertificate] = {}
         #: CHECKPOINT messages by sequence number, then by sender (C1, C2).
         self._checkpoints: dict[int, dict[int, Checkpoint]] = {}
+        #: Our own snapshots at checkpoints ≥ h, served to replicas that fall behind (S1).
+        self._snapshots: dict[int, bytes] = {self.stable_checkpoint: self._snapshot()}
+        self._fetch: StateFetch | None = None
+        #: A stable checkpoint proven above what we executed: (n, digest, proof, fetch deadline).
+        self._lagging: tuple[int, bytes, tuple[Checkpoint, ...], int] | None = None
+
         # Primary only: the last sequence number assigned, the requests waiting for a batch (in
         # arrival order) and those proposed but not executed yet.
         self._last_assigned = 0
         self._last_proposed_timestamp_ms = 0
         self._pending: dict[RequestKey, Request] = {}
         self._proposed: set[RequestKey] = set()
-        #: Backups: per client, the request it waits on and since when (N1; V1's timer).
-        self._waiting: dict[bytes, tuple[int, int]] = {}
+        #: Backups: per client, the request it waits on (N1, V1).
+        self._waiting: dict[bytes, Request] = {}
+        self._waiting_since: dict[bytes, int] = {}
+        #: V1: when the request timer fires, if a request is waiting.
+        self._request_deadline_ms: int | None = None
+        #: V4: when the view change in progress is given up for the next view.
+        self._view_change_deadline_ms: int | None = None
+        self._view_change_timeout_ms = config.view_change_timeout_ms
+        #: Each replica's VIEW-CHANGE for the highest view it asked for (V2, V5).
+        self._view_change_messages: dict[int, ViewChange] = {}
+        #: The NEW-VIEW that installed `view` (resent to replicas still asking for it).
+        self._new_view: NewView | None = None
+        #: Messages of future views, kept until the view is installed (bounded by stash_max).
+        self._stash: list[Message] = []
+        #: Catch-up (S1): the highest sequence others have shown us, and when we last executed.
+        self._highest_seen = 0
+        self._last_progress_ms = now_ms
+        self._log_fetch_deadline_ms = 0
+        self._log_fetch_source = replica_id
 
         self._persist: list[Message] = []
         self._messages: list[Outbound] = []
@@ -94,6 +146,12 @@ class Replica:
             Prepare: self._on_prepare,
             Commit: self._on_commit,
             Checkpoint: self._on_checkpoint,
+            ViewChange: self._on_view_change,
+            NewView: self._on_new_view,
+            FetchState: self._on_fetch_state,
+            StateChunk: self._on_state_chunk,
+            FetchLog: self._on_fetch_log,
+            LoggedBatch: self._on_logged_batch,
         }
 
     # ------------------------------------------------------------------ the driver's interface
@@ -108,9 +166,28 @@ class Replica:
         self._check_invariants()
 
     def tick(self, now_ms: int) -> None:
-        """Let time pass. `now_ms` never goes backwards (a smaller value is ignored)."""
+        """Let time pass and fire the timers that are due (V1, V4, S1). `now_ms` never goes
+        backwards (a smaller value is ignored)."""
         if now_ms > self.now_ms:
             self.now_ms = now_ms
+        now = self.now_ms
+        if self.view_active:
+            if self._request_deadline_ms is not None and now >= self._request_deadline_ms:
+                self._start_view_change(self.view + 1)  # V1
+        elif self._view_change_deadline_ms is not None and now >= self._view_change_deadline_ms:
+            self._view_change_timeout_ms *= 2  # V4: 2T, 4T, ... until progress
+            self._start_view_change(self.view + 1)
+        lagging = self._lagging
+        if lagging is not None and now >= lagging[3]:
+            self._lagging = None
+            self._stable_checkpoint_proven(lagging[0], lagging[1], lagging[2], wait=False)
+        fetch = self._fetch
+        if fetch is not None and now >= fetch.deadline_ms:
+            self.dropped["state_fetch_timeout"] += 1
+            fetch.next_source(now)
+            self._request_chunk()
+        self._maybe_catch_up()
+        self._check_invariants()
 
     def has_ready(self) -> bool:
         return bool(self._persist or self._messages or self._replies or self._executed)
@@ -164,12 +241,36 @@ class Replica:
     def high_watermark(self) -> int:
         return self.stable_checkpoint + self.config.log_window
 
+    @property
+    def fetching_state(self) -> bool:
+        return self._fetch is not None
+
     def log_size(self) -> int:
         return len(self._log)
 
+    def memory_footprint(self) -> dict[str, int]:
+        """Sizes of every bounded structure, for tests and metrics."""
+        return {
+            "log": len(self._log),
+            "batches": len(self._batches),
+            "prepared_certificates": len(self._prepared_certificates),
+            "checkpoint_sequences": len(self._checkpoints),
+            "snapshots": len(self._snapshots),
+            "stash": len(self._stash),
+            "pending": len(self._pending),
+            "proposed": len(self._proposed),
+            "waiting": len(self._waiting),
+            "view_change_messages": len(self._view_change_messages),
+            "clients": len(self.client_table),
+        }
+
     def waiting_requests(self) -> dict[bytes, tuple[int, int]]:
         """Backups: per client, the timestamp of the request it waits on and since when (ms)."""
-        return dict(self._waiting)
+        return {c: (r.timestamp, self._waiting_since[c]) for c, r in self._waiting.items()}
+
+    def state_digest(self) -> bytes:
+        """The digest a CHECKPOINT of the current state would carry (C1)."""
+        return sha256(self._snapshot())
 
     # ------------------------------------------------------------------ requests (N1, N8, R1)
 
@@ -191,7 +292,7 @@ class Replica:
             return
         if request.read_only:
             self._execute_read_only(request)
-        elif self.is_primary:
+        elif self.is_primary and self.view_active:
             if len(self._pending) >= self.config.pending_requests_max:
                 self.dropped["pending_requests_full"] += 1
                 return
@@ -199,13 +300,21 @@ class Replica:
             self._propose_batches()
         else:
             # N1/N9: a backup relays the request to the primary and starts its timer.
-            self._send((self.primary,), request)
-            waiting = self._waiting.get(request.client)
-            if waiting is None or waiting[0] < request.timestamp:
-                if waiting is None and len(self._waiting) >= self.config.pending_requests_max:
-                    self.dropped["pending_requests_full"] += 1
-                    return
-                self._waiting[request.client] = (request.timestamp, self.now_ms)
+            if self.view_active:
+                self._send((self.primary,), request)
+            self._wait_for(request)
+
+    def _wait_for(self, request: Request) -> None:
+        waiting = self._waiting.get(request.client)
+        if waiting is not None and waiting.timestamp >= request.timestamp:
+            return
+        if waiting is None and len(self._waiting) >= self.config.pending_requests_max:
+            self.dropped["pending_requests_full"] += 1
+            return
+        self._waiting[request.client] = request
+        self._waiting_since[request.client] = self.now_ms
+        if self._request_deadline_ms is None:
+            self._request_deadline_ms = self.now_ms + self.config.request_timeout_ms
 
     def _verify_request(self, request: Request) -> bool:
         return self._verifier.verify(request.client, signing_payload(request), request.signature)
@@ -242,28 +351,34 @@ class Replica:
         pre_prepare = self._sign(
             PrePrepare(self.view, sequence, digest, timestamp_ms, requests, self.id, b"")
         )
-        entry = self._entry(sequence)
-        entry.pre_prepare = pre_prepare
-        if discarded := entry.discard_mismatched_votes():
-            self.dropped["mismatched_vote"] += discarded
-        self._persist.append(pre_prepare)
+        self._accept_pre_prepare(pre_prepare)
         self._send(self._others, pre_prepare)
-        self._check_prepared(entry)
+        self._check_prepared(self._log[sequence])
 
-    # ------------------------------------------------------------------ backups (N3, N4, D1)
-
-    def _on_pre_prepare(self, pre_prepare: PrePrepare) -> None:
-        if (reason := self._reject_pre_prepare(pre_prepare)) is not None:
-            self.dropped[reason] += 1
-            return
+    def _accept_pre_prepare(self, pre_prepare: PrePrepare) -> LogEntry:
         entry = self._entry(pre_prepare.sequence)
         entry.pre_prepare = pre_prepare
         if discarded := entry.discard_mismatched_votes():
             self.dropped["mismatched_vote"] += discarded
         self._persist.append(pre_prepare)
-        prepare = self._sign(
-            Prepare(self.view, pre_prepare.sequence, pre_prepare.digest, self.id, b"")
-        )
+        if pre_prepare.requests:
+            self._batches[pre_prepare.digest] = pre_prepare
+        return entry
+
+    # ------------------------------------------------------------------ backups (N3, N4, D1)
+
+    def _on_pre_prepare(self, pre_prepare: PrePrepare) -> None:
+        if self._stash_if_future(pre_prepare, pre_prepare.view):
+            return
+        if (reason := self._reject_pre_prepare(pre_prepare)) is not None:
+            self.dropped[reason] += 1
+            return
+        entry = self._accept_pre_prepare(pre_prepare)
+        self._prepare(entry)
+
+    def _prepare(self, entry: LogEntry) -> None:
+        """N4: multicast our PREPARE for the entry's PRE-PREPARE."""
+        prepare = self._sign(Prepare(self.view, entry.sequence, entry.digest, self.id, b""))
         entry.prepares[self.id] = prepare
         self._persist.append(prepare)
         self._send(self._others, prepare)
@@ -271,7 +386,7 @@ class Replica:
 
     def _reject_pre_prepare(self, m: PrePrepare) -> str | None:
         """N3 and D1, cheapest checks first; None if `m` is acceptable."""
-        if m.view != self.view:
+        if m.view != self.view or not self.view_active:
             return "wrong_view"
         if m.replica != self.primary:
             return "pre_prepare_not_from_primary"
@@ -306,22 +421,23 @@ class Replica:
         """D1: not below the previous batch's, not above the next's, near our own clock."""
         if abs(m.timestamp_ms - self.now_ms) > self.config.timestamp_skew_max_ms:
             return "batch_timestamp_skew"
-        floor = self.last_batch_timestamp_ms if m.sequence > self.last_executed else 0
+        if m.sequence > self.last_executed and m.timestamp_ms < self.last_batch_timestamp_ms:
+            return "batch_timestamp_backwards"
         for sequence, entry in self._log.items():
             other = entry.pre_prepare
-            if other is None or sequence == m.sequence:
+            if other is None or other.digest == NULL_DIGEST or sequence == m.sequence:
                 continue
             if sequence < m.sequence and other.timestamp_ms > m.timestamp_ms:
                 return "batch_timestamp_backwards"
             if sequence > m.sequence and other.timestamp_ms < m.timestamp_ms:
                 return "batch_timestamp_backwards"
-        if m.timestamp_ms < floor:
-            return "batch_timestamp_backwards"
         return None
 
     # ------------------------------------------------------------------ votes (N4, N5, N10)
 
     def _on_prepare(self, prepare: Prepare) -> None:
+        if self._stash_if_future(prepare, prepare.view):
+            return
         if (reason := self._reject_vote(prepare, prepare.replica == self.primary)) is not None:
             self.dropped[reason] += 1
             return
@@ -339,6 +455,8 @@ class Replica:
         self._check_prepared(entry)
 
     def _on_commit(self, commit: Commit) -> None:
+        if self._stash_if_future(commit, commit.view):
+            return
         if (reason := self._reject_vote(commit, False)) is not None:
             self.dropped[reason] += 1
             return
@@ -353,6 +471,7 @@ class Replica:
             self.dropped["bad_signature"] += 1
             return
         entry.commits[commit.replica] = commit
+        self._highest_seen = max(self._highest_seen, commit.sequence)
         self._check_committed(entry)
 
     def _reject_vote(self, vote: Prepare | Commit, from_primary: bool) -> str | None:
@@ -361,11 +480,9 @@ class Replica:
             return "unknown_replica"
         if from_primary:
             return "prepare_from_primary"
-        if vote.view != self.view:
+        if vote.view != self.view or not self.view_active:
             return "wrong_view"
-        if (reason := self._reject_sequence(vote.sequence)) is not None:
-            return reason
-        return None
+        return self._reject_sequence(vote.sequence)
 
     def _reject_sequence(self, sequence: int) -> str | None:
         """N3, N10: h < n ≤ H. Below h is merely late (already garbage-collected); above H is
@@ -377,12 +494,24 @@ class Replica:
         return None
 
     def _check_prepared(self, entry: LogEntry) -> None:
-        """N4 → N5: once prepared, multicast COMMIT (once)."""
+        """N4 → N5: once prepared, keep the certificate (V1) and multicast COMMIT (once)."""
         if entry.prepared or entry.pre_prepare is None:
             return
         if entry.matching_prepares() < quorum.prepare_quorum(self._n):
             return
         entry.prepared = True
+        pre_prepare = entry.pre_prepare
+        primary = self.config.primary(entry.view)
+        prepares = tuple(
+            sorted(
+                (p for p in entry.prepares.values()
+                 if p.digest == pre_prepare.digest and p.replica != primary),
+                key=lambda p: p.replica,
+            )
+        )
+        self._prepared_certificates[entry.sequence] = PreparedCertificate(
+            replace(pre_prepare, requests=()), prepares
+        )
         commit = self._sign(Commit(self.view, entry.sequence, entry.digest, self.id, b""))
         entry.commits[self.id] = commit
         self._persist.append(commit)
@@ -401,17 +530,31 @@ class Replica:
 
     def _execute_committed(self) -> None:
         """N6: execute committed batches strictly in sequence order."""
-        while True:
+        while self._fetch is None:
             entry = self._log.get(self.last_executed + 1)
             if entry is None or not entry.committed:
                 break
-            self._execute(entry)
-        if self.is_primary:
+            pre_prepare = self._batch_of(entry)
+            if pre_prepare is None:
+                self._fetch_batch(entry)
+                break
+            self._execute(entry, pre_prepare)
+        if self.is_primary and self.view_active:
             self._propose_batches()
 
-    def _execute(self, entry: LogEntry) -> None:
+    def _batch_of(self, entry: LogEntry) -> PrePrepare | None:
+        """The entry's PRE-PREPARE with its batch, or None if the batch is still missing."""
         pre_prepare = entry.pre_prepare
-        assert pre_prepare is not None and entry.committed
+        assert pre_prepare is not None
+        if pre_prepare.requests or pre_prepare.digest == NULL_DIGEST:
+            return pre_prepare
+        known = self._batches.get(pre_prepare.digest)
+        if known is None:
+            return None
+        entry.pre_prepare = replace(pre_prepare, requests=known.requests)
+        return entry.pre_prepare
+
+    def _execute(self, entry: LogEntry, pre_prepare: PrePrepare) -> None:
         sequence = entry.sequence
         # D1: the application never sees time go backwards, even after a faulty primary.
         timestamp_ms = max(pre_prepare.timestamp_ms, self.last_batch_timestamp_ms)
@@ -428,15 +571,23 @@ class Replica:
                 continue  # N8: already executed (a retransmission proposed twice)
             result = execute(request.operation, ExecutionContext(sequence, client, timestamp_ms))
             table.record(client, timestamp, result, sequence)
-            if client in waiting and waiting[client][0] <= timestamp:
+            if client in waiting and waiting[client].timestamp <= timestamp:
                 del waiting[client]
+                del self._waiting_since[client]
             replies.append(Reply(view, timestamp, client, me, result, False))  # N7
             executed.append(ExecutedRequest(request, result))
         self.last_executed = sequence
         self.last_batch_timestamp_ms = timestamp_ms
+        self._last_progress_ms = self.now_ms
         self._executed.append(
             ExecutedBatch(sequence, entry.view, pre_prepare.digest, timestamp_ms, tuple(executed))
         )
+        # V1: progress restarts the request timer; V4: and resets the view-change timeout.
+        self._request_deadline_ms = (
+            self.now_ms + self.config.request_timeout_ms if self._waiting else None
+        )
+        if executed:
+            self._view_change_timeout_ms = self.config.view_change_timeout_ms
         if sequence % self.config.checkpoint_interval == 0:
             self._take_checkpoint(sequence)
 
@@ -445,13 +596,16 @@ class Replica:
 
     # ------------------------------------------------------------------ checkpoints (C1, C2)
 
-    def state_digest(self) -> bytes:
-        """The digest a CHECKPOINT carries: the application state and the reply cache."""
-        return sha256(self._app.digest() + self.client_table.digest())
+    def _snapshot(self) -> bytes:
+        return encode_snapshot(
+            self._app.snapshot(), self.client_table.snapshot(), self.last_batch_timestamp_ms
+        )
 
     def _take_checkpoint(self, sequence: int) -> None:
         """C1: multicast a signed CHECKPOINT of the state after executing `sequence`."""
-        checkpoint = self._sign(Checkpoint(sequence, self.state_digest(), self.id, b""))
+        snapshot = self._snapshot()
+        self._snapshots[sequence] = snapshot
+        checkpoint = self._sign(Checkpoint(sequence, sha256(snapshot), self.id, b""))
         self._persist.append(checkpoint)
         self._send(self._others, checkpoint)
         self._checkpoints.setdefault(sequence, {})[self.id] = checkpoint
@@ -462,6 +616,7 @@ class Replica:
             self.dropped[reason] += 1
             return
         self._checkpoints.setdefault(checkpoint.sequence, {})[checkpoint.replica] = checkpoint
+        self._highest_seen = max(self._highest_seen, checkpoint.sequence)
         self._check_stable(checkpoint.sequence)
 
     def _reject_checkpoint(self, c: Checkpoint) -> str | None:
@@ -478,22 +633,419 @@ class Replica:
         return None
 
     def _check_stable(self, sequence: int) -> None:
-        """C2: with 2f + 1 matching CHECKPOINTs (ours among them) the checkpoint is stable."""
+        """C2: 2f + 1 matching CHECKPOINTs make a checkpoint stable. If we have not executed that
+        far, or our state differs from the proven one, we fetch the proven state (S1)."""
         votes = self._checkpoints.get(sequence, {})
-        own = votes.get(self.id)
-        if own is None:
-            return  # not executed that far yet; state transfer (S1) handles falling behind
-        proof = tuple(c for c in votes.values() if c.digest == own.digest)
-        if len(proof) < quorum.quorum(self._n):
+        by_digest: dict[bytes, list[Checkpoint]] = {}
+        for checkpoint in votes.values():
+            by_digest.setdefault(checkpoint.digest, []).append(checkpoint)
+        for digest, proof in by_digest.items():
+            if len(proof) >= quorum.quorum(self._n):
+                self._stable_checkpoint_proven(
+                    sequence, digest, tuple(sorted(proof, key=lambda c: c.replica))
+                )
+                return
+
+    def _stable_checkpoint_proven(
+        self, sequence: int, digest: bytes, proof: tuple[Checkpoint, ...], *, wait: bool = True
+    ) -> None:
+        """C2, S1: `proof` shows `sequence` stable. If we executed it with the same digest, it
+        becomes our stable checkpoint. If we are behind, we first give the batches in flight
+        `state_transfer_timeout_ms` to arrive (`wait`), then fetch the proven state."""
+        if sequence <= self.stable_checkpoint:
             return
+        own = self._snapshots.get(sequence)
+        if own is not None and sha256(own) == digest:
+            self._advance_stable_checkpoint(sequence, proof)
+            if self.is_primary and self.view_active:
+                self._propose_batches()
+            return
+        if sequence <= self.last_executed:
+            self.dropped["diverged_from_checkpoint"] += 1
+        elif wait and sequence <= self.last_executed + self.config.log_window:
+            if self._lagging is None or self._lagging[0] < sequence:
+                deadline = self.now_ms + self.config.state_transfer_timeout_ms
+                self._lagging = (sequence, digest, proof, deadline)
+            return
+        self._advance_stable_checkpoint(sequence, proof)
+        self._start_fetch(sequence, digest)
+
+    def _advance_stable_checkpoint(self, sequence: int, proof: tuple[Checkpoint, ...]) -> None:
         self.stable_checkpoint = sequence
-        self.stable_checkpoint_proof = tuple(sorted(proof, key=lambda c: c.replica))
+        self.stable_checkpoint_proof = proof
+        if self._lagging is not None and self._lagging[0] <= sequence:
+            self._lagging = None
+        self._collect_garbage(sequence)
+
+    def _collect_garbage(self, sequence: int) -> None:
+        """C2: discard everything at or below the stable checkpoint."""
         for s in [s for s in self._log if s <= sequence]:
             del self._log[s]
         for s in [s for s in self._checkpoints if s < sequence]:
             del self._checkpoints[s]
+        for s in [s for s in self._snapshots if s < sequence]:
+            del self._snapshots[s]
+        for s in [s for s in self._prepared_certificates if s <= sequence]:
+            del self._prepared_certificates[s]
+        for d in [d for d, pp in self._batches.items() if pp.sequence <= sequence]:
+            del self._batches[d]
+        self._last_assigned = max(self._last_assigned, sequence)
+
+    # ------------------------------------------------------------------ state transfer (S1)
+
+    def _start_fetch(self, sequence: int, digest: bytes) -> None:
+        if self._fetch is not None and self._fetch.sequence >= sequence:
+            return
+        chunk_bytes = self.config.state_chunk_bytes
+        chunks_max = -(-self.config.snapshot_bytes_max // chunk_bytes)
+        sources = [(self.id + k) % self._n for k in range(1, self._n)]
+        self._fetch = StateFetch(
+            sequence, digest, sources, chunks_max, self.now_ms,
+            self.config.state_transfer_timeout_ms,
+        )
+        self._request_chunk()
+
+    def _request_chunk(self) -> None:
+        fetch = self._fetch
+        assert fetch is not None
+        message = self._sign(FetchState(fetch.sequence, fetch.next_chunk, self.id, b""))
+        self._send((fetch.source,), message)
+
+    def _on_fetch_state(self, message: FetchState) -> None:
+        if not 0 <= message.replica < self._n or message.replica == self.id:
+            self.dropped["unknown_replica"] += 1
+            return
+        snapshot = self._snapshots.get(message.sequence)
+        if snapshot is None or message.sequence > self.last_executed:
+            self.dropped["no_such_snapshot"] += 1
+            return
+        if not self._verify_replica_signature(message):
+            self.dropped["bad_signature"] += 1
+            return
+        chunks = chunk_snapshot(snapshot, self.config.state_chunk_bytes)
+        if message.chunk >= len(chunks):
+            self.dropped["no_such_chunk"] += 1
+            return
+        chunk = StateChunk(message.sequence, message.chunk, len(chunks), chunks[message.chunk],
+                           self.id, b"")
+        self._send((message.replica,), self._sign(chunk))
+
+    def _on_state_chunk(self, chunk: StateChunk) -> None:
+        fetch = self._fetch
+        if fetch is None:
+            self.dropped["unexpected_state_chunk"] += 1
+            return
+        if not 0 <= chunk.replica < self._n or not self._verify_replica_signature(chunk):
+            self.dropped["bad_signature"] += 1
+            return
+        if (reason := fetch.on_chunk(chunk, self.now_ms)) is not None:
+            self.dropped[reason] += 1
+            return
+        if not fetch.complete:
+            self._request_chunk()
+            return
+        snapshot = fetch.snapshot()
+        if snapshot is None:
+            # The source served bytes that do not match the proven digest: it lied.
+            self.dropped["bad_snapshot"] += 1
+            fetch.next_source(self.now_ms)
+            self._request_chunk()
+            return
+        self._restore(fetch.sequence, snapshot, fetch.source)
+
+    def _restore(self, sequence: int, snapshot: bytes, source: int) -> None:
+        app_snapshot, table_snapshot, timestamp_ms = decode_snapshot(snapshot)
+        self._app.restore(app_snapshot)
+        self.client_table.restore(table_snapshot)
+        self.last_batch_timestamp_ms = timestamp_ms
+        self.last_executed = sequence
+        self._last_progress_ms = self.now_ms
+        self._snapshots[sequence] = snapshot
+        self._fetch = None
+        for client in [c for c, r in self._waiting.items()
+                       if r.timestamp <= self.client_table.last_timestamp(c)]:
+            del self._waiting[client]
+            del self._waiting_since[client]
+        # The batches after the checkpoint: ask the replica that served the state.
+        self._request_log(source)
+        self._execute_committed()
+
+    # ------------------------------------------------------------------ fetching batches
+
+    def _maybe_catch_up(self) -> None:
+        """S1: if others are ahead and we have made no progress for a while, ask one replica
+        (in turn) for the committed batches we lack; also ask again for missing batches."""
+        if self._fetch is not None or self._highest_seen <= self.last_executed:
+            return
+        if self.now_ms < self._last_progress_ms + self.config.state_transfer_timeout_ms:
+            return
+        if self.now_ms < self._log_fetch_deadline_ms:
+            return
+        self._log_fetch_source = (self._log_fetch_source + 1) % self._n
+        if self._log_fetch_source == self.id:
+            self._log_fetch_source = (self._log_fetch_source + 1) % self._n
+        self._request_log(self._log_fetch_source)
+        entry = self._log.get(self.last_executed + 1)
+        if entry is not None and entry.committed and self._batch_of(entry) is None:
+            self._fetch_batch(entry)
+
+    def _request_log(self, source: int) -> None:
+        self._log_fetch_deadline_ms = self.now_ms + self.config.state_transfer_timeout_ms
+        message = self._sign(FetchLog(self.last_executed + 1, NULL_DIGEST, self.id, b""))
+        self._send((source,), message)
+
+    def _fetch_batch(self, entry: LogEntry) -> None:
+        """V3: ask everyone for the batch a NEW-VIEW named but we never received."""
+        assert entry.pre_prepare is not None
+        message = self._sign(FetchLog(entry.sequence, entry.pre_prepare.digest, self.id, b""))
+        self._send(self._others, message)
+
+    def _on_fetch_log(self, message: FetchLog) -> None:
+        if not 0 <= message.replica < self._n or message.replica == self.id:
+            self.dropped["unknown_replica"] += 1
+            return
+        if not self._verify_replica_signature(message):
+            self.dropped["bad_signature"] += 1
+            return
+        to = (message.replica,)
+        if message.digest != NULL_DIGEST:
+            known = self._batches.get(message.digest)
+            if known is not None:
+                self._send(to, LoggedBatch(known, ()))
+            return
+        needed = quorum.quorum(self._n)
+        last = min(self.last_executed, message.sequence + self.config.log_window)
+        for sequence in range(max(message.sequence, self.stable_checkpoint + 1), last + 1):
+            entry = self._log.get(sequence)
+            if entry is None or not entry.committed:
+                continue
+            pre_prepare = self._batch_of(entry)
+            if pre_prepare is None:
+                continue
+            commits = tuple(c for c in entry.commits.values() if c.digest == pre_prepare.digest)
+            if len(commits) >= needed:
+                self._send(to, LoggedBatch(pre_prepare, commits))
+
+    def _on_logged_batch(self, message: LoggedBatch) -> None:
+        pre_prepare = message.pre_prepare
+        if (reason := self._reject_sequence(pre_prepare.sequence)) is not None:
+            self.dropped[reason] += 1
+            return
+        if len(pre_prepare.requests) > self.config.batch_size_max or (
+            batch_digest(pre_prepare.timestamp_ms, pre_prepare.requests) != pre_prepare.digest
+            and not (pre_prepare.digest == NULL_DIGEST and not pre_prepare.requests)
+        ):
+            self.dropped["batch_digest_mismatch"] += 1
+            return
+        entry = self._log.get(pre_prepare.sequence)
+        if entry is not None and entry.digest == pre_prepare.digest:
+            # V3: the batch a NEW-VIEW named; its digest was vouched for by 2f + 1 replicas.
+            if pre_prepare.requests:
+                self._batches[pre_prepare.digest] = pre_prepare
+            if entry.committed:
+                self._execute_committed()
+                return
+        if pre_prepare.sequence <= self.last_executed or not message.commits:
+            return
+        if (reason := self._reject_commit_certificate(message)) is not None:
+            self.dropped[reason] += 1
+            return
+        # A commit certificate: the batch committed at 2f + 1 replicas, whatever we voted.
+        entry = self._log[pre_prepare.sequence] = LogEntry(pre_prepare.view, pre_prepare.sequence)
+        entry.pre_prepare = pre_prepare
+        entry.commits = {c.replica: c for c in message.commits}
+        entry.prepared = entry.committed = True
+        if pre_prepare.requests:
+            self._batches[pre_prepare.digest] = pre_prepare
+        self._persist.append(pre_prepare)
+        self._execute_committed()
+
+    def _reject_commit_certificate(self, message: LoggedBatch) -> str | None:
+        pre_prepare = message.pre_prepare
+        if not 0 <= pre_prepare.replica < self._n or pre_prepare.replica != self.config.primary(
+            pre_prepare.view
+        ):
+            return "bad_commit_certificate"
+        if not self._verify_replica_signature(pre_prepare):
+            return "bad_commit_certificate"
+        senders: set[int] = set()
+        for commit in message.commits:
+            if (
+                commit.view != pre_prepare.view
+                or commit.sequence != pre_prepare.sequence
+                or commit.digest != pre_prepare.digest
+                or not 0 <= commit.replica < self._n
+                or commit.replica in senders
+                or not self._verify_replica_signature(commit)
+            ):
+                return "bad_commit_certificate"
+            senders.add(commit.replica)
+        if len(senders) < quorum.quorum(self._n):
+            return "bad_commit_certificate"
+        return None
+
+    # ------------------------------------------------------------------ view change (V1–V6)
+
+    def _start_view_change(self, new_view: int) -> None:
+        """V1: stop taking part in the current view and ask for `new_view`."""
+        assert new_view > self.view or (new_view == self.view and not self.view_active)
+        self.view = new_view
+        self.view_active = False
+        self.view_changes_started += 1
+        self._new_view = None
+        self._request_deadline_ms = None
+        self._view_change_deadline_ms = self.now_ms + self._view_change_timeout_ms
+        prepared = tuple(
+            self._prepared_certificates[s] for s in sorted(self._prepared_certificates)
+            if s > self.stable_checkpoint
+        )
+        message = self._sign(ViewChange(
+            new_view, self.stable_checkpoint, self.stable_checkpoint_proof, prepared, self.id, b""
+        ))
+        self._view_change_messages[self.id] = message
+        self._persist.append(message)
+        self._send(self._others, message)
+        self._stash = [m for m in self._stash if m.view >= new_view]
+        self._try_new_view()
+
+    def _on_view_change(self, message: ViewChange) -> None:
+        sender = message.replica
+        if not 0 <= sender < self._n or sender == self.id:
+            self.dropped["unknown_replica"] += 1
+            return
+        if message.new_view < self.view or (message.new_view == self.view and self.view_active):
+            # A replica still asking for a view we have installed: show it the NEW-VIEW.
+            if message.new_view == self.view and self._new_view is not None and self.is_primary:
+                self._send((sender,), self._new_view)
+            self.dropped["old_view_change"] += 1
+            return
+        latest = self._view_change_messages.get(sender)
+        if latest is not None and latest.new_view >= message.new_view:
+            self.dropped["duplicate_view_change"] += 1
+            return
+        if (reason := view_change_reason(self.config, message, self._verify_replica_signature)) is not None:
+            self.dropped[reason] += 1
+            return
+        self._view_change_messages[sender] = message
+        if message.stable_sequence > self.stable_checkpoint:
+            proof = message.checkpoint_proof
+            self._stable_checkpoint_proven(message.stable_sequence, proof[0].digest, proof)
+        self._join_higher_view()
+        if not self.view_active and message.new_view == self.view:
+            self._try_new_view()
+
+    def _join_higher_view(self) -> None:
+        """V5: f + 1 replicas asking for views above ours: join the smallest of those views."""
+        higher = sorted(
+            vc.new_view for r, vc in self._view_change_messages.items()
+            if r != self.id and vc.new_view > self.view
+        )
+        if len(higher) >= quorum.reply_quorum(self._n):
+            # The f + 1 highest requests include a correct replica's; its view is the floor.
+            self._start_view_change(higher[-quorum.reply_quorum(self._n)])
+
+    def _try_new_view(self) -> None:
+        """V2: as the new primary, with 2f + 1 VIEW-CHANGEs (ours included), send NEW-VIEW."""
+        if not self.is_primary or self.view_active:
+            return
+        view = self.view
+        own = self._view_change_messages.get(self.id)
+        if own is None or own.new_view != view:
+            return
+        others = [vc for r, vc in sorted(self._view_change_messages.items())
+                  if r != self.id and vc.new_view == view]
+        needed = quorum.quorum(self._n)
+        if 1 + len(others) < needed:
+            return
+        view_changes = (own, *others[: needed - 1])
+        _, plan = new_view_plan(view_changes)
+        pre_prepares = tuple(
+            self._sign(PrePrepare(view, sequence, digest, timestamp_ms, (), self.id, b""))
+            for sequence, digest, timestamp_ms in plan
+        )
+        new_view = self._sign(NewView(view, view_changes, pre_prepares, self.id, b""))
+        self._send(self._others, new_view)
+        self._install_view(new_view)
+
+    def _on_new_view(self, message: NewView) -> None:
+        if message.view < self.view or (message.view == self.view and self.view_active):
+            self.dropped["old_new_view"] += 1
+            return
+        known = self._view_change_messages
+
+        def already_valid(vc: ViewChange) -> bool:
+            return known.get(vc.replica) == vc
+
+        verify = self._verify_replica_signature
+        if (reason := new_view_reason(self.config, message, verify, already_valid)) is not None:
+            self.dropped[reason] += 1
+            return
+        for vc in message.view_changes:
+            if vc.stable_sequence > self.stable_checkpoint:
+                # The new view starts above min-s: what is below it must come by state transfer.
+                proof = vc.checkpoint_proof
+                self._stable_checkpoint_proven(
+                    vc.stable_sequence, proof[0].digest, proof, wait=False
+                )
+        self._install_view(message)
+
+    def _install_view(self, new_view: NewView) -> None:
+        """V3: enter the view: the NEW-VIEW's PRE-PREPAREs replace the log above h, and are
+        prepared and committed as in the normal case (executed ones are not executed again)."""
+        self.view = new_view.view
+        self.view_active = True
+        self._new_view = new_view
+        self._view_change_deadline_ms = None
+        self._persist.append(new_view)
+        self._view_change_messages = {
+            r: vc for r, vc in self._view_change_messages.items() if vc.new_view > self.view
+        }
+        self._log = {}
+        self._proposed.clear()
+        last = self.stable_checkpoint
+        for pre_prepare in new_view.pre_prepares:
+            if pre_prepare.sequence <= self.stable_checkpoint:
+                continue
+            last = pre_prepare.sequence
+            entry = self._entry(pre_prepare.sequence)
+            entry.pre_prepare = pre_prepare
+            self._persist.append(pre_prepare)
+            self._batch_of(entry)
+            if not self.is_primary:
+                self._prepare(entry)
+        timestamps = [pp.timestamp_ms for pp in new_view.pre_prepares]
+        self._last_assigned = max(last, self.last_executed)
+        self._last_proposed_timestamp_ms = max([self.last_batch_timestamp_ms, *timestamps])
+        # V1: a fresh request timer for what still waits, and the new primary learns of it.
+        self._request_deadline_ms = (
+            self.now_ms + self.config.request_timeout_ms if self._waiting else None
+        )
         if self.is_primary:
-            self._propose_batches()
+            for request in self._waiting.values():
+                self._pending.setdefault((request.client, request.timestamp), request)
+            self._waiting.clear()
+            self._waiting_since.clear()
+            self._request_deadline_ms = None
+        else:
+            for request in self._pending.values():
+                self._wait_for(request)
+            self._pending.clear()
+            for request in self._waiting.values():
+                self._send((self.primary,), request)
+        stash, self._stash = self._stash, []
+        for message in stash:
+            self.receive(message)
+        self._execute_committed()
+
+    def _stash_if_future(self, message: Message, view: int) -> bool:
+        """Keep messages of a view we have not installed yet (bounded); True if stashed."""
+        if view < self.view or (view == self.view and self.view_active):
+            return False
+        if len(self._stash) >= self.config.stash_max:
+            self.dropped["stash_full"] += 1
+        else:
+            self._stash.append(message)
+        return True
 
     # ------------------------------------------------------------------ helpers
 
@@ -508,17 +1060,19 @@ class Replica:
         return replace(message, signature=self._signer.sign(signing_payload(message)))
 
     def _verify_replica_signature(self, message) -> bool:
-        return self._verifier.verify(
-            self.config.public_key(message.replica), signing_payload(message), message.signature
-        )
+        replica = message.replica
+        if not 0 <= replica < self._n:
+            return False
+        return self._verifier.verify(self._keys[replica], signing_payload(message), message.signature)
 
     def _send(self, to: tuple[int, ...], message: Message) -> None:
         self._messages.append(Outbound(to, message))
 
     def _check_invariants(self) -> None:
-        assert self.stable_checkpoint <= self.last_executed <= self.high_watermark, (
+        # h ≤ last executed, except while fetching the state of a checkpoint proven stable.
+        assert self._fetch is not None or self.stable_checkpoint <= self.last_executed, (
             self.stable_checkpoint,
             self.last_executed,
         )
-        assert self._last_assigned <= self.high_watermark or not self.is_primary
-
+        assert self.last_executed <= self.high_watermark
+        assert self._fetch is None or self._fetch.sequence == self.stable_checkpoint
