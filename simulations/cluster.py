@@ -82,6 +82,12 @@ class InProcessCluster:
         self.results: dict[bytes, list[ClientResult]] = {}
         self.persisted: dict[int, list[Message]] = {i: [] for i in range(n)}
         self.filters: list[DeliveryFilter] = []
+        #: Rewrites a replica's outgoing protocol messages: (destinations, message) -> what is
+        #: really sent, as a list of (destinations, message). Byzantine behaviours live here.
+        self.interceptors: dict[int, Callable[[tuple[int, ...], Message], list]] = {}
+        #: Crashed replicas: they neither receive nor tick until restarted.
+        self.down: set[int] = set()
+        self._app_factory = app_factory
         self.stats = DeliveryStats()
         self._in_flight: list[_InFlight] = []
         self._completed: list[ClientSession] = []
@@ -97,6 +103,22 @@ class InProcessCluster:
     def submit(self, session: ClientSession, operation: bytes, read_only: bool = False) -> None:
         session.submit(operation, read_only)
         self._flush_client(session)
+
+    def crash(self, replica_id: int) -> None:
+        """Stop a replica: messages to it are lost until `restart`."""
+        self.down.add(replica_id)
+
+    def restart(self, replica_id: int, *, empty: bool = True) -> Replica:
+        """Bring a crashed replica back. With `empty`, it restarts with a fresh state machine
+        and no log, as after losing its disk, and must catch up by state transfer (S1)."""
+        if empty:
+            self.apps[replica_id] = self._app_factory()
+            self.replicas[replica_id] = Replica(
+                self.config, replica_id, self.signers[replica_id], self.verifier,
+                self.apps[replica_id], self.now_ms,
+            )
+        self.down.discard(replica_id)
+        return self.replicas[replica_id]
 
     def inject(self, destination: int, message: Message, source: Any = "test") -> None:
         """Put `message` in flight to replica `destination`, as if from `source`."""
@@ -131,6 +153,9 @@ class InProcessCluster:
         self.stats.delivered += 1
         destination = item.destination
         if isinstance(destination, int):
+            if destination in self.down:
+                self.stats.filtered += 1
+                return True
             replica = self.replicas[destination]
             replica.receive(message)
             self._flush_replica(replica)
@@ -196,8 +221,9 @@ class InProcessCluster:
         """Move virtual time forward and tick every replica and client."""
         self.now_ms += ms
         for replica in self.replicas:
-            replica.tick(self.now_ms)
-            self._flush_replica(replica)
+            if replica.id not in self.down:
+                replica.tick(self.now_ms)
+                self._flush_replica(replica)
         for session in self.clients.values():
             session.tick(self.now_ms)
             self._flush_client(session)
@@ -212,10 +238,16 @@ class InProcessCluster:
         while replica.has_ready():
             ready = replica.ready()
             self.persisted[replica.id].extend(ready.persist)
+            intercept = self.interceptors.get(replica.id)
             for outbound in ready.messages:
-                payload = encode(outbound.message) if self.wire else outbound.message
-                for destination in outbound.to:
-                    self._in_flight.append(_InFlight(replica.id, destination, payload))
+                sends = (
+                    [(outbound.to, outbound.message)] if intercept is None
+                    else intercept(outbound.to, outbound.message)
+                )
+                for to, message in sends:
+                    payload = encode(message) if self.wire else message
+                    for destination in to:
+                        self._in_flight.append(_InFlight(replica.id, destination, payload))
             for reply in ready.replies:
                 self._enqueue(replica.id, reply.client, reply)
             self.executed[replica.id].extend(ready.executed)

@@ -50,6 +50,21 @@ DISCREPANCY_CODES = (
 )
 
 
+#: The terms of an LC that an amendment may change, with the type each new value must have.
+AMENDABLE_TERMS = (
+    "amount_minor",
+    "expiry_date",
+    "goods_description",
+    "latest_shipment_date",
+    "presentation_period_days",
+)
+#: UCP 600 art. 14(c): 21 calendar days after shipment unless the credit says otherwise.
+PRESENTATION_PERIOD_DAYS_DEFAULT = 21
+PRESENTATION_PERIOD_DAYS_MAX = 365
+#: UCP 600 art. 14(b): five banking days following the day of presentation.
+EXAMINATION_BANKING_DAYS = 5
+
+
 # --- Canonical encoding ----------------------------------------------------------------------
 
 
@@ -413,9 +428,9 @@ class LedgerState:
             yield table[record_id]
 
     def encumbrances_of(self, fingerprint: bytes) -> list[Encumbrance]:
-        """Every encumbrance ever created on this fingerprint, oldest first."""
+        """Every encumbrance ever created on this fingerprint, in id (= creation) order."""
         table = self.tables["encumbrance"]
-        return [table[enc_id] for enc_id in self.encumbrances_by_fp.get(fingerprint, [])]
+        return [table[enc_id] for enc_id in sorted(self.encumbrances_by_fp.get(fingerprint, []))]
 
     def to_wire(self) -> dict[str, Any]:
         """Every table as {kind: {id: record map}} (encode with `pack_canonical`)."""
@@ -434,9 +449,7 @@ class LedgerState:
 
     @classmethod
     def from_wire(cls, wire: object) -> LedgerState:
-        """Rebuild a state from `to_wire()` output; ValueError on anything else. Encumbrance
-        ids are indexed in creation order, which their `sequence`-free ids cannot give, so the
-        creating code names them to sort in creation order (see `encumbrance_id`)."""
+        """Rebuild a state from `to_wire()` output; ValueError on anything else."""
         if not isinstance(wire, dict) or sorted(wire) != sorted(KINDS):
             raise ValueError("state must map exactly the known kinds")
         state = cls()
@@ -454,7 +467,8 @@ class LedgerState:
         return state
 
 
-def encumbrance_id(sequence: int, fin_id: str) -> str:
-    """The id of the encumbrance created at consensus `sequence` for `fin_id`: zero-padded so
-    that id order is creation order (a restore indexes encumbrances in id order)."""
-    return f"ENC-{sequence:012d}-{fin_id}"
+def ledger_id(prefix: str, command_index: int) -> str:
+    """The id of a record the ledger itself creates (an encumbrance, an alert): the prefix and
+    the creating command's position in the audit trail, zero-padded so id order is creation
+    order."""
+    return f"{prefix}-{command_index:010d}"

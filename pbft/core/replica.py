@@ -93,6 +93,7 @@ class Replica:
         self.client_table = ClientTable(config.client_table_max)
         self.dropped: Counter[str] = Counter()
         self.view_changes_started = 0
+        self.state_transfers_completed = 0
 
         self._log: dict[int, LogEntry] = {}
         #: Batches by digest, with their sequence number, for h < n (to execute entries whose
@@ -620,14 +621,28 @@ class Replica:
         self._check_stable(checkpoint.sequence)
 
     def _reject_checkpoint(self, c: Checkpoint) -> str | None:
+        """C2 and S1: CHECKPOINTs within the watermarks are kept; above H, only each sender's
+        highest is kept, so that a replica cut off for long learns how far behind it is."""
         if not 0 <= c.replica < self._n:
             return "unknown_replica"
         if c.sequence % self.config.checkpoint_interval != 0:
             return "checkpoint_off_interval"
-        if (reason := self._reject_sequence(c.sequence)) is not None:
-            return reason
+        if c.sequence <= self.stable_checkpoint:
+            return "below_low_watermark"
         if c.replica in self._checkpoints.get(c.sequence, ()):
             return "duplicate_vote"
+        if c.sequence > self.high_watermark:
+            above = [s for s, votes in self._checkpoints.items()
+                     if s > self.high_watermark and c.replica in votes]
+            if any(s > c.sequence for s in above):
+                return "stale_checkpoint"
+            if not self._verify_replica_signature(c):
+                return "bad_signature"
+            for s in above:
+                del self._checkpoints[s][c.replica]
+                if not self._checkpoints[s]:
+                    del self._checkpoints[s]
+            return None
         if not self._verify_replica_signature(c):
             return "bad_signature"
         return None
@@ -762,6 +777,7 @@ class Replica:
         self._last_progress_ms = self.now_ms
         self._snapshots[sequence] = snapshot
         self._fetch = None
+        self.state_transfers_completed += 1
         for client in [c for c, r in self._waiting.items()
                        if r.timestamp <= self.client_table.last_timestamp(c)]:
             del self._waiting[client]
