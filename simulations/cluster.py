@@ -17,7 +17,7 @@ from pbft.app import KeyValueStore, StateMachine
 from pbft.codec import Limits, decode, encode
 from pbft.config import ClusterConfig, ReplicaInfo
 from pbft.core import ClientResult, ClientSession, ExecutedBatch, Replica
-from pbft.crypto import Verifier, sha256
+from pbft.crypto import Signer, Verifier, sha256
 from pbft.ed25519 import Ed25519Signer, Ed25519Verifier
 from pbft.messages import Message, Reply
 
@@ -49,7 +49,8 @@ class InProcessCluster:
     """n replicas and any number of clients in one process, deterministic for a given seed.
 
     `config_overrides` are passed to `ClusterConfig` (bounds, timeouts); `app_factory` builds
-    each replica's state machine; `verifier` may be replaced (e.g. by a counting one).
+    each replica's state machine; `verifier` and `signer_factory` (label -> Signer) may be
+    replaced, e.g. by counting or, for long runs, cheap stand-ins.
     """
 
     def __init__(
@@ -60,11 +61,16 @@ class InProcessCluster:
         wire: bool = True,
         app_factory: Callable[[], StateMachine] = KeyValueStore,
         verifier: Verifier | None = None,
+        signer_factory: Callable[[str], Signer] | None = None,
         config_overrides: dict[str, Any] | None = None,
+        ms_per_delivery: int = 0,
     ) -> None:
         self.rng = random.Random(seed)
+        #: Virtual time each delivery takes (ticking every node): a crude network latency.
+        self.ms_per_delivery = ms_per_delivery
         self.wire = wire
-        self.signers = [deterministic_signer(f"replica-{i}") for i in range(n)]
+        self._signer_factory = signer_factory or deterministic_signer
+        self.signers = [self._signer_factory(f"replica-{i}") for i in range(n)]
         self.config = ClusterConfig(
             replicas=tuple(ReplicaInfo(i, s.public_key) for i, s in enumerate(self.signers)),
             **(config_overrides or {}),
@@ -95,7 +101,7 @@ class InProcessCluster:
     # ------------------------------------------------------------------ set-up
 
     def add_client(self, name: str) -> ClientSession:
-        session = ClientSession(self.config, deterministic_signer(f"client-{name}"), self.now_ms)
+        session = ClientSession(self.config, self._signer_factory(f"client-{name}"), self.now_ms)
         self.clients[session.client] = session
         self.results[session.client] = []
         return session
@@ -135,6 +141,10 @@ class InProcessCluster:
         queue = self._in_flight
         if not queue:
             return False
+        if self.ms_per_delivery:
+            self.advance_time(self.ms_per_delivery)
+            if not queue:
+                return True
         index = self.rng.randrange(len(queue))
         queue[index], queue[-1] = queue[-1], queue[index]
         item = queue.pop()

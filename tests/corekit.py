@@ -3,6 +3,7 @@ deliberately wrongly) signed protocol messages, so a test can play the other rep
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from dataclasses import replace
 
@@ -102,3 +103,19 @@ def commit_batch(replica: Replica, pp: PrePrepare) -> None:
     for r in range(4):
         if r != replica.id:
             replica.receive(commit(pp, r))
+
+
+class InsecureFastSigner:
+    """A stand-in for Ed25519 in long runs whose subject is not cryptography: the "signature"
+    is SHA-512 over key and payload, which anyone can forge. Never outside tests."""
+
+    def __init__(self, label: str) -> None:
+        self.public_key = hashlib.sha256(label.encode()).digest()
+
+    def sign(self, payload: bytes) -> bytes:
+        return hashlib.sha512(self.public_key + payload).digest()
+
+
+class InsecureFastVerifier:
+    def verify(self, public_key: bytes, payload: bytes, signature: bytes) -> bool:
+        return hashlib.sha512(public_key + payload).digest() == signature

@@ -348,3 +348,13 @@ def test_v6_a_request_committed_at_one_correct_replica_is_never_lost():
         assert (cluster.executed[r][0].sequence, cluster.executed[r][0].digest) == (1, digest)
         assert len([e for b in cluster.executed[r] for e in b.requests]) == 1
     assert len(cluster.results[session.client]) == 1
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_v4_a_view_change_completes_within_two_view_change_timeouts(seed):
+    """V4: with a stable network (1 ms of virtual time per message), from the first VIEW-CHANGE
+    to every correct replica in the new view takes less than 2T of virtual time."""
+    from benchmarks.view_change_time import TIMEOUTS, one_view_change
+
+    row = one_view_change(seed, ms_per_delivery=1)
+    assert row["view_change_ms"] <= 2 * TIMEOUTS["view_change_timeout_ms"]

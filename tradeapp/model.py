@@ -396,13 +396,20 @@ class LedgerState:
     """All domain records, one table per kind, plus derived indexes. Not thread-safe; owned by
     one `TradeLedger`."""
 
-    __slots__ = ("tables", "participant_by_key", "invoice_by_fingerprint", "encumbrances_by_fp")
+    __slots__ = (
+        "tables",
+        "participant_by_key",
+        "invoice_by_fingerprint",
+        "encumbrances_by_fp",
+        "encumbrances_by_decl",
+    )
 
     def __init__(self) -> None:
         self.tables: dict[str, dict[str, Record]] = {kind: {} for kind in KINDS}
         self.participant_by_key: dict[bytes, str] = {}
         self.invoice_by_fingerprint: dict[bytes, str] = {}
         self.encumbrances_by_fp: dict[bytes, list[str]] = {}
+        self.encumbrances_by_decl: dict[str, list[str]] = {}
 
     def get(self, kind: str, record_id: str) -> Any:
         """The record of `kind` with this id, or None."""
@@ -418,7 +425,10 @@ class LedgerState:
         elif isinstance(record, Invoice):
             self.invoice_by_fingerprint[record.fingerprint] = record.invoice_id
         elif isinstance(record, Encumbrance):
+            # Both keys are fixed at creation, so the indexes never need updating.
             self.encumbrances_by_fp.setdefault(record.fingerprint, []).append(record.enc_id)
+            for decl_id in sorted(record.allocations):
+                self.encumbrances_by_decl.setdefault(decl_id, []).append(record.enc_id)
 
     def records(self, kind: str) -> Iterator[Any]:
         """The records of one kind in id order (never in insertion order, which a restore
@@ -431,6 +441,11 @@ class LedgerState:
         """Every encumbrance ever created on this fingerprint, in id (= creation) order."""
         table = self.tables["encumbrance"]
         return [table[enc_id] for enc_id in sorted(self.encumbrances_by_fp.get(fingerprint, []))]
+
+    def encumbrances_on(self, decl_id: str) -> list[Encumbrance]:
+        """Every encumbrance ever drawn on this declaration, in id (= creation) order."""
+        table = self.tables["encumbrance"]
+        return [table[enc_id] for enc_id in sorted(self.encumbrances_by_decl.get(decl_id, []))]
 
     def to_wire(self) -> dict[str, Any]:
         """Every table as {kind: {id: record map}} (encode with `pack_canonical`)."""

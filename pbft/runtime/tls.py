@@ -119,7 +119,11 @@ def identity_certificate(seed: bytes) -> tuple[bytes, bytes]:
     raw_public_key = public_key.public_bytes(
         serialization.Encoding.Raw, serialization.PublicFormat.Raw
     )
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"pbft {raw_public_key.hex()}")])
+    # For people reading certificates only (a common name holds at most 64 characters); the
+    # key itself is what gets pinned.
+    subject = x509.Name(
+        [x509.NameAttribute(NameOID.COMMON_NAME, f"pbft identity {raw_public_key.hex()[:32]}")]
+    )
     certificate = (
         x509.CertificateBuilder()
         .subject_name(subject)

@@ -1,0 +1,171 @@
+"""Checkpoints, garbage collection and state transfer (C1, C2, S1): single cores for the rules,
+seeded clusters for a backup cut off for many checkpoint intervals, a lying snapshot server, a
+replica restarted with an empty disk, and bounded memory over 100,000 requests."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from pbft.app import kv_append, kv_put
+from pbft.codec import signing_payload
+from pbft.messages import Checkpoint, StateChunk
+
+from simulations.cluster import InProcessCluster
+
+from .corekit import (
+    InsecureFastSigner,
+    InsecureFastVerifier,
+    commit_batch,
+    drain,
+    make_replica,
+    pre_prepare,
+    request,
+    sent,
+    sign,
+)
+
+SMALL = {
+    "checkpoint_interval": 4,
+    "log_window": 8,
+    "request_timeout_ms": 500,
+    "view_change_timeout_ms": 1_000,
+    "client_retry_timeout_ms": 200,
+    "state_transfer_timeout_ms": 300,
+}
+
+
+def _run(cluster, sessions, count, key="k"):
+    cluster.run_workload(sessions, count, lambda c, i: kv_append(f"{key}{c}", b"%d," % i),
+                         idle_step_ms=50)
+    cluster.run()
+
+
+def test_c1_a_checkpoint_every_k_sequence_numbers_with_the_state_digest():
+    """C1: after executing sequence K the replica multicasts a signed CHECKPOINT whose digest is
+    the SHA-256 of its state snapshot (application, reply cache, agreed time)."""
+    backup = make_replica(1, checkpoint_interval=2, log_window=4)
+    commit_batch(backup, pre_prepare(1, requests=(request(1),)))
+    assert sent(drain(backup), Checkpoint) == []
+    commit_batch(backup, pre_prepare(2, requests=(request(2),)))
+    ((to, checkpoint),) = sent(drain(backup), Checkpoint)
+    assert to == (0, 2, 3) and checkpoint.sequence == 2 and checkpoint.replica == 1
+    assert checkpoint.digest == backup.state_digest()
+
+
+def _checkpoint(replica: int, sequence: int, digest: bytes) -> Checkpoint:
+    return sign(Checkpoint(sequence, digest, replica, b""))
+
+
+def test_c2_2f_plus_1_matching_checkpoints_make_it_stable_and_collect_garbage():
+    """C2: with its own and one more CHECKPOINT (2 of 3) nothing moves; the third makes it
+    stable: h = n, H = h + L, and the log at or below n is discarded."""
+    backup = make_replica(1, checkpoint_interval=2, log_window=4)
+    for s in (1, 2, 3):
+        commit_batch(backup, pre_prepare(s, requests=(request(s),)))
+    digest = next(m for _, m in sent(drain(backup), Checkpoint)).digest
+    backup.receive(_checkpoint(0, 2, digest))
+    assert backup.stable_checkpoint == 0 and backup.log_size() == 3
+    backup.receive(_checkpoint(3, 2, digest))
+    assert (backup.stable_checkpoint, backup.high_watermark) == (2, 6)
+    assert backup.log_size() == 1, "entries 1 and 2 are gone, 3 remains"
+    assert [c.replica for c in backup.stable_checkpoint_proof] == [0, 1, 3]
+
+
+def test_c2_checkpoints_with_another_digest_do_not_make_it_stable():
+    """C2: CHECKPOINTs must match; two liars with a different digest prove nothing."""
+    backup = make_replica(1, checkpoint_interval=2, log_window=4)
+    for s in (1, 2):
+        commit_batch(backup, pre_prepare(s, requests=(request(s),)))
+    for r in (0, 3):
+        backup.receive(_checkpoint(r, 2, b"\x09" * 32))
+    assert backup.stable_checkpoint == 0
+
+
+def test_s1_a_backup_cut_off_for_10_checkpoint_intervals_rejoins_by_state_transfer():
+    """S1: replica 3 hears nothing for 10+ checkpoint intervals; once healed it learns of the
+    stable checkpoint, fetches the state, catches up, and then its votes are needed: with
+    replica 2 crashed, the cluster still commits."""
+    cluster = InProcessCluster(4, seed=5, config_overrides=SMALL)
+    cut = {"on": True}
+    cluster.filters.append(lambda s, d, m: not (cut["on"] and 3 in (s, d)))
+    sessions = [cluster.add_client(f"c{i}") for i in range(2)]
+    _run(cluster, sessions, 40)
+    assert cluster.replicas[3].last_executed == 0
+    assert cluster.replicas[0].stable_checkpoint >= 10 * 4
+    cut["on"] = False
+    _run(cluster, sessions, 20)
+    rejoined = cluster.replicas[3]
+    assert rejoined.state_transfers_completed >= 1
+    assert rejoined.last_executed == cluster.replicas[0].last_executed
+    cluster.crash(2)
+    before = rejoined.last_executed
+    _run(cluster, sessions, 20)
+    assert rejoined.last_executed > before, "replica 3 takes part in agreement again"
+    assert len({cluster.replicas[r].state_digest() for r in (0, 1, 3)}) == 1
+
+
+def test_s1_a_replica_serving_a_corrupted_snapshot_is_detected_and_another_is_used():
+    """S1: replica 0 flips a bit in every STATE-CHUNK it serves; replica 3, restarted with an
+    empty state, rejects the snapshot (its digest does not match the proof) and gets it from
+    the next replica."""
+    cluster = InProcessCluster(4, seed=5, config_overrides=SMALL)
+    liar = cluster.signers[0]
+
+    def corrupt(to, message):
+        if isinstance(message, StateChunk):
+            data = bytes([message.data[0] ^ 1]) + message.data[1:]
+            bad = replace(message, data=data)
+            return [(to, replace(bad, signature=liar.sign(signing_payload(bad))))]
+        return [(to, message)]
+
+    cluster.interceptors[0] = corrupt
+    sessions = [cluster.add_client(f"c{i}") for i in range(2)]
+    _run(cluster, sessions, 20)
+    cluster.crash(3)
+    _run(cluster, sessions, 20)
+    restarted = cluster.restart(3)
+    _run(cluster, sessions, 20)
+    assert restarted.dropped["bad_snapshot"] >= 1
+    assert restarted.state_transfers_completed >= 1
+    assert len({r.state_digest() for r in cluster.replicas}) == 1
+
+
+def test_s1_a_replica_restarted_with_an_empty_state_catches_up():
+    """S1: a backup loses its whole state; after restarting it fetches state and batches and
+    ends with the same state digest as the others."""
+    cluster = InProcessCluster(4, seed=8, config_overrides=SMALL)
+    sessions = [cluster.add_client(f"c{i}") for i in range(3)]
+    _run(cluster, sessions, 15)
+    cluster.crash(2)
+    cluster.restart(2)
+    _run(cluster, sessions, 15)
+    assert cluster.replicas[2].state_transfers_completed >= 1
+    assert len({r.state_digest() for r in cluster.replicas}) == 1
+    assert len({r.last_executed for r in cluster.replicas}) == 1
+
+
+def test_memory_stays_bounded_over_100000_requests():
+    """C2: after 100,000 requests each replica holds at most log_window log entries and batches,
+    a bounded number of checkpoints, snapshots and stashed messages. (Signatures are a cheap
+    stand-in here: this test is about memory, not cryptography.)"""
+    config = {"checkpoint_interval": 16, "log_window": 32, "batch_size_max": 50}
+    cluster = InProcessCluster(
+        4, seed=2, wire=False, verifier=InsecureFastVerifier(),
+        signer_factory=InsecureFastSigner, config_overrides=config,
+    )
+    sessions = [cluster.add_client(f"c{i}") for i in range(100)]
+    cluster.run_workload(sessions, 1_000, lambda c, i: kv_put(f"k{c}", b"%d" % i))
+    cluster.run()
+    assert sum(len(r) for r in cluster.results.values()) == 100_000
+    for replica in cluster.replicas:
+        footprint = replica.memory_footprint()
+        assert footprint["log"] <= 32
+        assert footprint["batches"] <= 32
+        assert footprint["prepared_certificates"] <= 32
+        assert footprint["checkpoint_sequences"] <= 32 // 16 + 1 + 4
+        assert footprint["snapshots"] <= 32 // 16 + 1
+        assert footprint["stash"] == 0 and footprint["pending"] == 0
+        assert footprint["clients"] == 100
+    # The executed history itself is the driver's, not the replica's, and is complete.
+    assert sum(len(b.requests) for b in cluster.executed[0]) == 100_000
+    assert len({r.state_digest() for r in cluster.replicas}) == 1
