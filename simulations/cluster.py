@@ -227,6 +227,13 @@ class InProcessCluster:
                 raise RuntimeError("workload stalled: nothing in flight and no timer helps")
             self.advance_time(step_ms)
 
+    def settle(self, duration_ms: int, step_ms: int = 50) -> None:
+        """Let `duration_ms` of virtual time pass in steps, delivering everything after each,
+        so that timers (retransmission, view change, state transfer) can fire and finish."""
+        for _ in range(max(1, duration_ms // step_ms)):
+            self.advance_time(step_ms)
+            self.run()
+
     def advance_time(self, ms: int) -> None:
         """Move virtual time forward and tick every replica and client."""
         self.now_ms += ms

@@ -169,3 +169,22 @@ def test_memory_stays_bounded_over_100000_requests():
     # The executed history itself is the driver's, not the replica's, and is complete.
     assert sum(len(b.requests) for b in cluster.executed[0]) == 100_000
     assert len({r.state_digest() for r in cluster.replicas}) == 1
+
+
+def test_s1_a_replica_that_does_not_answer_a_fetch_is_skipped_after_the_timeout():
+    """S1: replica 0, the first one asked, never answers FETCH-STATE; after
+    state_transfer_timeout_ms the restarted replica asks the next one and catches up."""
+    from pbft.messages import FetchState
+
+    cluster = InProcessCluster(4, seed=6, config_overrides=SMALL)
+    cluster.filters.append(lambda s, d, m: not (isinstance(m, FetchState) and d == 0))
+    sessions = [cluster.add_client(f"c{i}") for i in range(2)]
+    _run(cluster, sessions, 15)
+    cluster.crash(3)
+    _run(cluster, sessions, 15)
+    restarted = cluster.restart(3)
+    _run(cluster, sessions, 15)
+    cluster.settle(2_000)
+    assert restarted.dropped["state_fetch_timeout"] >= 1
+    assert restarted.state_transfers_completed >= 1
+    assert len({r.state_digest() for r in cluster.replicas}) == 1

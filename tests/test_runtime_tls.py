@@ -1,0 +1,138 @@
+"""TLS 1.3 with pinned Ed25519 identities (issue 5, item 1; ARCHITECTURE.md "Cryptography"):
+handshakes over in-memory streams between contexts built from identity seeds, checking the
+protocol version, the keys each side sees, and what the TLS layer itself refuses."""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import ssl
+import tempfile
+from pathlib import Path
+
+import pytest
+import trio
+import trio.testing
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.x509.oid import NameOID
+
+from pbft.ed25519 import Ed25519Signer
+from pbft.runtime.tls import (
+    PeerCertificateError,
+    client_context,
+    identity_certificate,
+    peer_public_key,
+    server_context,
+)
+
+SERVER = Ed25519Signer(hashlib.sha256(b"tls test server").digest())
+CLIENT = Ed25519Signer(hashlib.sha256(b"tls test client").digest())
+
+
+def self_signed_client_context(seed: bytes) -> ssl.SSLContext:
+    """A client presenting a genuinely self-signed Ed25519 certificate (not our issuer's)."""
+    key = Ed25519PrivateKey.from_private_bytes(seed)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "self-signed")])
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(7)
+        .not_valid_before(datetime.datetime(2000, 1, 1))
+        .not_valid_after(datetime.datetime(9999, 1, 1))
+        .sign(key, None)
+    )
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    with tempfile.TemporaryDirectory() as directory:
+        (Path(directory) / "c.pem").write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+        (Path(directory) / "k.pem").write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+        context.load_cert_chain(Path(directory) / "c.pem", Path(directory) / "k.pem")
+    return context
+
+
+async def handshake(server_ctx: ssl.SSLContext, client_ctx: ssl.SSLContext):
+    """Handshake both sides over a memory stream pair; return (server, client, errors)."""
+    left, right = trio.testing.memory_stream_pair()
+    server = trio.SSLStream(left, server_ctx, server_side=True)
+    client = trio.SSLStream(right, client_ctx, server_side=False)
+    errors: dict[str, BaseException] = {}
+
+    async def run(name, stream, first):
+        try:
+            await stream.do_handshake()
+            # TLS 1.3: the client finishes before the server has checked the client's
+            # certificate, so exchange one message to see the server's verdict.
+            if first:
+                await stream.send_all(b"ping")
+            else:
+                assert await stream.receive_some(10) == b"ping"
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as e:
+            errors[name] = e
+            await trio.aclose_forcefully(stream)
+
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(run, "server", server, False)
+            nursery.start_soon(run, "client", client, True)
+    return server, client, errors
+
+
+def test_the_certificate_carries_the_pynacl_identity_key():
+    certificate_pem, _ = identity_certificate(CLIENT.seed)
+    der = ssl.PEM_cert_to_DER_cert(certificate_pem.decode())
+    assert peer_public_key(der) == CLIENT.public_key
+    assert identity_certificate(CLIENT.seed) == identity_certificate(CLIENT.seed)
+
+
+def test_a_missing_or_foreign_certificate_has_no_key():
+    with pytest.raises(PeerCertificateError):
+        peer_public_key(None)
+    with pytest.raises(PeerCertificateError):
+        peer_public_key(b"not a certificate")
+
+
+@pytest.mark.trio
+async def test_mutual_handshake_is_tls13_and_each_side_sees_the_others_identity():
+    server, client, errors = await handshake(server_context(SERVER.seed), client_context(CLIENT.seed))
+    assert errors == {}
+    assert server.version() == client.version() == "TLSv1.3"
+    assert peer_public_key(server.getpeercert(binary_form=True)) == CLIENT.public_key
+    assert peer_public_key(client.getpeercert(binary_form=True)) == SERVER.public_key
+
+
+@pytest.mark.trio
+async def test_a_client_without_a_certificate_is_refused():
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    _, _, errors = await handshake(server_context(SERVER.seed), context)
+    assert "server" in errors
+    assert "certificate" in str(errors["server"].__cause__).lower()
+
+
+@pytest.mark.trio
+async def test_a_self_signed_certificate_is_refused_at_the_tls_layer():
+    _, _, errors = await handshake(
+        server_context(SERVER.seed), self_signed_client_context(CLIENT.seed)
+    )
+    assert "self-signed" in str(errors["server"].__cause__)
+
+
+@pytest.mark.trio
+async def test_tls_1_2_is_refused():
+    context = client_context(CLIENT.seed)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.maximum_version = ssl.TLSVersion.TLSv1_2
+    _, _, errors = await handshake(server_context(SERVER.seed), context)
+    assert "server" in errors and "client" in errors

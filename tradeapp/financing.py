@@ -1,0 +1,246 @@
+"""Receivables and their financing: invoice registration with fingerprints, the one-command
+approval that creates the encumbrance, disbursement, repayment, collection, close."""
+
+from __future__ import annotations
+
+from .commands import (
+    FinApprove,
+    FinClose,
+    FinDisburse,
+    FinReject,
+    FinRepay,
+    FinRequest,
+    InvRegister,
+    RcvRecordCollection,
+)
+from .encumbrance_registry import (
+    FINANCEABLE_DECLARATION_STATUSES,
+    blocking_encumbrance,
+    financeable_balance_minor,
+)
+from .errors import ErrorCode
+from .fingerprint import invoice_fingerprint
+from .model import Declaration, Encumbrance, Financing, Invoice, Role, ledger_id
+from .step import (
+    Done,
+    Handler,
+    Outcome,
+    Refusal,
+    Step,
+    amount_refusal,
+    counterparty_refusal,
+    handles,
+    money_refusal,
+    touched,
+)
+
+HANDLERS: dict[str, Handler] = {}
+#: Pricing bound: 100 % a year is 10,000 basis points; anything above is a keying error.
+RATE_BP_MAX = 10_000
+
+
+@handles(HANDLERS, InvRegister)
+def register_invoice(step: Step, op: InvRegister) -> Outcome:
+    if (refusal := money_refusal(op.currency, op.amount_minor)) is not None:
+        return refusal
+    fingerprint = invoice_fingerprint(
+        seller_tax_id=step.actor.tax_id,
+        buyer=op.buyer,
+        invoice_no=op.invoice_no,
+        currency=op.currency,
+        amount_minor=op.amount_minor,
+        issue_date=op.issue_date,
+    )
+    original = step.state.invoice_by_fingerprint.get(fingerprint)
+    if original is not None:
+        return Refusal(ErrorCode.DUPLICATE_INVOICE, f"same receivable as {original}")
+    step.state.add(
+        Invoice(
+            invoice_id=op.invoice_id,
+            status="REGISTERED",
+            seller=step.actor.participant_id,
+            buyer=op.buyer,
+            invoice_no=op.invoice_no,
+            currency=op.currency,
+            amount_minor=op.amount_minor,
+            issue_date=op.issue_date,
+            fingerprint=fingerprint,
+            collected_minor=0,
+        )
+    )
+    return Done({"invoice_id": op.invoice_id, "fingerprint": fingerprint})
+
+
+@handles(HANDLERS, RcvRecordCollection)
+def record_collection(step: Step, op: RcvRecordCollection) -> Outcome:
+    invoice: Invoice = step.record
+    if (refusal := amount_refusal(op.amount_minor)) is not None:
+        return refusal
+    encumbrance = blocking_encumbrance(step.state, invoice.fingerprint)
+    if encumbrance is not None:
+        collecting_bank = encumbrance.lender
+    else:
+        seller = step.state.get("participant", invoice.seller)
+        collecting_bank = seller.sponsor
+    if step.actor.participant_id != collecting_bank:
+        return Refusal(
+            ErrorCode.UNAUTHORIZED,
+            "only the lender of the receivable (or the seller's bank) records its collection",
+        )
+    if invoice.collected_minor + op.amount_minor > invoice.amount_minor:
+        return Refusal(ErrorCode.EXCEEDS_INVOICE, "collections would exceed the invoice amount")
+    invoice.collected_minor += op.amount_minor
+    status = "SETTLED" if invoice.collected_minor == invoice.amount_minor else "REGISTERED"
+    objects: tuple[str, ...] = ()
+    if status == "SETTLED" and encumbrance is not None:
+        encumbrance.status = "SETTLED"
+        objects = touched(("encumbrance", encumbrance.enc_id))
+    value = {
+        "invoice_id": invoice.invoice_id,
+        "status": status,
+        "collected_minor": invoice.collected_minor,
+    }
+    return Done(value, status=status, objects=objects)
+
+
+@handles(HANDLERS, FinRequest)
+def request(step: Step, op: FinRequest) -> Outcome:
+    refusal = counterparty_refusal(step.state, op.lender, [Role.BANK], "lender")
+    refusal = refusal or money_refusal(op.currency, op.amount_minor)
+    if refusal is not None:
+        return refusal
+    me = step.actor.participant_id
+    invoice: Invoice | None = step.state.get("invoice", op.invoice_id)
+    if invoice is None:
+        return Refusal(ErrorCode.UNKNOWN_DOCUMENT, f"no invoice {op.invoice_id}")
+    if invoice.seller != me:
+        return Refusal(ErrorCode.NOT_DOCUMENT_OWNER, f"{op.invoice_id} is not {me}'s invoice")
+    for decl_id in op.decl_ids:
+        declaration: Declaration | None = step.state.get("decl", decl_id)
+        if declaration is None:
+            return Refusal(ErrorCode.UNKNOWN_DOCUMENT, f"no declaration {decl_id}")
+        if declaration.exporter != me:
+            return Refusal(ErrorCode.NOT_DOCUMENT_OWNER, f"{decl_id} is not {me}'s declaration")
+    step.state.add(
+        Financing(
+            fin_id=op.fin_id,
+            status="REQUESTED",
+            applicant=me,
+            lender=op.lender,
+            invoice_id=op.invoice_id,
+            decl_ids=list(op.decl_ids),
+            currency=op.currency,
+            amount_minor=op.amount_minor,
+            rate_bp=None,
+            enc_id=None,
+            disbursed_minor=0,
+            repaid_minor=0,
+            requested_ms=step.now_ms,
+            decided_ms=None,
+            reject_reason=None,
+        )
+    )
+    return Done({"fin_id": op.fin_id, "status": "REQUESTED"})
+
+
+@handles(HANDLERS, FinApprove)
+def approve(step: Step, op: FinApprove) -> Outcome:
+    """Every check of TRADE-DOMAIN.md in one command, then the encumbrance: executed in
+    sequence order, two approvals racing for one receivable cannot both pass."""
+    if not 0 <= op.rate_bp <= RATE_BP_MAX:
+        return Refusal(ErrorCode.MALFORMED, f"rate_bp must be within 0..{RATE_BP_MAX}")
+    financing: Financing = step.record
+    state = step.state
+    invoice: Invoice = state.get("invoice", financing.invoice_id)
+    declarations: list[Declaration] = [state.get("decl", d) for d in financing.decl_ids]
+    for declaration in declarations:
+        if declaration.status not in FINANCEABLE_DECLARATION_STATUSES:
+            return Refusal(
+                ErrorCode.DOC_NOT_RELEASED, f"{declaration.decl_id} is {declaration.status}"
+            )
+    currencies = {financing.currency, invoice.currency, *(d.currency for d in declarations)}
+    if len(currencies) != 1:
+        return Refusal(ErrorCode.CURRENCY_MISMATCH, f"currencies {sorted(currencies)} differ")
+    blocking = blocking_encumbrance(state, invoice.fingerprint)
+    if invoice.status == "SETTLED" or (blocking is not None and blocking.status == "SETTLED"):
+        return Refusal(ErrorCode.RECEIVABLE_SETTLED, f"{invoice.invoice_id} has been paid")
+    if blocking is not None:
+        return Refusal(ErrorCode.ALREADY_ENCUMBERED, f"{invoice.invoice_id} is already financed")
+    balances = [financeable_balance_minor(state, d) for d in declarations]
+    if financing.amount_minor > sum(balances):
+        return Refusal(
+            ErrorCode.EXCEEDS_FINANCEABLE_BALANCE,
+            f"{financing.amount_minor} exceeds the declarations' balance {sum(balances)}",
+        )
+    if financing.amount_minor > invoice.amount_minor - invoice.collected_minor:
+        return Refusal(ErrorCode.EXCEEDS_INVOICE, "amount exceeds the unpaid invoice amount")
+    allocations: dict[str, int] = {}
+    remaining = financing.amount_minor
+    for declaration, balance in zip(declarations, balances, strict=True):
+        share = min(balance, remaining)
+        if share > 0:
+            allocations[declaration.decl_id] = share
+            remaining -= share
+    assert remaining == 0
+    encumbrance = Encumbrance(
+        enc_id=ledger_id("ENC", step.index),
+        status="ACTIVE",
+        fingerprint=invoice.fingerprint,
+        invoice_id=invoice.invoice_id,
+        fin_id=financing.fin_id,
+        lender=financing.lender,
+        currency=financing.currency,
+        amount_minor=financing.amount_minor,
+        allocations=allocations,
+    )
+    state.add(encumbrance)
+    financing.enc_id = encumbrance.enc_id
+    financing.rate_bp = op.rate_bp
+    financing.decided_ms = step.now_ms
+    value = {"fin_id": financing.fin_id, "status": "APPROVED", "enc_id": encumbrance.enc_id}
+    return Done(value, objects=touched(("encumbrance", encumbrance.enc_id)))
+
+
+@handles(HANDLERS, FinReject)
+def reject(step: Step, op: FinReject) -> Outcome:
+    financing: Financing = step.record
+    financing.decided_ms = step.now_ms
+    financing.reject_reason = op.reason
+    return Done({"fin_id": financing.fin_id, "status": "REJECTED"})
+
+
+@handles(HANDLERS, FinDisburse)
+def disburse(step: Step, op: FinDisburse) -> Outcome:
+    financing: Financing = step.record
+    financing.disbursed_minor = financing.amount_minor
+    return Done({"fin_id": financing.fin_id, "status": "DISBURSED"})
+
+
+@handles(HANDLERS, FinRepay)
+def repay(step: Step, op: FinRepay) -> Outcome:
+    financing: Financing = step.record
+    if (refusal := amount_refusal(op.amount_minor)) is not None:
+        return refusal
+    outstanding = financing.disbursed_minor - financing.repaid_minor
+    if op.amount_minor > outstanding:
+        return Refusal(ErrorCode.EXCEEDS_OUTSTANDING, f"only {outstanding} is outstanding")
+    financing.repaid_minor += op.amount_minor
+    status = "REPAID" if financing.repaid_minor == financing.disbursed_minor else "DISBURSED"
+    value = {
+        "fin_id": financing.fin_id,
+        "status": status,
+        "outstanding_minor": outstanding - op.amount_minor,
+    }
+    return Done(value, status=status)
+
+
+@handles(HANDLERS, FinClose)
+def close(step: Step, op: FinClose) -> Outcome:
+    financing: Financing = step.record
+    objects: tuple[str, ...] = ()
+    if financing.enc_id is not None:
+        encumbrance: Encumbrance = step.state.get("encumbrance", financing.enc_id)
+        if encumbrance.status == "ACTIVE":
+            encumbrance.status = "RELEASED"
+        objects = touched(("encumbrance", encumbrance.enc_id))
+    return Done({"fin_id": financing.fin_id, "status": "CLOSED"}, objects=objects)
