@@ -49,6 +49,7 @@ from pbft.messages import (
     StateChunk,
     FetchLog,
     LoggedBatch,
+    SnapshotRecord,
 )
 
 __all__ = [
@@ -87,6 +88,7 @@ TAGS: dict[type, int] = {
     StateChunk: 11,
     FetchLog: 12,
     LoggedBatch: 13,
+    SnapshotRecord: 14,
 }
 
 #: Integers are sent as msgpack int64/uint64; we keep them within int64 so that every
@@ -149,6 +151,8 @@ class Limits:
     certificate_entries_max: int = 10_000
     #: Bytes of snapshot in one STATE-CHUNK.
     state_chunk_bytes_max: int = 1024 * 1024
+    #: Bytes of a whole snapshot in a durable SnapshotRecord (storage decodes with this).
+    snapshot_bytes_max: int = 1024 * 1024 * 1024
 
     @classmethod
     def from_config(cls, config: Any) -> Limits:
@@ -169,6 +173,7 @@ class Limits:
             batch_size_max=config.batch_size_max,
             certificate_entries_max=config.log_window * config.n + 64,
             state_chunk_bytes_max=config.state_chunk_bytes,
+            snapshot_bytes_max=config.snapshot_bytes_max,
         )
 
 
@@ -180,7 +185,7 @@ def _unpack_options(limits: Limits) -> dict[str, Any]:
     """msgpack's own limits for `limits`: no header can make it allocate beyond these."""
     bytes_max = max(
         limits.operation_bytes_max, limits.result_bytes_max, limits.state_chunk_bytes_max,
-        SIGNATURE_BYTES,
+        limits.snapshot_bytes_max, SIGNATURE_BYTES,
     )
     return {
         "use_list": False,  # arrays as tuples: our tuple fields need no conversion
@@ -379,6 +384,7 @@ _FIELD_RULES: dict[str, _Rule] = {
     "chunks_total": _UINT,
     "data": _bounded_bytes("state_chunk_bytes_max"),
     "commits": _many(Commit, "certificate_entries_max"),
+    "snapshot": _bounded_bytes("snapshot_bytes_max"),
 }
 
 #: Fields a signature does not cover: the signature itself, and a PRE-PREPARE's batch, which
@@ -526,7 +532,7 @@ class _MessageSpec:
 def _build_specs() -> dict[type, _MessageSpec]:
     # Nested types first, so that each encoder finds the encoders of what it contains.
     order = (Request, Prepare, Commit, Reply, Checkpoint, PrePrepare, PreparedCertificate,
-             ViewChange, NewView, FetchState, StateChunk, FetchLog, LoggedBatch)
+             ViewChange, NewView, FetchState, StateChunk, FetchLog, LoggedBatch, SnapshotRecord)
     assert set(order) == set(TAGS)
     namespace: dict[str, Any] = {"INT_MAX": INT_MAX}
     return {cls: _MessageSpec(cls, namespace) for cls in order}

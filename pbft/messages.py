@@ -184,6 +184,16 @@ class LoggedBatch:
     commits: tuple[Commit, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class SnapshotRecord:
+    """Not sent on the network: a durable record of the replica's own state snapshot at
+    checkpoint `sequence` (C1), written before the CHECKPOINT that vouches for it. Recovery
+    restores the latest one and catches up from there (S1)."""
+
+    sequence: int
+    snapshot: bytes
+
+
 Message = (
     Request
     | PrePrepare
@@ -198,6 +208,7 @@ Message = (
     | StateChunk
     | FetchLog
     | LoggedBatch
+    | SnapshotRecord
 )
 
 #: Messages that carry a replica's signature and may appear in certificates.

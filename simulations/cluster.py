@@ -114,15 +114,18 @@ class InProcessCluster:
         """Stop a replica: messages to it are lost until `restart`."""
         self.down.add(replica_id)
 
-    def restart(self, replica_id: int, *, empty: bool = True) -> Replica:
-        """Bring a crashed replica back. With `empty`, it restarts with a fresh state machine
-        and no log, as after losing its disk, and must catch up by state transfer (S1)."""
+    def restart(self, replica_id: int, *, empty: bool = False) -> Replica:
+        """Bring a crashed replica back from what it persisted (every record its `ready()`
+        handed over before the crash). With `empty`, its disk is lost too: it starts from
+        nothing and must catch up by state transfer (S1)."""
+        self.apps[replica_id] = self._app_factory()
         if empty:
-            self.apps[replica_id] = self._app_factory()
-            self.replicas[replica_id] = Replica(
-                self.config, replica_id, self.signers[replica_id], self.verifier,
-                self.apps[replica_id], self.now_ms,
-            )
+            self.persisted[replica_id] = []
+        self.replicas[replica_id] = Replica.recover(
+            self.config, replica_id, self.signers[replica_id], self.verifier,
+            self.apps[replica_id], self.persisted[replica_id], self.now_ms,
+        )
+        self._flush_replica(self.replicas[replica_id])
         self.down.discard(replica_id)
         return self.replicas[replica_id]
 

@@ -123,7 +123,7 @@ def test_s1_a_replica_serving_a_corrupted_snapshot_is_detected_and_another_is_us
     _run(cluster, sessions, 20)
     cluster.crash(3)
     _run(cluster, sessions, 20)
-    restarted = cluster.restart(3)
+    restarted = cluster.restart(3, empty=True)
     _run(cluster, sessions, 20)
     assert restarted.dropped["bad_snapshot"] >= 1
     assert restarted.state_transfers_completed >= 1
@@ -137,7 +137,7 @@ def test_s1_a_replica_restarted_with_an_empty_state_catches_up():
     sessions = [cluster.add_client(f"c{i}") for i in range(3)]
     _run(cluster, sessions, 15)
     cluster.crash(2)
-    cluster.restart(2)
+    cluster.restart(2, empty=True)
     _run(cluster, sessions, 15)
     assert cluster.replicas[2].state_transfers_completed >= 1
     assert len({r.state_digest() for r in cluster.replicas}) == 1
@@ -182,7 +182,7 @@ def test_s1_a_replica_that_does_not_answer_a_fetch_is_skipped_after_the_timeout(
     _run(cluster, sessions, 15)
     cluster.crash(3)
     _run(cluster, sessions, 15)
-    restarted = cluster.restart(3)
+    restarted = cluster.restart(3, empty=True)
     _run(cluster, sessions, 15)
     cluster.settle(2_000)
     assert restarted.dropped["state_fetch_timeout"] >= 1

@@ -36,6 +36,7 @@ from pbft.messages import (
     FetchLog,
     FetchState,
     LoggedBatch,
+    SnapshotRecord,
     StateChunk,
     Checkpoint,
     Commit,
@@ -136,6 +137,7 @@ fetch_logs = st.builds(
     FetchLog, sequence=uints, digest=digests, replica=small_uints, signature=signatures
 )
 logged_batches = st.builds(LoggedBatch, pre_prepare=pre_prepares, commits=tuples_of(commits))
+snapshot_records = st.builds(SnapshotRecord, sequence=uints, snapshot=st.binary(max_size=64))
 STRATEGIES = {
     Request: requests,
     PrePrepare: pre_prepares,
@@ -150,6 +152,7 @@ STRATEGIES = {
     StateChunk: state_chunks,
     FetchLog: fetch_logs,
     LoggedBatch: logged_batches,
+    SnapshotRecord: snapshot_records,
 }
 messages = st.one_of(*STRATEGIES.values())
 signed_messages = st.one_of(
@@ -197,7 +200,7 @@ def request_array(operation=b"op", timestamp=1, client=CLIENT, read_only=False, 
 
 
 def test_every_message_type_has_a_distinct_tag_and_a_strategy():
-    assert sorted(TAGS.values()) == list(range(1, 14))
+    assert sorted(TAGS.values()) == list(range(1, 15))
     assert set(STRATEGIES) == set(TAGS)
 
 
@@ -365,7 +368,8 @@ def test_array_beyond_every_limit_is_refused_by_msgpack_itself():
 
 
 def test_bin_beyond_every_limit_is_refused_by_msgpack_itself():
-    limits = Limits(operation_bytes_max=100, result_bytes_max=100, state_chunk_bytes_max=100)
+    limits = Limits(operation_bytes_max=100, result_bytes_max=100, state_chunk_bytes_max=100,
+                    snapshot_bytes_max=100)
     with pytest.raises(ContainerTooLarge, match="max_bin_len"):
         decode(encode(make_request(b"x" * 101)), limits)
     # A bin32 header announcing 4 GiB, with nothing behind it: refused, nothing allocated.
@@ -700,6 +704,7 @@ def test_limits_from_config():
         batch_size_max=50,
         certificate_entries_max=128 * 4 + 64,
         state_chunk_bytes_max=config.state_chunk_bytes,
+        snapshot_bytes_max=config.snapshot_bytes_max,
     )
     # A full-window NEW-VIEW fits: one pre-prepare per sequence in the window.
     assert limits.certificate_entries_max >= config.log_window

@@ -29,6 +29,7 @@ from ..messages import (
     PrePrepare,
     Reply,
     Request,
+    SnapshotRecord,
     StateChunk,
     ViewChange,
 )
@@ -154,6 +155,131 @@ class Replica:
             FetchLog: self._on_fetch_log,
             LoggedBatch: self._on_logged_batch,
         }
+
+    @classmethod
+    def recover(
+        cls,
+        config: ClusterConfig,
+        replica_id: int,
+        signer: Signer,
+        verifier: Verifier,
+        app: StateMachine,
+        records: list[Message],
+        now_ms: int = 0,
+    ) -> "Replica":
+        """A replica restarted from its durable records (everything its `ready().persist` ever
+        held, in order; records below the last stable checkpoint may have been dropped).
+
+        It restores its latest own snapshot, its view, its prepared certificates and its own
+        votes, so that it never votes differently for a (view, sequence) than before the crash;
+        then it re-sends those votes and asks the others for the committed batches it lacks (S1).
+        `app` must be fresh (it is restored from the snapshot). Records it cannot use are
+        ignored; raises ValueError if a snapshot record cannot be decoded (corrupt storage).
+        """
+        replica = cls(config, replica_id, signer, verifier, app, now_ms)
+        replica._recover(records)
+        return replica
+
+    def _recover(self, records: list[Message]) -> None:
+        snapshot: SnapshotRecord | None = None
+        proofs: dict[int, dict[int, Checkpoint]] = {}
+        certificates: dict[int, PreparedCertificate] = {}
+        pre_prepares: dict[tuple[int, int], PrePrepare] = {}
+        own_votes: list[Prepare | Commit] = []
+        view, active = 0, True
+        for record in records:
+            if isinstance(record, SnapshotRecord):
+                if snapshot is None or record.sequence >= snapshot.sequence:
+                    snapshot = record
+            elif isinstance(record, Checkpoint):
+                proofs.setdefault(record.sequence, {})[record.replica] = record
+            elif isinstance(record, PreparedCertificate):
+                sequence = record.pre_prepare.sequence
+                known = certificates.get(sequence)
+                if known is None or known.pre_prepare.view <= record.pre_prepare.view:
+                    certificates[sequence] = record
+            elif isinstance(record, PrePrepare):
+                key = (record.view, record.sequence)
+                if record.requests or key not in pre_prepares:
+                    pre_prepares[key] = record
+            elif isinstance(record, (Prepare, Commit)) and record.replica == self.id:
+                own_votes.append(record)
+            elif isinstance(record, ViewChange) and record.replica == self.id:
+                if record.new_view > view:
+                    view, active = record.new_view, False
+                    self._view_change_messages[self.id] = record
+            elif isinstance(record, NewView) and record.view >= view:
+                view, active = record.view, True
+                self._new_view = record
+
+        if snapshot is not None:
+            app_snapshot, table_snapshot, timestamp_ms = decode_snapshot(snapshot.snapshot)
+            self._app.restore(app_snapshot)
+            self.client_table.restore(table_snapshot)
+            self.last_batch_timestamp_ms = timestamp_ms
+            self.last_executed = snapshot.sequence
+            self._snapshots = {snapshot.sequence: snapshot.snapshot}
+        # The highest checkpoint whose 2f + 1 proof was persisted is the stable one (C2).
+        proven: list[tuple[int, bytes, tuple[Checkpoint, ...]]] = []
+        for sequence, votes in proofs.items():
+            by_digest: dict[bytes, list[Checkpoint]] = {}
+            for checkpoint in votes.values():
+                by_digest.setdefault(checkpoint.digest, []).append(checkpoint)
+            for digest, proof in by_digest.items():
+                if len(proof) >= quorum.quorum(self._n):
+                    proven.append((sequence, digest, tuple(sorted(proof, key=lambda c: c.replica))))
+        proven.sort(key=lambda p: p[0])
+        for sequence, digest, proof in proven:
+            if sequence <= self.last_executed:
+                self.stable_checkpoint, self.stable_checkpoint_proof = sequence, proof
+        self._checkpoints = {
+            s: dict(v) for s, v in proofs.items() if s >= self.stable_checkpoint
+        }
+        if proven and proven[-1][0] > self.last_executed:
+            # We had learnt of a stable checkpoint beyond our state: fetch it (S1).
+            sequence, digest, proof = proven[-1]
+            self._advance_stable_checkpoint(sequence, proof)
+            self._start_fetch(sequence, digest)
+        h = self.stable_checkpoint
+        self.view, self.view_active = view, active
+        self._last_assigned = self.last_executed
+        self._prepared_certificates = {s: c for s, c in certificates.items() if s > h}
+        for pre_prepare in pre_prepares.values():
+            if pre_prepare.requests and pre_prepare.sequence > h:
+                self._batches[pre_prepare.digest] = pre_prepare
+        if not active:
+            self._view_change_deadline_ms = self.now_ms + self._view_change_timeout_ms
+            self._send(self._others, self._view_change_messages[self.id])
+            return
+        # The current view's log: our PRE-PREPAREs and votes, sent again to whoever lost them.
+        for (v, sequence), pre_prepare in sorted(pre_prepares.items()):
+            if v == view and sequence > h:
+                entry = self._entry(sequence)
+                entry.pre_prepare = self._batch_of_recovered(pre_prepare)
+                self._last_assigned = max(self._last_assigned, sequence)
+                if pre_prepare.replica == self.id:
+                    self._send(self._others, pre_prepare)
+        for vote in own_votes:
+            entry = self._log.get(vote.sequence)
+            if vote.view != view or entry is None or entry.digest != vote.digest:
+                continue
+            if isinstance(vote, Prepare):
+                entry.prepares[self.id] = vote
+            else:
+                entry.commits[self.id] = vote
+                entry.prepared = True  # we only ever commit once prepared (N5)
+            self._send(self._others, vote)
+        self._last_proposed_timestamp_ms = max(
+            [self.last_batch_timestamp_ms] + [pp.timestamp_ms for pp in pre_prepares.values()]
+        )
+        self._highest_seen = self._last_assigned
+        self._last_progress_ms = self.now_ms - self.config.state_transfer_timeout_ms
+
+    def _batch_of_recovered(self, pre_prepare: PrePrepare) -> PrePrepare:
+        if pre_prepare.requests or pre_prepare.digest == NULL_DIGEST:
+            return pre_prepare
+        known = self._batches.get(pre_prepare.digest)
+        return pre_prepare if known is None else replace(pre_prepare, requests=known.requests)
 
     # ------------------------------------------------------------------ the driver's interface
 
@@ -510,9 +636,9 @@ class Replica:
                 key=lambda p: p.replica,
             )
         )
-        self._prepared_certificates[entry.sequence] = PreparedCertificate(
-            replace(pre_prepare, requests=()), prepares
-        )
+        certificate = PreparedCertificate(replace(pre_prepare, requests=()), prepares)
+        self._prepared_certificates[entry.sequence] = certificate
+        self._persist.append(certificate)  # V1 must still report it after a restart
         commit = self._sign(Commit(self.view, entry.sequence, entry.digest, self.id, b""))
         entry.commits[self.id] = commit
         self._persist.append(commit)
@@ -607,6 +733,7 @@ class Replica:
         snapshot = self._snapshot()
         self._snapshots[sequence] = snapshot
         checkpoint = self._sign(Checkpoint(sequence, sha256(snapshot), self.id, b""))
+        self._persist.append(SnapshotRecord(sequence, snapshot))
         self._persist.append(checkpoint)
         self._send(self._others, checkpoint)
         self._checkpoints.setdefault(sequence, {})[self.id] = checkpoint
@@ -688,6 +815,7 @@ class Replica:
     def _advance_stable_checkpoint(self, sequence: int, proof: tuple[Checkpoint, ...]) -> None:
         self.stable_checkpoint = sequence
         self.stable_checkpoint_proof = proof
+        self._persist.extend(proof)
         if self._lagging is not None and self._lagging[0] <= sequence:
             self._lagging = None
         self._collect_garbage(sequence)
@@ -776,6 +904,7 @@ class Replica:
         self.last_executed = sequence
         self._last_progress_ms = self.now_ms
         self._snapshots[sequence] = snapshot
+        self._persist.append(SnapshotRecord(sequence, snapshot))
         self._fetch = None
         self.state_transfers_completed += 1
         for client in [c for c, r in self._waiting.items()
