@@ -49,7 +49,8 @@ def self_signed_client_context(seed: bytes) -> ssl.SSLContext:
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
     with tempfile.TemporaryDirectory() as directory:
-        (Path(directory) / "c.pem").write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+        certificate_pem = certificate.public_bytes(serialization.Encoding.PEM)
+        (Path(directory) / "c.pem").write_bytes(certificate_pem)
         (Path(directory) / "k.pem").write_bytes(
             key.private_bytes(
                 serialization.Encoding.PEM,
@@ -104,7 +105,9 @@ def test_a_missing_or_foreign_certificate_has_no_key():
 
 @pytest.mark.trio
 async def test_mutual_handshake_is_tls13_and_each_side_sees_the_others_identity():
-    server, client, errors = await handshake(server_context(SERVER.seed), client_context(CLIENT.seed))
+    server, client, errors = await handshake(
+        server_context(SERVER.seed), client_context(CLIENT.seed)
+    )
     assert errors == {}
     assert server.version() == client.version() == "TLSv1.3"
     assert peer_public_key(server.getpeercert(binary_form=True)) == CLIENT.public_key

@@ -13,7 +13,8 @@ the configuration gives for that replica; an inbound connection is accepted only
 caller's `accept_peer(public_key)` names a `Peer` for the key. Anything else is refused, counted
 and logged (logger `pbft.runtime.transport`, records carry `peer_address`, `reason`, `peer`).
 
-Bad input. A peer that sends a frame too large, a truncated frame or bytes that do not decode is
+Bad input. A peer that sends a frame too large (for a client: larger than a REQUEST can be), a
+truncated frame or bytes that do not decode is
 disconnected (a peer sending garbage is not worth keeping); a well-formed message is delivered
 whatever its signature says: checking signatures is the core's job. Inbound connections are
 bounded (`connections_max`, handshakes included) and a handshake must finish within
@@ -63,6 +64,9 @@ _ACCEPT_CAPACITY_ERRNOS = frozenset(
     if code is not None
 )
 _ACCEPT_RETRY_DELAY_S = 0.1
+#: A REQUEST's encoding beyond its operation is about 120 bytes (tag, timestamp, key, flag,
+#: signature, msgpack headers); the rest of this is margin.
+_REQUEST_OVERHEAD_BYTES = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +129,7 @@ class TransportStatistics:
     bytes_sent: int
     #: `send_all` calls; frames_sent / sends is the coalescing factor.
     sends: int
-    #: Open now.
+    #: Open now (inbound: handshaking ones included).
     connections_inbound: int
     connections_outbound: int
     #: TCP connections accepted by the listener (refused ones included).
@@ -216,6 +220,9 @@ class Transport:
         self._identity = identity
         self._accept_peer = accept_peer
         self._limits = limits
+        self._client_frame_bytes_max = min(
+            limits.frame_bytes_max, limits.operation_bytes_max + _REQUEST_OVERHEAD_BYTES
+        )
         self._rng = rng
         self._settings = settings
         self._server_context: ssl.SSLContext = tls.server_context(identity.seed)
@@ -338,6 +345,22 @@ class Transport:
         """The next delivered `(peer, message)`; raises trio.EndOfChannel after `serve` ended."""
         return await self.inbox.receive()
 
+    async def wait_messages(self, messages_max: int) -> list[tuple[Peer, Message]]:
+        """Wait for a delivered message, then take every one already waiting, up to
+        `messages_max` in all: the node loop's way to feed the core a batch per wake-up (one
+        scheduler round trip per batch, not per message). Raises trio.EndOfChannel after
+        `serve` ended and the inbox is empty; ValueError if `messages_max` < 1."""
+        if messages_max < 1:
+            raise ValueError("messages_max must be at least 1")
+        inbox = self.inbox
+        batch = [await inbox.receive()]
+        try:
+            while len(batch) < messages_max:
+                batch.append(inbox.receive_nowait())
+        except (trio.WouldBlock, trio.EndOfChannel):
+            pass
+        return batch
+
     async def wait_connected(self, peer_id: int) -> None:
         """Wait until the outbound link to replica `peer_id` is connected and authenticated."""
         await self._links[peer_id].connected.wait()
@@ -452,9 +475,14 @@ class Transport:
 
     async def _receive_loop(self, stream: trio.SSLStream, peer: Peer, address: str) -> None:
         """Deliver decoded frames until the peer closes, the stream fails or a frame is bad."""
+        # Clients only ever send REQUESTs: holding them to a request's size bounds what
+        # connections_max client connections can make us buffer far below frame_bytes_max each.
+        frame_bytes_max = (
+            self._limits.frame_bytes_max if peer.is_replica else self._client_frame_bytes_max
+        )
         reader = FrameReader(
             stream,
-            self._limits.frame_bytes_max,
+            frame_bytes_max,
             receive_bytes_max=self._settings.receive_bytes_max,
             counters=self._received,
         )
@@ -646,7 +674,7 @@ class Transport:
             address = f"{info.host}:{info.port}"
             stream = await self._wait_connect(info, address)
             if stream is not None:
-                failures = 0
+                connected_at = trio.current_time()
                 self._connections_outbound += 1
                 link.connected.set()
                 try:
@@ -657,6 +685,11 @@ class Transport:
                     self._connections_outbound -= 1
                     link.connected = trio.Event()
                     await trio.aclose_forcefully(stream)
+                # Only a connection that lasted resets the backoff: a peer that completes the
+                # handshake and then drops us (it does not know our key, it is restarting in a
+                # loop) is retried as slowly as one that is down.
+                if trio.current_time() - connected_at >= self._settings.reconnect_delay_max_s:
+                    failures = 0
             failures += 1
             await trio.sleep(self._reconnect_delay_s(failures))
 
