@@ -1,0 +1,445 @@
+"""The deterministic simulator: a single-threaded discrete-event loop over virtual time that
+drives real `pbft.core` replicas and client sessions through a faulty simulated network.
+
+One seeded `random.Random` is the only source of randomness, virtual time the only clock, and a
+heap of (time, sequence, event) the only scheduler; so the same code and seed give the same run,
+and the trace hash printed with every run proves it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pbft.app import StateMachine
+from pbft.codec import DecodeError, Limits, decode, encode
+from pbft.config import ClusterConfig, ReplicaInfo
+from pbft.core import ClientResult, ClientSession, ExecutedBatch, Replica
+from pbft.crypto import Signer, Verifier, sha256
+from pbft.ed25519 import Ed25519Signer, Ed25519Verifier
+from pbft.messages import Reply
+
+from .network import Network, NetworkProfile
+from .storage import SimulatedStorage
+
+_DELIVER, _TICK, _ACTION, _CLIENT = 0, 1, 2, 3
+TICK_MS = 10
+#: After the last scheduled action and the last client, replicas get this long to catch up.
+SETTLE_US = 1_000_000
+
+
+def ed25519_signer(label: str) -> Ed25519Signer:
+    """A real key derived from `label` (equal labels, equal keys: runs are reproducible)."""
+    return Ed25519Signer(sha256(b"pbft-sim-key:" + label.encode()))
+
+
+class InsecureSigner:
+    """A stand-in for Ed25519 that makes long sweeps fast: the "signature" is SHA-512 over key
+    and payload, which anyone can compute. It keeps every protocol check meaningful against
+    replicas that do not forge on purpose; behaviours that forge use wrong keys, which it
+    still rejects. Never use it outside simulation."""
+
+    __slots__ = ("public_key",)
+
+    def __init__(self, label: str) -> None:
+        self.public_key = hashlib.sha256(b"pbft-sim-insecure:" + label.encode()).digest()
+
+    def sign(self, payload: bytes) -> bytes:
+        return hashlib.sha512(self.public_key + payload).digest()
+
+
+class InsecureVerifier:
+    __slots__ = ()
+
+    def verify(self, public_key: bytes, payload: bytes, signature: bytes) -> bool:
+        return hashlib.sha512(public_key + payload).digest() == signature
+
+
+@dataclass
+class ClientRecord:
+    """What one client did: each operation with its invocation and completion (virtual µs)."""
+
+    name: str
+    correct: bool = True
+    operations: list[tuple[bytes, int, int | None, bytes | None]] = field(default_factory=list)
+
+
+class SimClient:
+    """A closed-loop client: submits its next operation after a think time drawn from the
+    simulation's generator, until it has submitted `requests` operations."""
+
+    __slots__ = ("session", "record", "remaining", "think_ms", "make_operation", "index",
+                 "invoked_us", "done")
+
+    def __init__(self, session: ClientSession, record: ClientRecord, index: int, requests: int,
+                 think_ms: float, make_operation: Callable[[int, int], bytes]) -> None:
+        self.session = session
+        self.record = record
+        self.index = index
+        self.remaining = requests
+        self.think_ms = think_ms
+        self.make_operation = make_operation
+        self.invoked_us = 0
+        self.done = requests == 0
+
+
+@dataclass
+class Violation:
+    """A broken property: which checker, at which sequence number, which replicas."""
+
+    checker: str
+    message: str
+    sequence: int | None = None
+    replicas: tuple[int, ...] = ()
+
+    def as_dict(self) -> dict:
+        return {"checker": self.checker, "message": self.message, "sequence": self.sequence,
+                "replicas": list(self.replicas)}
+
+
+@dataclass
+class RunResult:
+    scenario: str
+    seed: int
+    replicas: int
+    faulty: list[int]
+    committed: int
+    violations: list[Violation]
+    liveness: bool
+    virtual_s: float
+    wall_s: float
+    events: int
+    deliveries: int
+    trace_hash: str
+
+    @classmethod
+    def from_dict(cls, row: dict) -> "RunResult":
+        violations = [Violation(v["checker"], v["message"], v["sequence"], tuple(v["replicas"]))
+                      for v in row["violations"]]
+        fields = {k: row[k] for k in ("scenario", "seed", "replicas", "faulty", "committed",
+                                      "liveness", "virtual_s", "wall_s", "events",
+                                      "deliveries", "trace_hash")}
+        return cls(violations=violations, **fields)
+
+    def as_dict(self) -> dict:
+        return {
+            "scenario": self.scenario, "seed": self.seed, "replicas": self.replicas,
+            "faulty": self.faulty, "committed": self.committed,
+            "violations": [v.as_dict() for v in self.violations], "liveness": self.liveness,
+            "virtual_s": round(self.virtual_s, 3), "wall_s": round(self.wall_s, 3),
+            "events": self.events, "deliveries": self.deliveries, "trace_hash": self.trace_hash,
+        }
+
+
+class Simulation:
+    """One run of n replicas and some clients. Build it, schedule faults with `at()`, `run()`.
+
+    `replica_class` may be a deliberately broken subclass (to test the checkers);
+    `behaviours` maps replica ids to Byzantine interceptors (`simulations.byzantine`).
+    """
+
+    def __init__(
+        self,
+        *,
+        seed: int,
+        replicas: int = 4,
+        clients: int = 4,
+        requests_per_client: int = 40,
+        think_ms: float = 50.0,
+        make_operation: Callable[[int, int], bytes] | None = None,
+        app_factory: Callable[[], StateMachine] | None = None,
+        network: NetworkProfile | None = None,
+        config_overrides: dict[str, Any] | None = None,
+        insecure_signatures: bool = True,
+        wire: bool = False,
+        replica_class: type[Replica] = Replica,
+        behaviours: dict[int, Any] | None = None,
+    ) -> None:
+        from pbft.app import KeyValueStore, kv_append
+
+        self.seed = seed
+        self.rng = random.Random(seed)
+        self.wire = wire
+        self.now_us = 0
+        self._heap: list[tuple] = []
+        self._counter = 0
+        self._trace = hashlib.sha256()
+        self.events = 0
+        self.deliveries = 0
+
+        make_signer: Callable[[str], Signer] = InsecureSigner if insecure_signatures else ed25519_signer
+        self.verifier: Verifier = InsecureVerifier() if insecure_signatures else Ed25519Verifier()
+        self.make_signer = make_signer
+        self.signers = [make_signer(f"replica-{i}") for i in range(replicas)]
+        overrides = {"request_timeout_ms": 1_000, "view_change_timeout_ms": 2_000,
+                     "client_retry_timeout_ms": 500, "state_transfer_timeout_ms": 500,
+                     "checkpoint_interval": 8, "log_window": 32}
+        overrides.update(config_overrides or {})
+        self.config = ClusterConfig(
+            replicas=tuple(ReplicaInfo(i, s.public_key) for i, s in enumerate(self.signers)),
+            **overrides,
+        )
+        self.limits = Limits.from_config(self.config)
+        self.app_factory = app_factory or KeyValueStore
+        self.replica_class = replica_class
+        self.network = Network(self.rng, network or NetworkProfile())
+        self.storages = [SimulatedStorage() for _ in range(replicas)]
+        self.apps = [self.app_factory() for _ in range(replicas)]
+        self.replicas = [
+            replica_class(self.config, i, self.signers[i], self.verifier, self.apps[i], 0)
+            for i in range(replicas)
+        ]
+        self.down: set[int] = set()
+        self._torn_next: set[int] = set()
+        self._compacted = [0] * replicas
+        self.executed: list[list[ExecutedBatch]] = [[] for _ in range(replicas)]
+        self.behaviours: dict[int, Any] = {}
+        #: Replicas that are faulty by design (Byzantine, or crashed and never restarted).
+        self.faulty: set[int] = set()
+        for replica_id, behaviour in (behaviours or {}).items():
+            self.add_behaviour(replica_id, behaviour)
+
+        operation = make_operation or (lambda c, i: kv_append(f"key-{c % 3}", b"%d.%d;" % (c, i)))
+        self.clients: list[SimClient] = []
+        self._clients_by_key: dict[bytes, SimClient] = {}
+        for c in range(clients):
+            self.add_client(f"client-{c}", requests_per_client, think_ms, operation)
+
+        #: Virtual time (µs) of the last fault; liveness is judged from there.
+        self.last_fault_us = 0
+        #: The run goes on at least until every scheduled action has happened.
+        self.last_action_us = 0
+        self._schedule(0, _TICK, None, None, None)
+
+    # ------------------------------------------------------------------ set-up
+
+    def add_behaviour(self, replica_id: int, behaviour: Any) -> None:
+        from .byzantine import ByzantineContext
+
+        behaviour.attach(ByzantineContext(self, replica_id))
+        self.behaviours[replica_id] = behaviour
+        self.faulty.add(replica_id)
+
+    def add_client(self, name: str, requests: int, think_ms: float,
+                   make_operation: Callable[[int, int], bytes], correct: bool = True) -> SimClient:
+        session = ClientSession(self.config, self.make_signer(name), 0)
+        record = ClientRecord(name, correct)
+        client = SimClient(session, record, len(self.clients), requests, think_ms, make_operation)
+        self.clients.append(client)
+        self._clients_by_key[session.client] = client
+        if requests:
+            start_us = int(self.rng.uniform(0, think_ms) * 1000)
+            self._schedule(start_us, _CLIENT, client, None, None)
+        return client
+
+    def at(self, ms: float, action: Callable[["Simulation"], None], fault: bool = True) -> None:
+        """Run `action(self)` at virtual time `ms`. Faults count for the liveness clock."""
+        us = int(ms * 1000)
+        self.last_action_us = max(self.last_action_us, us)
+        if fault:
+            self.last_fault_us = max(self.last_fault_us, us)
+        self._schedule(us, _ACTION, action, None, None)
+
+    # ------------------------------------------------------------------ faults
+
+    def crash(self, replica_id: int, torn: bool = False) -> None:
+        """Stop a replica. With `torn`, it dies while persisting its next Ready."""
+        if torn:
+            self._torn_next.add(replica_id)
+        else:
+            self.down.add(replica_id)
+
+    def restart(self, replica_id: int, wipe: bool = False) -> None:
+        """Recover a crashed replica from its durable records (or from nothing, if wiped)."""
+        if wipe:
+            self.storages[replica_id].wipe()
+        self.apps[replica_id] = self.app_factory()
+        self.replicas[replica_id] = self.replica_class.recover(
+            self.config, replica_id, self.signers[replica_id], self.verifier,
+            self.apps[replica_id], list(self.storages[replica_id].records), self.now_us // 1000,
+        )
+        self.down.discard(replica_id)
+        self._torn_next.discard(replica_id)
+        # What it executed after its last durable snapshot is gone with the crash; what it
+        # executes again from there is a new history, not a second execution.
+        recovered = self.replicas[replica_id].last_executed
+        self.executed[replica_id] = [
+            b for b in self.executed[replica_id] if b.sequence <= recovered
+        ]
+        self._flush(replica_id)
+
+    # ------------------------------------------------------------------ the loop
+
+    def _schedule(self, at_us: int, kind: int, a: Any, b: Any, c: Any) -> None:
+        self._counter += 1
+        heapq.heappush(self._heap, (at_us, self._counter, kind, a, b, c))
+
+    def run(self, *, until_ms: float = 120_000, liveness_bound_ms: float = 30_000) -> bool:
+        """Run until every client is done, or virtual time reaches `until_ms` (or the liveness
+        bound after the last fault). Returns True if every correct client finished."""
+        heap = self._heap
+        until_us = int(until_ms * 1000)
+        bound_us = int(liveness_bound_ms * 1000)
+        while heap:
+            at_us, _, kind, a, b, c = heapq.heappop(heap)
+            if at_us > until_us or at_us > self.last_fault_us + bound_us:
+                heapq.heappush(heap, (at_us, 0, kind, a, b, c))
+                break
+            self.now_us = at_us
+            self.events += 1
+            if kind == _DELIVER:
+                self._deliver(a, b, c)
+            elif kind == _TICK:
+                self._tick()
+                if self.all_done() and at_us >= self.last_action_us + SETTLE_US:
+                    break
+            elif kind == _CLIENT:
+                self._client_submit(a)
+            else:
+                a(self)
+        return self.all_done()
+
+    def all_done(self) -> bool:
+        return all(c.done for c in self.clients if c.record.correct)
+
+    def _tick(self) -> None:
+        now_ms = self.now_us // 1000
+        for replica_id, replica in enumerate(self.replicas):
+            if replica_id not in self.down:
+                replica.tick(now_ms)
+                behaviour = self.behaviours.get(replica_id)
+                if behaviour is not None:
+                    behaviour.on_tick(now_ms)
+                self._flush(replica_id)
+        for client in self.clients:
+            session = client.session
+            session.tick(now_ms)
+            if session.has_ready():
+                self._flush_client(client)
+        self._schedule(self.now_us + TICK_MS * 1000, _TICK, None, None, None)
+
+    def _deliver(self, destination: Any, source: Any, payload: Any) -> None:
+        self.deliveries += 1
+        message = payload
+        if type(payload) is bytes:
+            try:
+                message = decode(payload, self.limits)
+            except DecodeError:
+                self._trace_event(source, destination, b"undecodable")
+                return
+        self._trace_event(source, destination, message)
+        if type(destination) is int:
+            if destination in self.down:
+                return
+            behaviour = self.behaviours.get(destination)
+            if behaviour is not None:
+                message = behaviour.incoming(source, message)
+                if message is None:
+                    return
+            self.replicas[destination].receive(message)
+            self._flush(destination)
+        else:
+            client = self._clients_by_key.get(destination)
+            # Channels are authenticated: a reply counts only as coming from its true source.
+            if client is not None and type(message) is Reply and message.replica == source:
+                client.session.receive(message)
+                if client.session.has_ready():
+                    self._flush_client(client)
+
+    def _trace_event(self, source: Any, destination: Any, message: Any) -> None:
+        kind = type(message).__name__ if not isinstance(message, bytes) else "bytes"
+        sequence = getattr(message, "sequence", getattr(message, "timestamp", -1))
+        view = getattr(message, "view", -1)
+        self._trace.update(
+            f"{self.now_us}|{source!r:.12}|{destination!r:.12}|{kind}|{view}|{sequence}\n".encode()
+        )
+
+    def send(self, source: Any, destinations: tuple, message: Any) -> None:
+        """Put one message on the network from `source` to each destination."""
+        payload = encode(message) if self.wire and not isinstance(message, bytes) else message
+        arrivals = self.network.arrivals_us
+        now = self.now_us
+        for destination in destinations:
+            for at_us in arrivals(source, destination, now):
+                self._schedule(at_us, _DELIVER, destination, source, payload)
+
+    def _flush(self, replica_id: int) -> None:
+        replica = self.replicas[replica_id]
+        behaviour = self.behaviours.get(replica_id)
+        storage = self.storages[replica_id]
+        while replica.has_ready():
+            ready = replica.ready()
+            if replica_id in self._torn_next:
+                storage.append_torn(ready.persist, self.rng)
+                self._torn_next.discard(replica_id)
+                self.down.add(replica_id)
+                return
+            storage.append(ready.persist)
+            for outbound in ready.messages:
+                if behaviour is None:
+                    self.send(replica_id, outbound.to, outbound.message)
+                else:
+                    for to, message in behaviour.outgoing(outbound.to, outbound.message):
+                        self.send(replica_id, to, message)
+            for reply in ready.replies:
+                if behaviour is None:
+                    self.send(replica_id, (reply.client,), reply)
+                else:
+                    for to, message in behaviour.outgoing((reply.client,), reply):
+                        self.send(replica_id, to, message)
+            if ready.executed:
+                self.executed[replica_id].extend(ready.executed)
+            low = ready.status.low_watermark
+            if low > self._compacted[replica_id]:
+                self._compacted[replica_id] = low
+                storage.compact(low)
+            replica.advance()
+
+    # ------------------------------------------------------------------ clients
+
+    def _client_submit(self, client: SimClient) -> None:
+        session = client.session
+        if client.remaining <= 0 or session.outstanding is not None:
+            return
+        i = len(client.record.operations)
+        operation = client.make_operation(client.index, i)
+        session.now_ms = max(session.now_ms, self.now_us // 1000)
+        session.submit(operation)
+        client.remaining -= 1
+        client.record.operations.append((operation, self.now_us, None, None))
+        self._flush_client(client)
+
+    def _flush_client(self, client: SimClient) -> None:
+        session = client.session
+        ready = session.ready()
+        for outbound in ready.messages:
+            self.send(session.client, outbound.to, outbound.message)
+        for result in ready.results:
+            self._client_result(client, result)
+        session.advance()
+
+    def _client_result(self, client: SimClient, result: ClientResult) -> None:
+        operations = client.record.operations
+        operation, invoked_us, _, _ = operations[-1]
+        operations[-1] = (operation, invoked_us, self.now_us, result.result)
+        if client.remaining > 0:
+            think_us = int(self.rng.expovariate(1.0 / max(client.think_ms, 0.001)) * 1000)
+            self._schedule(self.now_us + think_us, _CLIENT, client, None, None)
+        else:
+            client.done = True
+
+    # ------------------------------------------------------------------ results
+
+    def trace_hash(self) -> str:
+        return self._trace.hexdigest()[:16]
+
+    def committed(self) -> int:
+        return sum(1 for c in self.clients for op in c.record.operations if op[2] is not None)
+
+    def correct_replicas(self) -> list[int]:
+        return [r for r in range(len(self.replicas)) if r not in self.faulty]
+

@@ -1,0 +1,107 @@
+"""The simulated network: per-link latency, loss, duplication, partitions (symmetric and
+one-way) and clogged links, all drawn from the simulation's one `random.Random`.
+
+Reordering is not a separate knob: every copy of a message gets its own latency, so messages on
+one link overtake each other whenever the latency spread allows it.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+Node = Any  # a replica id (int) or a client key (bytes)
+
+
+@dataclass(frozen=True)
+class NetworkProfile:
+    """The faults of a network, in documented ranges (see `NetworkProfile.draw`).
+
+    Latency is uniform in [latency_ms_min, latency_ms_max] per message; `loss` and
+    `duplication` are per-message probabilities.
+    """
+
+    latency_ms_min: float = 1.0
+    latency_ms_max: float = 5.0
+    loss: float = 0.0
+    duplication: float = 0.0
+
+    #: Ranges that swarm testing draws from: wide enough to hurt, narrow enough that the
+    #: liveness bound of the checkers still holds once faults heal.
+    RANGES = {
+        "latency_ms_min": (0.1, 5.0),
+        "latency_ms_spread": (0.0, 50.0),
+        "loss": (0.0, 0.2),
+        "duplication": (0.0, 0.2),
+    }
+
+    @classmethod
+    def draw(cls, rng: random.Random) -> "NetworkProfile":
+        """A profile drawn from `RANGES` (swarm testing: each seed gets its own mix)."""
+        low = rng.uniform(*cls.RANGES["latency_ms_min"])
+        spread = rng.uniform(*cls.RANGES["latency_ms_spread"])
+        # Half of the seeds get a clean network in each dimension, so faults appear alone too.
+        loss = rng.uniform(*cls.RANGES["loss"]) if rng.random() < 0.5 else 0.0
+        duplication = rng.uniform(*cls.RANGES["duplication"]) if rng.random() < 0.5 else 0.0
+        return cls(low, low + spread, loss, duplication)
+
+
+@dataclass
+class _Link:
+    blocked: bool = False
+    clogged_until_us: int = 0
+
+
+@dataclass
+class Network:
+    """Decides, for each message sent, how many copies arrive and when."""
+
+    rng: random.Random
+    profile: NetworkProfile = field(default_factory=NetworkProfile)
+    _links: dict[tuple[Node, Node], _Link] = field(default_factory=dict)
+    #: While False, loss and duplication are suspended (after the last fault heals).
+    faulty: bool = True
+
+    def _link(self, source: Node, destination: Node) -> _Link:
+        link = self._links.get((source, destination))
+        if link is None:
+            link = self._links[(source, destination)] = _Link()
+        return link
+
+    def arrivals_us(self, source: Node, destination: Node, now_us: int) -> list[int]:
+        """Arrival times of the copies of one message (empty if it is lost or blocked)."""
+        link = self._links.get((source, destination))
+        if link is not None and link.blocked:
+            return []
+        profile = self.profile
+        rng = self.rng
+        if self.faulty and profile.loss and rng.random() < profile.loss:
+            return []
+        copies = 2 if self.faulty and profile.duplication and rng.random() < profile.duplication else 1
+        start = now_us if link is None else max(now_us, link.clogged_until_us)
+        low, high = profile.latency_ms_min * 1000, profile.latency_ms_max * 1000
+        return [start + int(rng.uniform(low, high)) for _ in range(copies)]
+
+    # ------------------------------------------------------------------ faults
+
+    def partition(self, group_a: list[Node], group_b: list[Node], one_way: bool = False) -> None:
+        """Block links from group_a to group_b (and back, unless `one_way`)."""
+        for a in group_a:
+            for b in group_b:
+                self._link(a, b).blocked = True
+                if not one_way:
+                    self._link(b, a).blocked = True
+
+    def isolate(self, node: Node, others: list[Node]) -> None:
+        self.partition([node], [o for o in others if o != node])
+
+    def clog(self, source: Node, destination: Node, until_us: int) -> None:
+        """Hold every message on one link until `until_us` (then they arrive in a burst)."""
+        link = self._link(source, destination)
+        link.clogged_until_us = max(link.clogged_until_us, until_us)
+
+    def heal(self) -> None:
+        """Remove every partition and clog; loss and duplication stop too."""
+        self._links.clear()
+        self.faulty = False

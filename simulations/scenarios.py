@@ -1,0 +1,203 @@
+"""The catalogue of named scenarios: each builds a seeded simulation with its faults scheduled,
+and `run_scenario` runs it and applies every checker.
+
+A scenario is a function `seed -> Simulation` with a name and a one-line description; what is
+random in it (latencies, which replica, when) comes from the simulation's own generator, so
+`(scenario, seed)` names one run exactly.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from . import checkers
+from .engine import RunResult, Simulation
+from .network import NetworkProfile
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    description: str
+    build: Callable[[int], Simulation]
+    #: Seeds run in CI for this scenario.
+    seeds: tuple[int, ...] = (1, 2, 3)
+    until_ms: float = 120_000
+    liveness_bound_ms: float = 30_000
+    #: Application-specific linearizability checker (the default knows kv_append).
+    linearizability: checkers.Checker = checkers.kv_append_linearizability
+
+
+CATALOGUE: dict[str, Scenario] = {}
+
+
+def scenario(name: str, description: str, **options) -> Callable:
+    """Register `build(seed) -> Simulation` under `name`."""
+
+    def register(build: Callable[[int], Simulation]) -> Callable[[int], Simulation]:
+        if name in CATALOGUE:
+            raise ValueError(f"scenario {name!r} registered twice")
+        CATALOGUE[name] = Scenario(name, description, build, **options)
+        return build
+
+    return register
+
+
+def run_scenario(entry: Scenario, seed: int, simulation: Simulation | None = None) -> RunResult:
+    """Run one scenario with one seed and check it. `simulation` overrides the built one (the
+    hypothesis search passes its own)."""
+    sim = simulation if simulation is not None else entry.build(seed)
+    started = time.perf_counter()
+    finished = sim.run(until_ms=entry.until_ms, liveness_bound_ms=entry.liveness_bound_ms)
+    wall_s = time.perf_counter() - started
+    faulty = sorted(sim.faulty | sim.down)
+    sim.faulty = set(faulty)
+    violations = []
+    for check in (*checkers.SAFETY_CHECKERS, entry.linearizability):
+        violations.extend(check(sim))
+    violations.extend(checkers.liveness(sim, finished))
+    return RunResult(
+        scenario=entry.name, seed=seed, replicas=len(sim.replicas), faulty=faulty,
+        committed=sim.committed(), violations=violations, liveness=finished,
+        virtual_s=sim.now_us / 1e6, wall_s=wall_s, events=sim.events,
+        deliveries=sim.deliveries, trace_hash=sim.trace_hash(),
+    )
+
+
+def _sim(seed: int, **options) -> Simulation:
+    return Simulation(seed=seed, **options)
+
+
+# ------------------------------------------------------------------ network faults
+
+
+@scenario("baseline", "no faults: 4 replicas, 4 clients, 1-5 ms latency, 40 requests each")
+def _baseline(seed: int) -> Simulation:
+    return _sim(seed)
+
+
+@scenario("swarm", "a network fault profile drawn from the seed (latency, loss, duplication), "
+                   "healed after 5 s")
+def _swarm(seed: int) -> Simulation:
+    import random
+
+    profile = NetworkProfile.draw(random.Random(seed ^ 0x5EED))
+    sim = _sim(seed, network=profile)
+    sim.at(5_000, lambda s: s.network.heal())
+    return sim
+
+
+@scenario("lossy", "10% loss and 10% duplication on every link until 5 s")
+def _lossy(seed: int) -> Simulation:
+    sim = _sim(seed, network=NetworkProfile(1, 20, loss=0.1, duplication=0.1))
+    sim.at(5_000, lambda s: s.network.heal())
+    return sim
+
+
+@scenario("partition_backup", "backup 3 cut off from everyone for 4 s, then healed")
+def _partition_backup(seed: int) -> Simulation:
+    sim = _sim(seed)
+    nodes = list(range(4))
+    sim.at(200, lambda s: s.network.isolate(3, nodes))
+    sim.at(4_200, lambda s: s.network.heal())
+    return sim
+
+
+@scenario("partition_primary", "the primary cut off from the other replicas for 6 s: a view "
+                               "change, then healing")
+def _partition_primary(seed: int) -> Simulation:
+    sim = _sim(seed)
+    sim.at(300, lambda s: s.network.isolate(0, [1, 2, 3]))
+    sim.at(6_300, lambda s: s.network.heal())
+    return sim
+
+
+@scenario("one_way_partition", "the primary hears nothing from the backups for 5 s (it can "
+                               "still send)")
+def _one_way(seed: int) -> Simulation:
+    sim = _sim(seed)
+    sim.at(300, lambda s: s.network.partition([1, 2, 3], [0], one_way=True))
+    sim.at(5_300, lambda s: s.network.heal())
+    return sim
+
+
+@scenario("clogged_link", "the links from the primary to two backups hold messages for 3 s")
+def _clogged(seed: int) -> Simulation:
+    sim = _sim(seed)
+
+    def clog(s: Simulation) -> None:
+        for backup in (1, 2):
+            s.network.clog(0, backup, s.now_us + 3_000_000)
+
+    sim.at(300, clog)
+    return sim
+
+
+# ------------------------------------------------------------------ crashes
+
+
+@scenario("crash_backup_restart", "a backup crashes, misses 3 s, recovers from its records")
+def _crash_backup(seed: int) -> Simulation:
+    sim = _sim(seed)
+    victim = 1 + seed % 3
+    sim.at(300, lambda s: s.crash(victim))
+    sim.at(3_300, lambda s: s.restart(victim))
+    return sim
+
+
+@scenario("crash_primary", "the primary crashes for good: a view change, then progress")
+def _crash_primary(seed: int) -> Simulation:
+    sim = _sim(seed)
+    sim.at(300, lambda s: s.crash(0))
+    return sim
+
+
+@scenario("crash_torn_write", "a replica dies in the middle of a write (torn last record) and "
+                              "recovers")
+def _crash_torn(seed: int) -> Simulation:
+    sim = _sim(seed)
+    victim = seed % 4
+    sim.at(400, lambda s: s.crash(victim, torn=True))
+    sim.at(3_000, lambda s: s.restart(victim) if victim in s.down else None)
+    return sim
+
+
+@scenario("crash_wipe_disk", "a backup loses its disk and rejoins by state transfer")
+def _crash_wipe(seed: int) -> Simulation:
+    sim = _sim(seed)
+    victim = 1 + seed % 3
+    sim.at(300, lambda s: s.crash(victim))
+    sim.at(3_000, lambda s: s.restart(victim, wipe=True))
+    return sim
+
+
+@scenario("crash_all_restart", "all four replicas crash at once mid-load and restart from "
+                               "their records")
+def _crash_all(seed: int) -> Simulation:
+    sim = _sim(seed)
+
+    def crash_all(s: Simulation) -> None:
+        for r in range(4):
+            s.crash(r)
+
+    def restart_all(s: Simulation) -> None:
+        for r in range(4):
+            s.restart(r)
+
+    sim.at(500, crash_all)
+    sim.at(1_500, restart_all)
+    return sim
+
+
+@scenario("crash_three_primaries", "n = 10, f = 3: primaries 0, 1 and 2 crash; view 3 leads")
+def _three_primaries(seed: int) -> Simulation:
+    sim = _sim(seed, replicas=10, requests_per_client=20)
+
+    def crash(s: Simulation) -> None:
+        for r in (0, 1, 2):
+            s.crash(r)
+
+    sim.at(300, crash)
+    return sim
