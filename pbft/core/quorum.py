@@ -7,6 +7,10 @@ That is 2f + 1 exactly when n = 3f + 1, and never more than the n − f correct 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
+from ..messages import Checkpoint
+
 
 def faults_tolerated(n: int) -> int:
     """f: the most Byzantine replicas n replicas tolerate."""
@@ -32,3 +36,17 @@ def reply_quorum(n: int) -> int:
 def read_only_quorum(n: int) -> int:
     """2f + 1 when n = 3f + 1: matching read-only replies a client needs (R1)."""
     return quorum(n)
+
+
+def proven_checkpoint(
+    votes: Iterable[Checkpoint], n: int
+) -> tuple[bytes, tuple[Checkpoint, ...]] | None:
+    """C2: the digest that 2f + 1 of `votes` (one sequence number, distinct senders) agree on,
+    with those CHECKPOINTs sorted by sender as its proof; None if no digest has a quorum."""
+    by_digest: dict[bytes, list[Checkpoint]] = {}
+    for checkpoint in votes:
+        by_digest.setdefault(checkpoint.digest, []).append(checkpoint)
+    for digest, proof in by_digest.items():
+        if len(proof) >= quorum(n):
+            return digest, tuple(sorted(proof, key=lambda c: c.replica))
+    return None

@@ -37,18 +37,16 @@ from . import quorum
 from .client_table import ClientTable
 from .log import LogEntry
 from .ready import ExecutedBatch, ExecutedRequest, Outbound, Ready, Status
+from .recovery import read_records
 from .state_transfer import (
     StateFetch,
     chunk_snapshot,
     decode_snapshot,
     encode_snapshot,
 )
-from .view_change import checkpoint_proof_reason, new_view_plan, new_view_reason, view_change_reason
+from .view_change import new_view_plan, new_view_reason, view_change_reason
 
 RequestKey = tuple[bytes, int]  # (client, timestamp)
-
-#: Messages that belong to one view: stashed while that view is in the future (V3).
-_VIEW_MESSAGES = (PrePrepare, Prepare, Commit)
 
 
 class Replica:
@@ -181,37 +179,8 @@ class Replica:
         return replica
 
     def _recover(self, records: list[Message]) -> None:
-        snapshot: SnapshotRecord | None = None
-        proofs: dict[int, dict[int, Checkpoint]] = {}
-        certificates: dict[int, PreparedCertificate] = {}
-        pre_prepares: dict[tuple[int, int], PrePrepare] = {}
-        own_votes: list[Prepare | Commit] = []
-        view, active = 0, True
-        for record in records:
-            if isinstance(record, SnapshotRecord):
-                if snapshot is None or record.sequence >= snapshot.sequence:
-                    snapshot = record
-            elif isinstance(record, Checkpoint):
-                proofs.setdefault(record.sequence, {})[record.replica] = record
-            elif isinstance(record, PreparedCertificate):
-                sequence = record.pre_prepare.sequence
-                known = certificates.get(sequence)
-                if known is None or known.pre_prepare.view <= record.pre_prepare.view:
-                    certificates[sequence] = record
-            elif isinstance(record, PrePrepare):
-                key = (record.view, record.sequence)
-                if record.requests or key not in pre_prepares:
-                    pre_prepares[key] = record
-            elif isinstance(record, (Prepare, Commit)) and record.replica == self.id:
-                own_votes.append(record)
-            elif isinstance(record, ViewChange) and record.replica == self.id:
-                if record.new_view > view:
-                    view, active = record.new_view, False
-                    self._view_change_messages[self.id] = record
-            elif isinstance(record, NewView) and record.view >= view:
-                view, active = record.view, True
-                self._new_view = record
-
+        state = read_records(records, self.id)
+        snapshot = state.snapshot
         if snapshot is not None:
             app_snapshot, table_snapshot, timestamp_ms = decode_snapshot(snapshot.snapshot)
             self._app.restore(app_snapshot)
@@ -220,26 +189,29 @@ class Replica:
             self.last_executed = snapshot.sequence
             self._snapshots = {snapshot.sequence: snapshot.snapshot}
         # The highest checkpoint whose 2f + 1 proof was persisted is the stable one (C2).
-        proven: list[tuple[int, bytes, tuple[Checkpoint, ...]]] = []
-        for sequence, votes in proofs.items():
-            by_digest: dict[bytes, list[Checkpoint]] = {}
-            for checkpoint in votes.values():
-                by_digest.setdefault(checkpoint.digest, []).append(checkpoint)
-            for digest, proof in by_digest.items():
-                if len(proof) >= quorum.quorum(self._n):
-                    proven.append((sequence, digest, tuple(sorted(proof, key=lambda c: c.replica))))
-        proven.sort(key=lambda p: p[0])
-        for sequence, digest, proof in proven:
+        proven = []
+        for sequence in sorted(state.checkpoints):
+            found = quorum.proven_checkpoint(state.checkpoints[sequence].values(), self._n)
+            if found is not None:
+                proven.append((sequence, *found))
+        for sequence, _, proof in proven:
             if sequence <= self.last_executed:
                 self.stable_checkpoint, self.stable_checkpoint_proof = sequence, proof
         self._checkpoints = {
-            s: dict(v) for s, v in proofs.items() if s >= self.stable_checkpoint
+            s: dict(v) for s, v in state.checkpoints.items() if s >= self.stable_checkpoint
         }
         if proven and proven[-1][0] > self.last_executed:
             # We had learnt of a stable checkpoint beyond our state: fetch it (S1).
             sequence, digest, proof = proven[-1]
             self._advance_stable_checkpoint(sequence, proof)
             self._start_fetch(sequence, digest)
+        if state.own_view_change is not None:
+            self._view_change_messages[self.id] = state.own_view_change
+        self._new_view = state.new_view
+        view, active = state.view, state.view_active
+        certificates, pre_prepares, own_votes = (
+            state.certificates, state.pre_prepares, state.own_votes
+        )
         h = self.stable_checkpoint
         self.view, self.view_active = view, active
         self._last_assigned = self.last_executed
@@ -777,16 +749,9 @@ class Replica:
     def _check_stable(self, sequence: int) -> None:
         """C2: 2f + 1 matching CHECKPOINTs make a checkpoint stable. If we have not executed that
         far, or our state differs from the proven one, we fetch the proven state (S1)."""
-        votes = self._checkpoints.get(sequence, {})
-        by_digest: dict[bytes, list[Checkpoint]] = {}
-        for checkpoint in votes.values():
-            by_digest.setdefault(checkpoint.digest, []).append(checkpoint)
-        for digest, proof in by_digest.items():
-            if len(proof) >= quorum.quorum(self._n):
-                self._stable_checkpoint_proven(
-                    sequence, digest, tuple(sorted(proof, key=lambda c: c.replica))
-                )
-                return
+        found = quorum.proven_checkpoint(self._checkpoints.get(sequence, {}).values(), self._n)
+        if found is not None:
+            self._stable_checkpoint_proven(sequence, *found)
 
     def _stable_checkpoint_proven(
         self, sequence: int, digest: bytes, proof: tuple[Checkpoint, ...], *, wait: bool = True
