@@ -139,6 +139,7 @@ def test_s1_a_replica_restarted_with_an_empty_state_catches_up():
     cluster.crash(2)
     cluster.restart(2, empty=True)
     _run(cluster, sessions, 15)
+    cluster.settle(2_000)
     assert cluster.replicas[2].state_transfers_completed >= 1
     assert len({r.state_digest() for r in cluster.replicas}) == 1
     assert len({r.last_executed for r in cluster.replicas}) == 1

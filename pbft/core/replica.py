@@ -133,6 +133,8 @@ class Replica:
         self._last_progress_ms = now_ms
         self._log_fetch_deadline_ms = 0
         self._log_fetch_source = replica_id
+        #: When we last answered each replica's catch-up FETCH-LOG (rate limit).
+        self._log_served_ms: dict[int, int] = {}
 
         self._persist: list[Message] = []
         self._messages: list[Outbound] = []
@@ -918,7 +920,15 @@ class Replica:
             self.dropped["bad_signature"] += 1
             return
         to = (message.replica,)
-        if message.digest != NULL_DIGEST:
+        if message.digest == NULL_DIGEST:
+            # A catch-up answer can be log_window batches: at most one per requester per
+            # state_transfer_timeout_ms, so that a Byzantine replica cannot use us to flood.
+            served = self._log_served_ms.get(message.replica)
+            if served is not None and self.now_ms < served + self.config.state_transfer_timeout_ms:
+                self.dropped["fetch_log_too_soon"] += 1
+                return
+            self._log_served_ms[message.replica] = self.now_ms
+        else:
             known = self._batches.get(message.digest)
             if known is not None:
                 self._send(to, LoggedBatch(known, ()))
