@@ -189,3 +189,23 @@ def test_s1_a_replica_that_does_not_answer_a_fetch_is_skipped_after_the_timeout(
     assert restarted.dropped["state_fetch_timeout"] >= 1
     assert restarted.state_transfers_completed >= 1
     assert len({r.state_digest() for r in cluster.replicas}) == 1
+
+
+def test_s1_catch_up_answers_are_rate_limited_per_replica():
+    """S1: a FETCH-LOG is answered with commit certificates, but at most once per replica per
+    state_transfer_timeout_ms, so a Byzantine replica cannot make us flood the network."""
+    from pbft.messages import NULL_DIGEST, FetchLog, LoggedBatch
+
+    backup = make_replica(1, state_transfer_timeout_ms=300)
+    for s in (1, 2):
+        commit_batch(backup, pre_prepare(s, requests=(request(s),)))
+    drain(backup)
+    ask = sign(FetchLog(1, NULL_DIGEST, 2, b""))
+    backup.receive(ask)
+    assert [m.pre_prepare.sequence for _, m in sent(drain(backup), LoggedBatch)] == [1, 2]
+    backup.receive(ask)
+    assert sent(drain(backup), LoggedBatch) == []
+    assert backup.dropped["fetch_log_too_soon"] == 1
+    backup.tick(300)
+    backup.receive(ask)
+    assert len(sent(drain(backup), LoggedBatch)) == 2
