@@ -48,6 +48,9 @@ from .view_change import new_view_plan, new_view_reason, view_change_reason
 
 RequestKey = tuple[bytes, int]  # (client, timestamp)
 
+#: Per signed message type, its fields before `signature` (filled in by `_sign`).
+_SIGNED_FIELDS: dict[type, tuple[str, ...]] = {}
+
 
 class Replica:
     """A PBFT replica owning one `StateMachine`.
@@ -1176,8 +1179,15 @@ class Replica:
         return entry
 
     def _sign(self, message):
-        """The same message with our signature over its signing payload."""
-        return replace(message, signature=self._signer.sign(signing_payload(message)))
+        """The same message with our signature over its signing payload. (Every signed
+        message has `signature` as its last field; this is several times cheaper than
+        `dataclasses.replace`, and it is on the path of every vote.)"""
+        fields = _SIGNED_FIELDS.get(type(message))
+        if fields is None:
+            fields = _SIGNED_FIELDS[type(message)] = type(message).__slots__[:-1]
+            assert type(message).__slots__[-1] == "signature"
+        signature = self._signer.sign(signing_payload(message))
+        return type(message)(*[getattr(message, name) for name in fields], signature)
 
     def _verify_replica_signature(self, message) -> bool:
         replica = message.replica
