@@ -53,12 +53,21 @@ def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _is_id(value: object) -> bool:
+def is_id(value: object) -> bool:
+    """True iff `value` is a valid record or participant id (see `Id`)."""
     return (
         isinstance(value, str)
         and 0 < len(value) <= ID_CHARS_MAX
         and all(ch in _ID_CHARS for ch in value)
     )
+
+
+def _is_weekday(value: object) -> bool:
+    return _is_int(value) and 1 <= value <= 7  # type: ignore[operator]
+
+
+def _is_date(value: object) -> bool:
+    return parse_date(value) is not None
 
 
 def _is_distinct_list(value: object, item_check: Any, items_max: int, *, empty: bool) -> bool:
@@ -70,21 +79,23 @@ def _is_distinct_list(value: object, item_check: Any, items_max: int, *, empty: 
 
 
 _WIRE_CHECKS: dict[str, Any] = {
-    "Id": _is_id,
-    "Id | None": lambda v: v is None or _is_id(v),
-    "Ids": lambda v: _is_distinct_list(v, _is_id, LIST_ITEMS_MAX, empty=False),
+    "Id": is_id,
+    "Id | None": lambda v: v is None or is_id(v),
+    "Ids": lambda v: _is_distinct_list(v, is_id, LIST_ITEMS_MAX, empty=False),
     "Text": lambda v: isinstance(v, str) and len(v) <= TEXT_CHARS_MAX,
-    "Date": lambda v: parse_date(v) is not None,
+    "Date": _is_date,
     "Currency": lambda v: isinstance(v, str) and 0 < len(v) <= 8,
     "Amount": _is_int,
     "int": _is_int,
     "bool": lambda v: isinstance(v, bool),
     "Key": lambda v: isinstance(v, bytes) and len(v) == 32,
     "bytes | None": lambda v: v is None or (isinstance(v, bytes) and len(v) == 32),
-    "Codes": lambda v: _is_distinct_list(v, _is_id, LIST_ITEMS_MAX, empty=True),
-    "Changes": lambda v: isinstance(v, dict) and 0 < len(v) <= LIST_ITEMS_MAX,
-    "Weekdays": lambda v: _is_distinct_list(v, lambda d: _is_int(d) and 1 <= d <= 7, 7, empty=True),
-    "Dates": lambda v: _is_distinct_list(v, lambda d: parse_date(d) is not None, HOLIDAYS_MAX, empty=True),
+    "Codes": lambda v: _is_distinct_list(v, is_id, LIST_ITEMS_MAX, empty=True),
+    "Changes": lambda v: (
+        isinstance(v, dict) and 0 < len(v) <= LIST_ITEMS_MAX and all(isinstance(k, str) for k in v)
+    ),
+    "Weekdays": lambda v: _is_distinct_list(v, _is_weekday, 7, empty=True),
+    "Dates": lambda v: _is_distinct_list(v, _is_date, HOLIDAYS_MAX, empty=True),
     "Role": lambda v: isinstance(v, str) and v in Role.__members__,
 }  # fmt: skip
 
@@ -128,7 +139,7 @@ class Operation:
         for f in fields(self):
             if not _WIRE_CHECKS[str(f.type)](_plain(args[f.name])):
                 raise ValueError(f"{self.NAME}: {f.name}={args[f.name]!r} is not a {f.type}")
-        if actor is not None and not _is_id(actor):
+        if actor is not None and not is_id(actor):
             raise ValueError(f"actor {actor!r} is not an id")
         return pack_canonical([self.NAME, _plain(args), actor])
 
@@ -689,6 +700,37 @@ class ReportDecisionTimes(Operation):
 REPORTS = tuple(name for name in QUERIES if name.startswith("report."))
 
 
+# --- Examples ----------------------------------------------------------------------------------
+
+#: A well-formed placeholder value for each wire type.
+_EXAMPLE_VALUES: dict[str, Any] = {
+    "Id": "X-1",
+    "Id | None": None,
+    "Ids": ["X-1"],
+    "Text": "text",
+    "Date": "2024-01-02",
+    "Currency": "USD",
+    "Amount": 100,
+    "int": 1,
+    "bool": False,
+    "Key": bytes(range(32)),
+    "bytes | None": None,
+    "Codes": [],
+    "Changes": {"amount_minor": 100},
+    "Weekdays": [6, 7],
+    "Dates": [],
+    "Role": "TRADER",
+}
+
+
+def example_operation(cls: type[Operation], **overrides: Any) -> Operation:
+    """A well-formed instance of `cls` with placeholder values (for documentation, fuzzing and
+    authorisation tests), with `overrides` applied. Raises TypeError for an unknown field."""
+    values = {f.name: _EXAMPLE_VALUES[str(f.type)] for f in fields(cls)}
+    values.update(overrides)
+    return cls(**values)
+
+
 # --- Decoding operations -----------------------------------------------------------------------
 
 
@@ -721,10 +763,10 @@ def decode_operation(data: bytes) -> Envelope:
         return Envelope(
             name[:ID_CHARS_MAX], None, None, ErrorCode.UNKNOWN_COMMAND, f"unknown {name!r:.40}"
         )
-    if actor is not None and not _is_id(actor):
+    if actor is not None and not is_id(actor):
         return Envelope(name, None, None, ErrorCode.MALFORMED, "actor must be an id or nil")
-    if not isinstance(args, dict):
-        return Envelope(name, None, actor, ErrorCode.MALFORMED, "args must be a map")
+    if not isinstance(args, dict) or not all(isinstance(key, str) for key in args):
+        return Envelope(name, None, actor, ErrorCode.MALFORMED, "args must be a map keyed by str")
     names = [f.name for f in fields(cls)]
     if sorted(args) != sorted(names):
         return Envelope(name, None, actor, ErrorCode.MALFORMED, f"{name} takes fields {names}")
@@ -783,4 +825,3 @@ def decode_result(data: bytes) -> Result:
         case ["error", str() as code, str() as message] if code in ErrorCode.__members__:
             return Rejected(ErrorCode(code), message)
     raise ValueError(f"not a ledger result: {decoded!r:.200}")
-

@@ -72,17 +72,28 @@ def issue(step: Step, op: EblIssue) -> Outcome:
             port_of_loading=op.port_of_loading,
             port_of_discharge=op.port_of_discharge,
             shipped_on_board_date=op.shipped_on_board_date,
-            chain=[{"kind": "issue", "from": carrier, "to": op.holder, "sequence": step.context.sequence}],
+            chain=[
+                {
+                    "kind": "issue",
+                    "from": carrier,
+                    "to": op.holder,
+                    "sequence": step.context.sequence,
+                }
+            ],
             locked_by=None,
             custodian=None,
             surrender_answered=False,
         )
     )
-    return Done({"ebl_id": ebl_id, "status": "ISSUED", "holder": op.holder}, objects=(f"ebl:{ebl_id}",))
+    return Done(
+        {"ebl_id": ebl_id, "status": "ISSUED", "holder": op.holder}, objects=(f"ebl:{ebl_id}",)
+    )
 
 
 def _pass_on(step: Step, ebl: Ebl, to: str, kind: str) -> Outcome:
-    refusal = in_use_refusal(ebl) or counterparty_refusal(step.state, to, COMMERCIAL_ROLES, "new holder")
+    refusal = in_use_refusal(ebl) or counterparty_refusal(
+        step.state, to, COMMERCIAL_ROLES, "new holder"
+    )
     if refusal is not None:
         return refusal
     if to == ebl.holder:
@@ -104,7 +115,9 @@ def endorse(step: Step, op: EblEndorse) -> Outcome:
 @handles(HANDLERS, EblPledge)
 def pledge(step: Step, op: EblPledge) -> Outcome:
     ebl: Ebl = step.record
-    refusal = in_use_refusal(ebl) or counterparty_refusal(step.state, op.bank, [Role.BANK], "pledgee")
+    refusal = in_use_refusal(ebl) or counterparty_refusal(
+        step.state, op.bank, [Role.BANK], "pledgee"
+    )
     if refusal is not None:
         return refusal
     ebl.locked_by = PLEDGE_LOCK
@@ -116,7 +129,9 @@ def pledge(step: Step, op: EblPledge) -> Outcome:
 def release_pledge(step: Step, op: EblReleasePledge) -> Outcome:
     ebl: Ebl = step.record
     if ebl.locked_by != PLEDGE_LOCK:
-        return Refusal(ErrorCode.DOC_IN_USE, f"{ebl.ebl_id} is held by {ebl.locked_by}, not a pledge")
+        return Refusal(
+            ErrorCode.DOC_IN_USE, f"{ebl.ebl_id} is held by {ebl.locked_by}, not a pledge"
+        )
     ebl.locked_by = None
     ebl.custodian = None
     return Done({"ebl_id": ebl.ebl_id, "holder": ebl.holder})

@@ -31,7 +31,9 @@ def encumbered_minor(state: LedgerState, decl_id: str) -> int:
 
 def declared_minor(declaration: Declaration) -> int:
     """The declared value that can back financing: nothing once the declaration is cancelled."""
-    return 0 if declaration.status in ("CANCELLED", "REJECTED") else declaration.declared_value_minor
+    return (
+        0 if declaration.status in ("CANCELLED", "REJECTED") else declaration.declared_value_minor
+    )
 
 
 def financeable_balance_minor(state: LedgerState, declaration: Declaration) -> int:
@@ -42,9 +44,7 @@ def financeable_balance_minor(state: LedgerState, declaration: Declaration) -> i
 
 def holding_lenders(state: LedgerState, decl_id: str) -> list[str]:
     """The lenders whose ACTIVE or SETTLED encumbrances hold part of the declaration, sorted."""
-    return sorted(
-        {enc.lender for enc in state.encumbrances_on(decl_id) if holding(enc)}
-    )
+    return sorted({enc.lender for enc in state.encumbrances_on(decl_id) if holding(enc)})
 
 
 def blocking_encumbrance(state: LedgerState, fingerprint: bytes) -> Encumbrance | None:

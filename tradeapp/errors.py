@@ -16,6 +16,7 @@ class ErrorCode(StrEnum):
     # The operation itself.
     MALFORMED = "MALFORMED"  # not msgpack, wrong shape, wrong type, out of bounds, bad date
     UNKNOWN_COMMAND = "UNKNOWN_COMMAND"
+    NOT_READ_ONLY = "NOT_READ_ONLY"  # a command sent to the read-only `query` path
     # Who is asking.
     UNKNOWN_PARTICIPANT = "UNKNOWN_PARTICIPANT"  # the signer (or a named participant) is unknown
     ACTOR_MISMATCH = "ACTOR_MISMATCH"  # the payload names an actor other than the signer

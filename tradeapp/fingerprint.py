@@ -1,8 +1,9 @@
 """The invoice fingerprint: one receivable, however it was keyed in, gives one SHA-256.
 
-A re-keyed copy of an invoice ("inv-0042" for "INV 42") must collide with the original, so the
-invoice number is normalised first: upper case, every character that is not an ASCII letter or
-digit removed, leading zeros of each run of digits removed ("A-007/B0" -> "A7B0").
+A re-keyed copy of an invoice ("inv-0042" for "INV 42", "2024-1" for "2024/0001") must collide
+with the original, so the invoice number is normalised first: upper case, leading zeros of each
+run of digits removed, every character that is not an ASCII letter or digit removed
+("A-007/B0" -> "A7B0").
 """
 
 from __future__ import annotations
@@ -16,20 +17,19 @@ _FINGERPRINT_TAG = "tradeapp/invoice-fingerprint/1"
 
 def normalise_invoice_number(invoice_no: str) -> str:
     """Upper case, ASCII alphanumerics only, leading zeros of every digit run dropped (a run of
-    zeros alone becomes "0")."""
-    kept = [ch for ch in invoice_no.upper() if ch.isascii() and ch.isalnum()]
+    zeros alone becomes "0"). Digit runs are taken as keyed, before separators go, so that
+    "2024/0001" and "2024-1" agree ("20241")."""
     out: list[str] = []
-    index = 0
-    while index < len(kept):
-        if not kept[index].isdigit():
-            out.append(kept[index])
-            index += 1
+    run: list[str] = []
+    for ch in invoice_no.upper() + " ":  # the trailing space ends the last run
+        if ch.isascii() and ch.isdigit():
+            run.append(ch)
             continue
-        end = index
-        while end < len(kept) and kept[end].isdigit():
-            end += 1
-        out.append("".join(kept[index:end]).lstrip("0") or "0")
-        index = end
+        if run:
+            out.append("".join(run).lstrip("0") or "0")
+            run = []
+        if ch.isascii() and ch.isalpha():
+            out.append(ch)
     return "".join(out)
 
 

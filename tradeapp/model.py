@@ -69,9 +69,11 @@ EXAMINATION_BANKING_DAYS = 5
 
 
 def canonical(value: Any) -> Any:
-    """`value` with every dict rebuilt in sorted key order (lists keep their order)."""
+    """`value` with every dict rebuilt in sorted key order (lists keep their order). Raises
+    ValueError for a map with a key that is not a str (no canonical order)."""
     if isinstance(value, dict):
-        assert all(isinstance(key, str) for key in value), "state maps are keyed by str"
+        if not all(isinstance(key, str) for key in value):
+            raise ValueError("maps must be keyed by str")
         return {key: canonical(value[key]) for key in sorted(value)}
     if isinstance(value, (list, tuple)):
         return [canonical(item) for item in value]
@@ -100,6 +102,15 @@ def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def _is_str_keyed(value: object) -> bool:
+    """True iff every map inside `value` (itself included) is keyed by str."""
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _is_str_keyed(v) for k, v in value.items())
+    if isinstance(value, list):
+        return all(_is_str_keyed(item) for item in value)
+    return True
+
+
 #: Annotation (as written) -> check of a decoded value; restore uses it to refuse junk.
 _FIELD_CHECKS: dict[str, Callable[[object], bool]] = {
     "int": _is_int,
@@ -110,9 +121,13 @@ _FIELD_CHECKS: dict[str, Callable[[object], bool]] = {
     "int | None": lambda v: v is None or _is_int(v),
     "list[str]": lambda v: isinstance(v, list) and all(isinstance(i, str) for i in v),
     "list[int]": lambda v: isinstance(v, list) and all(_is_int(i) for i in v),
-    "list[dict[str, Any]]": lambda v: isinstance(v, list) and all(isinstance(i, dict) for i in v),
-    "dict[str, int]": lambda v: isinstance(v, dict) and all(_is_int(i) for i in v.values()),
-    "dict[str, Any]": lambda v: isinstance(v, dict),
+    "list[dict[str, Any]]": lambda v: (
+        isinstance(v, list) and all(isinstance(i, dict) for i in v) and _is_str_keyed(v)
+    ),
+    "dict[str, int]": lambda v: (
+        isinstance(v, dict) and all(_is_int(i) for i in v.values()) and _is_str_keyed(v)
+    ),
+    "dict[str, Any]": lambda v: isinstance(v, dict) and _is_str_keyed(v),
 }
 
 #: kind -> record class; filled by `_record`.
@@ -128,7 +143,7 @@ class Record:
     status: str
 
     @property
-    def record_id(self) -> str:
+    def record_key(self) -> str:
         return getattr(self, self.ID_FIELD)
 
     def to_wire(self) -> dict[str, Any]:
@@ -139,8 +154,8 @@ class Record:
     def from_wire(cls, wire: object) -> Record:
         """Rebuild a record from `to_wire()` output; ValueError on a missing, extra or
         wrongly typed field."""
-        if not isinstance(wire, dict):
-            raise ValueError(f"{cls.KIND} record is not a map")
+        if not isinstance(wire, dict) or not all(isinstance(key, str) for key in wire):
+            raise ValueError(f"{cls.KIND} record is not a map keyed by str")
         names = [f.name for f in fields(cls)]  # type: ignore[arg-type]
         if sorted(wire) != sorted(names):
             raise ValueError(f"{cls.KIND} record has fields {sorted(wire)}, expected {names}")
@@ -321,7 +336,9 @@ class Presentation(Record):
     """Documents presented under an LC; the examining bank is the issuing bank."""
 
     pres_id: str
-    status: str  # OPEN PRESENTED COMPLYING REFUSED WAIVED HONOURED REIMBURSED DOCS_RELEASED RETURNED
+    status: (
+        str  # OPEN PRESENTED COMPLYING REFUSED WAIVED HONOURED REIMBURSED DOCS_RELEASED RETURNED
+    )
     lc_id: str
     presenter: str
     applicant: str
@@ -418,8 +435,8 @@ class LedgerState:
     def add(self, record: Record) -> None:
         """Insert a new record (its id must be free) and index it."""
         table = self.tables[record.KIND]
-        assert record.record_id not in table, (record.KIND, record.record_id)
-        table[record.record_id] = record
+        assert record.record_key not in table, (record.KIND, record.record_key)
+        table[record.record_key] = record
         if isinstance(record, Participant):
             self.participant_by_key[record.public_key] = record.participant_id
         elif isinstance(record, Invoice):
@@ -465,19 +482,23 @@ class LedgerState:
     @classmethod
     def from_wire(cls, wire: object) -> LedgerState:
         """Rebuild a state from `to_wire()` output; ValueError on anything else."""
-        if not isinstance(wire, dict) or sorted(wire) != sorted(KINDS):
+        if not isinstance(wire, dict) or not all(isinstance(kind, str) for kind in wire):
+            raise ValueError("state must be a map keyed by kind")
+        if sorted(wire) != sorted(KINDS):
             raise ValueError("state must map exactly the known kinds")
         state = cls()
         for kind in KINDS:
             table = wire[kind]
-            if not isinstance(table, dict):
-                raise ValueError(f"table {kind} is not a map")
+            if not isinstance(table, dict) or not all(isinstance(k, str) for k in table):
+                raise ValueError(f"table {kind} is not a map keyed by id")
             for record_id in sorted(table):
                 record = RECORD_TYPES[kind].from_wire(table[record_id])
-                if record.record_id != record_id:
+                if record.record_key != record_id:
                     raise ValueError(f"{kind} {record_id!r} holds a record with another id")
                 if kind == "participant" and record.public_key in state.participant_by_key:
                     raise ValueError("two participants share a public key")
+                if kind == "participant" and record.role not in Role.__members__:
+                    raise ValueError(f"participant {record_id!r} has an unknown role")
                 state.add(record)
         return state
 

@@ -104,17 +104,14 @@ def money_refusal(currency: str, *amounts_minor: int) -> Refusal | None:
     1..AMOUNT_MINOR_MAX."""
     if not is_currency(currency):
         return Refusal(ErrorCode.UNKNOWN_CURRENCY, f"{currency!r} is not an ISO 4217 code here")
-    for amount in amounts_minor:
-        if not is_amount(amount):
-            return Refusal(ErrorCode.INVALID_AMOUNT, f"amount {amount} is not a positive bound")
-    return None
+    return amount_refusal(*amounts_minor)
 
 
 def amount_refusal(*amounts_minor: int) -> Refusal | None:
     """INVALID_AMOUNT for an amount not in 1..AMOUNT_MINOR_MAX."""
     for amount in amounts_minor:
         if not is_amount(amount):
-            return Refusal(ErrorCode.INVALID_AMOUNT, f"amount {amount} is not a positive bound")
+            return Refusal(ErrorCode.INVALID_AMOUNT, f"amount {amount} is outside 1..10^15")
     return None
 
 
@@ -133,4 +130,4 @@ def touched(*refs: tuple[str, str | None]) -> tuple[str, ...]:
 
 def record_ref(record: Record) -> str:
     """The audit object reference of a record."""
-    return f"{record.KIND}:{record.record_id}"
+    return f"{record.KIND}:{record.record_key}"

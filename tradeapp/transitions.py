@@ -127,9 +127,7 @@ _TABLE: dict[tuple[str, str | None, str], Transition] = {
     ("presentation", None, "pres.open"): _t("OPEN", _TRADER),
     ("presentation", "OPEN", "pres.attach"): _t("OPEN", _TRADER, "presenter"),
     ("presentation", "OPEN", "pres.complete"): _t("PRESENTED", _TRADER, "presenter"),
-    ("presentation", "PRESENTED", "pres.mark_complying"): _t(
-        "COMPLYING", _BANK, "examining_bank"
-    ),
+    ("presentation", "PRESENTED", "pres.mark_complying"): _t("COMPLYING", _BANK, "examining_bank"),
     ("presentation", "PRESENTED", "pres.refuse"): _t("REFUSED", _BANK, "examining_bank"),
     ("presentation", "REFUSED", "pres.waive"): _t("WAIVED", _TRADER, "applicant"),
     ("presentation", "COMPLYING", "pres.honour"): _t("HONOURED", _BANK, "examining_bank"),
@@ -258,7 +256,12 @@ def lifecycle_markdown() -> str:
     lines: list[str] = []
     kinds = list(dict.fromkeys(kind for (kind, _, _) in _TABLE))
     for kind in kinds:
-        lines += [f"### {kind}", "", "| from | command | to | roles | party |", "|---|---|---|---|---|"]
+        lines += [
+            f"### {kind}",
+            "",
+            "| from | command | to | roles | party |",
+            "|---|---|---|---|---|",
+        ]
         for (k, status, command), t in _TABLE.items():
             if k != kind:
                 continue
@@ -269,3 +272,23 @@ def lifecycle_markdown() -> str:
             )
         lines.append("")
     return "\n".join(lines)
+
+
+def lifecycle_document() -> str:
+    """The whole LIFECYCLES.md: a header and `lifecycle_markdown()`."""
+    header = [
+        "# Lifecycles of the trade ledger's records",
+        "",
+        "Generated from `tradeapp/transitions.py` (`lifecycle_document()`); do not edit.",
+        "`(new)` marks the command that creates the record. A command refused for the actor's",
+        "role gets UNAUTHORIZED (a regulator on a commercial command) or UNAUTHORIZED_ISSUER;",
+        "by someone other than the named party, the code in the party column; from a status not",
+        "listed, INVALID_STATE or the specific code of `ANSWER_ONCE`, `CLOSED_STATUSES`,",
+        "`STATUS_REFUSALS`.",
+        "",
+        "Who admits whom (`party.admit`): "
+        + ", ".join(f"{admitted} by {ADMITTERS[admitted]}" for admitted in ADMITTERS)
+        + ".",
+        "",
+    ]
+    return "\n".join(header) + "\n" + lifecycle_markdown()
