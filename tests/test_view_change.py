@@ -191,19 +191,39 @@ def test_v3_view_change_with_a_forged_prepared_certificate_is_refused():
 
 
 def test_v4_a_view_change_that_does_not_complete_moves_on_with_a_doubled_timeout():
-    """V4: no NEW-VIEW within T: view 2; then 2T: view 3."""
+    """V4: the timer starts once 2f + 1 replicas ask for the view (PBFT §4.5.2); with no
+    NEW-VIEW within T the replica moves to view 2; there, once 2f + 1 ask, it waits 2T."""
     backup = make_replica(3, request_timeout_ms=100, view_change_timeout_ms=1_000)
     backup.receive(request(5))
     backup.tick(100)
     assert backup.view == 1
-    backup.tick(1_099)
+    backup.tick(5_000)
+    assert backup.view == 1, "alone, it waits: no timer without a quorum"
+    backup.receive(_view_change(0, new_view=1))
+    backup.receive(_view_change(2, new_view=1))  # 2f + 1 for view 1: the timer starts
+    backup.tick(5_999)
     assert backup.view == 1
-    backup.tick(1_100)
+    backup.tick(6_000)
     assert backup.view == 2
-    backup.tick(3_099)
+    backup.receive(_view_change(0, new_view=2))
+    backup.receive(_view_change(2, new_view=2))
+    backup.tick(7_999)
     assert backup.view == 2
-    backup.tick(3_100)
+    backup.tick(8_000)
     assert backup.view == 3 and backup.view_changes_started == 3
+
+
+def test_v4_a_replica_in_a_view_change_sends_its_view_change_again_until_it_ends():
+    """V4: lost VIEW-CHANGEs must not strand a view change: the replica repeats its own every
+    T / 4 until the new view is installed."""
+    backup = make_replica(3, request_timeout_ms=100, view_change_timeout_ms=1_000)
+    backup.receive(request(5))
+    backup.tick(100)
+    (first,) = [m for _, m in sent(drain(backup), ViewChange)]
+    backup.tick(349)
+    assert sent(drain(backup), ViewChange) == []
+    backup.tick(350)
+    assert [m for _, m in sent(drain(backup), ViewChange)] == [first]
 
 
 # ---------------------------------------------------------------------------------------- V5

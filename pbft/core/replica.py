@@ -125,6 +125,9 @@ class Replica:
         #: V4: when the view change in progress is given up for the next view.
         self._view_change_deadline_ms: int | None = None
         self._view_change_timeout_ms = config.view_change_timeout_ms
+        #: While a view change is in progress, our VIEW-CHANGE is sent again this often.
+        self._view_change_retransmit_interval = max(1, config.view_change_timeout_ms // 4)
+        self._view_change_retransmit_ms = 0
         #: Each replica's VIEW-CHANGE for the highest view it asked for (V2, V5).
         self._view_change_messages: dict[int, ViewChange] = {}
         #: The NEW-VIEW that installed `view` (resent to replicas still asking for it).
@@ -225,7 +228,7 @@ class Replica:
             if pre_prepare.requests and pre_prepare.sequence > h:
                 self._batches[pre_prepare.digest] = pre_prepare
         if not active:
-            self._view_change_deadline_ms = self.now_ms + self._view_change_timeout_ms
+            self._view_change_retransmit_ms = self.now_ms + self._view_change_retransmit_interval
             self._send(self._others, self._view_change_messages[self.id])
             return
         # The current view's log: our PRE-PREPAREs and votes, sent again to whoever lost them.
@@ -281,6 +284,10 @@ class Replica:
         elif self._view_change_deadline_ms is not None and now >= self._view_change_deadline_ms:
             self._view_change_timeout_ms *= 2  # V4: 2T, 4T, ... until progress
             self._start_view_change(self.view + 1)
+        elif now >= self._view_change_retransmit_ms:
+            # Lost VIEW-CHANGEs must not strand a view change: say it again until it ends.
+            self._view_change_retransmit_ms = now + self._view_change_retransmit_interval
+            self._send(self._others, self._view_change_messages[self.id])
         lagging = self._lagging
         if lagging is not None and now >= lagging[3]:
             self._lagging = None
@@ -1017,7 +1024,8 @@ class Replica:
         self.view_changes_started += 1
         self._new_view = None
         self._request_deadline_ms = None
-        self._view_change_deadline_ms = self.now_ms + self._view_change_timeout_ms
+        self._view_change_deadline_ms = None
+        self._view_change_retransmit_ms = self.now_ms + self._view_change_retransmit_interval
         prepared = tuple(
             self._prepared_certificates[s] for s in sorted(self._prepared_certificates)
             if s > self.stable_checkpoint
@@ -1029,7 +1037,20 @@ class Replica:
         self._persist.append(message)
         self._send(self._others, message)
         self._stash = [m for m in self._stash if m.view >= new_view]
+        self._arm_view_change_timer()
         self._try_new_view()
+
+    def _arm_view_change_timer(self) -> None:
+        """V4: the view-change timer runs only once 2f + 1 replicas (us included) ask for this
+        view or a later one, as in PBFT §4.5.2: a replica alone cannot race ahead into views
+        the others never reach, and a view change that has its quorum but no NEW-VIEW in T
+        moves on to the next view."""
+        if self.view_active or self._view_change_deadline_ms is not None:
+            return
+        supporters = sum(1 for vc in self._view_change_messages.values()
+                         if vc.new_view >= self.view)
+        if supporters >= quorum.quorum(self._n):
+            self._view_change_deadline_ms = self.now_ms + self._view_change_timeout_ms
 
     def _on_view_change(self, message: ViewChange) -> None:
         sender = message.replica
@@ -1056,6 +1077,7 @@ class Replica:
         self._join_higher_view()
         if not self.view_active and message.new_view == self.view:
             self._try_new_view()
+        self._arm_view_change_timer()
 
     def _join_higher_view(self) -> None:
         """V5: f + 1 replicas asking for views above ours: join the smallest of those views."""

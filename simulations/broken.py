@@ -1,0 +1,166 @@
+"""Deliberately broken replicas, for testing the checkers and the search. NEVER use them for
+anything else: each one breaks one PBFT rule on purpose.
+
+Each class overrides one small piece of `pbft.core.Replica` (a method, or the helper object it
+calls) so that the bug is obvious from reading it. The checkers only judge replicas that are
+not in `sim.faulty`, so a broken class is meant to run as *every* replica of a simulation
+(`Simulation(replica_class=...)`, or `use_replica_class(scenario.build(seed), cls)`): the
+replicas look correct to the checkers, and what goes wrong is reported as a violation.
+
+What exposes each (found by `simulations.search`, pinned in tests/test_sim_checkers.py):
+
+    reexecute          N8   message loss (a retransmitted request is proposed twice):
+                            exactly_once
+    double_vote        N10  a Byzantine `ColludingBackup` below: agreement; on benign faults,
+                            liveness (its prepared certificates hold one sender twice, so its
+                            VIEW-CHANGEs are refused)
+    commit_on_2f       N5   a Byzantine `ColludingBackup`: agreement
+    no_conflict_check  N3   an equivocating primary (`simulations.byzantine`) whose twin arrives
+                            while the original is committed but not yet executed: agreement
+
+`BROKEN` names them for the command line and for replay files
+(`python -m simulations.search --broken NAME`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from pbft.core import Replica, quorum
+from pbft.core.client_table import ClientTable
+from pbft.core.log import LogEntry
+from pbft.messages import Commit, Message, Prepare, ViewChange
+
+from .byzantine import Behaviour, Send
+from .engine import Simulation
+
+
+class _RecountingVotes(dict):
+    """Votes by sender that never notices it has seen a sender before: a second vote from the
+    same sender is kept beside the first (under a fresh key), so it is counted again."""
+
+    __slots__ = ()
+
+    def __contains__(self, sender) -> bool:
+        return False  # the bug: the duplicate check in `_on_prepare` / `_on_commit` never fires
+
+    def __setitem__(self, sender, vote) -> None:
+        if dict.__contains__(self, sender):
+            sender = (sender, len(self))
+        dict.__setitem__(self, sender, vote)
+
+
+class DoubleVoteReplica(Replica):
+    """Breaks N10 ("votes are counted once per sender"): a second PREPARE or COMMIT from the same
+    sender (a network duplicate, a retransmission after recovery) is counted again."""
+
+    def _entry(self, sequence: int) -> LogEntry:
+        entry = self._log.get(sequence)
+        if entry is None:
+            entry = self._log[sequence] = LogEntry(self.view, sequence)
+            entry.prepares, entry.commits = _RecountingVotes(), _RecountingVotes()
+        return entry
+
+
+class CommitOn2fReplica(Replica):
+    """Breaks N5: a batch counts as committed-local with 2f matching COMMITs instead of 2f + 1."""
+
+    def _check_committed(self, entry: LogEntry) -> None:
+        if entry.committed or not entry.prepared:
+            return
+        if entry.matching_commits() < quorum.quorum(self._n) - 1:
+            return
+        entry.committed = True
+        self._execute_committed()
+
+
+class NoConflictCheckReplica(Replica):
+    """Breaks N3 ("it has not accepted a different digest for (v, n)"): a backup accepts a second
+    PRE-PREPARE for a (view, sequence) with another digest, and prepares it too."""
+
+    def _reject_pre_prepare(self, m):
+        reason = super()._reject_pre_prepare(m)
+        if reason != "conflicting_pre_prepare":
+            return reason
+        # The bug: judge the second PRE-PREPARE as if the first had never arrived.
+        entry = self._log[m.sequence]
+        first, entry.pre_prepare = entry.pre_prepare, None
+        try:
+            return super()._reject_pre_prepare(m)
+        finally:
+            entry.pre_prepare = first
+
+
+class _ForgetfulClientTable(ClientTable):
+    """A reply cache that never admits having executed anything."""
+
+    __slots__ = ()
+
+    def last_timestamp(self, client: bytes) -> int:
+        return -1
+
+
+class ReexecutingReplica(Replica):
+    """Breaks N8 ("each request executes at most once"): execution does not consult the
+    per-client table, so a request proposed twice (a retransmission) executes twice."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.client_table = _ForgetfulClientTable(self.config.client_table_max)
+
+
+#: Broken replica classes by name (for `--broken NAME` and for replay files).
+BROKEN: dict[str, type[Replica]] = {
+    "double_vote": DoubleVoteReplica,
+    "commit_on_2f": CommitOn2fReplica,
+    "no_conflict_check": NoConflictCheckReplica,
+    "reexecute": ReexecutingReplica,
+}
+
+
+def use_replica_class(sim: Simulation, cls: type[Replica]) -> Simulation:
+    """Make every replica of a freshly built simulation (one that has not run yet, e.g. from a
+    catalogue scenario's `build(seed)`) an instance of `cls`, restarts included; return `sim`.
+    Raises RuntimeError if the simulation has already run."""
+    if sim.events:
+        raise RuntimeError("the simulation has already run")
+    sim.replica_class = cls
+    sim.replicas = [cls(sim.config, i, sim.signers[i], sim.verifier, sim.apps[i], 0)
+                    for i in range(len(sim.replicas))]
+    return sim
+
+
+def replica_class(name: str | None) -> type[Replica]:
+    """The class named `name` in `BROKEN`, or the correct `Replica` for None / "correct".
+    Raises KeyError for an unknown name."""
+    if name in (None, "", "correct"):
+        return Replica
+    return BROKEN[name]
+
+
+# ------------------------------------------------------------------ adversaries that expose them
+#
+# A quorum bug cannot break agreement while every replica is correct: a batch committed with
+# COMMITs from k > f distinct replicas was prepared at those k, and any 2f + 1 VIEW-CHANGEs
+# include one of them, so the next view carries it on. It takes a Byzantine replica (at most f,
+# as PBFT allows) that lies in its VIEW-CHANGE to turn the bug into a violation. This is the
+# smallest such replica; a correct `Replica` survives it (tests check it).
+
+
+class ColludingBackup(Behaviour):
+    """A Byzantine backup that helps `target` commit alone: it sends its PREPAREs and COMMITs to
+    `target` only, each twice, and leaves its prepared certificates out of its VIEW-CHANGEs, so
+    that a new view formed without `target` forgets what `target` committed."""
+
+    description = "votes to one replica only (twice) and hides its prepared certificates"
+
+    def __init__(self, target: int) -> None:
+        self.target = target
+
+    def outgoing(self, to: tuple, message: Message) -> Send:
+        kind = type(message)
+        if kind is Prepare or kind is Commit:
+            return [((self.target,), message)] * 2 if self.target in to else []
+        if kind is ViewChange and message.prepared:
+            return [(to, self.context.sign(replace(message, prepared=())))]
+        return [(to, message)]
