@@ -378,3 +378,35 @@ def test_v4_a_view_change_completes_within_two_view_change_timeouts(seed):
 
     row = one_view_change(seed, ms_per_delivery=1)
     assert row["view_change_ms"] <= 2 * TIMEOUTS["view_change_timeout_ms"]
+
+
+def test_v5_a_replica_that_missed_a_view_change_joins_when_f_plus_1_work_in_a_later_view():
+    """V5: a replica still in view 0 (it was down during the view change) sees validly signed
+    messages of view 1 from f + 1 replicas: it asks for view 1, whose primary will answer with
+    the NEW-VIEW. One replica's word is not enough."""
+    backup = make_replica(3)
+    pp = pre_prepare(1, view=1, replica=1)
+    backup.receive(sign(Prepare(1, 1, pp.digest, 2, b"")))
+    assert backup.view == 0 and backup.view_active
+    backup.receive(sign(Commit(1, 1, pp.digest, 1, b"")))
+    assert backup.view == 1 and not backup.view_active
+    assert [vc.new_view for _, vc in sent(drain(backup), ViewChange)] == [1]
+
+
+def test_v1_a_backup_behind_the_others_catches_up_before_blaming_the_primary():
+    """V1: when the request timer fires while others are known to be ahead, the backup first
+    asks for the committed batches (FETCH-LOG) and gives it one more period; only then, with no
+    progress, does it start a view change."""
+    from pbft.messages import FetchLog
+
+    backup = make_replica(2, request_timeout_ms=500)
+    pp = pre_prepare(1)
+    backup.receive(commit(pp, 3))  # replica 3 committed sequence 1: others are ahead
+    backup.receive(request(9, key="late"))
+    drain(backup)
+    backup.tick(500)
+    ready = drain(backup)
+    assert sent(ready, ViewChange) == [] and len(sent(ready, FetchLog)) == 1
+    assert backup.view_active
+    backup.tick(1_000)
+    assert not backup.view_active and backup.view == 1

@@ -122,6 +122,8 @@ class Replica:
         self._waiting_since: dict[bytes, int] = {}
         #: V1: when the request timer fires, if a request is waiting.
         self._request_deadline_ms: int | None = None
+        #: V1: the timer already gave us one more period to catch up since the last progress.
+        self._timer_deferred = False
         #: V4: when the view change in progress is given up for the next view.
         self._view_change_deadline_ms: int | None = None
         self._view_change_timeout_ms = config.view_change_timeout_ms
@@ -134,6 +136,8 @@ class Replica:
         self._new_view: NewView | None = None
         #: Messages of future views, kept until the view is installed (bounded by stash_max).
         self._stash: list[Message] = []
+        #: Per replica, the highest view we saw it working in above ours (V5 for late joiners).
+        self._higher_view_seen: dict[int, int] = {}
         #: Catch-up (S1): the highest sequence others have shown us, and when we last executed.
         self._highest_seen = 0
         self._last_progress_ms = now_ms
@@ -280,7 +284,17 @@ class Replica:
         now = self.now_ms
         if self.view_active:
             if self._request_deadline_ms is not None and now >= self._request_deadline_ms:
-                self._start_view_change(self.view + 1)  # V1
+                if self._highest_seen > self.last_executed and not self._timer_deferred:
+                    # Others are ahead of us: the request may well have executed there. Catch
+                    # up first and blame the primary only if that does not help (V1).
+                    self._timer_deferred = True
+                    self._request_deadline_ms = now + self.config.request_timeout_ms
+                    self._log_fetch_source = (self._log_fetch_source + 1) % self._n
+                    if self._log_fetch_source == self.id:
+                        self._log_fetch_source = (self._log_fetch_source + 1) % self._n
+                    self._request_log(self._log_fetch_source)
+                else:
+                    self._start_view_change(self.view + 1)  # V1
         elif self._view_change_deadline_ms is not None and now >= self._view_change_deadline_ms:
             self._view_change_timeout_ms *= 2  # V4: 2T, 4T, ... until progress
             self._start_view_change(self.view + 1)
@@ -697,6 +711,7 @@ class Replica:
         self._request_deadline_ms = (
             self.now_ms + self.config.request_timeout_ms if self._waiting else None
         )
+        self._timer_deferred = False
         if executed:
             self._view_change_timeout_ms = self.config.view_change_timeout_ms
         if sequence % self.config.checkpoint_interval == 0:
@@ -943,6 +958,11 @@ class Replica:
             if known is not None:
                 self._send(to, LoggedBatch(known, ()))
             return
+        if message.sequence <= self.stable_checkpoint and self.stable_checkpoint_proof:
+            # The requester's gap starts below our stable checkpoint: the batches there are
+            # gone, so show it the 2f + 1 CHECKPOINTs; it then fetches the state (S1).
+            for checkpoint in self.stable_checkpoint_proof:
+                self._send(to, checkpoint)
         needed = quorum.quorum(self._n)
         last = min(self.last_executed, message.sequence + self.config.log_window)
         for sequence in range(max(message.sequence, self.stable_checkpoint + 1), last + 1):
@@ -1145,6 +1165,7 @@ class Replica:
         self._view_change_messages = {
             r: vc for r, vc in self._view_change_messages.items() if vc.new_view > self.view
         }
+        self._higher_view_seen = {r: v for r, v in self._higher_view_seen.items() if v > self.view}
         self._log = {}
         self._proposed.clear()
         last = self.stable_checkpoint
@@ -1190,7 +1211,25 @@ class Replica:
             self.dropped["stash_full"] += 1
         else:
             self._stash.append(message)
+        if view > self.view:
+            self._note_higher_view(message, view)
         return True
+
+    def _note_higher_view(self, message: Message, view: int) -> None:
+        """V5, for a replica that missed a view change (it was down, or cut off): f + 1
+        replicas working in a higher view (signed messages prove it) make it ask for that view;
+        the new primary answers its VIEW-CHANGE with the NEW-VIEW."""
+        sender = message.replica
+        if not 0 <= sender < self._n or self._higher_view_seen.get(sender, -1) >= view:
+            return
+        if not self._verify_replica_signature(message):
+            return
+        self._higher_view_seen[sender] = view
+        higher = sorted(v for r, v in self._higher_view_seen.items() if v > self.view and r != self.id)
+        needed = quorum.reply_quorum(self._n)
+        if len(higher) >= needed:
+            self._higher_view_seen.clear()
+            self._start_view_change(higher[-needed])
 
     # ------------------------------------------------------------------ helpers
 
