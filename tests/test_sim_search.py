@@ -93,8 +93,22 @@ LIVELOCK_ISOLATED_PRIMARY = [
 ]
 
 
-@pytest.mark.parametrize(("seed", "schedule"), [(432, LIVELOCK), (0, LIVELOCK_ISOLATED_PRIMARY)],
-                         ids=["lossy-crashed-primary", "isolated-primary-crashed-backup"])
+#: Found by the search with the view-change fixes in but before the V5 late-joiner fix: the
+#: primary is cut off until the heal at 8 s, the next primary crashes at 2.5 s; after healing,
+#: replica 0 stayed in view 0 while 2 and 3 waited in view 2 for a third VIEW-CHANGE.
+LIVELOCK_LATE_JOINER = [
+    {"fault": "network", "latency_ms_min": 1, "latency_ms_max": 1, "loss_percent": 4,
+     "duplication_percent": 0},
+    {"at_ms": 0, "fault": "partition", "from": [0], "to": [1, 2, 3], "one_way": False},
+    {"at_ms": 2542, "fault": "crash", "replica": 1, "torn": False},
+]
+
+
+@pytest.mark.parametrize(("seed", "schedule"),
+                         [(432, LIVELOCK), (0, LIVELOCK_ISOLATED_PRIMARY),
+                          (1, LIVELOCK_LATE_JOINER)],
+                         ids=["lossy-crashed-primary", "isolated-primary-crashed-backup",
+                              "late-joiner"])
 def test_pinned_liveness_failures_found_by_the_search_stay_fixed(seed, schedule):
     """Liveness, V4 (fixed bug, pinned): VIEW-CHANGEs are sent again until the view change
     ends, and the view-change timer starts only once 2f + 1 ask for the view, so lost messages
