@@ -139,3 +139,82 @@ async def test_tls_1_2_is_refused():
     context.maximum_version = ssl.TLSVersion.TLSv1_2
     _, _, errors = await handshake(server_context(SERVER.seed), context)
     assert "server" in errors and "client" in errors
+
+
+# --- TlsSocketStream: stdlib ssl sockets driven by trio (what the transport runs on) ---------
+
+
+async def socket_stream_pair(client_ctx=None):
+    """A connected (server, client) pair of TlsSocketStreams over loopback TCP, handshaken."""
+    from pbft.runtime.tls import TlsSocketStream
+
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    port = listeners[0].socket.getsockname()[1]
+    accepted: list = []
+
+    async def accept():
+        tcp = await listeners[0].accept()
+        accepted.append(TlsSocketStream.wrap(tcp, server_context(SERVER.seed), server_side=True))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(accept)
+        tcp = await trio.open_tcp_stream("127.0.0.1", port)
+        client = TlsSocketStream.wrap(tcp, client_ctx or client_context(CLIENT.seed),
+                                      server_side=False)  # fmt: skip
+    await listeners[0].aclose()
+    server = accepted[0]
+    errors: dict[str, BaseException] = {}
+
+    async def shake(name, stream):
+        try:
+            await stream.do_handshake()
+        except trio.BrokenResourceError as e:
+            errors[name] = e
+            await stream.aclose()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(shake, "server", server)
+        nursery.start_soon(shake, "client", client)
+    return server, client, errors
+
+
+@pytest.mark.trio
+async def test_socket_stream_carries_large_writes_to_a_slow_reader_intact():
+    """Non-blocking SSL writes that fill the socket must be retried with the same bytes."""
+    data = hashlib.sha256(b"seed").digest() * (8 * 1024 * 1024 // 32)  # 8 MiB
+    with trio.fail_after(30):
+        server, client, errors = await socket_stream_pair()
+        assert errors == {}
+        assert server.version() == client.version() == "TLSv1.3"
+        assert peer_public_key(server.getpeercert(binary_form=True)) == CLIENT.public_key
+        received = bytearray()
+
+        async def read_slowly():
+            while len(received) < len(data):
+                chunk = await server.receive_some(5000)
+                assert chunk
+                received.extend(chunk)
+                if len(received) % 7 == 0:
+                    await trio.sleep(0.001)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(read_slowly)
+            for start in range(0, len(data), 1_000_003):
+                await client.send_all(data[start : start + 1_000_003])
+        assert bytes(received) == data
+        await client.aclose()
+        # The peer closed without close_notify: a broken stream, not a clean end.
+        with pytest.raises(trio.BrokenResourceError):
+            await server.receive_some(100)
+        await server.aclose()
+        with pytest.raises(trio.ClosedResourceError):
+            await server.receive_some(100)
+        with pytest.raises(trio.ClosedResourceError):
+            await client.send_all(b"x")
+
+
+@pytest.mark.trio
+async def test_socket_stream_reports_why_a_handshake_failed():
+    with trio.fail_after(10):
+        _, _, errors = await socket_stream_pair(self_signed_client_context(CLIENT.seed))
+    assert "self-signed" in str(errors["server"].__cause__)

@@ -1,6 +1,17 @@
-"""The trio runtime: the only part of pbft that does I/O (networking now; storage, the replica
-node, the async client and the CLI as they land). Nothing else in pbft imports it."""
+"""The trio runtime: the only part of pbft that does I/O. Replicas on real networks
+(`serve_replica`), their durable storage (`ReplicaStorage`), the async client (`connect`), the
+authenticated transport under both, and local clusters of replica processes (`LocalCluster`,
+also behind the `pbft` command). Nothing else in pbft imports it."""
 
+from .client import (
+    Client,
+    ClientError,
+    ClientStatistics,
+    NoQuorumError,
+    RequestRejectedError,
+    connect,
+)
+from .cluster import ClusterFiles, LocalCluster, generate_cluster
 from .framing import (
     FrameReader,
     FrameTooLargeError,
@@ -8,22 +19,54 @@ from .framing import (
     FramingError,
     TruncatedFrameError,
 )
+from .node import NodeSettings, NodeStatistics, ReplicaNode, serve_replica
+from .storage import (
+    ReplicaStorage,
+    StorageCorruptError,
+    StorageError,
+    StorageMismatchError,
+    StorageStatistics,
+)
 from .tls import PeerCertificateError, client_context, peer_public_key, server_context
-from .transport import Peer, Transport, TransportSettings, TransportStatistics, peer_acceptor
+from .transport import (
+    Peer,
+    Transport,
+    TransportSettings,
+    TransportStatistics,
+    peer_acceptor,
+)
 
 __all__ = [
+    "Client",
+    "ClientError",
+    "ClientStatistics",
+    "ClusterFiles",
     "FrameReader",
     "FrameTooLargeError",
     "FrameWriter",
     "FramingError",
+    "LocalCluster",
+    "NoQuorumError",
+    "NodeSettings",
+    "NodeStatistics",
     "Peer",
     "PeerCertificateError",
+    "ReplicaNode",
+    "ReplicaStorage",
+    "RequestRejectedError",
+    "StorageCorruptError",
+    "StorageError",
+    "StorageMismatchError",
+    "StorageStatistics",
     "Transport",
     "TransportSettings",
     "TransportStatistics",
     "TruncatedFrameError",
     "client_context",
+    "connect",
+    "generate_cluster",
     "peer_acceptor",
     "peer_public_key",
+    "serve_replica",
     "server_context",
 ]

@@ -7,7 +7,9 @@ exponential backoff). Everything that arrives, on any connection, is decoded and
 the replicas; a replica answers a client on the connection the client opened
 (`send_to_client`), so clients need no listening socket.
 
-Identity. Every connection is TLS 1.3 with a certificate on both sides (`pbft.runtime.tls`),
+Identity. Every connection is TLS 1.3 with a certificate on both sides (`pbft.runtime.tls`;
+streams are `tls.TlsSocketStream`, stdlib ssl sockets driven by trio, for their low cost per
+message),
 and after the handshake the peer's Ed25519 key is pinned: an outbound link accepts only the key
 the configuration gives for that replica; an inbound connection is accepted only if the
 caller's `accept_peer(public_key)` names a `Peer` for the key. Anything else is refused, counted
@@ -186,6 +188,8 @@ class _PeerLink:
     queue_receive: trio.MemoryReceiveChannel[bytes]
     address_known: trio.Event = field(default_factory=trio.Event)
     connected: trio.Event = field(default_factory=trio.Event)
+    #: Successful connections so far.
+    connections: int = 0
 
 
 @dataclass(eq=False, slots=True)
@@ -331,6 +335,29 @@ class Transport:
             for link in self._links.values()
         )
 
+    def send_many(self, peer_ids: Iterable[int], message: Message) -> int:
+        """Queue `message` (encoded once) for each replica in `peer_ids`; returns how many
+        queued it. Drops are counted as for `send`."""
+        body = codec.encode(message)
+        queued = 0
+        for peer_id in peer_ids:
+            link = self._links.get(peer_id)
+            if link is None:
+                self._dropped["unknown_peer"] += 1
+            else:
+                queued += self._enqueue(link.queue_send, body, "send_queue_full")
+        return queued
+
+    def connections_made(self, peer_id: int) -> int:
+        """How many times the outbound link to replica `peer_id` has connected so far: a
+        change means a new connection (the peer may have restarted and forgotten state tied
+        to the old one). Raises KeyError for an unknown peer."""
+        return self._links[peer_id].connections
+
+    def connected_peers(self) -> list[int]:
+        """The replica ids whose outbound link is connected and authenticated right now."""
+        return sorted(peer_id for peer_id, link in self._links.items() if link.connected.is_set())
+
     def send_to_client(self, client_key: bytes, message: Message) -> bool:
         """Queue `message` on the connection client `client_key` is connected on, without
         waiting. Returns False, counted in `dropped`, if that client has no connection open,
@@ -448,7 +475,7 @@ class Transport:
 
     async def _send_loop(
         self,
-        stream: trio.SSLStream,
+        stream: tls.TlsSocketStream,
         queue: trio.MemoryReceiveChannel[bytes],
         peer: Peer,
         address: str,
@@ -473,7 +500,7 @@ class Transport:
 
     # ------------------------------------------------------------------ receiving
 
-    async def _receive_loop(self, stream: trio.SSLStream, peer: Peer, address: str) -> None:
+    async def _receive_loop(self, stream: tls.TlsSocketStream, peer: Peer, address: str) -> None:
         """Deliver decoded frames until the peer closes, the stream fails or a frame is bad."""
         # Clients only ever send REQUESTs: holding them to a request's size bounds what
         # connections_max client connections can make us buffer far below frame_bytes_max each.
@@ -518,7 +545,7 @@ class Transport:
 
     async def _run_connection(
         self,
-        stream: trio.SSLStream,
+        stream: tls.TlsSocketStream,
         peer: Peer,
         address: str,
         outgoing: trio.MemoryReceiveChannel[bytes] | None,
@@ -537,7 +564,7 @@ class Transport:
 
     # ------------------------------------------------------------------ TLS and pinning
 
-    async def _wait_tls_peer_key(self, stream: trio.SSLStream) -> bytes:
+    async def _wait_tls_peer_key(self, stream: tls.TlsSocketStream) -> bytes:
         """Handshake on `stream` and return the peer's Ed25519 key; raises _Refusal."""
         try:
             await stream.do_handshake()
@@ -585,7 +612,7 @@ class Transport:
 
     async def _handle_inbound(self, tcp_stream: trio.SocketStream) -> None:
         address = _address_of(tcp_stream)
-        stream = trio.SSLStream(tcp_stream, self._server_context, server_side=True)
+        stream = tls.TlsSocketStream.wrap(tcp_stream, self._server_context, server_side=True)
         try:
             try:
                 with trio.fail_after(self._settings.handshake_timeout_s):
@@ -614,7 +641,7 @@ class Transport:
             self._connections_inbound -= 1
             await trio.aclose_forcefully(stream)
 
-    async def _run_inbound(self, stream: trio.SSLStream, peer: Peer, address: str) -> None:
+    async def _run_inbound(self, stream: tls.TlsSocketStream, peer: Peer, address: str) -> None:
         connection = _InboundConnection(peer, address, trio.CancelScope())
         if not peer.is_replica:
             connection.queue_send, connection.queue_receive = trio.open_memory_channel[bytes](
@@ -676,6 +703,7 @@ class Transport:
             if stream is not None:
                 connected_at = trio.current_time()
                 self._connections_outbound += 1
+                link.connections += 1
                 link.connected.set()
                 try:
                     await self._run_connection(
@@ -693,16 +721,18 @@ class Transport:
             failures += 1
             await trio.sleep(self._reconnect_delay_s(failures))
 
-    async def _wait_connect(self, info: ReplicaInfo, address: str) -> trio.SSLStream | None:
+    async def _wait_connect(self, info: ReplicaInfo, address: str) -> tls.TlsSocketStream | None:
         """A connected, pinned stream to replica `info`, or None (logged, counted)."""
-        stream: trio.SSLStream | None = None
+        stream: tls.TlsSocketStream | None = None
         try:
             with trio.fail_after(self._settings.handshake_timeout_s):
                 try:
                     tcp_stream = await trio.open_tcp_stream(info.host, info.port)
                 except OSError as e:
                     raise _Refusal("connect_failed", e.strerror or str(e)) from None
-                stream = trio.SSLStream(tcp_stream, self._client_context, server_side=False)
+                stream = tls.TlsSocketStream.wrap(
+                    tcp_stream, self._client_context, server_side=False
+                )
                 public_key = await self._wait_tls_peer_key(stream)
         except trio.TooSlowError:
             reason = "handshake_timeout"

@@ -1,0 +1,446 @@
+"""The `pbft` command: keys and configuration, replica processes, local clusters, status, bench.
+
+    pbft keygen  --replicas 4 --clients N --out DIR       configuration + key files (mode 0600)
+    pbft replica --config FILE --id N --key FILE --data DIR
+    pbft cluster --replicas 4 [--dir DIR]                 a local cluster until Ctrl-C / SIGTERM
+    pbft status  --config FILE                            each replica's view, progress, health
+    pbft bench   [--duration S] [--clients N]             the PBFT paper's micro-benchmarks
+
+Exit codes: 0 success, 1 a runtime failure (storage corrupt, replica unreachable, ...), 2 bad
+usage or configuration. Errors are one line on stderr naming what failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import trio
+
+from pbft import config as config_module
+from pbft.app import KeyValueStore, StateMachine
+from pbft.config import BOUND_NAMES, ConfigError
+from pbft.ed25519 import KeyFileError, read_key_file
+
+__all__ = ["JsonFormatter", "load_app", "main"]
+
+log = logging.getLogger("pbft.runtime.cli")
+
+#: LogRecord attributes that are not `extra=` fields.
+_STANDARD_ATTRIBUTES = frozenset(
+    vars(logging.LogRecord("", 0, "", 0, "", (), None)).keys() | {"message", "asctime"}
+)
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, and every `extra=` field."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": round(record.created, 6),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for key, value in vars(record).items():
+            if key not in _STANDARD_ATTRIBUTES and not key.startswith("_"):
+                entry[key] = value if isinstance(value, (int, float, str, bool, type(None))) \
+                    else str(value)
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
+
+
+def configure_logging(level: str, log_format: str, log_file: str | None) -> None:
+    handler: logging.Handler = (
+        logging.FileHandler(log_file) if log_file else logging.StreamHandler(sys.stderr)
+    )
+    if log_format == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+
+
+def load_app(name: str) -> StateMachine:
+    """`kv` (the reference key-value store), `bench` (the benchmark service) or
+    `module:callable` returning a fresh StateMachine. Raises ValueError if it cannot be found."""
+    if name == "kv":
+        return KeyValueStore()
+    if name == "bench":
+        from .bench import BenchmarkApp
+
+        return BenchmarkApp()
+    module_name, _, attribute = name.partition(":")
+    if not module_name or not attribute:
+        raise ValueError(f"--app {name!r}: expected kv, bench or module:callable")
+    try:
+        factory = getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError) as e:
+        raise ValueError(f"--app {name!r}: {e}") from None
+    return factory()
+
+
+def _parse_bounds(items: list[str]) -> dict[str, int]:
+    bounds = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or name not in BOUND_NAMES:
+            raise ConfigError(
+                f"--set {item!r}: expected NAME=INTEGER with NAME one of {', '.join(BOUND_NAMES)}"
+            )
+        try:
+            bounds[name] = int(value)
+        except ValueError:
+            raise ConfigError(f"--set {item!r}: {value!r} is not an integer") from None
+    return bounds
+
+
+# ---------------------------------------------------------------------------- keygen
+
+
+def cmd_keygen(args: argparse.Namespace) -> int:
+    from .cluster import generate_cluster
+
+    out = Path(args.out)
+    if (out / "cluster.toml").exists():
+        print(f"pbft keygen: {out / 'cluster.toml'} exists; choose another --out", file=sys.stderr)
+        return 2
+    files = generate_cluster(
+        out, replicas=args.replicas, clients=args.clients, host=args.host,
+        base_port=args.base_port, bounds=_parse_bounds(args.set),
+    )  # fmt: skip
+    config = files.config
+    print(f"wrote {files.config_path} (n = {config.n}, f = {config.f})")
+    for info, path in zip(config.replicas, files.replica_keys):
+        print(f"  replica {info.id}: {info.host}:{info.port}  key {path}")
+    print(f"  {len(files.client_keys)} client keys in {out / 'keys'}")
+    return 0
+
+
+# ---------------------------------------------------------------------------- replica
+
+
+def cmd_replica(args: argparse.Namespace) -> int:
+    from ._errors import unwrap_single_error
+    from .cluster import METRICS_PORT_OFFSET
+    from .node import NodeSettings, serve_replica
+    from .storage import StorageError
+    from .transport import TransportSettings
+
+    configure_logging(args.log_level, args.log_format, args.log_file)
+    config = config_module.load(args.config)
+    if not 0 <= args.id < config.n:
+        raise ConfigError(f"--id {args.id}: the configuration has replicas 0..{config.n - 1}")
+    signer = read_key_file(args.key)
+    if signer.public_key != config.public_key(args.id):
+        raise ConfigError(
+            f"--key {args.key} holds key {signer.public_key.hex()[:16]}…, but replica {args.id} "
+            f"is configured with {config.public_key(args.id).hex()[:16]}…"
+        )
+    app = load_app(args.app)
+    info = config.replicas[args.id]
+    if args.no_metrics:
+        metrics_port = None
+    elif args.metrics_port is not None:
+        metrics_port = args.metrics_port
+    else:
+        metrics_port = info.port + METRICS_PORT_OFFSET if info.port else 0
+    settings = NodeSettings(
+        tick_interval_ms=args.tick_ms,
+        metrics_port=metrics_port,
+        storage_synchronous=args.synchronous,
+        persist_in_thread=args.persist == "thread",
+        transport=TransportSettings(
+            reconnect_delay_max_s=args.reconnect_max_s,
+            client_send_queue_max=1024,
+            connections_max=args.connections_max,
+            handshake_timeout_s=args.handshake_timeout_s,
+        ),
+    )
+
+    async def run() -> None:
+        with (
+            trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals,
+            unwrap_single_error(),
+        ):
+            async with trio.open_nursery() as nursery:
+                async def stop_on_signal() -> None:
+                    async for signum in signals:
+                        log.info(
+                            "replica %d: %s received, stopping", args.id,
+                            signal.Signals(signum).name,
+                            extra={"replica": args.id, "reason": "signal"},
+                        )  # fmt: skip
+                        nursery.cancel_scope.cancel()
+                        return
+
+                nursery.start_soon(stop_on_signal)
+                await nursery.start(
+                    lambda task_status: serve_replica(
+                        config, args.id, signer, app, args.data, host=args.host,
+                        port=args.port, settings=settings, task_status=task_status,
+                    )
+                )  # fmt: skip
+
+    profiler = None
+    if args.profile:
+        import cProfile
+
+        profiler = cProfile.Profile(time.process_time)  # CPU time: other processes do not count
+        profiler.enable()
+    try:
+        trio.run(run)
+    except StorageError as e:
+        log.critical("replica %d refuses to run: %s", args.id, e,
+                     extra={"replica": args.id, "reason": type(e).__name__})  # fmt: skip
+        print(f"pbft replica: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:
+        log.critical("replica %d cannot run: %s", args.id, e,
+                     extra={"replica": args.id, "reason": "os_error"})  # fmt: skip
+        print(f"pbft replica: {e}", file=sys.stderr)
+        return 1
+    finally:
+        if profiler is not None:
+            profiler.disable()
+            profiler.dump_stats(args.profile.replace("{id}", str(args.id)))
+    return 0
+
+
+# ---------------------------------------------------------------------------- cluster
+
+
+def cmd_cluster(args: argparse.Namespace) -> int:
+    from ._errors import unwrap_single_error
+    from .cluster import (
+        LocalCluster,
+        generate_cluster,
+        metrics_port_of,
+        open_cluster_files,
+    )
+
+    directory = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="pbft-cluster-"))
+    if (directory / "cluster.toml").exists():
+        files = open_cluster_files(directory)
+        if files.config.n != args.replicas:
+            print(f"pbft cluster: {directory} holds a cluster of {files.config.n} replicas, "
+                  f"not {args.replicas}", file=sys.stderr)  # fmt: skip
+            return 2
+    else:
+        files = generate_cluster(
+            directory, replicas=args.replicas, clients=args.clients, host="127.0.0.1",
+            base_port=args.base_port, bounds=_parse_bounds(args.set),
+        )  # fmt: skip
+    replica_args = ["--app", args.app]
+
+    async def run() -> int:
+        with (
+            trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals,
+            unwrap_single_error(),
+        ):
+            async with LocalCluster(files, replica_args=replica_args) as cluster:
+                cluster.start_all()
+                try:
+                    await cluster.wait_all_ready()
+                except (RuntimeError, trio.TooSlowError) as e:
+                    print(f"pbft cluster: a replica did not start: {e}", file=sys.stderr)
+                    cluster.stop_all()
+                    return 1
+                print(f"cluster of {files.config.n} replicas running in {directory}")
+                print(f"  configuration: {files.config_path}")
+                for info in files.config.replicas:
+                    print(f"  replica {info.id}: {info.host}:{info.port}  pid "
+                          f"{cluster.processes[info.id].pid}  metrics "
+                          f"http://127.0.0.1:{metrics_port_of(info)}/metrics  "
+                          f"log {files.log_path(info.id)}")  # fmt: skip
+                print(f"  client keys: {directory / 'keys'}/client-*.key")
+                print(f"  status: pbft status --config {files.config_path}")
+                print("Ctrl-C (or SIGTERM) stops every replica.", flush=True)
+                async with trio.open_nursery() as nursery:
+                    async def watch(replica_id: int) -> None:
+                        process = cluster.processes[replica_id]
+                        while process.poll() is None:
+                            await trio.sleep(0.2)
+                        print(f"replica {replica_id} exited with {process.returncode}",
+                              file=sys.stderr, flush=True)  # fmt: skip
+
+                    for replica_id in range(files.config.n):
+                        nursery.start_soon(watch, replica_id)
+                    async for _ in signals:
+                        break
+                    nursery.cancel_scope.cancel()
+                print("stopping every replica ...", flush=True)
+                cluster.stop_all(signal.SIGTERM)
+                print("stopped.")
+        return 0
+
+    return trio.run(run)
+
+
+# ---------------------------------------------------------------------------- status
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from .cluster import metrics_port_of, wait_status
+
+    config = config_module.load(args.config)
+
+    async def run() -> list[dict | str]:
+        results: list[dict | str] = [""] * config.n
+
+        async def one(replica_id: int) -> None:
+            info = config.replicas[replica_id]
+            host = args.metrics_host or ("127.0.0.1" if info.host in ("0.0.0.0", "::")
+                                         else info.host)  # fmt: skip
+            try:
+                results[replica_id] = await wait_status(
+                    host, metrics_port_of(info, args.metrics_offset), args.timeout
+                )
+            except (OSError, ValueError, trio.TooSlowError) as e:
+                results[replica_id] = f"unreachable ({type(e).__name__}: {e})"
+
+        async with trio.open_nursery() as nursery:
+            for replica_id in range(config.n):
+                nursery.start_soon(one, replica_id)
+        return results
+
+    results = trio.run(run)
+    if args.json:
+        print(json.dumps(results))
+    executed = [r["last_executed"] for r in results if isinstance(r, dict)]
+    highest = max(executed, default=0)
+    if not args.json:
+        print(f"{'replica':>7} {'view':>5} {'primary':>7} {'last executed':>13} "
+              f"{'stable':>7} {'committed':>10} {'peers':>6}  health")  # fmt: skip
+    healthy = 0
+    for replica_id, result in enumerate(results):
+        if isinstance(result, str):
+            line = f"{replica_id:>7} {'-':>5} {'-':>7} {'-':>13} {'-':>7} {'-':>10} {'-':>6}  {result}"
+        else:
+            health = result["health"]
+            if health == "ok" and highest - result["last_executed"] > config.log_window:
+                health = "lagging"
+            healthy += health == "ok"
+            line = (f"{replica_id:>7} {result['view']:>5} {result['primary']:>7} "
+                    f"{result['last_executed']:>13} {result['low_watermark']:>7} "
+                    f"{result['committed_requests']:>10} {len(result['connected_peers']):>6}  "
+                    f"{health}")  # fmt: skip
+        if not args.json:
+            print(line)
+    if not args.json:
+        verdict = "serving" if healthy >= config.quorum else "NOT serving (no healthy quorum)"
+        print(f"{healthy} of {config.n} replicas healthy; quorum is {config.quorum}: {verdict}")
+    return 0 if healthy >= config.quorum else 1
+
+
+# ---------------------------------------------------------------------------- bench
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import run_bench
+
+    return run_bench(args)
+
+
+# ---------------------------------------------------------------------------- main
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pbft", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    keygen = commands.add_parser("keygen", help="write a cluster configuration and key files")
+    keygen.add_argument("--replicas", type=int, default=4)
+    keygen.add_argument("--clients", type=int, default=1)
+    keygen.add_argument("--out", required=True, help="directory to write into")
+    keygen.add_argument("--host", default="127.0.0.1", help="the replicas' address")
+    keygen.add_argument("--base-port", type=int, default=7000,
+                        help="replica i listens on base-port + i (metrics: + 1000)")
+    keygen.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                        help="a configuration bound, e.g. request_timeout_ms=1000")
+    keygen.set_defaults(handler=cmd_keygen)
+
+    replica = commands.add_parser("replica", help="run one replica until SIGTERM/SIGINT")
+    replica.add_argument("--config", required=True)
+    replica.add_argument("--id", type=int, required=True)
+    replica.add_argument("--key", required=True, help="the replica's key file (mode 0600)")
+    replica.add_argument("--data", required=True, help="the replica's storage directory")
+    replica.add_argument("--host", default=None, help="listen address (default: configured)")
+    replica.add_argument("--port", type=int, default=None, help="listen port (default: configured)")
+    replica.add_argument("--metrics-port", type=int, default=None,
+                         help="metrics endpoint on 127.0.0.1 (default: port + 1000)")
+    replica.add_argument("--no-metrics", action="store_true")
+    replica.add_argument("--app", default="kv", help="kv, bench or module:callable")
+    replica.add_argument("--tick-ms", type=int, default=10)
+    replica.add_argument("--synchronous", default="FULL", choices=["FULL", "EXTRA", "NORMAL"],
+                         help="SQLite durability; NORMAL is not crash-safe for power loss")
+    replica.add_argument("--persist", default="thread", choices=["thread", "loop"],
+                         help="run durable appends in a worker thread or in the event loop")
+    replica.add_argument("--reconnect-max-s", type=float, default=1.0,
+                         help="longest pause between attempts to reach another replica")
+    replica.add_argument("--connections-max", type=int, default=1024,
+                         help="inbound connections at once (handshaking ones included)")
+    replica.add_argument("--handshake-timeout-s", type=float, default=5.0,
+                         help="a connection must finish its TLS handshake within this")
+    replica.add_argument("--log-level", default="INFO")
+    replica.add_argument("--log-format", default="text", choices=["text", "json"])
+    replica.add_argument("--log-file", default=None)
+    replica.add_argument("--profile", default=None, help=argparse.SUPPRESS)
+    replica.set_defaults(handler=cmd_replica)
+
+    cluster = commands.add_parser("cluster", help="run a local cluster until Ctrl-C")
+    cluster.add_argument("--replicas", type=int, default=4)
+    cluster.add_argument("--clients", type=int, default=4)
+    cluster.add_argument("--dir", default=None, help="work directory (default: a new temp dir)")
+    cluster.add_argument("--base-port", type=int, default=None,
+                         help="replica i listens on base-port + i (default: free ports)")
+    cluster.add_argument("--app", default="kv")
+    cluster.add_argument("--set", action="append", default=[], metavar="NAME=VALUE")
+    cluster.set_defaults(handler=cmd_cluster)
+
+    status = commands.add_parser("status", help="each replica's view, progress and health")
+    status.add_argument("--config", required=True)
+    status.add_argument("--metrics-offset", type=int, default=1000)
+    status.add_argument("--metrics-host", default=None)
+    status.add_argument("--timeout", type=float, default=2.0)
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(handler=cmd_status)
+
+    bench = commands.add_parser("bench", help="micro-benchmarks 0/0, 0/4, 4/0 on 4 processes")
+    bench.add_argument("--duration", type=float, default=5.0, help="seconds per measurement")
+    bench.add_argument("--clients", type=int, default=100, help="closed-loop clients")
+    bench.add_argument("--dir", default=None, help="work directory (default: a temp dir)")
+    bench.add_argument("--only", default=None,
+                       help="comma-separated rows to run, e.g. ordered_0_0,single_client")
+    bench.add_argument("--synchronous", default="FULL", choices=["FULL", "NORMAL"],
+                       help="replicas' SQLite durability (NORMAL: for analysis only; not "
+                            "durable across power loss)")
+    bench.add_argument("--persist", default="thread", choices=["thread", "loop"],
+                       help="replicas' durable appends in a worker thread or the event loop")
+    bench.set_defaults(handler=cmd_bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except (ConfigError, KeyFileError, ValueError) as e:
+        print(f"pbft {args.command}: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
