@@ -15,7 +15,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 demo: $(STAMP)
-	$(BIN)/python -m simulations.demo
+	$(BIN)/python -m tradeapp.cli_demo
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/core_throughput.py
