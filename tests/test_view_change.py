@@ -410,3 +410,17 @@ def test_v1_a_backup_behind_the_others_catches_up_before_blaming_the_primary():
     assert backup.view_active
     backup.tick(1_000)
     assert not backup.view_active and backup.view == 1
+
+
+def test_v1_a_primary_whose_batches_do_not_commit_gives_up_its_view():
+    """V1 for the primary: it times out too when a request it holds does not execute (its
+    backups are elsewhere: it was left behind in an old view, or is cut off), so it joins the
+    view change instead of waiting forever as the primary of a dead view."""
+    primary = make_replica(0, request_timeout_ms=500)
+    primary.receive(request(1))
+    drain(primary)
+    primary.tick(499)
+    assert primary.view_active and primary.view == 0
+    primary.tick(500)
+    assert not primary.view_active and primary.view == 1
+    assert [vc.new_view for _, vc in sent(drain(primary), ViewChange)] == [1]

@@ -422,6 +422,9 @@ class Replica:
                 self.dropped["pending_requests_full"] += 1
                 return
             self._pending[key] = request
+            # V1 for the primary too: a primary whose batches cannot commit (it was left
+            # behind in an old view, or its backups are cut off) must give up its view.
+            self._wait_for(request)
             self._propose_batches()
         else:
             # N1/N9: a backup relays the request to the primary and starts its timer.
@@ -1189,9 +1192,6 @@ class Replica:
         if self.is_primary:
             for request in self._waiting.values():
                 self._pending.setdefault((request.client, request.timestamp), request)
-            self._waiting.clear()
-            self._waiting_since.clear()
-            self._request_deadline_ms = None
         else:
             for request in self._pending.values():
                 self._wait_for(request)
