@@ -201,3 +201,5 @@ def _three_primaries(seed: int) -> Simulation:
 
     sim.at(300, crash)
     return sim
+from . import scenarios_byzantine  # noqa: F401
+from . import scenarios_trade  # noqa: F401

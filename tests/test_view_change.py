@@ -424,3 +424,16 @@ def test_v1_a_primary_whose_batches_do_not_commit_gives_up_its_view():
     primary.tick(500)
     assert not primary.view_active and primary.view == 1
     assert [vc.new_view for _, vc in sent(drain(primary), ViewChange)] == [1]
+
+
+def test_v3_any_replica_that_installed_a_view_relays_its_new_view_to_one_still_asking():
+    """V3, liveness: a Byzantine new primary may send its NEW-VIEW to one replica only; that
+    replica answers a VIEW-CHANGE for its installed view with the (signed, self-checking)
+    NEW-VIEW, so the others can install it too."""
+    backup = make_replica(2)
+    nv = _new_view_for(pre_prepare(1))
+    backup.receive(nv)
+    assert backup.view == 1 and backup.view_active
+    drain(backup)
+    backup.receive(_view_change(3, new_view=1))
+    assert [m for _, m in sent(drain(backup), NewView)] == [nv]

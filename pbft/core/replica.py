@@ -1081,8 +1081,10 @@ class Replica:
             self.dropped["unknown_replica"] += 1
             return
         if message.new_view < self.view or (message.new_view == self.view and self.view_active):
-            # A replica still asking for a view we have installed: show it the NEW-VIEW.
-            if message.new_view == self.view and self._new_view is not None and self.is_primary:
+            # A replica still asking for a view we have installed: show it the NEW-VIEW. Any
+            # replica that has it does (it is signed by the new primary and checked by
+            # recomputation), since a Byzantine primary may have sent it to us alone.
+            if message.new_view == self.view and self._new_view is not None:
                 self._send((sender,), self._new_view)
             self.dropped["old_view_change"] += 1
             return
