@@ -182,9 +182,9 @@ _EQUIVOCATING = [
 CAUGHT = [
     ("reexecute", "lossy", range(1, 6), 1, "exactly_once"),
     ("reexecute", "byz_equivocating_primary", range(1, 4), 1, "exactly_once"),
-    ("double_vote", "lossy", range(1, 31), 18, "liveness"),
+    ("double_vote", "lossy", range(1, 31), 22, "liveness"),
     ("double_vote", _COLLUDING, range(10), 3, "agreement"),
-    ("commit_on_2f", _COLLUDING, range(12), 8, "agreement"),
+    ("commit_on_2f", _COLLUDING, range(12), 5, "agreement"),
     ("no_conflict_check", _EQUIVOCATING, range(10), 1, "agreement"),
 ]
 

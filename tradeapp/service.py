@@ -71,7 +71,7 @@ def write_founders(path: str | Path, founders: Mapping[str, bytes]) -> Path:
     that gets `founders.json`). Returns the file written."""
     path = Path(path)
     if path.is_dir():
-        path = path / FOUNDERS_NAME
+        path = path.joinpath(FOUNDERS_NAME)
     path.write_text(json.dumps({k: founders[k].hex() for k in sorted(founders)}, indent=1) + "\n")
     return path
 
@@ -106,7 +106,7 @@ def ledger() -> LedgerService:
     config_path = _config_argument(sys.argv)
     if config_path is None:
         raise ValueError("tradeapp.service:ledger needs the replica's --config on its command line")
-    founders_path = Path(config_path).resolve().parent / FOUNDERS_NAME
+    founders_path = Path(config_path).resolve().parent.joinpath(FOUNDERS_NAME)
     try:
         founders = read_founders(founders_path)
     except OSError as e:
