@@ -492,8 +492,6 @@ def _restarted_primary_rejoins(seed: int) -> Simulation:
     return sim
 
 
-# ------------------------------------------------------------------ known core bugs
-#
 # Pinned (fixed core bug): on seeds 47 and 111 the Byzantine primary of view 2 sent its NEW-VIEW to
 # replica 0 alone. 0, which already executed every request, is content in view 2; 1 and 3 (lost
 # COMMITs: they lag) ask for view 2 (or 3) but, short of the 2f + 1 VIEW-CHANGEs the V4 timer

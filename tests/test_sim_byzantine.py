@@ -582,8 +582,6 @@ def test_restarted_primary_rejoins_the_current_view():
     assert min(correct_views(sim)) >= 2
 
 
-
-
 @pytest.mark.parametrize("seed", [47, 111])
 def test_pinned_a_new_view_sent_to_one_replica_only_reaches_the_others(seed):
     """V3, liveness (fixed core bug, pinned seeds): the Byzantine primary of view 2 sent its
