@@ -19,10 +19,11 @@ from pbft.app import StateMachine
 from pbft.codec import DecodeError, Limits, decode, encode
 from pbft.config import ClusterConfig, ReplicaInfo
 from pbft.core import ClientResult, ClientSession, ExecutedBatch, Replica
-from pbft.crypto import Signer, Verifier, sha256
-from pbft.ed25519 import Ed25519Signer, Ed25519Verifier
+from pbft.crypto import Signer, Verifier
+from pbft.ed25519 import Ed25519Verifier
 from pbft.messages import Reply
 
+from .cluster import deterministic_signer
 from .network import Network, NetworkProfile
 from .storage import SimulatedStorage
 
@@ -32,9 +33,8 @@ TICK_MS = 10
 SETTLE_US = 1_000_000
 
 
-def ed25519_signer(label: str) -> Ed25519Signer:
-    """A real key derived from `label` (equal labels, equal keys: runs are reproducible)."""
-    return Ed25519Signer(sha256(b"pbft-sim-key:" + label.encode()))
+#: A real key derived from a label (one derivation for every driver).
+ed25519_signer = deterministic_signer
 
 
 class InsecureSigner:

@@ -3,7 +3,6 @@ deliberately wrongly) signed protocol messages, so a test can play the other rep
 
 from __future__ import annotations
 
-import hashlib
 from collections import Counter
 from dataclasses import replace
 
@@ -105,17 +104,6 @@ def commit_batch(replica: Replica, pp: PrePrepare) -> None:
             replica.receive(commit(pp, r))
 
 
-class InsecureFastSigner:
-    """A stand-in for Ed25519 in long runs whose subject is not cryptography: the "signature"
-    is SHA-512 over key and payload, which anyone can forge. Never outside tests."""
-
-    def __init__(self, label: str) -> None:
-        self.public_key = hashlib.sha256(label.encode()).digest()
-
-    def sign(self, payload: bytes) -> bytes:
-        return hashlib.sha512(self.public_key + payload).digest()
-
-
-class InsecureFastVerifier:
-    def verify(self, public_key: bytes, payload: bytes, signature: bytes) -> bool:
-        return hashlib.sha512(public_key + payload).digest() == signature
+# Cheap stand-ins for long runs whose subject is not cryptography (never outside tests).
+from simulations.engine import InsecureSigner as InsecureFastSigner  # noqa: E402, F401
+from simulations.engine import InsecureVerifier as InsecureFastVerifier  # noqa: E402, F401
