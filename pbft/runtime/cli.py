@@ -384,7 +384,7 @@ def build_parser() -> argparse.ArgumentParser:
     replica.add_argument("--tick-ms", type=int, default=10)
     replica.add_argument("--synchronous", default="FULL", choices=["FULL", "EXTRA", "NORMAL"],
                          help="SQLite durability; NORMAL is not crash-safe for power loss")
-    replica.add_argument("--persist", default="thread", choices=["thread", "loop"],
+    replica.add_argument("--persist", default="loop", choices=["thread", "loop"],
                          help="run durable appends in a worker thread or in the event loop")
     replica.add_argument("--reconnect-max-s", type=float, default=1.0,
                          help="longest pause between attempts to reach another replica")
@@ -425,7 +425,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--synchronous", default="FULL", choices=["FULL", "NORMAL"],
                        help="replicas' SQLite durability (NORMAL: for analysis only; not "
                             "durable across power loss)")
-    bench.add_argument("--persist", default="thread", choices=["thread", "loop"],
+    bench.add_argument("--persist", default="loop", choices=["thread", "loop"],
                        help="replicas' durable appends in a worker thread or the event loop")
     bench.set_defaults(handler=cmd_bench)
     return parser

@@ -5,7 +5,7 @@ starts the TLS transport and the metrics endpoint, and runs the one loop that ow
 
     wait for messages (a batch: everything already delivered) or the next tick
     → receive each, tick when due
-    → while the core has work: persist (fsync, in a worker thread) → send → advance
+    → while the core has work: persist (fsync) → send → advance
 
 Nothing the core sends leaves before the records it depends on are durable (ARCHITECTURE.md,
 "persist first"). While one append is being made durable, messages keep arriving and the next
@@ -103,10 +103,11 @@ class NodeSettings:
     #: SQLite's synchronous mode: FULL makes every append durable (never lower it in
     #: production: a replica that forgets its votes can equivocate).
     storage_synchronous: str = "FULL"
-    #: Run each durable append in a worker thread (the event loop keeps serving connections
-    #: during the fsync) or in the loop itself (no thread hand-off: two fewer wake-ups per
-    #: append on the critical path, which is what counts when CPUs are contended).
-    persist_in_thread: bool = True
+    #: Run each durable append in the event loop (the default: no thread hand-off, two fewer
+    #: wake-ups per append on the critical path; measured faster in every `pbft bench` row on
+    #: 2 cores, since an fsync here takes ~0.2 ms) or in a worker thread (the loop keeps
+    #: reading connections during the fsync: for disks whose fsync takes milliseconds).
+    persist_in_thread: bool = False
     #: Requests whose receive time is kept for the latency histogram.
     latency_tracked_max: int = 10_000
     #: A client connection may carry a pool of identities (see the module docstring), hence

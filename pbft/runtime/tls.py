@@ -296,6 +296,7 @@ class TlsSocketStream(trio.abc.Stream):
         b"" once the peer has closed cleanly."""
         limit = 65536 if max_bytes is None else max_bytes
         sock = self._socket
+        waited = False
         while True:
             self._check_open()
             chunks: list[bytes] = []
@@ -310,18 +311,24 @@ class TlsSocketStream(trio.abc.Stream):
             except ssl.SSLWantReadError:
                 if not chunks:
                     await self._wait_readable()
+                    waited = True
                     continue
             except ssl.SSLWantWriteError:
                 if not chunks:
                     await trio.sleep(0.001)  # rare in TLS 1.3; the sender owns writability
+                    waited = True
                     continue
             except (OSError, ValueError) as e:
                 self._raise_broken(e)
-            await trio.lowlevel.checkpoint()
+            if not waited:
+                # Every call is a checkpoint; one that waited has already yielded (a second
+                # trip through the scheduler would only delay the message).
+                await trio.lowlevel.checkpoint()
             return b"".join(chunks)
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         sock = self._socket
+        waited = False
         with memoryview(data) as view:
             while view:
                 self._check_open()
@@ -331,14 +338,17 @@ class TlsSocketStream(trio.abc.Stream):
                     sent = sock.send(view)
                 except ssl.SSLWantWriteError:
                     await self._wait_writable()
+                    waited = True
                     continue
                 except ssl.SSLWantReadError:
                     await trio.sleep(0.001)  # rare in TLS 1.3; the receiver owns readability
+                    waited = True
                     continue
                 except (OSError, ValueError) as e:
                     self._raise_broken(e)
                 view = view[sent:]
-        await trio.lowlevel.checkpoint()
+        if not waited:
+            await trio.lowlevel.checkpoint()
 
     async def wait_send_all_might_not_block(self) -> None:
         await self._wait_writable()
