@@ -561,6 +561,16 @@ def encode(message: Message) -> bytes:
     return _pack(spec.to_array(message))
 
 
+#: Recently computed signing payloads and request digests, by the identity of the message
+#: object. A message is signed once and verified by every receiver; a driver that hands the same
+#: (immutable) object to several replicas, as the simulator does, pays for the encoding once.
+#: Each entry holds its message, so the id cannot be reused while the entry lives; the caches
+#: are cleared when full, so they hold at most `_MEMO_ENTRIES_MAX` messages each.
+_MEMO_ENTRIES_MAX = 256
+_signing_payloads: dict[int, tuple[Message, bytes]] = {}
+_request_digests: dict[int, tuple[Request, bytes]] = {}
+
+
 def signing_payload(message: Message) -> bytes:
     """The bytes signed for `message`: `[tag, fields...]` without `signature` and, for a
     PRE-PREPARE, without `requests` (its signed `digest` covers them).
@@ -569,15 +579,29 @@ def signing_payload(message: Message) -> bytes:
     full, signatures and all: they are the evidence being vouched for. Raises TypeError for
     messages that are never signed (Reply, PreparedCertificate) and for non-messages.
     """
+    memo = _signing_payloads.get(id(message))
+    if memo is not None and memo[0] is message:
+        return memo[1]
     spec = _SPECS.get(type(message))
     if spec is None or spec.to_signed_array is None:
         raise TypeError(f"{type(message).__name__} is not a signed message")
-    return _pack(spec.to_signed_array(message))
+    payload = _pack(spec.to_signed_array(message))
+    if len(_signing_payloads) >= _MEMO_ENTRIES_MAX:
+        _signing_payloads.clear()
+    _signing_payloads[id(message)] = (message, payload)
+    return payload
 
 
 def request_digest(request: Request) -> bytes:
     """SHA-256 of the request's canonical encoding (signature included)."""
-    return hashlib.sha256(_pack(_SPECS[Request].to_array(request))).digest()
+    memo = _request_digests.get(id(request))
+    if memo is not None and memo[0] is request:
+        return memo[1]
+    digest = hashlib.sha256(_pack(_SPECS[Request].to_array(request))).digest()
+    if len(_request_digests) >= _MEMO_ENTRIES_MAX:
+        _request_digests.clear()
+    _request_digests[id(request)] = (request, digest)
+    return digest
 
 
 def batch_digest(timestamp_ms: int, requests: tuple[Request, ...]) -> bytes:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pbft.app import StateMachine
-from pbft.codec import DecodeError, Limits, decode, encode
+from pbft.codec import TAGS, DecodeError, Limits, decode, encode
 from pbft.config import ClusterConfig, ReplicaInfo
 from pbft.core import ClientResult, ClientSession, ExecutedBatch, Replica
 from pbft.crypto import Signer, Verifier
@@ -28,6 +28,13 @@ from .network import Network, NetworkProfile
 from .storage import SimulatedStorage
 
 _DELIVER, _TICK, _ACTION, _CLIENT = 0, 1, 2, 3
+
+#: Per pbft message type: its name in the trace, and whether it has a view and a sequence
+#: number (so that the trace needs no `getattr` with a default, which is slow when it misses).
+_TRACE_SHAPES: dict[type, tuple[str, bool, bool]] = {
+    kind: (kind.__name__, "view" in kind.__slots__, "sequence" in kind.__slots__)
+    for kind in TAGS
+}
 TICK_MS = 10
 #: After the last scheduled action and the last client, replicas get this long to catch up.
 SETTLE_US = 1_000_000
@@ -332,7 +339,20 @@ class Simulation:
             except DecodeError:
                 self._trace_event(source, destination, b"undecodable")
                 return
-        self._trace_event(source, destination, message)
+        # The trace event, inline (this runs once per delivery): see `_trace_event`.
+        shape = _TRACE_SHAPES.get(type(message))
+        if shape is None:
+            self._trace_event(source, destination, message)
+        else:
+            name, has_view, has_sequence = shape
+            events = self._trace_events
+            events.append((self.now_us, source if type(source) is int else source[:6],
+                           destination if type(destination) is int else destination[:6], name,
+                           message.view if has_view else -1,
+                           message.sequence if has_sequence else -1))
+            if len(events) >= 4096:
+                self._trace.update(repr(events).encode())
+                events.clear()
         if type(destination) is int:
             if destination in self.down:
                 return
@@ -365,8 +385,19 @@ class Simulation:
     def send(self, source: Any, destinations: tuple, message: Any) -> None:
         """Put one message on the network from `source` to each destination."""
         payload = encode(message) if self.wire and not isinstance(message, bytes) else message
-        arrivals = self.network.arrivals_us
         now = self.now_us
+        heap = self._heap
+        plain = self.network.plain_latency_us()
+        if plain is not None:
+            # The common case, no fault in force: one latency draw per copy, as `arrivals_us`.
+            low, spread = plain
+            draw = self.rng.random
+            for destination in destinations:
+                self._counter += 1
+                heapq.heappush(heap, (now + int(low + spread * draw()), self._counter, _DELIVER,
+                                      destination, source, payload))
+            return
+        arrivals = self.network.arrivals_us
         for destination in destinations:
             for at_us in arrivals(source, destination, now):
                 self._schedule(at_us, _DELIVER, destination, source, payload)

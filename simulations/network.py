@@ -69,6 +69,19 @@ class Network:
             link = self._links[(source, destination)] = _Link()
         return link
 
+    def plain_latency_us(self) -> tuple[float, float] | None:
+        """(low, spread) in µs when every message's fate is only a latency drawn uniformly from
+        low + spread * random() (no partition, clog, loss or duplication in force): the driver
+        may then draw it itself, consuming the generator exactly as `arrivals_us` would.
+        None when `arrivals_us` must decide."""
+        if self._links:
+            return None
+        profile = self.profile
+        if self.faulty and (profile.loss or profile.duplication):
+            return None
+        low = profile.latency_ms_min * 1000
+        return low, profile.latency_ms_max * 1000 - low
+
     def arrivals_us(self, source: Node, destination: Node, now_us: int) -> list[int]:
         """Arrival times of the copies of one message (empty if it is lost or blocked)."""
         link = self._links.get((source, destination))

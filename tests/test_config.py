@@ -123,8 +123,21 @@ def test_port_out_of_range(port):
 @pytest.mark.parametrize("name", BOUND_NAMES)
 @pytest.mark.parametrize("value", [0, -5, True, 1.5, "10", None])
 def test_every_bound_is_a_positive_int(name, value):
+    if name == "batch_delay_ms" and value == 0:
+        pytest.skip("batch_delay_ms = 0 switches the delay off (checked below)")
     with pytest.raises(ConfigError, match=name):
         ClusterConfig.create(replicas(4), **{name: value})
+
+
+def test_batch_delay_is_zero_by_default_and_below_the_request_timeout():
+    """N2: a batching delay of 0 is the classic rule (close a batch at once when none is in
+    flight); a delay must stay below request_timeout_ms, or a primary that waits for its batch
+    to fill would look faulty to its backups (V1)."""
+    assert ClusterConfig.create(replicas(4)).batch_delay_ms == 0
+    config = ClusterConfig.create(replicas(4), batch_delay_ms=1_999, request_timeout_ms=2_000)
+    assert config.batch_delay_ms == 1_999
+    with pytest.raises(ConfigError, match="batch_delay_ms.*request_timeout_ms"):
+        ClusterConfig.create(replicas(4), batch_delay_ms=2_000, request_timeout_ms=2_000)
 
 
 @pytest.mark.parametrize(
@@ -264,6 +277,7 @@ def cluster_configs(draw) -> ClusterConfig:
     bounds["checkpoint_interval"] = k
     bounds["log_window"] = k * draw(st.integers(2, 64))
     bounds["batch_size_max"] = draw(st.integers(1, 10_000))
+    bounds["batch_delay_ms"] = draw(st.integers(0, bounds["request_timeout_ms"] - 1))
     return ClusterConfig.create(rs, **bounds)
 
 

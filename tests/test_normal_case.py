@@ -91,6 +91,73 @@ def test_n2_a_batch_closes_when_full_or_when_nothing_is_in_flight():
     assert primary.status().pending_requests == 0
 
 
+def test_n2_with_a_batch_delay_a_batch_closes_once_it_has_filled_for_that_long():
+    """N2 with batch_delay_ms: with nothing in flight the primary does not close a batch at
+    once; it closes it at the first tick once the batch has been filling for batch_delay_ms,
+    with every request that arrived meanwhile, in arrival order."""
+    primary = make_replica(0, batch_delay_ms=30)
+    keys = [deterministic_client(i) for i in range(3)]
+    primary.tick(100)
+    primary.receive(request(1, client=keys[0]))
+    assert sent(drain(primary), PrePrepare) == []
+    primary.tick(120)
+    primary.receive(request(1, client=keys[1]))
+    primary.receive(request(1, client=keys[2]))
+    primary.tick(129)
+    assert sent(drain(primary), PrePrepare) == [] and primary.status().pending_requests == 3
+    primary.tick(130)
+    pps = [m for _, m in sent(drain(primary), PrePrepare)]
+    assert [(pp.sequence, pp.timestamp_ms) for pp in pps] == [(1, 130)]
+    assert [r.client for r in pps[0].requests] == [k.public_key for k in keys]
+    assert primary.status().pending_requests == 0
+
+
+def test_n2_with_a_batch_delay_a_full_batch_still_closes_at_once():
+    """N2 with batch_delay_ms: a batch that reaches batch_size_max does not wait."""
+    primary = make_replica(0, batch_delay_ms=500, batch_size_max=2)
+    keys = [deterministic_client(i) for i in range(3)]
+    for k in keys:
+        primary.receive(request(1, client=k))
+    pps = [m for _, m in sent(drain(primary), PrePrepare)]
+    assert [len(pp.requests) for pp in pps] == [2]
+    assert primary.status().pending_requests == 1
+
+
+def test_n2_with_a_batch_delay_requests_gathered_while_a_batch_is_in_flight_go_out_when_it_executes():
+    """N2 with batch_delay_ms: the delay counts from when the batch began to fill, so requests
+    that waited behind a batch in flight for longer than the delay are proposed as soon as it
+    executes, without waiting again."""
+    primary = make_replica(0, batch_delay_ms=20)
+    keys = [deterministic_client(i) for i in range(2)]
+    primary.receive(request(1, client=keys[0]))
+    primary.tick(20)
+    first = [m for _, m in sent(drain(primary), PrePrepare)]
+    assert [pp.sequence for pp in first] == [1]
+    primary.receive(request(1, client=keys[1]))  # the batch in flight holds it back
+    primary.tick(60)
+    assert sent(drain(primary), PrePrepare) == []
+    for r in (1, 2):
+        primary.receive(prepare(first[0], r))
+    for r in (1, 2):
+        primary.receive(commit(first[0], r))
+    pps = [m for _, m in sent(drain(primary), PrePrepare)]
+    assert primary.last_executed == 1
+    assert [(pp.sequence, len(pp.requests)) for pp in pps] == [(2, 1)]
+
+
+def test_n2_without_a_batch_delay_ticks_never_close_a_batch():
+    """N2: with batch_delay_ms = 0 (the default) only a request or an execution closes a batch,
+    exactly as without the setting: ticks leave a batch held behind one in flight alone."""
+    primary = make_replica(0)
+    keys = [deterministic_client(i) for i in range(2)]
+    primary.receive(request(1, client=keys[0]))
+    primary.receive(request(1, client=keys[1]))
+    assert [len(m.requests) for _, m in sent(drain(primary), PrePrepare)] == [1]
+    primary.tick(1_500)  # below request_timeout_ms: no view change either
+    assert sent(drain(primary), PrePrepare) == []
+    assert primary.status().pending_requests == 1
+
+
 def test_n2_the_primary_never_proposes_above_the_high_watermark():
     """N2: with log_window = 4, the primary stops at sequence 4 until a checkpoint is stable."""
     primary = make_replica(0, batch_size_max=1, log_window=4, checkpoint_interval=2)

@@ -82,6 +82,10 @@ class Replica:
         self._n = config.n
         self._others = tuple(r for r in range(config.n) if r != replica_id)
         self._keys = tuple(r.public_key for r in config.replicas)
+        # Fixed by the configuration; looked up on the path of every vote.
+        self._quorum = quorum.quorum(config.n)
+        self._prepare_quorum = quorum.prepare_quorum(config.n)
+        self._log_window = config.log_window
 
         self.view = 0
         #: False between sending a VIEW-CHANGE for `view` and installing its NEW-VIEW.
@@ -116,6 +120,9 @@ class Replica:
         self._last_assigned = 0
         self._last_proposed_timestamp_ms = 0
         self._pending: dict[RequestKey, Request] = {}
+        #: N2 with `batch_delay_ms`: when the batch in `_pending` began to fill (None: empty).
+        self._batch_opened_ms: int | None = None
+        self._batch_delay_ms = config.batch_delay_ms
         self._proposed: set[RequestKey] = set()
         #: Backups: per client, the request it waits on (N1, V1).
         self._waiting: dict[bytes, Request] = {}
@@ -151,6 +158,8 @@ class Replica:
         self._replies: list[Reply] = []
         self._executed: list[ExecutedBatch] = []
         self._awaiting_advance = False
+        self._status_key: tuple[int, int, int, int] | None = None
+        self._status: Status | None = None
 
         self._handlers = {
             Request: self._on_request,
@@ -311,6 +320,8 @@ class Replica:
             self.dropped["state_fetch_timeout"] += 1
             fetch.next_source(now)
             self._request_chunk()
+        if self._batch_delay_ms and self._pending and self.view_active and self.is_primary:
+            self._propose_batches()  # N2: a batch whose delay is over closes now
         self._maybe_catch_up()
         self._check_invariants()
 
@@ -342,15 +353,20 @@ class Replica:
         self._awaiting_advance = False
 
     def status(self) -> Status:
-        return Status(
-            replica=self.id,
-            view=self.view,
-            primary=self.primary,
-            last_executed=self.last_executed,
-            low_watermark=self.stable_checkpoint,
-            high_watermark=self.high_watermark,
-            pending_requests=len(self._pending),
-        )
+        # Every ready() carries one; most steps change none of it, so the last one is reused.
+        key = (self.view, self.last_executed, self.stable_checkpoint, len(self._pending))
+        if key != self._status_key:
+            self._status_key = key
+            self._status = Status(
+                replica=self.id,
+                view=self.view,
+                primary=self.primary,
+                last_executed=self.last_executed,
+                low_watermark=self.stable_checkpoint,
+                high_watermark=self.high_watermark,
+                pending_requests=len(self._pending),
+            )
+        return self._status
 
     # ------------------------------------------------------------------ derived state
 
@@ -455,18 +471,28 @@ class Replica:
     # ------------------------------------------------------------------ the primary (N2, D1)
 
     def _propose_batches(self) -> None:
-        """N2: close a batch when it is full, or at once when no batch is in flight."""
+        """N2: close a batch when it is full or, when no batch is in flight, once it has been
+        filling for `batch_delay_ms` (0: at once)."""
         size_max = self.config.batch_size_max
+        if not self._pending:
+            self._batch_opened_ms = None
+        elif self._batch_opened_ms is None:
+            self._batch_opened_ms = self.now_ms
         while self._pending and self._last_assigned < self.high_watermark:
-            in_flight = self._last_assigned > self.last_executed
-            if in_flight and len(self._pending) < size_max:
-                return
+            if len(self._pending) < size_max:
+                if self._last_assigned > self.last_executed:
+                    return  # a batch is in flight
+                if self._batch_delay_ms and (
+                    self.now_ms < self._batch_opened_ms + self._batch_delay_ms
+                ):
+                    return  # tick() closes it when the delay is over
             keys = []
             for key in self._pending:
                 keys.append(key)
                 if len(keys) == size_max:
                     break
             requests = tuple(self._pending.pop(key) for key in keys)
+            self._batch_opened_ms = self.now_ms if self._pending else None
             self._proposed.update(keys)
             self._pre_prepare(requests)
 
@@ -564,42 +590,55 @@ class Replica:
     # ------------------------------------------------------------------ votes (N4, N5, N10)
 
     def _on_prepare(self, prepare: Prepare) -> None:
-        if self._stash_if_future(prepare, prepare.view):
-            return
-        if (reason := self._reject_vote(prepare, prepare.replica == self.primary)) is not None:
-            self.dropped[reason] += 1
-            return
-        entry = self._entry(prepare.sequence)
+        sender, sequence = prepare.replica, prepare.sequence
+        if not (prepare.view == self.view and self.view_active and 0 <= sender < self._n
+                and sender != self.view % self._n
+                and self.stable_checkpoint < sequence <= self.stable_checkpoint + self._log_window):
+            # Off the common path: the checks one by one, for the right reason (the common
+            # path above passes each of them).
+            if self._stash_if_future(prepare, prepare.view):
+                return
+            if (reason := self._reject_vote(prepare, sender == self.primary)) is not None:
+                self.dropped[reason] += 1
+                return
+        entry = self._entry(sequence)
         if prepare.replica in entry.prepares:
             self.dropped["duplicate_vote"] += 1
             return
         if entry.pre_prepare is not None and entry.pre_prepare.digest != prepare.digest:
             self.dropped["mismatched_vote"] += 1
             return
-        if not self._verify_replica_signature(prepare):
+        if not self._verifier.verify(self._keys[sender], signing_payload(prepare),
+                                     prepare.signature):
             self.dropped["bad_signature"] += 1
             return
-        entry.prepares[prepare.replica] = prepare
+        entry.prepares[sender] = prepare
         self._check_prepared(entry)
 
     def _on_commit(self, commit: Commit) -> None:
-        if self._stash_if_future(commit, commit.view):
-            return
-        if (reason := self._reject_vote(commit, False)) is not None:
-            self.dropped[reason] += 1
-            return
-        entry = self._entry(commit.sequence)
-        if commit.replica in entry.commits:
+        sender, sequence = commit.replica, commit.sequence
+        if not (commit.view == self.view and self.view_active and 0 <= sender < self._n
+                and self.stable_checkpoint < sequence <= self.stable_checkpoint + self._log_window):
+            # Off the common path: the checks one by one, for the right reason.
+            if self._stash_if_future(commit, commit.view):
+                return
+            if (reason := self._reject_vote(commit, False)) is not None:
+                self.dropped[reason] += 1
+                return
+        entry = self._entry(sequence)
+        if sender in entry.commits:
             self.dropped["duplicate_vote"] += 1
             return
         if entry.pre_prepare is not None and entry.pre_prepare.digest != commit.digest:
             self.dropped["mismatched_vote"] += 1
             return
-        if not self._verify_replica_signature(commit):
+        if not self._verifier.verify(self._keys[sender], signing_payload(commit),
+                                     commit.signature):
             self.dropped["bad_signature"] += 1
             return
-        entry.commits[commit.replica] = commit
-        self._highest_seen = max(self._highest_seen, commit.sequence)
+        entry.commits[sender] = commit
+        if sequence > self._highest_seen:
+            self._highest_seen = sequence
         self._check_committed(entry)
 
     def _reject_vote(self, vote: Prepare | Commit, from_primary: bool) -> str | None:
@@ -617,7 +656,7 @@ class Replica:
         a sender running ahead or lying."""
         if sequence <= self.stable_checkpoint:
             return "below_low_watermark"
-        if sequence > self.high_watermark:
+        if sequence > self.stable_checkpoint + self._log_window:
             return "above_high_watermark"
         return None
 
@@ -625,7 +664,10 @@ class Replica:
         """N4 → N5: once prepared, keep the certificate (V1) and multicast COMMIT (once)."""
         if entry.prepared or entry.pre_prepare is None:
             return
-        if entry.matching_prepares() < quorum.prepare_quorum(self._n):
+        # Matching votes are never more than the votes held: count them only when it may do.
+        if len(entry.prepares) < self._prepare_quorum:
+            return
+        if entry.matching_prepares() < self._prepare_quorum:
             return
         entry.prepared = True
         pre_prepare = entry.pre_prepare
@@ -637,7 +679,7 @@ class Replica:
                 key=lambda p: p.replica,
             )
         )
-        certificate = PreparedCertificate(replace(pre_prepare, requests=()), prepares)
+        certificate = PreparedCertificate(_without_batch(pre_prepare), prepares)
         self._prepared_certificates[entry.sequence] = certificate
         self._persist.append(certificate)  # V1 must still report it after a restart
         commit = self._sign(Commit(self.view, entry.sequence, entry.digest, self.id, b""))
@@ -649,7 +691,7 @@ class Replica:
     def _check_committed(self, entry: LogEntry) -> None:
         if entry.committed or not entry.prepared:
             return
-        if entry.matching_commits() < quorum.quorum(self._n):
+        if len(entry.commits) < self._quorum or entry.matching_commits() < self._quorum:
             return
         entry.committed = True
         self._execute_committed()
@@ -1198,6 +1240,7 @@ class Replica:
             for request in self._pending.values():
                 self._wait_for(request)
             self._pending.clear()
+            self._batch_opened_ms = None
             for request in self._waiting.values():
                 self._send((self.primary,), request)
         stash, self._stash = self._stash, []
@@ -1250,7 +1293,7 @@ class Replica:
             fields = _SIGNED_FIELDS[type(message)] = type(message).__slots__[:-1]
             assert type(message).__slots__[-1] == "signature"
         signature = self._signer.sign(signing_payload(message))
-        return type(message)(*[getattr(message, name) for name in fields], signature)
+        return type(message)(*map(message.__getattribute__, fields), signature)
 
     def _verify_replica_signature(self, message) -> bool:
         replica = message.replica
@@ -1269,3 +1312,12 @@ class Replica:
         )
         assert self.last_executed <= self.high_watermark
         assert self._fetch is None or self._fetch.sequence == self.stable_checkpoint
+
+
+def _without_batch(pre_prepare: PrePrepare) -> PrePrepare:
+    """The PRE-PREPARE without its requests (its signed digest still covers them); the same
+    as `dataclasses.replace(pre_prepare, requests=())`, several times cheaper."""
+    if not pre_prepare.requests:
+        return pre_prepare
+    return PrePrepare(pre_prepare.view, pre_prepare.sequence, pre_prepare.digest,
+                      pre_prepare.timestamp_ms, (), pre_prepare.replica, pre_prepare.signature)
