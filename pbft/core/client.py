@@ -85,9 +85,11 @@ class ClientSession:
         # same key does not reuse the timestamps of its earlier life (N8 would ignore them).
         timestamp = max(self._last_timestamp + 1, self.now_ms * 1000)
         self._last_timestamp = timestamp
-        unsigned = Request(operation, timestamp, self.client, read_only, b"")
-        signature = self._signer.sign(signing_payload(unsigned))
-        request = Request(operation, timestamp, self.client, read_only, signature)
+        request = Request(operation, timestamp, self.client, read_only, b"")
+        # Signed in place, as the replica signs (`Replica._sign`): nobody holds it yet, and the
+        # signature is not part of the signing payload (which the codec then has at hand when
+        # a replica verifies this very object).
+        object.__setattr__(request, "signature", self._signer.sign(signing_payload(request)))
         self._outstanding = request
         self._replies = {}
         self._votes: dict[bytes, int] = {}

@@ -48,8 +48,6 @@ from .view_change import new_view_plan, new_view_reason, view_change_reason
 
 RequestKey = tuple[bytes, int]  # (client, timestamp)
 
-#: Per signed message type, its fields before `signature` (filled in by `_sign`).
-_SIGNED_FIELDS: dict[type, tuple[str, ...]] = {}
 
 
 class Replica:
@@ -577,13 +575,20 @@ class Replica:
             return "batch_timestamp_skew"
         if m.sequence > self.last_executed and m.timestamp_ms < self.last_batch_timestamp_ms:
             return "batch_timestamp_backwards"
-        for sequence, entry in self._log.items():
+        timestamp_ms, sequence = m.timestamp_ms, m.sequence
+        for other_sequence, entry in self._log.items():
             other = entry.pre_prepare
-            if other is None or other.digest == NULL_DIGEST or sequence == m.sequence:
+            if other is None:
                 continue
-            if sequence < m.sequence and other.timestamp_ms > m.timestamp_ms:
-                return "batch_timestamp_backwards"
-            if sequence > m.sequence and other.timestamp_ms < m.timestamp_ms:
+            # Out of order: a later timestamp below `sequence`, or an earlier one above it.
+            other_timestamp_ms = other.timestamp_ms
+            if other_timestamp_ms > timestamp_ms:
+                out_of_order = other_sequence < sequence
+            elif other_timestamp_ms < timestamp_ms:
+                out_of_order = other_sequence > sequence
+            else:
+                continue
+            if out_of_order and other.digest != NULL_DIGEST:
                 return "batch_timestamp_backwards"
         return None
 
@@ -676,7 +681,7 @@ class Replica:
             sorted(
                 (p for p in entry.prepares.values()
                  if p.digest == pre_prepare.digest and p.replica != primary),
-                key=lambda p: p.replica,
+                key=_sender,
             )
         )
         certificate = PreparedCertificate(_without_batch(pre_prepare), prepares)
@@ -1285,15 +1290,15 @@ class Replica:
         return entry
 
     def _sign(self, message):
-        """The same message with our signature over its signing payload. (Every signed
-        message has `signature` as its last field; this is several times cheaper than
-        `dataclasses.replace`, and it is on the path of every vote.)"""
-        fields = _SIGNED_FIELDS.get(type(message))
-        if fields is None:
-            fields = _SIGNED_FIELDS[type(message)] = type(message).__slots__[:-1]
-            assert type(message).__slots__[-1] == "signature"
-        signature = self._signer.sign(signing_payload(message))
-        return type(message)(*map(message.__getattribute__, fields), signature)
+        """`message`, which the caller has just built with an empty signature and hands over,
+        now carrying our signature over its signing payload.
+
+        The signature is written into the new message itself rather than into a copy (on the
+        path of every vote, a second construction costs as much as the signing): nobody else
+        holds the message yet, and the signature is not part of the signing payload."""
+        assert message.signature == b"", "only a message built for this call is signed in place"
+        object.__setattr__(message, "signature", self._signer.sign(signing_payload(message)))
+        return message
 
     def _verify_replica_signature(self, message) -> bool:
         replica = message.replica
@@ -1312,6 +1317,10 @@ class Replica:
         )
         assert self.last_executed <= self.high_watermark
         assert self._fetch is None or self._fetch.sequence == self.stable_checkpoint
+
+
+def _sender(vote: Prepare) -> int:
+    return vote.replica
 
 
 def _without_batch(pre_prepare: PrePrepare) -> PrePrepare:
