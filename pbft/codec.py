@@ -569,6 +569,7 @@ def encode(message: Message) -> bytes:
 _MEMO_ENTRIES_MAX = 256
 _signing_payloads: dict[int, tuple[Message, bytes]] = {}
 _request_digests: dict[int, tuple[Request, bytes]] = {}
+_batch_digests: dict[int, tuple[tuple[Request, ...], int, bytes]] = {}
 
 
 def signing_payload(message: Message) -> bytes:
@@ -608,9 +609,17 @@ def batch_digest(timestamp_ms: int, requests: tuple[Request, ...]) -> bytes:
     """The digest a PRE-PREPARE signs for its batch: SHA-256 over
     msgpack `[timestamp_ms, [request_digest(r) for r in requests]]` (D1: the agreed timestamp
     is part of what is agreed)."""
-    return hashlib.sha256(
+    memo = _batch_digests.get(id(requests))
+    if memo is not None and memo[0] is requests and memo[1] == timestamp_ms:
+        return memo[2]
+    digest = hashlib.sha256(
         _pack([timestamp_ms, [request_digest(r) for r in requests]])
     ).digest()
+    if type(requests) is tuple:  # immutable, so the memo stays true
+        if len(_batch_digests) >= _MEMO_ENTRIES_MAX:
+            _batch_digests.clear()
+        _batch_digests[id(requests)] = (requests, timestamp_ms, digest)
+    return digest
 
 
 def packb_canonical(value: Any) -> bytes:

@@ -44,6 +44,13 @@ SETTLE_US = 1_000_000
 ed25519_signer = deterministic_signer
 
 
+#: The latest signatures InsecureSigner made, by (public key, payload): a verifier checking one
+#: of them compares with it instead of hashing again (it would get the same bytes). Bounded:
+#: cleared when full.
+_issued: dict[tuple[bytes, bytes], bytes] = {}
+_ISSUED_MAX = 4096
+
+
 class InsecureSigner:
     """A stand-in for Ed25519 that makes long sweeps fast: the "signature" is SHA-512 over key
     and payload, which anyone can compute. It keeps every protocol check meaningful against
@@ -56,14 +63,24 @@ class InsecureSigner:
         self.public_key = hashlib.sha256(b"pbft-sim-insecure:" + label.encode()).digest()
 
     def sign(self, payload: bytes) -> bytes:
-        return hashlib.sha512(self.public_key + payload).digest()
+        signature = hashlib.sha512(self.public_key + payload).digest()
+        if len(_issued) >= _ISSUED_MAX:
+            _issued.clear()
+        _issued[(self.public_key, payload)] = signature
+        return signature
 
 
 class InsecureVerifier:
+    """Accepts exactly SHA-512(public key + payload): a signature made with another key, or
+    over other bytes, or altered, is refused."""
+
     __slots__ = ()
 
     def verify(self, public_key: bytes, payload: bytes, signature: bytes) -> bool:
-        return hashlib.sha512(public_key + payload).digest() == signature
+        expected = _issued.get((public_key, payload))
+        if expected is None:
+            expected = hashlib.sha512(public_key + payload).digest()
+        return expected == signature
 
 
 @dataclass
@@ -327,6 +344,10 @@ class Simulation:
                 self._flush(replica_id)
         for client in self.clients:
             session = client.session
+            if type(session) is ClientSession and session.outstanding is None:
+                # An idle session's tick would only move its clock, and the clock matters only
+                # at its next submit, which sets it (`_client_submit`).
+                continue
             session.tick(now_ms)
             if session.has_ready():
                 self._flush_client(client)
@@ -419,18 +440,40 @@ class Simulation:
                 self.down.add(replica_id)
                 return
             storage.append(ready.persist)
-            for outbound in ready.messages:
-                if behaviour is None:
-                    self.send(replica_id, outbound.to, outbound.message)
-                else:
-                    for to, message in behaviour.outgoing(outbound.to, outbound.message):
-                        self.send(replica_id, to, message)
-            for reply in ready.replies:
-                if behaviour is None:
-                    self.send(replica_id, (reply.client,), reply)
-                else:
-                    for to, message in behaviour.outgoing((reply.client,), reply):
-                        self.send(replica_id, to, message)
+            plain = None
+            if behaviour is None and not self.wire and "send" not in self.__dict__:
+                plain = self.network.plain_latency_us()
+            if plain is not None:
+                # The common case, inline: what `send` does for each message and reply, in the
+                # same order, with the same draws from the generator. (Not when `send` has been
+                # replaced on this simulation, e.g. by a test recording what is sent.)
+                low, spread = plain
+                draw = self.rng.random
+                heap, push, now, counter = self._heap, heapq.heappush, self.now_us, self._counter
+                for outbound in ready.messages:
+                    message = outbound.message
+                    for destination in outbound.to:
+                        counter += 1
+                        push(heap, (now + int(low + spread * draw()), counter, _DELIVER,
+                                    destination, replica_id, message))
+                for reply in ready.replies:
+                    counter += 1
+                    push(heap, (now + int(low + spread * draw()), counter, _DELIVER,
+                                reply.client, replica_id, reply))
+                self._counter = counter
+            else:
+                for outbound in ready.messages:
+                    if behaviour is None:
+                        self.send(replica_id, outbound.to, outbound.message)
+                    else:
+                        for to, message in behaviour.outgoing(outbound.to, outbound.message):
+                            self.send(replica_id, to, message)
+                for reply in ready.replies:
+                    if behaviour is None:
+                        self.send(replica_id, (reply.client,), reply)
+                    else:
+                        for to, message in behaviour.outgoing((reply.client,), reply):
+                            self.send(replica_id, to, message)
             if ready.executed:
                 self.executed[replica_id].extend(ready.executed)
             low = ready.status.low_watermark

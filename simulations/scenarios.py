@@ -89,6 +89,23 @@ def _swarm(seed: int) -> Simulation:
     return sim
 
 
+@scenario("batching", "no faults, with a 30 ms batching delay at the primary (N2): fewer, "
+                      "fuller batches")
+def _batching(seed: int) -> Simulation:
+    return _sim(seed, config_overrides={"batch_delay_ms": 30})
+
+
+@scenario("batching_lossy_primary_cut", "30 ms batching delay, 10% loss until 5 s, and the "
+                                        "primary cut off from 1 s to 5 s: a view change while "
+                                        "batches wait")
+def _batching_lossy(seed: int) -> Simulation:
+    sim = _sim(seed, network=NetworkProfile(1, 20, loss=0.1, duplication=0.0),
+               config_overrides={"batch_delay_ms": 30})
+    sim.at(1_000, lambda s: s.network.isolate(0, [1, 2, 3]))
+    sim.at(5_000, lambda s: s.network.heal())
+    return sim
+
+
 @scenario("lossy", "10% loss and 10% duplication on every link until 5 s")
 def _lossy(seed: int) -> Simulation:
     sim = _sim(seed, network=NetworkProfile(1, 20, loss=0.1, duplication=0.1))

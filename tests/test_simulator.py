@@ -12,7 +12,8 @@ import pytest
 from simulations.scenarios import CATALOGUE, run_scenario
 
 
-@pytest.mark.parametrize("name", ["baseline", "swarm", "crash_all_restart"])
+@pytest.mark.parametrize("name", ["baseline", "swarm", "crash_all_restart",
+                                  "batching_lossy_primary_cut"])
 def test_same_seed_same_trace_different_seed_different_trace(name):
     """Same code and seed: the same trace, byte for byte (the hash proves it); another seed
     gives another trace."""
@@ -22,6 +23,24 @@ def test_same_seed_same_trace_different_seed_different_trace(name):
     assert (first.events, first.deliveries, first.committed) == (
         again.events, again.deliveries, again.committed)
     assert other.trace_hash != first.trace_hash
+
+
+def test_a_batching_delay_fills_batches_and_saves_deliveries():
+    """N2 with batch_delay_ms: under the same client load the primary sends fewer, fuller
+    batches, so each request costs fewer message deliveries, and every request still executes
+    exactly once (the catalogue scenarios `batching*` run every checker on it)."""
+    runs = {}
+    for name in ("baseline", "batching"):
+        sim = CATALOGUE[name].build(1)
+        result = run_scenario(CATALOGUE[name], 1, sim)
+        assert result.violations == [] and result.liveness
+        batches = sim.executed[1]
+        runs[name] = (len(batches), sum(len(b.requests) for b in batches), sim.deliveries)
+    (plain_batches, plain_requests, plain_deliveries) = runs["baseline"]
+    (batched_batches, batched_requests, batched_deliveries) = runs["batching"]
+    assert plain_requests == batched_requests
+    assert batched_batches < 0.75 * plain_batches
+    assert batched_deliveries < 0.8 * plain_deliveries
 
 
 CI_RUNS = [(name, seed) for name, entry in CATALOGUE.items() for seed in entry.seeds]

@@ -53,14 +53,14 @@ class ClientSession:
         self.now_ms = now_ms
         self._n = config.n
         self._all = tuple(range(config.n))
+        self._reply_quorum = quorum.reply_quorum(config.n)
+        self._read_only_quorum = quorum.read_only_quorum(config.n)
         #: The view the replicas last told us about: its primary gets our requests (N1).
         self.view = 0
         self._last_timestamp = 0
         self._outstanding: Request | None = None
         self._operation = b""
         self._replies: dict[int, Reply] = {}
-        #: How many of `_replies` carry each result.
-        self._votes: dict[bytes, int] = {}
         self._sent_at_ms = 0
         self._retry_timeout_ms = config.client_retry_timeout_ms
         self.retransmissions = 0
@@ -92,7 +92,6 @@ class ClientSession:
         object.__setattr__(request, "signature", self._signer.sign(signing_payload(request)))
         self._outstanding = request
         self._replies = {}
-        self._votes: dict[bytes, int] = {}
         self._sent_at_ms = self.now_ms
         self._retry_timeout_ms = self.config.client_retry_timeout_ms
         # R1: read-only requests go to every replica; N1: others to the primary.
@@ -113,25 +112,25 @@ class ClientSession:
             self.dropped["stale_reply"] += 1
             return
         replies = self._replies
-        previous = replies.get(reply.replica)
-        replies[reply.replica] = reply
-        votes = self._votes
-        if previous is not None:
-            votes[previous.result] -= 1
+        replies[reply.replica] = reply  # a replica's later reply replaces its earlier one
         result = reply.result
-        count = votes[result] = votes.get(result, 0) + 1
-        needed = (
-            quorum.read_only_quorum(self._n) if request.read_only else quorum.reply_quorum(self._n)
-        )
+        # Results are compared, not hashed: they can be large, and there are at most n.
+        count = _matching(replies, result)
+        needed = self._read_only_quorum if request.read_only else self._reply_quorum
         if count >= needed:
             # Follow a view only when f + 1 replicas (one of them correct) report it.
-            views = Counter(r.view for r in self._replies.values())
-            supported = [v for v, c in views.items() if c >= quorum.reply_quorum(self._n)]
+            views: dict[int, int] = {}
+            for r in replies.values():
+                views[r.view] = views.get(r.view, 0) + 1
+            supported = [v for v, c in views.items() if c >= self._reply_quorum]
             if supported:
                 self.view = max(self.view, max(supported))
             self._outstanding = None
             self._results.append(ClientResult(self._operation, request.timestamp, result, request.read_only))
-        elif request.read_only and max(votes.values()) + self._n - len(replies) < needed:
+        elif request.read_only and (
+            max(_matching(replies, r.result) for r in replies.values()) + self._n - len(replies)
+            < needed
+        ):
             # R1: the replicas disagree (a concurrent write, or a liar): order it instead.
             self._send_new(request.operation, read_only=False)
 
@@ -169,3 +168,12 @@ class ClientSession:
         if not self._awaiting_advance:
             raise RuntimeError("advance() called without ready()")
         self._awaiting_advance = False
+
+
+def _matching(replies: dict[int, Reply], result: bytes) -> int:
+    """How many of `replies` (one per replica) carry `result`."""
+    count = 0
+    for reply in replies.values():
+        if reply.result == result:
+            count += 1
+    return count

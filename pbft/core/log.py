@@ -44,6 +44,8 @@ class LogEntry:
 
     def discard_mismatched_votes(self) -> int:
         """Drop held votes that do not match the PRE-PREPARE just accepted; return how many."""
+        if not self.prepares and not self.commits:
+            return 0
         digest = self.digest
         bad_prepares = [r for r, p in self.prepares.items() if p.digest != digest]
         bad_commits = [r for r, c in self.commits.items() if c.digest != digest]

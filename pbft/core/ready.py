@@ -7,12 +7,25 @@ from dataclasses import dataclass
 from ..messages import Message, Reply, Request
 
 
-@dataclass(frozen=True, slots=True)
+# Outbound, Status and Ready are built at every step of a replica: they fill their slots
+# through the slot descriptors, which is about twice as fast as the generated __init__ of a
+# frozen dataclass (one object.__setattr__ per field). Instances are the same.
+
+
+@dataclass(frozen=True, slots=True, init=False)
 class Outbound:
     """Send `message` to each replica id in `to` (never the sender itself)."""
 
     to: tuple[int, ...]
     message: Message
+
+    def __init__(self, to: tuple[int, ...], message: Message) -> None:
+        _set_to(self, to)
+        _set_message(self, message)
+
+
+_set_to = Outbound.to.__set__  # type: ignore[attr-defined]
+_set_message = Outbound.message.__set__  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +51,7 @@ class ExecutedBatch:
     requests: tuple[ExecutedRequest, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Status:
     """A summary for operators and drivers."""
 
@@ -50,8 +63,25 @@ class Status:
     high_watermark: int
     pending_requests: int
 
+    def __init__(self, replica: int, view: int, primary: int, last_executed: int,
+                 low_watermark: int, high_watermark: int, pending_requests: int) -> None:
+        _set_status_fields[0](self, replica)
+        _set_status_fields[1](self, view)
+        _set_status_fields[2](self, primary)
+        _set_status_fields[3](self, last_executed)
+        _set_status_fields[4](self, low_watermark)
+        _set_status_fields[5](self, high_watermark)
+        _set_status_fields[6](self, pending_requests)
 
-@dataclass(frozen=True, slots=True)
+
+_set_status_fields = tuple(
+    getattr(Status, name).__set__
+    for name in ("replica", "view", "primary", "last_executed", "low_watermark",
+                 "high_watermark", "pending_requests")
+)
+
+
+@dataclass(frozen=True, slots=True, init=False)
 class Ready:
     """One batch of work, handled in this order by the driver:
 
@@ -66,3 +96,19 @@ class Ready:
     replies: tuple[Reply, ...]
     executed: tuple[ExecutedBatch, ...]
     status: Status
+
+    def __init__(self, persist: tuple[Message, ...], messages: tuple[Outbound, ...],
+                 replies: tuple[Reply, ...], executed: tuple[ExecutedBatch, ...],
+                 status: Status) -> None:
+        _set_persist(self, persist)
+        _set_messages(self, messages)
+        _set_replies(self, replies)
+        _set_executed(self, executed)
+        _set_status(self, status)
+
+
+_set_persist = Ready.persist.__set__  # type: ignore[attr-defined]
+_set_messages = Ready.messages.__set__  # type: ignore[attr-defined]
+_set_replies = Ready.replies.__set__  # type: ignore[attr-defined]
+_set_executed = Ready.executed.__set__  # type: ignore[attr-defined]
+_set_status = Ready.status.__set__  # type: ignore[attr-defined]

@@ -157,6 +157,8 @@ class Replica:
         self._executed: list[ExecutedBatch] = []
         self._awaiting_advance = False
         self._status_key: tuple[int, int, int, int] | None = None
+        #: (snapshot, its SHA-256) of our latest checkpoint (C1), so C2 does not hash it again.
+        self._last_snapshot_digest: tuple[bytes, bytes] | None = None
         self._status: Status | None = None
 
         self._handlers = {
@@ -320,7 +322,8 @@ class Replica:
             self._request_chunk()
         if self._batch_delay_ms and self._pending and self.view_active and self.is_primary:
             self._propose_batches()  # N2: a batch whose delay is over closes now
-        self._maybe_catch_up()
+        if self._highest_seen > self.last_executed:
+            self._maybe_catch_up()
         self._check_invariants()
 
     def has_ready(self) -> bool:
@@ -777,11 +780,20 @@ class Replica:
             self._app.snapshot(), self.client_table.snapshot(), self.last_batch_timestamp_ms
         )
 
+    def _snapshot_digest(self, snapshot: bytes) -> bytes:
+        # The snapshot we just took is usually the one its checkpoint proves: hash it once.
+        last = self._last_snapshot_digest
+        if last is not None and last[0] is snapshot:
+            return last[1]
+        return sha256(snapshot)
+
     def _take_checkpoint(self, sequence: int) -> None:
         """C1: multicast a signed CHECKPOINT of the state after executing `sequence`."""
         snapshot = self._snapshot()
         self._snapshots[sequence] = snapshot
-        checkpoint = self._sign(Checkpoint(sequence, sha256(snapshot), self.id, b""))
+        digest = sha256(snapshot)
+        self._last_snapshot_digest = (snapshot, digest)
+        checkpoint = self._sign(Checkpoint(sequence, digest, self.id, b""))
         self._persist.append(SnapshotRecord(sequence, snapshot))
         self._persist.append(checkpoint)
         self._send(self._others, checkpoint)
@@ -839,7 +851,7 @@ class Replica:
         if sequence <= self.stable_checkpoint:
             return
         own = self._snapshots.get(sequence)
-        if own is not None and sha256(own) == digest:
+        if own is not None and self._snapshot_digest(own) == digest:
             self._advance_stable_checkpoint(sequence, proof)
             if self.is_primary and self.view_active:
                 self._propose_batches()
