@@ -576,7 +576,10 @@ def encode(message: Message) -> bytes:
 #: object. A message is signed once and verified by every receiver; a driver that hands the same
 #: (immutable) object to several replicas, as the simulator does, pays for the encoding once.
 #: Each entry holds its message, so the id cannot be reused while the entry lives; the caches
-#: are cleared when full, so they hold at most `_MEMO_ENTRIES_MAX` messages each.
+#: are cleared when full, so they hold at most `_MEMO_ENTRIES_MAX` messages each. This relies on
+#: messages being immutable: the only in-place write anywhere is the core filling in the
+#: `signature` of a message it has just built (`Replica._sign`, `ClientSession`), which no
+#: signing payload covers and which happens before anything takes a request digest of it.
 _MEMO_ENTRIES_MAX = 256
 _signing_payloads: dict[int, tuple[Message, bytes]] = {}
 _request_digests: dict[int, tuple[Request, bytes]] = {}

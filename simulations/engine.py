@@ -341,7 +341,8 @@ class Simulation:
                 behaviour = self.behaviours.get(replica_id)
                 if behaviour is not None:
                     behaviour.on_tick(now_ms)
-                self._flush(replica_id)
+                if self.replicas[replica_id].has_ready():
+                    self._flush(replica_id)
         for client in self.clients:
             session = client.session
             if type(session) is ClientSession and session.outstanding is None:
@@ -384,8 +385,10 @@ class Simulation:
                 message = behaviour.incoming(source, message)
                 if message is None:
                     return
-            self.replicas[destination].receive(message)
-            self._flush(destination)
+            replicas = self.replicas
+            replicas[destination].receive(message)
+            if replicas[destination].has_ready():  # most deliveries produce nothing
+                self._flush(destination)
         else:
             client = self._clients_by_key.get(destination)
             # Channels are authenticated: a reply counts only as coming from its true source.

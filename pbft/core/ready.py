@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from ..messages import Message, Reply, Request
 
 
-# Outbound, Status and Ready are built at every step of a replica: they fill their slots
+# Outbound, ExecutedRequest, Status and Ready are built at every step of a replica: they fill their slots
 # through the slot descriptors, which is about twice as fast as the generated __init__ of a
 # frozen dataclass (one object.__setattr__ per field). Instances are the same.
 
@@ -28,12 +28,20 @@ _set_to = Outbound.to.__set__  # type: ignore[attr-defined]
 _set_message = Outbound.message.__set__  # type: ignore[attr-defined]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class ExecutedRequest:
     """One request as executed at `sequence`, with the result the replica replied."""
 
     request: Request
     result: bytes
+
+    def __init__(self, request: Request, result: bytes) -> None:
+        _set_request(self, request)
+        _set_result(self, result)
+
+
+_set_request = ExecutedRequest.request.__set__  # type: ignore[attr-defined]
+_set_result = ExecutedRequest.result.__set__  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True, slots=True)
