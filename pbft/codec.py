@@ -51,6 +51,7 @@ from pbft.messages import (
     FetchLog,
     LoggedBatch,
     SnapshotRecord,
+    VoteHorizon,
 )
 
 __all__ = [
@@ -90,6 +91,7 @@ TAGS: dict[type, int] = {
     FetchLog: 12,
     LoggedBatch: 13,
     SnapshotRecord: 14,
+    VoteHorizon: 15,
 }
 
 #: Integers are sent as msgpack int64/uint64; we keep them within int64 so that every
@@ -533,7 +535,8 @@ class _MessageSpec:
 def _build_specs() -> dict[type, _MessageSpec]:
     # Nested types first, so that each encoder finds the encoders of what it contains.
     order = (Request, Prepare, Commit, Reply, Checkpoint, PrePrepare, PreparedCertificate,
-             ViewChange, NewView, FetchState, StateChunk, FetchLog, LoggedBatch, SnapshotRecord)
+             ViewChange, NewView, FetchState, StateChunk, FetchLog, LoggedBatch, SnapshotRecord,
+             VoteHorizon)
     assert set(order) == set(TAGS)
     namespace: dict[str, Any] = {"INT_MAX": INT_MAX}
     return {cls: _MessageSpec(cls, namespace) for cls in order}

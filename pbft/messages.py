@@ -194,6 +194,21 @@ class SnapshotRecord:
     snapshot: bytes
 
 
+@dataclass(frozen=True, slots=True)
+class VoteHorizon:
+    """Not sent on the network: a durable bound on this replica's votes in `view`.
+
+    The replica may send its PRE-PREPAREs (as primary) and PREPAREs (as backup) of `view` for
+    sequence numbers up to `sequence` before they are durable (`Ready.durable_first` is False);
+    it persists a new horizon, durably and before the vote, whenever it would vote beyond the
+    last one. A replica recovering in `view` therefore knows it may have voted, and forgotten,
+    anything up to `sequence`, and sends no PRE-PREPARE or PREPARE of `view` there (it still
+    commits on the others' PREPAREs): it cannot vote twice for one (view, sequence) (N10)."""
+
+    view: int
+    sequence: int
+
+
 Message = (
     Request
     | PrePrepare
@@ -209,6 +224,7 @@ Message = (
     | FetchLog
     | LoggedBatch
     | SnapshotRecord
+    | VoteHorizon
 )
 
 #: Messages that carry a replica's signature and may appear in certificates.

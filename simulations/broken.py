@@ -17,6 +17,10 @@ What exposes each (found by `simulations.search`, pinned in tests/test_sim_check
     commit_on_2f       N5   a Byzantine `ColludingBackup`: agreement
     no_conflict_check  N3   an equivocating primary (`simulations.byzantine`) whose twin arrives
                             while the original is committed but not yet executed: agreement
+    AmnesiacReplica    N10  the catalogue's byz_equivocating_primary_amnesiac_backup: a backup
+                            dies after sending PREPAREs that never became durable and is then
+                            offered the primary's twins: single_vote. Not in `BROKEN` (the
+                            search's schedules do not draw that crash yet).
 
 `BROKEN` names them for the command line and for replay files
 (`python -m simulations.search --broken NAME`).
@@ -110,6 +114,14 @@ class ReexecutingReplica(Replica):
 
 
 #: Broken replica classes by name (for `--broken NAME` and for replay files).
+class AmnesiacReplica(Replica):
+    """N10 across a crash: after recovery, votes again where its lost (sent but never durable)
+    votes may have been, instead of withholding up to its vote horizon (pbft.messages.VoteHorizon)."""
+
+    def _withholds(self, sequence: int) -> bool:
+        return False
+
+
 BROKEN: dict[str, type[Replica]] = {
     "double_vote": DoubleVoteReplica,
     "commit_on_2f": CommitOn2fReplica,

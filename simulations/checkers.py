@@ -34,6 +34,18 @@ def agreement(sim: Simulation) -> list[Violation]:
     return violations
 
 
+def single_vote(sim: Simulation) -> list[Violation]:
+    """N10, across crashes too: no correct replica sends two different PRE-PREPAREs, PREPAREs
+    or COMMITs for one (view, sequence) (a restarted one must remember, or withhold, its votes)."""
+    correct = set(sim.correct_replicas())
+    return [
+        Violation("single_vote", f"replica {replica} sent two different {kind}s in view {view}",
+                  sequence, (replica,))
+        for replica, kind, view, sequence in sim.double_votes
+        if replica in correct
+    ]
+
+
 def validity(sim: Simulation) -> list[Violation]:
     """Only requests signed by a client execute, and a correct client's are never altered."""
     submitted = {
@@ -123,4 +135,4 @@ def liveness(sim: Simulation, finished: bool) -> list[Violation]:
     return [Violation("liveness", f"clients still waiting after the bound: {pending[:5]}")]
 
 
-SAFETY_CHECKERS: tuple[Checker, ...] = (agreement, validity, exactly_once)
+SAFETY_CHECKERS: tuple[Checker, ...] = (agreement, single_vote, validity, exactly_once)

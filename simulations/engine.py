@@ -21,7 +21,7 @@ from pbft.config import ClusterConfig, ReplicaInfo
 from pbft.core import ClientResult, ClientSession, ExecutedBatch, Replica
 from pbft.crypto import Signer, Verifier
 from pbft.ed25519 import Ed25519Verifier
-from pbft.messages import Reply
+from pbft.messages import Commit, Prepare, PrePrepare, Reply
 
 from .cluster import deterministic_signer
 from .network import Network, NetworkProfile
@@ -50,6 +50,8 @@ ed25519_signer = deterministic_signer
 _issued: dict[tuple[bytes, bytes], bytes] = {}
 _ISSUED_MAX = 4096
 
+#: Messages by which a replica commits itself to one digest for a (view, sequence) (N10).
+_VOTES = frozenset((PrePrepare, Prepare, Commit))
 
 class InsecureSigner:
     """A stand-in for Ed25519 that makes long sweeps fast: the "signature" is SHA-512 over key
@@ -219,9 +221,15 @@ class Simulation:
             for i in range(replicas)
         ]
         self.down: set[int] = set()
-        self._torn_next: set[int] = set()
+        #: Replicas that die while persisting their next Ready (True: their next Ready whose
+        #: votes may leave before they are durable, `Ready.durable_first` False).
+        self._torn_next: dict[int, bool] = {}
         self._compacted = [0] * replicas
         self.executed: list[list[ExecutedBatch]] = [[] for _ in range(replicas)]
+        #: The digest of every vote each replica without a behaviour sent, by (replica, kind,
+        #: view, sequence), and the votes that contradicted an earlier one (N10).
+        self.votes_sent: dict[tuple[int, type, int, int], bytes] = {}
+        self.double_votes: list[tuple[int, str, int, int]] = []
         self.behaviours: dict[int, Any] = {}
         #: Replicas that are faulty by design (Byzantine, or crashed and never restarted).
         self.faulty: set[int] = set()
@@ -271,10 +279,12 @@ class Simulation:
 
     # ------------------------------------------------------------------ faults
 
-    def crash(self, replica_id: int, torn: bool = False) -> None:
-        """Stop a replica. With `torn`, it dies while persisting its next Ready."""
+    def crash(self, replica_id: int, torn: bool = False, after_early_sends: bool = False) -> None:
+        """Stop a replica. With `torn`, it dies while persisting its next Ready; with
+        `after_early_sends` too, its next Ready that sends votes before they are durable, after
+        sending them (the votes are lost from its records, not from the network)."""
         if torn:
-            self._torn_next.add(replica_id)
+            self._torn_next[replica_id] = after_early_sends
         else:
             self.down.add(replica_id)
 
@@ -288,7 +298,7 @@ class Simulation:
             self.apps[replica_id], list(self.storages[replica_id].records), self.now_us // 1000,
         )
         self.down.discard(replica_id)
-        self._torn_next.discard(replica_id)
+        self._torn_next.pop(replica_id, None)
         # What it executed after its last durable snapshot is gone with the crash; what it
         # executes again from there is a new history, not a second execution.
         recovered = self.replicas[replica_id].last_executed
@@ -437,46 +447,20 @@ class Simulation:
         storage = self.storages[replica_id]
         while replica.has_ready():
             ready = replica.ready()
-            if replica_id in self._torn_next:
+            if replica_id in self._torn_next and not (
+                self._torn_next[replica_id] and ready.durable_first
+            ):
+                # Dies during this Ready's persist: after its sends if the core allowed them to
+                # go first (the worst case for recovery), before them otherwise.
+                if not ready.durable_first:
+                    self._send_ready(replica_id, behaviour, ready)
+                    self.executed[replica_id].extend(ready.executed)
                 storage.append_torn(ready.persist, self.rng)
-                self._torn_next.discard(replica_id)
+                del self._torn_next[replica_id]
                 self.down.add(replica_id)
                 return
             storage.append(ready.persist)
-            plain = None
-            if behaviour is None and not self.wire and "send" not in self.__dict__:
-                plain = self.network.plain_latency_us()
-            if plain is not None:
-                # The common case, inline: what `send` does for each message and reply, in the
-                # same order, with the same draws from the generator. (Not when `send` has been
-                # replaced on this simulation, e.g. by a test recording what is sent.)
-                low, spread = plain
-                draw = self.rng.random
-                heap, push, now, counter = self._heap, heapq.heappush, self.now_us, self._counter
-                for outbound in ready.messages:
-                    message = outbound.message
-                    for destination in outbound.to:
-                        counter += 1
-                        push(heap, (now + int(low + spread * draw()), counter, _DELIVER,
-                                    destination, replica_id, message))
-                for reply in ready.replies:
-                    counter += 1
-                    push(heap, (now + int(low + spread * draw()), counter, _DELIVER,
-                                reply.client, replica_id, reply))
-                self._counter = counter
-            else:
-                for outbound in ready.messages:
-                    if behaviour is None:
-                        self.send(replica_id, outbound.to, outbound.message)
-                    else:
-                        for to, message in behaviour.outgoing(outbound.to, outbound.message):
-                            self.send(replica_id, to, message)
-                for reply in ready.replies:
-                    if behaviour is None:
-                        self.send(replica_id, (reply.client,), reply)
-                    else:
-                        for to, message in behaviour.outgoing((reply.client,), reply):
-                            self.send(replica_id, to, message)
+            self._send_ready(replica_id, behaviour, ready)
             if ready.executed:
                 self.executed[replica_id].extend(ready.executed)
             low = ready.status.low_watermark
@@ -484,6 +468,53 @@ class Simulation:
                 self._compacted[replica_id] = low
                 storage.compact(low)
             replica.advance()
+
+    def _send_ready(self, replica_id: int, behaviour: Any, ready: Any) -> None:
+        plain = None
+        if behaviour is None and not self.wire and "send" not in self.__dict__:
+            plain = self.network.plain_latency_us()
+        if plain is not None:
+            # The common case, inline: what `send` does for each message and reply, in the
+            # same order, with the same draws from the generator. (Not when `send` has been
+            # replaced on this simulation, e.g. by a test recording what is sent.)
+            low, spread = plain
+            draw = self.rng.random
+            heap, push, now, counter = self._heap, heapq.heappush, self.now_us, self._counter
+            for outbound in ready.messages:
+                message = outbound.message
+                if type(message) in _VOTES:
+                    self._note_vote(replica_id, message)
+                for destination in outbound.to:
+                    counter += 1
+                    push(heap, (now + int(low + spread * draw()), counter, _DELIVER,
+                                destination, replica_id, message))
+            for reply in ready.replies:
+                counter += 1
+                push(heap, (now + int(low + spread * draw()), counter, _DELIVER,
+                            reply.client, replica_id, reply))
+            self._counter = counter
+            return
+        for outbound in ready.messages:
+            if behaviour is None:
+                message = outbound.message
+                if type(message) in _VOTES:
+                    self._note_vote(replica_id, message)
+                self.send(replica_id, outbound.to, message)
+            else:
+                for to, message in behaviour.outgoing(outbound.to, outbound.message):
+                    self.send(replica_id, to, message)
+        for reply in ready.replies:
+            if behaviour is None:
+                self.send(replica_id, (reply.client,), reply)
+            else:
+                for to, message in behaviour.outgoing((reply.client,), reply):
+                    self.send(replica_id, to, message)
+
+    def _note_vote(self, replica_id: int, vote: Any) -> None:
+        key = (replica_id, type(vote), vote.view, vote.sequence)
+        first = self.votes_sent.setdefault(key, vote.digest)
+        if first != vote.digest:
+            self.double_votes.append((replica_id, type(vote).__name__, vote.view, vote.sequence))
 
     # ------------------------------------------------------------------ clients
 

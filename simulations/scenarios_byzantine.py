@@ -97,6 +97,19 @@ def _equivocating_primary(seed: int) -> Simulation:
     return _sim(seed, behaviours={0: EquivocatingPrimary()})
 
 
+@scenario("byz_equivocating_primary_amnesiac_backup", "the primary equivocates; a backup dies "
+          "after sending PREPAREs that never became durable, restarts at once and is offered the "
+          "other PRE-PREPAREs: it must not prepare them")
+def _equivocating_primary_amnesiac_backup(seed: int) -> Simulation:
+    sim = _sim(seed, behaviours={0: EquivocatingPrimary(evidence_after_ms=40)})
+    victim = 1 + seed % 3
+    start = 1 + seed % 40  # in view 0, while replica 0 is still the primary
+    sim.at(start, lambda s: s.crash(victim, torn=True, after_early_sends=True))
+    for ms in range(start + 5, start + 2_000, 5):  # back within 5 ms of dying
+        sim.at(ms, lambda s: s.restart(victim) if victim in s.down else None)
+    return sim
+
+
 @scenario("byz_wrong_digest", "the primary signs PRE-PREPAREs whose digest is not their batch's")
 def _wrong_digest(seed: int) -> Simulation:
     return _sim(seed, behaviours={0: WrongDigest()})

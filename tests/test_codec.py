@@ -37,6 +37,7 @@ from pbft.messages import (
     FetchState,
     LoggedBatch,
     SnapshotRecord,
+    VoteHorizon,
     StateChunk,
     Checkpoint,
     Commit,
@@ -138,6 +139,7 @@ fetch_logs = st.builds(
 )
 logged_batches = st.builds(LoggedBatch, pre_prepare=pre_prepares, commits=tuples_of(commits))
 snapshot_records = st.builds(SnapshotRecord, sequence=uints, snapshot=st.binary(max_size=64))
+vote_horizons = st.builds(VoteHorizon, view=uints, sequence=uints)
 STRATEGIES = {
     Request: requests,
     PrePrepare: pre_prepares,
@@ -153,6 +155,7 @@ STRATEGIES = {
     FetchLog: fetch_logs,
     LoggedBatch: logged_batches,
     SnapshotRecord: snapshot_records,
+    VoteHorizon: vote_horizons,
 }
 messages = st.one_of(*STRATEGIES.values())
 signed_messages = st.one_of(
@@ -200,7 +203,7 @@ def request_array(operation=b"op", timestamp=1, client=CLIENT, read_only=False, 
 
 
 def test_every_message_type_has_a_distinct_tag_and_a_strategy():
-    assert sorted(TAGS.values()) == list(range(1, 15))
+    assert sorted(TAGS.values()) == list(range(1, 16))
     assert set(STRATEGIES) == set(TAGS)
 
 

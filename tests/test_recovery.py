@@ -90,3 +90,128 @@ def test_every_replica_killed_mid_load_loses_no_acknowledged_request(seed):
     # Each client's results: one per request, none missing.
     for session in sessions:
         assert len(cluster.results[session.client]) == 7
+
+
+# --- votes sent before they are durable (Ready.durable_first, VoteHorizon) ---------------------
+
+
+def _backup_and_records():
+    """Backup 1 that accepted PRE-PREPARE 1 (the horizon is persisted with it) and then PRE-PREPARE
+    2, whose Ready may be sent before it is durable; returns the backup, the records of the first
+    Ready and those of the second."""
+    from .corekit import drain, make_replica, pre_prepare, request
+
+    backup = make_replica(1)
+    backup.receive(pre_prepare(1, requests=(request(1),)))
+    first = drain(backup)
+    backup.receive(pre_prepare(2, requests=(request(2),)))
+    second = drain(backup)
+    return backup, first, second
+
+
+def test_votes_under_a_durable_horizon_may_leave_before_they_are_durable():
+    """N10 with early sends: the first vote of a view persists a VoteHorizon in a Ready that must
+    be durable first; later PRE-PREPAREs and PREPAREs under it form Readies that need not be."""
+    from pbft.messages import Prepare, PrePrepare, VoteHorizon
+
+    backup, first, second = _backup_and_records()
+    horizon = backup.config.checkpoint_interval + 1
+    assert first.durable_first
+    assert [type(r) for r in first.persist] == [PrePrepare, VoteHorizon, Prepare]
+    assert VoteHorizon(0, horizon) in first.persist
+    assert not second.durable_first
+    assert {type(r) for r in second.persist} == {PrePrepare, Prepare}
+
+
+def test_a_vote_beyond_the_horizon_extends_it_durably_first():
+    """N10 with early sends: a PREPARE beyond the horizon waits for a new, durable horizon."""
+    from pbft.messages import VoteHorizon
+
+    from .corekit import drain, make_replica, pre_prepare, request
+
+    backup = make_replica(1, checkpoint_interval=4, log_window=16)
+    readies = []
+    for n in range(1, 8):
+        backup.receive(pre_prepare(n, requests=(request(n),)))
+        readies.append(drain(backup))
+    horizons = [[r for r in ready.persist if isinstance(r, VoteHorizon)] for ready in readies]
+    assert horizons == [[VoteHorizon(0, 5)], [], [], [], [], [VoteHorizon(0, 10)], []]
+    assert [ready.durable_first for ready in readies] == [True, False, False, False, False, True, False]
+
+
+def test_a_replica_that_lost_votes_withholds_them_in_that_view_after_recovery():
+    """N10 across a crash: backup 1 sent PREPARE 2 before it was durable and lost it. Recovered,
+    it must not prepare anything else at 2 in view 0 (an equivocating primary's other batch), nor
+    any sequence number up to its horizon; it still commits and executes on the others' votes."""
+    from pbft.app import KeyValueStore
+    from pbft.core import Replica
+    from pbft.ed25519 import Ed25519Verifier
+    from pbft.messages import Commit, Prepare
+
+    from .corekit import SIGNERS, commit, drain, pre_prepare, prepare, request, sent
+
+    backup, first, _lost = _backup_and_records()
+    recovered = Replica.recover(backup.config, 1, SIGNERS[1], Ed25519Verifier(), KeyValueStore(),
+                                list(first.persist))  # fmt: skip
+    drain(recovered)
+    other = pre_prepare(2, requests=(request(7),))  # the primary's other batch for 2
+    recovered.receive(other)
+    ready = drain(recovered)
+    assert sent(ready, Prepare) == []
+    assert recovered.votes_withheld == 1
+    for r in (2, 3):
+        recovered.receive(prepare(other, r))
+    ready = drain(recovered)
+    assert [m.sequence for _, m in sent(ready, Commit)] == [2], "prepared by the others (N4)"
+    assert ready.durable_first, "its COMMIT waits for its prepared certificate"
+    # Sequence 1 was voted durably and commits as usual; 2 then executes.
+    pp1 = first.persist[0]
+    recovered.receive(prepare(pp1, 2))
+    for r in (0, 2, 3):
+        recovered.receive(commit(pp1, r))
+    for r in (0, 2):
+        recovered.receive(commit(other, r))
+    drain(recovered)
+    assert recovered.last_executed == 2
+
+
+def test_withholding_ends_above_the_horizon_and_with_the_view():
+    """N10 across a crash: beyond the recovered horizon the replica votes again at once."""
+    from pbft.app import KeyValueStore
+    from pbft.core import Replica
+    from pbft.ed25519 import Ed25519Verifier
+    from pbft.messages import Prepare
+
+    from .corekit import SIGNERS, drain, pre_prepare, request, sent
+
+    backup, first, _lost = _backup_and_records()
+    horizon = backup.config.checkpoint_interval + 1
+    recovered = Replica.recover(backup.config, 1, SIGNERS[1], Ed25519Verifier(), KeyValueStore(),
+                                list(first.persist))  # fmt: skip
+    drain(recovered)
+    recovered.receive(pre_prepare(horizon, requests=(request(50),)))
+    assert sent(drain(recovered), Prepare) == []
+    recovered.receive(pre_prepare(horizon + 1, requests=(request(51),)))
+    ready = drain(recovered)
+    assert [m.sequence for _, m in sent(ready, Prepare)] == [horizon + 1]
+    assert ready.durable_first, "a new horizon is persisted before the vote beyond the old one"
+
+
+def test_a_fresh_replica_and_one_without_lost_votes_withhold_nothing():
+    """A replica started with no records, or whose horizon belongs to an earlier view, votes."""
+    from pbft.app import KeyValueStore
+    from pbft.core import Replica
+    from pbft.ed25519 import Ed25519Verifier
+    from pbft.messages import Prepare, VoteHorizon
+
+    from .corekit import SIGNERS, drain, make_config, pre_prepare, request, sent
+
+    config = make_config()
+    fresh = Replica.recover(config, 1, SIGNERS[1], Ed25519Verifier(), KeyValueStore(), [])
+    fresh.receive(pre_prepare(1, requests=(request(1),)))
+    assert len(sent(drain(fresh), Prepare)) == 1
+    old_view = Replica.recover(config, 1, SIGNERS[1], Ed25519Verifier(), KeyValueStore(),
+                               [VoteHorizon(0, 65)])  # fmt: skip
+    assert old_view._withheld == (0, 65)
+    assert Replica.recover(config, 1, SIGNERS[1], Ed25519Verifier(), KeyValueStore(),
+                           [])._withheld is None  # fmt: skip

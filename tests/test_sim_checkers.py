@@ -231,3 +231,24 @@ def test_broken_replica_is_caught_by_the_right_checker(broken, where, seeds, pin
 
 def test_every_broken_replica_is_covered():
     assert {c[0] for c in CAUGHT} == set(BROKEN)
+
+
+def test_a_replica_that_forgets_its_early_votes_is_caught_by_single_vote():
+    """N10 across a crash: votes sent before they were durable (Ready.durable_first False) and
+    lost in a torn crash must be withheld after recovery. A replica that votes again there
+    (`AmnesiacReplica`) is caught by `single_vote` in the catalogue scenario made for it (seeds
+    3, 6, 9, ... when this was written); the correct Replica passes the same seeds."""
+    from simulations.broken import AmnesiacReplica
+
+    entry = CATALOGUE["byz_equivocating_primary_amnesiac_backup"]
+    caught = []
+    for seed in range(1, 10):
+        result = run_scenario(entry, seed, use_replica_class(entry.build(seed), AmnesiacReplica))
+        violations = [v for v in result.violations if v.checker == "single_vote"]
+        if violations:
+            caught.append(seed)
+            assert all(len(v.replicas) == 1 and v.sequence is not None for v in violations)
+            assert set(violations[0].replicas).isdisjoint(result.faulty)
+            control = run_scenario(entry, seed)
+            assert control.violations == [], [v.as_dict() for v in control.violations]
+    assert caught, "no single_vote violation for AmnesiacReplica in seeds 1-9"

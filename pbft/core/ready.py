@@ -97,6 +97,11 @@ class Ready:
     2. send `messages` (replica to replica) and `replies` (to their clients);
     3. hand `executed` to whoever watches the replicated log;
     4. call `advance()`.
+
+    When `durable_first` is False, `persist` holds only PRE-PREPAREs and PREPAREs of the
+    current view under a vote horizon already durable (`pbft.messages.VoteHorizon`): the driver
+    may do 2 (and 3) before 1, overlapping the fsync with the network, but must finish 1 before
+    `advance()`. A crash in between loses at most those records, and recovery accounts for it.
     """
 
     persist: tuple[Message, ...]
@@ -104,15 +109,17 @@ class Ready:
     replies: tuple[Reply, ...]
     executed: tuple[ExecutedBatch, ...]
     status: Status
+    durable_first: bool
 
     def __init__(self, persist: tuple[Message, ...], messages: tuple[Outbound, ...],
                  replies: tuple[Reply, ...], executed: tuple[ExecutedBatch, ...],
-                 status: Status) -> None:
+                 status: Status, durable_first: bool = True) -> None:
         _set_persist(self, persist)
         _set_messages(self, messages)
         _set_replies(self, replies)
         _set_executed(self, executed)
         _set_status(self, status)
+        _set_durable_first(self, durable_first)
 
 
 _set_persist = Ready.persist.__set__  # type: ignore[attr-defined]
@@ -120,3 +127,4 @@ _set_messages = Ready.messages.__set__  # type: ignore[attr-defined]
 _set_replies = Ready.replies.__set__  # type: ignore[attr-defined]
 _set_executed = Ready.executed.__set__  # type: ignore[attr-defined]
 _set_status = Ready.status.__set__  # type: ignore[attr-defined]
+_set_durable_first = Ready.durable_first.__set__  # type: ignore[attr-defined]

@@ -2,7 +2,9 @@
 
 The replica persists, before sending anything that depends on them: accepted PRE-PREPAREs with
 their batches, its own PREPAREs, COMMITs, CHECKPOINTs and VIEW-CHANGEs, its prepared
-certificates, the NEW-VIEWs it installed, its state snapshots and stable checkpoint proofs.
+certificates, the NEW-VIEWs it installed, its state snapshots and stable checkpoint proofs,
+and its vote horizons (`VoteHorizon`: PRE-PREPAREs and PREPAREs up to the horizon may have
+been sent before they were durable, so may be missing here).
 `read_records` folds them into what recovery needs; `Replica.recover` applies it.
 """
 
@@ -20,6 +22,7 @@ from ..messages import (
     PrePrepare,
     SnapshotRecord,
     ViewChange,
+    VoteHorizon,
 )
 
 
@@ -40,6 +43,8 @@ class DurableState:
     view_active: bool = True
     own_view_change: ViewChange | None = None
     new_view: NewView | None = None
+    #: The latest vote horizon (None: every vote sent is in the records).
+    vote_horizon: VoteHorizon | None = None
 
 
 def read_records(records: list[Message], replica_id: int) -> DurableState:
@@ -66,6 +71,8 @@ def read_records(records: list[Message], replica_id: int) -> DurableState:
             if record.new_view > state.view:
                 state.view, state.view_active = record.new_view, False
                 state.own_view_change = record
+        elif isinstance(record, VoteHorizon):
+            state.vote_horizon = record
         elif isinstance(record, NewView) and record.view >= state.view:
             state.view, state.view_active = record.view, True
             state.new_view = record

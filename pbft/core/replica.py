@@ -32,6 +32,7 @@ from ..messages import (
     SnapshotRecord,
     StateChunk,
     ViewChange,
+    VoteHorizon,
 )
 from . import quorum
 from .client_table import ClientTable
@@ -47,6 +48,9 @@ from .state_transfer import (
 from .view_change import new_view_plan, new_view_reason, view_change_reason
 
 RequestKey = tuple[bytes, int]  # (client, timestamp)
+#: Records that a Ready may send ahead of (`Ready.durable_first` False), a vote horizon covering
+#: them: PRE-PREPAREs (the primary's, or accepted) and our PREPAREs.
+_VOTE_RECORDS = frozenset((PrePrepare, Prepare))
 
 
 
@@ -151,6 +155,14 @@ class Replica:
         #: When we last answered each replica's catch-up FETCH-LOG (rate limit).
         self._log_served_ms: dict[int, int] = {}
 
+        #: Our votes (PRE-PREPAREs as primary, PREPAREs as backup) may go out before they are
+        #: durable up to this (view, sequence), promised by a durable VoteHorizon (see there).
+        self._vote_horizon: tuple[int, int] | None = None
+        #: After recovery: (view, n) such that we may have sent, and lost, votes of that view
+        #: up to n; we send none of ours there. Counted in `votes_withheld`.
+        self._withheld: tuple[int, int] | None = None
+        self.votes_withheld = 0
+
         self._persist: list[Message] = []
         self._messages: list[Outbound] = []
         self._replies: list[Reply] = []
@@ -235,6 +247,10 @@ class Replica:
         )
         h = self.stable_checkpoint
         self.view, self.view_active = view, active
+        horizon = state.vote_horizon
+        if horizon is not None and horizon.view == view:
+            # Votes up to the horizon may have left before they were durable: not again.
+            self._vote_horizon = self._withheld = (horizon.view, horizon.sequence)
         self._last_assigned = self.last_executed
         self._prepared_certificates = {s: c for s, c in certificates.items() if s > h}
         for pre_prepare in pre_prepares.values():
@@ -334,8 +350,10 @@ class Replica:
         if self._awaiting_advance:
             raise RuntimeError("ready() called twice without advance()")
         self._awaiting_advance = True
+        persist = tuple(self._persist)
         ready = Ready(
-            persist=tuple(self._persist),
+            persist=persist,
+            durable_first=not persist or not all(type(r) in _VOTE_RECORDS for r in persist),
             messages=tuple(self._messages),
             replies=tuple(self._replies),
             executed=tuple(self._executed),
@@ -480,6 +498,8 @@ class Replica:
         elif self._batch_opened_ms is None:
             self._batch_opened_ms = self.now_ms
         while self._pending and self._last_assigned < self.high_watermark:
+            if self._withholds(self._last_assigned + 1):
+                return  # our recovered view's sequence numbers: a view change will move on
             if len(self._pending) < size_max:
                 if self._last_assigned > self.last_executed:
                     return  # a batch is in flight
@@ -503,6 +523,7 @@ class Replica:
         timestamp_ms = max(self.now_ms, self._last_proposed_timestamp_ms)
         self._last_proposed_timestamp_ms = timestamp_ms
         digest = batch_digest(timestamp_ms, requests)
+        self._note_vote(sequence)
         pre_prepare = self._sign(
             PrePrepare(self.view, sequence, digest, timestamp_ms, requests, self.id, b"")
         )
@@ -533,11 +554,31 @@ class Replica:
 
     def _prepare(self, entry: LogEntry) -> None:
         """N4: multicast our PREPARE for the entry's PRE-PREPARE."""
+        if self._withholds(entry.sequence):
+            self.votes_withheld += 1
+            self._check_prepared(entry)  # the others' 2f PREPAREs still prepare it (N4)
+            return
+        self._note_vote(entry.sequence)
         prepare = self._sign(Prepare(self.view, entry.sequence, entry.digest, self.id, b""))
         entry.prepares[self.id] = prepare
         self._persist.append(prepare)
         self._send(self._others, prepare)
         self._check_prepared(entry)
+
+    def _withholds(self, sequence: int) -> bool:
+        """Whether recovery forbids our vote at `sequence` of this view (see VoteHorizon)."""
+        withheld = self._withheld
+        return withheld is not None and withheld[0] == self.view and sequence <= withheld[1]
+
+    def _note_vote(self, sequence: int) -> None:
+        """Before voting at `sequence`: extend the vote horizon if the vote is beyond it. The
+        VoteHorizon record makes this Ready `durable_first`, so the promise is on disk before
+        the vote leaves; votes under it may leave before they are durable."""
+        horizon = self._vote_horizon
+        if horizon is None or horizon[0] != self.view or sequence > horizon[1]:
+            through = sequence + self.config.checkpoint_interval
+            self._vote_horizon = (self.view, through)
+            self._persist.append(VoteHorizon(self.view, through))
 
     def _reject_pre_prepare(self, m: PrePrepare) -> str | None:
         """N3 and D1, cheapest checks first; None if `m` is acceptable."""

@@ -8,8 +8,12 @@ starts the TLS transport and the metrics endpoint, and runs the one loop that ow
     → while the core has work: persist (fsync) → send → advance
 
 Nothing the core sends leaves before the records it depends on are durable (ARCHITECTURE.md,
-"persist first"). While one append is being made durable, messages keep arriving and the next
-round takes them all at once, so under load one fsync covers many messages (group commit).
+"persist first"). The one exception is the core's to make: a Ready whose `durable_first` is
+False holds only PRE-PREPAREs and PREPAREs under a vote horizon already on disk
+(`pbft.messages.VoteHorizon`), so its messages go out first and its fsync overlaps their trip
+(recovery withholds the votes such a crash may have lost). While one append is being made
+durable, messages keep arriving and the next round takes them all at once, so under load one
+fsync covers many messages (group commit).
 
 Checks at the door, before the core (defence in depth; the core checks signatures itself): a
 client connection may send only REQUESTs, and a replica connection only messages that name that
@@ -54,7 +58,7 @@ from pbft import codec
 from pbft.app import StateMachine
 from pbft.codec import signing_payload
 from pbft.config import ClusterConfig
-from pbft.core import Replica
+from pbft.core import Ready, Replica
 from pbft.crypto import Signer
 from pbft.ed25519 import Ed25519Verifier
 from pbft.messages import (
@@ -63,6 +67,7 @@ from pbft.messages import (
     Reply,
     Request,
     SnapshotRecord,
+    VoteHorizon,
 )
 
 from ._errors import unwrap_single_error
@@ -86,7 +91,7 @@ SUSPICIOUS_DROPS = frozenset(
     }
 )  # fmt: skip
 #: Messages that never travel on the network.
-_LOCAL_ONLY = (SnapshotRecord, PreparedCertificate)
+_LOCAL_ONLY = (SnapshotRecord, PreparedCertificate, VoteHorizon)
 
 
 @dataclass(frozen=True, slots=True)
@@ -307,52 +312,69 @@ class ReplicaNode:
         )
 
     async def _flush(self) -> None:
-        """Handle every `Ready`: persist (durably), then send, then advance."""
-        replica, transport, storage = self.replica, self.transport, self.storage
+        """Handle every `Ready`: persist (durably), then send, then advance. A Ready that need
+        not be durable first (only votes under a durable horizon, `Ready.durable_first`) is sent
+        first and persisted in a worker thread meanwhile, so its fsync overlaps the network."""
+        replica = self.replica
         in_thread = self.settings.persist_in_thread
         while replica.has_ready():
             ready = replica.ready()
             self._readies += 1
-            low_watermark = ready.status.low_watermark
-            if ready.persist or low_watermark > self._low_watermark_persisted:
-                started = time.perf_counter()
-                if in_thread:
-                    await trio.to_thread.run_sync(
-                        functools.partial(
-                            storage.append, ready.persist, low_watermark=low_watermark
-                        )
-                    )
-                else:
-                    storage.append(ready.persist, low_watermark=low_watermark)
-                elapsed = time.perf_counter() - started
-                self._persist_calls += 1
-                self._persist_seconds += elapsed
-                self._persist_histogram.observe(elapsed)
-                self._low_watermark_persisted = low_watermark
-            others = self._others
-            for outbound in ready.messages:
-                to = outbound.to
-                if len(to) == 1:
-                    transport.send(to[0], outbound.message)
-                elif len(to) == len(others) and others.issuperset(to):
-                    transport.broadcast(outbound.message)
-                else:
-                    transport.send_many(to, outbound.message)
-            if ready.replies:
-                arrivals, routes = self._arrivals, self._routes
-                now = trio.current_time()
-                for reply in ready.replies:
-                    client = reply.client
-                    if transport.send_to_client(routes.get(client, client), reply):
-                        self.replies_sent += 1
-                    arrived = arrivals.pop((reply.client, reply.timestamp), None)
-                    if arrived is not None:
-                        self.latency.observe(now - arrived)
+            if ready.durable_first:
+                await self._persist(ready, in_thread)
+                self._send(ready)
+            else:
+                self._send(ready)
+                # Let the links' sender tasks (woken by the sends; trio may run them after us
+                # in the next batch, hence twice) write before the fsync blocks the loop.
+                await trio.lowlevel.checkpoint()
+                await trio.lowlevel.checkpoint()
+                await self._persist(ready, in_thread)
             for executed in ready.executed:
                 self.committed_batches += 1
                 self.committed_requests += len(executed.requests)
             replica.advance()
             self._note_view(ready.status.view)
+
+    async def _persist(self, ready: Ready, in_thread: bool) -> None:
+        low_watermark = ready.status.low_watermark
+        if not ready.persist and low_watermark <= self._low_watermark_persisted:
+            return
+        storage = self.storage
+        started = time.perf_counter()
+        if in_thread:
+            await trio.to_thread.run_sync(
+                functools.partial(storage.append, ready.persist, low_watermark=low_watermark)
+            )
+        else:
+            storage.append(ready.persist, low_watermark=low_watermark)
+        elapsed = time.perf_counter() - started
+        self._persist_calls += 1
+        self._persist_seconds += elapsed
+        self._persist_histogram.observe(elapsed)
+        self._low_watermark_persisted = low_watermark
+
+    def _send(self, ready: Ready) -> None:
+        transport = self.transport
+        others = self._others
+        for outbound in ready.messages:
+            to = outbound.to
+            if len(to) == 1:
+                transport.send(to[0], outbound.message)
+            elif len(to) == len(others) and others.issuperset(to):
+                transport.broadcast(outbound.message)
+            else:
+                transport.send_many(to, outbound.message)
+        if ready.replies:
+            arrivals, routes = self._arrivals, self._routes
+            now = trio.current_time()
+            for reply in ready.replies:
+                client = reply.client
+                if transport.send_to_client(routes.get(client, client), reply):
+                    self.replies_sent += 1
+                arrived = arrivals.pop((reply.client, reply.timestamp), None)
+                if arrived is not None:
+                    self.latency.observe(now - arrived)
 
     def _note_view(self, view: int) -> None:
         state = (view, self.replica.view_active)

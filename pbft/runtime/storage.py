@@ -23,7 +23,8 @@ below h, e.g. while it fetches h's state), the CHECKPOINTs at and above g (the p
 everything above g, and the latest VIEW-CHANGE and NEW-VIEW (recovery needs only those).
 
 Ownership and threads: a `ReplicaStorage` owns one SQLite connection. It may be used from any
-one thread at a time (the node calls it through `trio.to_thread.run_sync`, one call at a time).
+one thread at a time (the node calls it from its event loop, or through `trio.to_thread.run_sync`
+with `NodeSettings.persist_in_thread`, one call at a time).
 """
 
 from __future__ import annotations
