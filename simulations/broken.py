@@ -17,10 +17,9 @@ What exposes each (found by `simulations.search`, pinned in tests/test_sim_check
     commit_on_2f       N5   a Byzantine `ColludingBackup`: agreement
     no_conflict_check  N3   an equivocating primary (`simulations.byzantine`) whose twin arrives
                             while the original is committed but not yet executed: agreement
-    AmnesiacReplica    N10  the catalogue's byz_equivocating_primary_amnesiac_backup: a backup
-                            dies after sending PREPAREs that never became durable and is then
-                            offered the primary's twins: single_vote. Not in `BROKEN` (the
-                            search's schedules do not draw that crash yet).
+    amnesiac           N10  an equivocating primary and a backup that dies after sending
+                            PREPAREs that never became durable, restarted before the twins
+                            arrive: single_vote
 
 `BROKEN` names them for the command line and for replay files
 (`python -m simulations.search --broken NAME`).
@@ -127,6 +126,7 @@ BROKEN: dict[str, type[Replica]] = {
     "commit_on_2f": CommitOn2fReplica,
     "no_conflict_check": NoConflictCheckReplica,
     "reexecute": ReexecutingReplica,
+    "amnesiac": AmnesiacReplica,
 }
 
 

@@ -36,8 +36,12 @@ def agreement(sim: Simulation) -> list[Violation]:
 
 def single_vote(sim: Simulation) -> list[Violation]:
     """N10, across crashes too: no correct replica sends two different PRE-PREPAREs, PREPAREs
-    or COMMITs for one (view, sequence) (a restarted one must remember, or withhold, its votes)."""
-    correct = set(sim.correct_replicas())
+    or COMMITs for one (view, sequence) (a restarted one must remember, or withhold, its votes).
+
+    A replica whose disk was wiped has lost what it voted: it may vote again where it voted
+    before, and PBFT counts it among the f faulty replicas for that; it is not judged here (the
+    other checkers still judge what it executes)."""
+    correct = set(sim.correct_replicas()) - sim.wiped
     return [
         Violation("single_vote", f"replica {replica} sent two different {kind}s in view {view}",
                   sequence, (replica,))

@@ -230,6 +230,8 @@ class Simulation:
         #: view, sequence), and the votes that contradicted an earlier one (N10).
         self.votes_sent: dict[tuple[int, type, int, int], bytes] = {}
         self.double_votes: list[tuple[int, str, int, int]] = []
+        #: Replicas restarted with a wiped disk: they forgot their votes (see checkers.single_vote).
+        self.wiped: set[int] = set()
         self.behaviours: dict[int, Any] = {}
         #: Replicas that are faulty by design (Byzantine, or crashed and never restarted).
         self.faulty: set[int] = set()
@@ -292,6 +294,7 @@ class Simulation:
         """Recover a crashed replica from its durable records (or from nothing, if wiped)."""
         if wipe:
             self.storages[replica_id].wipe()
+            self.wiped.add(replica_id)
         self.apps[replica_id] = self.app_factory()
         self.replicas[replica_id] = self.replica_class.recover(
             self.config, replica_id, self.signers[replica_id], self.verifier,

@@ -13,7 +13,8 @@ A schedule is a JSON list of faults, each a dict with a "fault" key:
     {"fault": "network", "latency_ms_min": 1, "latency_ms_max": 30,
      "loss_percent": 10, "duplication_percent": 5}          the profile until the network heals
     {"fault": "byzantine", "replica": 3, "behaviour": "colluding_backup", "target": 1}
-    {"at_ms": 200, "fault": "crash", "replica": 2, "torn": false}
+    {"at_ms": 200, "fault": "crash", "replica": 2, "torn": false}   torn: true dies in its
+                next write; "votes" in its next write whose votes were sent first
     {"at_ms": 900, "fault": "restart", "replica": 2, "wipe": true}
     {"at_ms": 100, "fault": "partition", "from": [1], "to": [0, 2], "one_way": true}
     {"at_ms": 100, "fault": "clog", "from": 0, "to": 3, "for_ms": 2000}
@@ -129,7 +130,7 @@ def _timed_fault(replicas: int) -> st.SearchStrategy[dict]:
     link = st.tuples(replica, replica).filter(lambda link: link[0] != link[1])
     return st.one_of(
         st.builds(lambda t, r, torn: {"at_ms": t, "fault": "crash", "replica": r, "torn": torn},
-                  at_ms, replica, st.booleans()),
+                  at_ms, replica, st.sampled_from((False, True, "votes"))),
         st.builds(lambda t, r, wipe: {"at_ms": t, "fault": "restart", "replica": r, "wipe": wipe},
                   at_ms, replica, st.booleans()),
         st.builds(lambda t, groups, one_way: {"at_ms": t, "fault": "partition",
@@ -272,7 +273,9 @@ def _check_replica(replica: int, replicas: int) -> int:
 def _timed_action(entry: dict) -> Callable[[Simulation], None]:
     kind = entry["fault"]
     if kind == "crash":
-        return lambda s: s.crash(entry["replica"], torn=entry.get("torn", False))
+        torn = entry.get("torn", False)
+        return lambda s: s.crash(entry["replica"], torn=bool(torn),
+                                 after_early_sends=torn == "votes")
     if kind == "restart":
         # A torn crash takes the replica down only at its next write; restart it either way.
         return lambda s: s.restart(entry["replica"], wipe=entry.get("wipe", False))
@@ -464,7 +467,10 @@ def describe(schedule: list[dict]) -> list[str]:
             extra = {k: v for k, v in e.items() if k not in ("fault", "replica", "behaviour")}
             detail = f"replica {e['replica']} is {e['behaviour']} {extra or ''}".rstrip()
         elif kind == "crash":
-            detail = f"crash replica {e['replica']}" + (" (torn write)" if e.get("torn") else "")
+            torn = e.get("torn")
+            detail = f"crash replica {e['replica']}" + (
+                " (torn write after its votes were sent)" if torn == "votes"
+                else " (torn write)" if torn else "")
         elif kind == "restart":
             wiped = " with a wiped disk" if e.get("wipe") else ""
             detail = f"restart replica {e['replica']}{wiped}"

@@ -186,6 +186,7 @@ CAUGHT = [
     ("double_vote", _COLLUDING, range(10), 3, "agreement"),
     ("commit_on_2f", _COLLUDING, range(12), 5, "agreement"),
     ("no_conflict_check", _EQUIVOCATING, range(10), 1, "agreement"),
+    ("amnesiac", "byz_equivocating_primary_amnesiac_backup", range(1, 10), 3, "single_vote"),
 ]
 
 
@@ -205,7 +206,8 @@ def _caught_id(case) -> str:
                          ids=[_caught_id(c) for c in CAUGHT])
 def test_broken_replica_is_caught_by_the_right_checker(broken, where, seeds, pinned, checker):
     """A sweep of a few seeds with the broken replica everywhere makes `checker` report a
-    violation (N10 double votes, N5 2f commits, N3 a second digest, N8 re-execution), whose
+    violation (N10 double votes, N5 2f commits, N3 a second digest, N8 re-execution, N10 across
+    a crash: votes sent before they were durable, forgotten and cast again), whose
     sequence and replicas name correct replicas; the correct `Replica` passes the same run."""
     cls = BROKEN[broken]
     failing = []
@@ -232,23 +234,3 @@ def test_broken_replica_is_caught_by_the_right_checker(broken, where, seeds, pin
 def test_every_broken_replica_is_covered():
     assert {c[0] for c in CAUGHT} == set(BROKEN)
 
-
-def test_a_replica_that_forgets_its_early_votes_is_caught_by_single_vote():
-    """N10 across a crash: votes sent before they were durable (Ready.durable_first False) and
-    lost in a torn crash must be withheld after recovery. A replica that votes again there
-    (`AmnesiacReplica`) is caught by `single_vote` in the catalogue scenario made for it (seeds
-    3, 6, 9, ... when this was written); the correct Replica passes the same seeds."""
-    from simulations.broken import AmnesiacReplica
-
-    entry = CATALOGUE["byz_equivocating_primary_amnesiac_backup"]
-    caught = []
-    for seed in range(1, 10):
-        result = run_scenario(entry, seed, use_replica_class(entry.build(seed), AmnesiacReplica))
-        violations = [v for v in result.violations if v.checker == "single_vote"]
-        if violations:
-            caught.append(seed)
-            assert all(len(v.replicas) == 1 and v.sequence is not None for v in violations)
-            assert set(violations[0].replicas).isdisjoint(result.faulty)
-            control = run_scenario(entry, seed)
-            assert control.violations == [], [v.as_dict() for v in control.violations]
-    assert caught, "no single_vote violation for AmnesiacReplica in seeds 1-9"
