@@ -120,11 +120,13 @@ def test_port_out_of_range(port):
         ClusterConfig.create(rs)
 
 
-@pytest.mark.parametrize("name", BOUND_NAMES)
-@pytest.mark.parametrize("value", [0, -5, True, 1.5, "10", None])
+@pytest.mark.parametrize(("name", "value"), [
+    (name, value)
+    for name in BOUND_NAMES
+    for value in (0, -5, True, 1.5, "10", None)
+    if (name, value) != ("batch_delay_ms", 0)  # 0 switches the delay off: checked below
+])
 def test_every_bound_is_a_positive_int(name, value):
-    if name == "batch_delay_ms" and value == 0:
-        pytest.skip("batch_delay_ms = 0 switches the delay off (checked below)")
     with pytest.raises(ConfigError, match=name):
         ClusterConfig.create(replicas(4), **{name: value})
 

@@ -42,11 +42,17 @@ TARGETS = {
 }
 EXAMPLES = 300
 #: The amnesiac replica needs a crash in the one write whose votes already left, then a restart
-#: in the same view: rarer in the drawn schedules (found at example ~1,000 when this was written).
-EXAMPLES_FOR = {"amnesiac": 1_200}
+#: in the same view: rare in the drawn schedules (about 1,000 runs with one seed in four when
+#: this was written, ~20 s each try): opt-in (--run-slow); CI replays what it found (AMNESIAC).
+EXAMPLES_FOR = {"amnesiac": 2_000}
+SLOW_TARGETS = {"amnesiac"}
+SEARCH_SEEDS = (0, 1, 2, 3)
 
 
-@pytest.mark.parametrize("broken", sorted(TARGETS))
+@pytest.mark.parametrize("broken", [
+    pytest.param(name, marks=pytest.mark.slow) if name in SLOW_TARGETS else name
+    for name in sorted(TARGETS)
+])
 def test_search_finds_shrinks_and_replays_a_broken_replica(broken, tmp_path):
     """For a broken replica (N8, N10, N5, N3, N10 across a crash), the derandomized search finds a schedule that the
     right checker rejects; hypothesis shrinks it to a few faults (1 to 3 when this was written),
@@ -54,8 +60,14 @@ def test_search_finds_shrinks_and_replays_a_broken_replica(broken, tmp_path):
     violations."""
     checker, adversaries = TARGETS[broken]
     examples = EXAMPLES_FOR.get(broken, EXAMPLES)
-    found = search(broken, examples, checkers=(checker,), adversaries=adversaries)
-    assert found is not None, f"nothing found for {broken} in {examples} examples"
+    # Which schedules hypothesis draws for a given seed varies with the state of the process
+    # (what it imported before: the same code drew other examples under `pytest tests/` than in
+    # this file alone), so a few seeds are tried rather than one pinned.
+    for seed in SEARCH_SEEDS:
+        found = search(broken, examples, seed, checkers=(checker,), adversaries=adversaries)
+        if found is not None:
+            break
+    assert found is not None, f"nothing found for {broken} in {examples} examples × {SEARCH_SEEDS}"
     assert checker in {v.checker for v in found.result.violations}
     assert found.faults <= 3, found.schedule
     assert found.schedule == normalise(found.schedule)
@@ -232,3 +244,21 @@ def test_cli_search_reports_nothing_found_for_the_correct_replica(tmp_path):
 
 def test_every_broken_replica_is_searched():
     assert set(TARGETS) == set(BROKEN)
+
+
+#: What the search found for the amnesiac replica (shrunk): the primary dies in a write whose
+#: PRE-PREPARE had already left and restarts 81 ms later in the same view.
+AMNESIAC = [
+    {"at_ms": 0, "fault": "crash", "replica": 0, "torn": "votes"},
+    {"at_ms": 81, "fault": "restart", "replica": 0, "wipe": False},
+]
+
+
+def test_the_amnesiac_schedule_breaks_only_the_replica_that_forgets_its_early_votes():
+    """N10 across a crash: with the schedule the search found, a primary that forgets the
+    PRE-PREPARE it sent before it was durable proposes another batch at the same number
+    (single_vote); the correct Replica withholds it and passes (pinned seed 2735)."""
+    broken = run_schedule(2735, AMNESIAC, BROKEN["amnesiac"])
+    assert "single_vote" in {v.checker for v in broken.violations}
+    correct = run_schedule(2735, AMNESIAC, Replica)
+    assert correct.violations == [], [v.as_dict() for v in correct.violations]
