@@ -7,7 +7,7 @@ not in `sim.faulty`, so a broken class is meant to run as *every* replica of a s
 (`Simulation(replica_class=...)`, or `use_replica_class(scenario.build(seed), cls)`): the
 replicas look correct to the checkers, and what goes wrong is reported as a violation.
 
-What exposes each (found by `simulations.search`, pinned in tests/test_sim_checkers.py):
+What exposes each (found by `simulations.search`; tests/test_sim_checkers.py sweeps for it):
 
     reexecute          N8   message loss (a retransmitted request is proposed twice):
                             exactly_once

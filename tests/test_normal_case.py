@@ -273,6 +273,33 @@ def test_n3_pre_prepare_checks_are_ordered_cheapest_first():
 # ---------------------------------------------------------------------------------------- N4
 
 
+def test_n4_n5_votes_after_their_quorum_are_not_verified():
+    """N4, N5: a PREPARE that arrives once the entry is prepared, or a COMMIT once it is
+    committed, cannot change anything (the certificate is built from the quorum already held):
+    it costs no signature check and is not kept, even if its signature is garbage."""
+    from dataclasses import replace
+
+    from pbft.app import KeyValueStore
+    from pbft.core import Replica
+
+    verifier = CountingVerifier()
+    backup = Replica(make_config(), 1, SIGNERS[1], verifier, KeyValueStore())
+    pp = pre_prepare(1)
+    backup.receive(pp)
+    backup.receive(prepare(pp, 2))
+    calls = verifier.calls
+    backup.receive(replace(prepare(pp, 3), signature=bytes(64)))
+    assert verifier.calls == calls and backup.surplus_votes == 1
+    assert 3 not in backup._log[1].prepares and backup.dropped["bad_signature"] == 0
+    for r in (0, 2):
+        backup.receive(commit(pp, r))
+    assert backup.last_executed == 1
+    calls = verifier.calls
+    backup.receive(replace(commit(pp, 3), signature=bytes(64)))
+    assert verifier.calls == calls and backup.surplus_votes == 2
+    assert 3 not in backup._log[1].commits
+
+
 def test_n4_prepared_needs_2f_matching_prepares_from_distinct_backups():
     """N4: with the PRE-PREPARE, its own PREPARE and one more (2f = 2), a backup is prepared
     and multicasts COMMIT; one PREPARE alone is not enough."""

@@ -177,16 +177,17 @@ _EQUIVOCATING = [
      "evidence_after_ms": 3},
 ]
 
-#: (broken replica, where it runs, seeds swept, the seed pinned when this was written, checker).
-#: "where" is a catalogue scenario, or a fault schedule of `simulations.search`.
+#: (broken replica, where it runs, seeds swept, checker). "where" is a catalogue scenario, or a
+#: fault schedule of `simulations.search`. No single seed is pinned: which seeds expose a bug
+#: moves whenever the core's timing changes; some seed of the range must.
 CAUGHT = [
-    ("reexecute", "lossy", range(1, 6), 1, "exactly_once"),
-    ("reexecute", "byz_equivocating_primary", range(1, 4), 1, "exactly_once"),
-    ("double_vote", "lossy", range(1, 31), 22, "liveness"),
-    ("double_vote", _COLLUDING, range(10), 3, "agreement"),
-    ("commit_on_2f", _COLLUDING, range(12), 5, "agreement"),
-    ("no_conflict_check", _EQUIVOCATING, range(10), 1, "agreement"),
-    ("amnesiac", "byz_equivocating_primary_amnesiac_backup", range(1, 10), 3, "single_vote"),
+    ("reexecute", "lossy", range(1, 6), "exactly_once"),
+    ("reexecute", "byz_equivocating_primary", range(1, 4), "exactly_once"),
+    ("double_vote", "lossy", range(1, 31), "liveness"),
+    ("double_vote", _COLLUDING, range(10), "agreement"),
+    ("commit_on_2f", _COLLUDING, range(12), "agreement"),
+    ("no_conflict_check", _EQUIVOCATING, range(10), "agreement"),
+    ("amnesiac", "byz_equivocating_primary_amnesiac_backup", range(1, 10), "single_vote"),
 ]
 
 
@@ -202,9 +203,9 @@ def _caught_id(case) -> str:
     return f"{broken}-{where if isinstance(where, str) else where[-1].get('behaviour')}"
 
 
-@pytest.mark.parametrize(("broken", "where", "seeds", "pinned", "checker"), CAUGHT,
+@pytest.mark.parametrize(("broken", "where", "seeds", "checker"), CAUGHT,
                          ids=[_caught_id(c) for c in CAUGHT])
-def test_broken_replica_is_caught_by_the_right_checker(broken, where, seeds, pinned, checker):
+def test_broken_replica_is_caught_by_the_right_checker(broken, where, seeds, checker):
     """A sweep of a few seeds with the broken replica everywhere makes `checker` report a
     violation (N10 double votes, N5 2f commits, N3 a second digest, N8 re-execution, N10 across
     a crash: votes sent before they were durable, forgotten and cast again), whose
@@ -224,10 +225,7 @@ def test_broken_replica_is_caught_by_the_right_checker(broken, where, seeds, pin
                     assert v.sequence is not None and len(v.replicas) == 1
             break
     assert failing, f"no {checker} violation for {broken} in seeds {seeds}"
-    pinned_result = _run(where, pinned, cls)
-    assert checker in {v.checker for v in pinned_result.violations}, (
-        f"pinned seed {pinned} no longer fails; the first failing seed now is {failing[0]}")
-    control = _run(where, pinned, Replica)
+    control = _run(where, failing[0], Replica)
     assert control.violations == [], [v.as_dict() for v in control.violations]
 
 

@@ -162,6 +162,8 @@ class Replica:
         #: up to n; we send none of ours there. Counted in `votes_withheld`.
         self._withheld: tuple[int, int] | None = None
         self.votes_withheld = 0
+        #: Votes that arrived once their quorum was complete: not verified, not kept.
+        self.surplus_votes = 0
 
         self._persist: list[Message] = []
         self._messages: list[Outbound] = []
@@ -654,6 +656,10 @@ class Replica:
         if prepare.replica in entry.prepares:
             self.dropped["duplicate_vote"] += 1
             return
+        if entry.prepared:
+            # N4 holds already and the certificate is built: its signature would buy nothing.
+            self.surplus_votes += 1
+            return
         if entry.pre_prepare is not None and entry.pre_prepare.digest != prepare.digest:
             self.dropped["mismatched_vote"] += 1
             return
@@ -677,6 +683,10 @@ class Replica:
         entry = self._entry(sequence)
         if sender in entry.commits:
             self.dropped["duplicate_vote"] += 1
+            return
+        if entry.committed:
+            # N5 holds already (and 2f + 1 verified COMMITs make the commit certificate).
+            self.surplus_votes += 1
             return
         if entry.pre_prepare is not None and entry.pre_prepare.digest != commit.digest:
             self.dropped["mismatched_vote"] += 1
