@@ -98,10 +98,11 @@ class Ready:
     3. hand `executed` to whoever watches the replicated log;
     4. call `advance()`.
 
-    When `durable_first` is False, `persist` holds only PRE-PREPAREs and PREPAREs of the
-    current view under a vote horizon already durable (`pbft.messages.VoteHorizon`): the driver
-    may do 2 (and 3) before 1, overlapping the fsync with the network, but must finish 1 before
-    `advance()`. A crash in between loses at most those records, and recovery accounts for it.
+    When `durable_first` is False, `persist` holds only PRE-PREPAREs and PREPAREs: the replica's
+    own votes under a vote horizon already durable (`pbft.messages.VoteHorizon`), and
+    PRE-PREPAREs it accepted. The driver may then do 2 (and 3) before 1, overlapping the fsync
+    with the network, but must finish 1 before `advance()`. A crash in between loses at most
+    those records: recovery withholds the votes they may have held, and fetches the rest again.
     """
 
     persist: tuple[Message, ...]
