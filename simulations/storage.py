@@ -17,9 +17,10 @@ from pbft.messages import (
     PreparedCertificate,
     SnapshotRecord,
     ViewChange,
+    VoteHorizon,
 )
 
-_LATEST_ONLY = (ViewChange, NewView)
+_LATEST_ONLY = (ViewChange, NewView, VoteHorizon)
 
 
 class SimulatedStorage:
@@ -43,7 +44,8 @@ class SimulatedStorage:
 
     def compact(self, low_watermark: int) -> None:
         """Drop what recovery no longer needs: the log at or below the stable checkpoint,
-        snapshots and CHECKPOINTs below it, and all but the latest VIEW-CHANGE and NEW-VIEW."""
+        snapshots and CHECKPOINTs below it, and all but the latest VIEW-CHANGE, NEW-VIEW and
+        VoteHorizon (as the runtime's storage does)."""
         records = self.records
         last_of = {type(r): i for i, r in enumerate(records) if type(r) in _LATEST_ONLY}
         keep = []

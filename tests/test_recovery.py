@@ -215,3 +215,63 @@ def test_a_fresh_replica_and_one_without_lost_votes_withhold_nothing():
     assert old_view._withheld == (0, 65)
     assert Replica.recover(config, 1, SIGNERS[1], Ed25519Verifier(), KeyValueStore(),
                            [])._withheld is None  # fmt: skip
+
+
+def test_a_primary_restarted_while_fetching_state_never_proposes_below_it():
+    """N10, S1: primary 0 proposed 1..20, executed 16, then learnt that 20 is stable and began to
+    fetch that state; its records were compacted at 20 (nothing but the proof and its horizon
+    left). Recovered, it proposes above 20 (found by review: it used to restart at 1)."""
+    from pbft.app import KeyValueStore
+    from pbft.core import Replica
+    from pbft.ed25519 import Ed25519Verifier
+    from pbft.messages import Checkpoint, PrePrepare
+    from simulations.storage import SimulatedStorage
+
+    from .corekit import SIGNERS, commit, commit_batch, make_config, prepare, request, sign
+
+    config = make_config(checkpoint_interval=4, log_window=8, batch_size_max=1)
+    primary = Replica(config, 0, SIGNERS[0], Ed25519Verifier(), KeyValueStore())
+    mirror = Replica(config, 1, SIGNERS[1], Ed25519Verifier(), KeyValueStore())
+    storage = SimulatedStorage()
+    proposed: dict[int, bytes] = {}
+
+    def flush(replica, durable=None):
+        while replica.has_ready():
+            ready = replica.ready()
+            if durable is not None:
+                durable.append(ready.persist)
+                durable.compact(ready.status.low_watermark)
+            for outbound in ready.messages:
+                if isinstance(outbound.message, PrePrepare):
+                    pp = outbound.message
+                    assert proposed.setdefault(pp.sequence, pp.digest) == pp.digest, pp.sequence
+            replica.advance()
+
+    for n in range(1, 21):
+        primary.receive(request(n))
+        flush(primary, storage)
+        pp = primary._log[n].pre_prepare
+        commit_batch(mirror, pp)
+        flush(mirror)
+        if n <= 16:
+            for r in (1, 2):
+                primary.receive(prepare(pp, r))
+                primary.receive(commit(pp, r))
+            flush(primary, storage)
+            if n % 4 == 0:
+                for r in (1, 2):
+                    primary.receive(sign(Checkpoint(n, primary.state_digest(), r, b"")))
+                flush(primary, storage)
+    for r in (1, 2, 3):
+        primary.receive(sign(Checkpoint(20, mirror.state_digest(), r, b"")))
+    flush(primary, storage)
+    primary.tick(primary.now_ms + config.state_transfer_timeout_ms + 1)  # S1: start fetching
+    flush(primary, storage)
+    assert primary.fetching_state and primary.last_executed == 16
+
+    recovered = Replica.recover(config, 0, SIGNERS[0], Ed25519Verifier(), KeyValueStore(),
+                                list(storage.records), primary.now_ms)  # fmt: skip
+    flush(recovered)
+    recovered.receive(request(100, key="z"))
+    flush(recovered)
+    assert max(proposed) == 21, "a new PRE-PREPARE above the stable checkpoint, none again below"

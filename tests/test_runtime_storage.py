@@ -15,7 +15,7 @@ from pbft.app import KeyValueStore, kv_append
 from pbft.codec import Limits, encode
 from pbft.core import Replica
 from pbft.ed25519 import Ed25519Verifier
-from pbft.messages import Checkpoint, PrePrepare, SnapshotRecord
+from pbft.messages import Checkpoint, PrePrepare, SnapshotRecord, VoteHorizon
 from pbft.runtime.storage import (
     ReplicaStorage,
     StorageCorruptError,
@@ -86,8 +86,9 @@ def test_an_empty_storage_loads_nothing_and_an_empty_append_writes_nothing(tmp_p
 
 
 def test_garbage_collection_keeps_what_recovery_needs(tmp_path, cluster):
-    """C2: records at or below the stable checkpoint are deleted, but the replica recovered
-    from what is left equals the one recovered from everything."""
+    """C2: records at or below the stable checkpoint are deleted (and all vote horizons but the
+    latest), but the replica recovered from what is left equals the one recovered from
+    everything."""
     records = cluster.persisted[2]
     stable = cluster.replicas[2].stable_checkpoint
     assert stable >= 8, "the workload must reach a few checkpoints"
@@ -102,6 +103,8 @@ def test_garbage_collection_keeps_what_recovery_needs(tmp_path, cluster):
     assert all(r.sequence > stable for r in kept if isinstance(r, PrePrepare))
     proof = [r for r in kept if isinstance(r, Checkpoint) and r.sequence == stable]
     assert len(proof) >= cluster.config.quorum, "the checkpoint proof at h is kept"
+    horizons = [r for r in records if isinstance(r, VoteHorizon)]
+    assert len(horizons) > 1 and [r for r in kept if isinstance(r, VoteHorizon)] == horizons[-1:]
     full, pruned = recover(cluster, 2, records), recover(cluster, 2, kept)
     assert pruned.status() == full.status()
     assert pruned.state_digest() == full.state_digest() == cluster.replicas[2].state_digest()

@@ -253,7 +253,9 @@ class Replica:
         if horizon is not None and horizon.view == view:
             # Votes up to the horizon may have left before they were durable: not again.
             self._vote_horizon = self._withheld = (horizon.view, horizon.sequence)
-        self._last_assigned = self.last_executed
+        # Never below h: a primary that restarts while fetching the state at h (S1) must not
+        # propose again at sequence numbers it used before (N10).
+        self._last_assigned = max(self.last_executed, self.stable_checkpoint)
         self._prepared_certificates = {s: c for s, c in certificates.items() if s > h}
         for pre_prepare in pre_prepares.values():
             if pre_prepare.requests and pre_prepare.sequence > h:
@@ -656,12 +658,12 @@ class Replica:
         if prepare.replica in entry.prepares:
             self.dropped["duplicate_vote"] += 1
             return
+        if entry.pre_prepare is not None and entry.pre_prepare.digest != prepare.digest:
+            self.dropped["mismatched_vote"] += 1
+            return
         if entry.prepared:
             # N4 holds already and the certificate is built: its signature would buy nothing.
             self.surplus_votes += 1
-            return
-        if entry.pre_prepare is not None and entry.pre_prepare.digest != prepare.digest:
-            self.dropped["mismatched_vote"] += 1
             return
         if not self._verifier.verify(self._keys[sender], signing_payload(prepare),
                                      prepare.signature):
@@ -684,12 +686,12 @@ class Replica:
         if sender in entry.commits:
             self.dropped["duplicate_vote"] += 1
             return
+        if entry.pre_prepare is not None and entry.pre_prepare.digest != commit.digest:
+            self.dropped["mismatched_vote"] += 1
+            return
         if entry.committed:
             # N5 holds already (and 2f + 1 verified COMMITs make the commit certificate).
             self.surplus_votes += 1
-            return
-        if entry.pre_prepare is not None and entry.pre_prepare.digest != commit.digest:
-            self.dropped["mismatched_vote"] += 1
             return
         if not self._verifier.verify(self._keys[sender], signing_payload(commit),
                                      commit.signature):

@@ -20,7 +20,8 @@ low_watermark`), records at or below it are dead weight: recovery restores the s
 replays what follows. `collect_garbage(h)` deletes them, keeping the latest own `SnapshotRecord`
 at or below h (the horizon g; nothing is collected while the replica holds no snapshot at or
 below h, e.g. while it fetches h's state), the CHECKPOINTs at and above g (the proof),
-everything above g, and the latest VIEW-CHANGE and NEW-VIEW (recovery needs only those).
+everything above g, and the latest VIEW-CHANGE, NEW-VIEW and VoteHorizon (recovery needs only
+those).
 
 Ownership and threads: a `ReplicaStorage` owns one SQLite connection. It may be used from any
 one thread at a time (the node calls it from its event loop, or through `trio.to_thread.run_sync`
@@ -50,6 +51,7 @@ from pbft.messages import (
     PrePrepare,
     SnapshotRecord,
     ViewChange,
+    VoteHorizon,
 )
 
 __all__ = [
@@ -76,6 +78,7 @@ _TAG_CHECKPOINT = codec.TAGS[Checkpoint]
 _TAG_SNAPSHOT = codec.TAGS[SnapshotRecord]
 _TAG_VIEW_CHANGE = codec.TAGS[ViewChange]
 _TAG_NEW_VIEW = codec.TAGS[NewView]
+_TAG_VOTE_HORIZON = codec.TAGS[VoteHorizon]
 _TAG_NAMES = {tag: cls.__name__ for cls, tag in codec.TAGS.items()}
 
 _SCHEMA = (
@@ -351,7 +354,7 @@ class ReplicaStorage:
                     f"DELETE FROM records WHERE kind = ? AND sequence {operator} ?",
                     (kind, horizon),
                 ).rowcount
-        for kind in (_TAG_VIEW_CHANGE, _TAG_NEW_VIEW):
+        for kind in (_TAG_VIEW_CHANGE, _TAG_NEW_VIEW, _TAG_VOTE_HORIZON):
             deleted += db.execute(
                 "DELETE FROM records WHERE kind = ? AND id < "
                 "(SELECT max(id) FROM records WHERE kind = ?)",
