@@ -181,7 +181,7 @@ _WIRE_STRATEGIES = {
     "Key": st.binary(min_size=32, max_size=32),
     "bytes | None": st.none() | st.binary(min_size=32, max_size=32),
     "Codes": st.lists(_ID, max_size=5, unique=True),
-    "Changes": st.dictionaries(st.text(max_size=20), st.integers() | st.text(max_size=10), min_size=1, max_size=4),
+    "Changes": st.dictionaries(st.text(max_size=20), st.integers(-(2**63), 2**63 - 1) | st.text(max_size=10), min_size=1, max_size=4),
     "Weekdays": st.lists(st.integers(1, 7), max_size=7, unique=True),
     "Dates": st.lists(st.dates(min_value=datetime.date(1970, 1, 1)).map(datetime.date.isoformat), max_size=5, unique=True),
     "Role": st.sampled_from(["FX_ADMIN", "CUSTOMS", "TAX", "BANK", "CARRIER", "TRADER"]),
@@ -320,3 +320,12 @@ def test_records_refuse_wire_maps_with_missing_extra_or_ill_typed_fields():
     ):
         with pytest.raises(ValueError):
             Participant.from_wire(bad)
+
+
+def test_an_integer_beyond_64_bits_is_refused_at_encoding_with_a_clear_error():
+    """A command whose argument msgpack cannot carry never reaches a replica: the client's
+    encoding refuses it with a ValueError that says why (found by the operations fuzzer)."""
+    from tradeapp.model import pack_canonical
+
+    with pytest.raises(ValueError, match="64-bit range"):
+        pack_canonical({"changes": {"": 2**64}})

@@ -81,8 +81,12 @@ def canonical(value: Any) -> Any:
 
 
 def pack_canonical(value: Any) -> bytes:
-    """The canonical msgpack bytes of `value` (sorted keys, bin for bytes, str for text)."""
-    return msgpack.packb(canonical(value), use_bin_type=True)
+    """The canonical msgpack bytes of `value` (sorted keys, bin for bytes, str for text).
+    Raises ValueError for what msgpack cannot carry (an integer beyond 64 bits)."""
+    try:
+        return msgpack.packb(canonical(value), use_bin_type=True)
+    except OverflowError as error:
+        raise ValueError(f"cannot encode: an integer is outside the 64-bit range ({error})") from None
 
 
 def unpack_strict(data: bytes) -> Any:
