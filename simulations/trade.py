@@ -245,7 +245,7 @@ class ScriptRecorder(LedgerDriver):
     """A `LedgerDriver` that also records what it is asked, as a script for `TradeRun`: each
     command or read with the direct ledger's result as its expectation, and each change of
     `now_ms` as a `SetTime`. Only `run`, `ok`, `refused` and `read` are recorded: calling
-    `run_raw` or `run_in_batch` directly raises NotImplementedError (a script holds typed
+    `run_raw` or `run_in_batch` directly raises RuntimeError (a script holds typed
     commands, one per batch)."""
 
     def __init__(self, ledger: Any, keys: Mapping[str, bytes], now_ms: int) -> None:
@@ -276,7 +276,10 @@ class ScriptRecorder(LedgerDriver):
 
     def run_in_batch(self, actor: str, operation: bytes) -> Result:
         if not self._in_run:
-            raise NotImplementedError("a script holds typed commands, one per batch")
+            raise RuntimeError(
+                "a script records typed commands (run, ok, refused, read), one per batch: "
+                "raw operations cannot be replayed through it"
+            )
         return super().run_in_batch(actor, operation)
 
     def read(self, reader: str, op: Operation) -> Result:

@@ -496,3 +496,13 @@ def test_a_result_no_sequential_replay_gives_is_a_linearizability_violation():
     assert check_trade(sim) == []
     run.outcomes[-1].result_bytes = run.outcomes[0].result_bytes
     assert [v.checker for v in check_trade(sim)] == ["linearizability"]
+
+
+def test_a_script_recorder_refuses_raw_operations():
+    """A recorded script replays typed commands only: a raw operation is refused with a
+    RuntimeError that says so, and nothing is recorded for it."""
+    recorder = cast_recorder(at("2024-03-01"))
+    steps = len(recorder.script)
+    with pytest.raises(RuntimeError, match="raw operations cannot be replayed"):
+        recorder.run_raw("BANK-A", b"\x90")
+    assert len(recorder.script) == steps

@@ -353,9 +353,6 @@ class TlsSocketStream(trio.abc.Stream):
     async def wait_send_all_might_not_block(self) -> None:
         await self._wait_writable()
 
-    async def send_eof(self) -> None:
-        raise NotImplementedError("TLS streams cannot send EOF")
-
     async def aclose(self) -> None:
         if not self._closed:
             self._closed = True
