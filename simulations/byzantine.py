@@ -52,6 +52,8 @@ from pbft.messages import (
     ViewChange,
 )
 
+from .engine import SessionProxy
+
 Send = list[tuple[tuple, Any]]
 
 
@@ -979,26 +981,14 @@ class ClientBehaviour:
         pass
 
 
-class _ByzantineSession:
+class _ByzantineSession(SessionProxy):
     """A `ClientSession` as the engine sees it, whose outgoing requests pass through a
     `ClientBehaviour` (the engine is not changed: `SimClient.session` is swapped for this)."""
 
     def __init__(self, session: ClientSession, behaviour: ClientBehaviour) -> None:
-        self._session = session
+        super().__init__(session)
         #: The interceptor (for tests and reports: `sim.clients[i].session.behaviour`).
         self.behaviour = behaviour
-        self.client = session.client
-
-    @property
-    def now_ms(self) -> int:
-        return self._session.now_ms
-
-    @now_ms.setter
-    def now_ms(self, value: int) -> None:
-        self._session.now_ms = value
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._session, name)
 
     def tick(self, now_ms: int) -> None:
         self._session.tick(now_ms)

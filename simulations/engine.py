@@ -94,6 +94,27 @@ class ClientRecord:
     operations: list[tuple[bytes, int, int | None, bytes | None]] = field(default_factory=list)
 
 
+class SessionProxy:
+    """Base of what a test swaps into `SimClient.session` in place of its `ClientSession`:
+    the engine keeps talking to "the session"; attributes the proxy does not define are the
+    wrapped session's, and `now_ms` is the session's own (the engine sets it)."""
+
+    def __init__(self, session: ClientSession) -> None:
+        self._session = session
+        self.client = session.client
+
+    @property
+    def now_ms(self) -> int:
+        return self._session.now_ms
+
+    @now_ms.setter
+    def now_ms(self, value: int) -> None:
+        self._session.now_ms = value
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._session, name)
+
+
 class SimClient:
     """A closed-loop client: submits its next operation after a think time drawn from the
     simulation's generator, until it has submitted `requests` operations."""

@@ -57,7 +57,14 @@ from tradeapp.scenario import (
 )
 
 from .byzantine import Behaviour, Send
-from .engine import InsecureSigner, SimClient, Simulation, Violation, ed25519_signer
+from .engine import (
+    InsecureSigner,
+    SessionProxy,
+    SimClient,
+    Simulation,
+    Violation,
+    ed25519_signer,
+)
 
 #: The simulated client that moves business time (not a participant of the ledger).
 CLOCK_CLIENT = "sim-clock"
@@ -342,28 +349,16 @@ class Outcome:
     result: Result | None = None
 
 
-class _ScriptedSession:
+class _ScriptedSession(SessionProxy):
     """A `ClientSession` as the engine sees it (the engine is not changed: `SimClient.session`
     is swapped for this): it submits what the script gives it at its next tick, and hands each
     accepted result to the script."""
 
     def __init__(self, run: TradeRun, client: SimClient) -> None:
+        super().__init__(client.session)
         self._run = run
         self._client = client
-        self._session = client.session
-        self.client = client.session.client
         self.queued: Outcome | None = None
-
-    @property
-    def now_ms(self) -> int:
-        return self._session.now_ms
-
-    @now_ms.setter
-    def now_ms(self, value: int) -> None:
-        self._session.now_ms = value
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._session, name)
 
     def tick(self, now_ms: int) -> None:
         self._session.tick(now_ms)
