@@ -30,12 +30,13 @@ with `NodeSettings.persist_in_thread`, one call at a time).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sqlite3
 import time
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Self
@@ -118,7 +119,8 @@ class StorageStatistics:
     appends: int
     records_appended: int
     bytes_appended: int
-    #: Wall time spent in `append`, commit (fsync) included, and in the commit alone.
+    #: Wall time spent in `append`, commit (fsync) included, and in COMMITs alone (those of
+    #: appends and of stand-alone `collect_garbage` calls).
     append_seconds: float
     commit_seconds: float
     garbage_collections: int
@@ -279,21 +281,10 @@ class ReplicaStorage:
         collect = self._collection_horizon(low_watermark, snapshots)
         if not rows and collect is None:
             return
-        db = self._db
-        try:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                if rows:
-                    db.executemany(_INSERT, rows)
-                collected = self._delete_garbage(collect) if collect is not None else 0
-                committing = time.perf_counter()
-                db.execute("COMMIT")
-            except BaseException:
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
-                raise
-        except sqlite3.Error as e:
-            raise StorageError(f"{self.path}: append of {len(rows)} records failed: {e}") from e
+        with self._transaction(f"append of {len(rows)} records") as db:
+            if rows:
+                db.executemany(_INSERT, rows)
+            collected = self._delete_garbage(collect) if collect is not None else 0
         finished = time.perf_counter()
         if rows:
             self._batch = batch
@@ -303,7 +294,6 @@ class ReplicaStorage:
         self._records_appended += len(rows)
         self._bytes_appended += size
         self._append_seconds += finished - started
-        self._commit_seconds += finished - committing
         if collect is not None:
             self._note_collected(collect, collected)
 
@@ -313,21 +303,31 @@ class ReplicaStorage:
         horizon = self._collection_horizon(low_watermark, [])
         if horizon is None:
             return 0
+        with self._transaction("garbage collection"):
+            collected = self._delete_garbage(horizon)
+        self._records -= collected
+        self._note_collected(horizon, collected)
+        return collected
+
+    @contextlib.contextmanager
+    def _transaction(self, what: str) -> Iterator[sqlite3.Connection]:
+        """One write transaction: committed (durably, at `synchronous=FULL`) when the block
+        ends, rolled back if it raises; an SQLite failure becomes a StorageError naming `what`.
+        The COMMIT's own time is added to the statistics' commit_seconds."""
         db = self._db
         try:
             db.execute("BEGIN IMMEDIATE")
             try:
-                collected = self._delete_garbage(horizon)
+                yield db
+                committing = time.perf_counter()
                 db.execute("COMMIT")
+                self._commit_seconds += time.perf_counter() - committing
             except BaseException:
                 if db.in_transaction:
                     db.execute("ROLLBACK")
                 raise
         except sqlite3.Error as e:
-            raise StorageError(f"{self.path}: garbage collection failed: {e}") from e
-        self._records -= collected
-        self._note_collected(horizon, collected)
-        return collected
+            raise StorageError(f"{self.path}: {what} failed: {e}") from e
 
     def _collection_horizon(self, low_watermark: int, new_snapshots: list[int | None]) -> int | None:
         """g: the latest snapshot at or below the stable checkpoint, if it moves collection on."""
