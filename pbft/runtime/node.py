@@ -198,8 +198,7 @@ class ReplicaNode:
         self.replies_sent = 0
         self._rounds = 0
         self._readies = 0
-        self._persist_calls = 0
-        self._persist_seconds = 0.0
+        #: Durable appends and their durations (count and sum give the statistics).
         self._persist_histogram = Histogram()
         self._low_watermark_persisted = storage.statistics().collected_through
         self._view = (replica.view, replica.view_active)
@@ -349,10 +348,7 @@ class ReplicaNode:
             )
         else:
             storage.append(ready.persist, low_watermark=low_watermark)
-        elapsed = time.perf_counter() - started
-        self._persist_calls += 1
-        self._persist_seconds += elapsed
-        self._persist_histogram.observe(elapsed)
+        self._persist_histogram.observe(time.perf_counter() - started)
         self._low_watermark_persisted = low_watermark
 
     def _send(self, ready: Ready) -> None:
@@ -429,8 +425,8 @@ class ReplicaNode:
             node_dropped=dict(self.node_dropped),
             rounds=self._rounds,
             readies=self._readies,
-            persist_calls=self._persist_calls,
-            persist_seconds=self._persist_seconds,
+            persist_calls=self._persist_histogram.count,
+            persist_seconds=self._persist_histogram.sum,
             latency_s_p50=self.latency.quantile(0.5),
             latency_s_p99=self.latency.quantile(0.99),
             memory_footprint=replica.memory_footprint(),
