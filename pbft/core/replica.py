@@ -253,9 +253,9 @@ class Replica:
         if horizon is not None and horizon.view == view:
             # Votes up to the horizon may have left before they were durable: not again.
             self._vote_horizon = self._withheld = (horizon.view, horizon.sequence)
-        # Never below h: a primary that restarts while fetching the state at h (S1) must not
-        # propose again at sequence numbers it used before (N10).
-        self._last_assigned = max(self.last_executed, self.stable_checkpoint)
+        # Keep what advancing to h above set (never below h: a primary restarted while fetching
+        # the state at h must not propose again at numbers it used before, N10).
+        self._last_assigned = max(self._last_assigned, self.last_executed)
         self._prepared_certificates = {s: c for s, c in certificates.items() if s > h}
         for pre_prepare in pre_prepares.values():
             if pre_prepare.requests and pre_prepare.sequence > h:
