@@ -584,9 +584,31 @@ def encode(message: Message) -> bytes:
 #: `signature` of a message it has just built (`Replica._sign`, `ClientSession`), which no
 #: signing payload covers and which happens before anything takes a request digest of it.
 _MEMO_ENTRIES_MAX = 256
-_signing_payloads: dict[int, tuple[Message, bytes]] = {}
-_request_digests: dict[int, tuple[Request, bytes]] = {}
-_batch_digests: dict[int, tuple[tuple[Request, ...], int, bytes]] = {}
+
+
+class _IdentityMemo:
+    """Bytes computed from an immutable object (and an int `key`), by the object's identity."""
+
+    __slots__ = ("_entries",)
+
+    def __init__(self) -> None:
+        self._entries: dict[int, tuple[Any, int, bytes]] = {}
+
+    def get(self, obj: Any, key: int = 0) -> bytes | None:
+        entry = self._entries.get(id(obj))
+        if entry is not None and entry[0] is obj and entry[1] == key:
+            return entry[2]
+        return None
+
+    def put(self, obj: Any, value: bytes, key: int = 0) -> None:
+        if len(self._entries) >= _MEMO_ENTRIES_MAX:
+            self._entries.clear()
+        self._entries[id(obj)] = (obj, key, value)
+
+
+_signing_payloads = _IdentityMemo()
+_request_digests = _IdentityMemo()
+_batch_digests = _IdentityMemo()
 
 
 def signing_payload(message: Message) -> bytes:
@@ -597,28 +619,23 @@ def signing_payload(message: Message) -> bytes:
     full, signatures and all: they are the evidence being vouched for. Raises TypeError for
     messages that are never signed (Reply, PreparedCertificate) and for non-messages.
     """
-    memo = _signing_payloads.get(id(message))
-    if memo is not None and memo[0] is message:
-        return memo[1]
+    payload = _signing_payloads.get(message)
+    if payload is not None:
+        return payload
     spec = _SPECS.get(type(message))
     if spec is None or spec.to_signed_array is None:
         raise TypeError(f"{type(message).__name__} is not a signed message")
     payload = _pack(spec.to_signed_array(message))
-    if len(_signing_payloads) >= _MEMO_ENTRIES_MAX:
-        _signing_payloads.clear()
-    _signing_payloads[id(message)] = (message, payload)
+    _signing_payloads.put(message, payload)
     return payload
 
 
 def request_digest(request: Request) -> bytes:
     """SHA-256 of the request's canonical encoding (signature included)."""
-    memo = _request_digests.get(id(request))
-    if memo is not None and memo[0] is request:
-        return memo[1]
-    digest = hashlib.sha256(_pack(_SPECS[Request].to_array(request))).digest()
-    if len(_request_digests) >= _MEMO_ENTRIES_MAX:
-        _request_digests.clear()
-    _request_digests[id(request)] = (request, digest)
+    digest = _request_digests.get(request)
+    if digest is None:
+        digest = hashlib.sha256(_pack(_SPECS[Request].to_array(request))).digest()
+        _request_digests.put(request, digest)
     return digest
 
 
@@ -626,16 +643,13 @@ def batch_digest(timestamp_ms: int, requests: tuple[Request, ...]) -> bytes:
     """The digest a PRE-PREPARE signs for its batch: SHA-256 over
     msgpack `[timestamp_ms, [request_digest(r) for r in requests]]` (D1: the agreed timestamp
     is part of what is agreed)."""
-    memo = _batch_digests.get(id(requests))
-    if memo is not None and memo[0] is requests and memo[1] == timestamp_ms:
-        return memo[2]
-    digest = hashlib.sha256(
-        _pack([timestamp_ms, [request_digest(r) for r in requests]])
-    ).digest()
-    if type(requests) is tuple:  # immutable, so the memo stays true
-        if len(_batch_digests) >= _MEMO_ENTRIES_MAX:
-            _batch_digests.clear()
-        _batch_digests[id(requests)] = (requests, timestamp_ms, digest)
+    digest = _batch_digests.get(requests, timestamp_ms)
+    if digest is None:
+        digest = hashlib.sha256(
+            _pack([timestamp_ms, [request_digest(r) for r in requests]])
+        ).digest()
+        if type(requests) is tuple:  # immutable, so the memo stays true
+            _batch_digests.put(requests, digest, timestamp_ms)
     return digest
 
 
