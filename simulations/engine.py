@@ -495,8 +495,10 @@ class Simulation:
 
     def _send_ready(self, replica_id: int, behaviour: Any, ready: Any) -> None:
         plain = None
-        if behaviour is None and not self.wire and "send" not in self.__dict__:
-            plain = self.network.plain_latency_us()
+        if behaviour is None:
+            self._note_votes(replica_id, ready.messages)
+            if not self.wire and "send" not in self.__dict__:
+                plain = self.network.plain_latency_us()
         if plain is not None:
             # The common case, inline: what `send` does for each message and reply, in the
             # same order, with the same draws from the generator. (Not when `send` has been
@@ -506,8 +508,6 @@ class Simulation:
             heap, push, now, counter = self._heap, heapq.heappush, self.now_us, self._counter
             for outbound in ready.messages:
                 message = outbound.message
-                if type(message) in _VOTES:
-                    self._note_vote(replica_id, message)
                 for destination in outbound.to:
                     counter += 1
                     push(heap, (now + int(low + spread * draw()), counter, _DELIVER,
@@ -520,10 +520,7 @@ class Simulation:
             return
         for outbound in ready.messages:
             if behaviour is None:
-                message = outbound.message
-                if type(message) in _VOTES:
-                    self._note_vote(replica_id, message)
-                self.send(replica_id, outbound.to, message)
+                self.send(replica_id, outbound.to, outbound.message)
             else:
                 for to, message in behaviour.outgoing(outbound.to, outbound.message):
                     self.send(replica_id, to, message)
@@ -534,11 +531,15 @@ class Simulation:
                 for to, message in behaviour.outgoing((reply.client,), reply):
                     self.send(replica_id, to, message)
 
-    def _note_vote(self, replica_id: int, vote: Any) -> None:
-        key = (replica_id, type(vote), vote.view, vote.sequence)
-        first = self.votes_sent.setdefault(key, vote.digest)
-        if first != vote.digest:
-            self.double_votes.append((replica_id, type(vote).__name__, vote.view, vote.sequence))
+    def _note_votes(self, replica_id: int, messages: tuple) -> None:
+        """Remember the digest of each vote a replica without a behaviour sends (single_vote)."""
+        for outbound in messages:
+            vote = outbound.message
+            if type(vote) in _VOTES:
+                key = (replica_id, type(vote), vote.view, vote.sequence)
+                if self.votes_sent.setdefault(key, vote.digest) != vote.digest:
+                    self.double_votes.append(
+                        (replica_id, type(vote).__name__, vote.view, vote.sequence))
 
     # ------------------------------------------------------------------ clients
 
