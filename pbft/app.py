@@ -14,8 +14,10 @@ from typing import Any, Protocol
 import msgpack
 
 from pbft.crypto import sha256
+from pbft.messages import slot_init
 
 
+@slot_init
 @dataclass(frozen=True, slots=True)
 class ExecutionContext:
     """What consensus agreed about one request, given to `StateMachine.execute`.

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from ..codec import signing_payload
 from ..config import ClusterConfig
 from ..crypto import Signer
-from ..messages import Reply, Request
+from ..messages import Reply, Request, slot_init
 from . import quorum
 from .ready import Outbound
 
@@ -20,6 +20,7 @@ from .ready import Outbound
 RETRY_BACKOFF_MAX = 8
 
 
+@slot_init
 @dataclass(frozen=True, slots=True)
 class ClientResult:
     """The accepted result of the session's request: f + 1 matching replies (N7), or 2f + 1
@@ -31,6 +32,7 @@ class ClientResult:
     read_only: bool
 
 
+@slot_init
 @dataclass(frozen=True, slots=True)
 class ClientReady:
     """Messages to send to replicas, and results accepted since the last `advance()`."""

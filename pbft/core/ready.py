@@ -4,47 +4,28 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..messages import Message, Reply, Request
+from ..messages import Message, Reply, Request, slot_init
 
 
-# Outbound, ExecutedRequest and Ready are built at every step of a replica: they fill their
-# slots through the slot descriptors, which is about twice as fast as the generated __init__ of
-# a frozen dataclass (one object.__setattr__ per field). Instances are the same. (Status needs
-# no such thing: `Replica.status` reuses the last one while nothing in it changed.)
-
-
-@dataclass(frozen=True, slots=True, init=False)
+@slot_init
+@dataclass(frozen=True, slots=True)
 class Outbound:
     """Send `message` to each replica id in `to` (never the sender itself)."""
 
     to: tuple[int, ...]
     message: Message
 
-    def __init__(self, to: tuple[int, ...], message: Message) -> None:
-        _set_to(self, to)
-        _set_message(self, message)
 
-
-_set_to = Outbound.to.__set__  # type: ignore[attr-defined]
-_set_message = Outbound.message.__set__  # type: ignore[attr-defined]
-
-
-@dataclass(frozen=True, slots=True, init=False)
+@slot_init
+@dataclass(frozen=True, slots=True)
 class ExecutedRequest:
     """One request as executed at `sequence`, with the result the replica replied."""
 
     request: Request
     result: bytes
 
-    def __init__(self, request: Request, result: bytes) -> None:
-        _set_request(self, request)
-        _set_result(self, result)
 
-
-_set_request = ExecutedRequest.request.__set__  # type: ignore[attr-defined]
-_set_result = ExecutedRequest.result.__set__  # type: ignore[attr-defined]
-
-
+@slot_init
 @dataclass(frozen=True, slots=True)
 class ExecutedBatch:
     """A batch executed in sequence order (N6): its digest, agreed timestamp and requests.
@@ -60,6 +41,7 @@ class ExecutedBatch:
     requests: tuple[ExecutedRequest, ...]
 
 
+@slot_init
 @dataclass(frozen=True, slots=True)
 class Status:
     """A summary for operators and drivers."""
@@ -73,6 +55,8 @@ class Status:
     pending_requests: int
 
 
+# Built at every step: its __init__ fills the slots as `slot_init` does, by hand because
+# `durable_first` has a default.
 @dataclass(frozen=True, slots=True, init=False)
 class Ready:
     """One batch of work, handled in this order by the driver:

@@ -355,14 +355,13 @@ class Replica:
             raise RuntimeError("ready() called twice without advance()")
         self._awaiting_advance = True
         persist = tuple(self._persist)
-        ready = Ready(
-            persist=persist,
-            durable_first=not persist or not all(type(r) in _VOTE_RECORDS for r in persist),
-            messages=tuple(self._messages),
-            replies=tuple(self._replies),
-            executed=tuple(self._executed),
-            status=self.status(),
-        )
+        durable_first = not persist
+        for record in persist:  # (a loop: a generator costs more than the few records)
+            if type(record) not in _VOTE_RECORDS:
+                durable_first = True
+                break
+        ready = Ready(persist, tuple(self._messages), tuple(self._replies),
+                      tuple(self._executed), self.status(), durable_first)
         self._persist.clear()
         self._messages.clear()
         self._replies.clear()
@@ -1380,7 +1379,7 @@ class Replica:
             self.stable_checkpoint,
             self.last_executed,
         )
-        assert self.last_executed <= self.high_watermark
+        assert self.last_executed <= self.stable_checkpoint + self._log_window
         assert self._fetch is None or self._fetch.sequence == self.stable_checkpoint
 
 
