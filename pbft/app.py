@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 import msgpack
 
+from pbft.codec import packb_canonical
 from pbft.crypto import sha256
 from pbft.messages import slot_init
 
@@ -97,7 +98,9 @@ KvResult = tuple[str, bytes | None] | tuple[str, str, str]
 
 
 def _pack(value: object) -> bytes:
-    return msgpack.packb(value, use_bin_type=True)
+    # The codec's reused Packer: `msgpack.packb` builds a new one, with a 256 KiB buffer, at
+    # every call, which costs more than packing an operation or a result.
+    return packb_canonical(value)
 
 
 def _unpack(data: bytes) -> object:
@@ -113,7 +116,10 @@ def _unpack(data: bytes) -> object:
 
 
 def _ok(value: bytes | None) -> bytes:
-    return _pack(["ok", value])
+    return _OK_NONE if value is None else _pack(["ok", value])
+
+
+_OK_NONE = _pack(["ok", None])  # the result of every put: packed once
 
 
 def _error(code: str, message: str) -> bytes:
@@ -305,10 +311,14 @@ class KeyValueStore:
             return _error(
                 KV_MALFORMED, f"{verb} takes {len(signature)} argument(s), got {len(args)}"
             )
-        for position, (arg, types) in enumerate(zip(args, signature), start=1):
-            if not isinstance(arg, types):
-                return _error(KV_MALFORMED, f"{verb}: argument {position} has the wrong type")
-        if len(args[0].encode("utf-8")) > self.key_bytes_max:
+        position = 0
+        for arg in args:
+            if not isinstance(arg, signature[position]):
+                return _error(KV_MALFORMED, f"{verb}: argument {position + 1} has the wrong type")
+            position += 1
+        key = args[0]
+        # A str of n characters encodes to at most 4n UTF-8 bytes: encode only long keys.
+        if 4 * len(key) > self.key_bytes_max and len(key.encode("utf-8")) > self.key_bytes_max:
             return _error(KV_KEY_TOO_LARGE, f"key longer than {self.key_bytes_max} bytes")
         return verb, args
 
