@@ -59,6 +59,14 @@ _TRACE_SHAPES: dict[type, tuple[str, bool, bool]] = {
     for kind in TAGS
 }
 TICK_MS = 10
+#: What a simulation changes in the shipped `ClusterConfig` (unless `config_overrides` says
+#: otherwise): short timeouts and frequent checkpoints, so that runs of a few virtual seconds
+#: exercise view changes, checkpoints, garbage collection and state transfer.
+SIMULATION_CONFIG: dict[str, int] = {
+    "request_timeout_ms": 1_000, "view_change_timeout_ms": 2_000,
+    "client_retry_timeout_ms": 500, "state_transfer_timeout_ms": 500,
+    "checkpoint_interval": 8, "log_window": 32,
+}
 #: After the last scheduled action and the last client, replicas get this long to catch up.
 SETTLE_US = 1_000_000
 
@@ -246,10 +254,7 @@ class Simulation:
         self.verifier: Verifier = InsecureVerifier() if insecure_signatures else Ed25519Verifier()
         self.make_signer = make_signer
         self.signers = [make_signer(f"replica-{i}") for i in range(replicas)]
-        overrides = {"request_timeout_ms": 1_000, "view_change_timeout_ms": 2_000,
-                     "client_retry_timeout_ms": 500, "state_transfer_timeout_ms": 500,
-                     "checkpoint_interval": 8, "log_window": 32}
-        overrides.update(config_overrides or {})
+        overrides = {**SIMULATION_CONFIG, **(config_overrides or {})}
         self.config = ClusterConfig(
             replicas=tuple(ReplicaInfo(i, s.public_key) for i, s in enumerate(self.signers)),
             **overrides,
