@@ -109,6 +109,13 @@ def test_key_bytes_max():
     assert run(store, kv_put("abc", b"")) == ("ok", None)
     assert error_code(run(store, kv_put("abcd", b""))) == "key_too_large"
     assert error_code(run(store, kv_get("é" * 2))) == "key_too_large"  # 4 UTF-8 bytes
+    # The bound is on UTF-8 bytes, not characters, at both edges.
+    assert run(store, kv_put("é", b"")) == ("ok", None)  # 2 bytes
+    assert error_code(run(store, kv_put("\U0001F600", b""))) == "key_too_large"  # 4 bytes
+    assert run(KeyValueStore(key_bytes_max=4), kv_put("\U0001F600", b"")) == ("ok", None)
+    assert run(KeyValueStore(key_bytes_max=1024), kv_put("k" * 1024, b"")) == ("ok", None)
+    assert error_code(run(KeyValueStore(key_bytes_max=1024), kv_put("k" * 1025, b""))) == (
+        "key_too_large")
 
 
 @pytest.mark.parametrize("bound", ["keys_max", "value_bytes_max", "key_bytes_max"])

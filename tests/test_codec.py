@@ -48,6 +48,7 @@ from pbft.messages import (
     Reply,
     Request,
     ViewChange,
+    slot_init,
 )
 
 # --- strategies: valid instances of every message type -----------------------------------------
@@ -232,6 +233,35 @@ def test_a_message_is_an_array_of_its_tag_and_fields_in_order(message):
     array = msgpack.unpackb(encode(message), raw=False)
     assert array[0] == TAGS[type(message)]
     assert len(array) == 1 + len(dataclasses.fields(message))
+
+
+@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+@given(messages)
+def test_messages_built_through_their_slots_behave_as_dataclasses(message):
+    """`slot_init`: the __init__ of every message fills its slots directly, and the instances
+    are the dataclass's own: positional and keyword construction, equality, hashing,
+    `dataclasses.replace`, frozen fields, a missing field refused."""
+    cls = type(message)
+    assert cls.__init__.__qualname__ == f"{cls.__name__}.__init__"
+    values = [getattr(message, f.name) for f in dataclasses.fields(cls)]
+    names = [f.name for f in dataclasses.fields(cls)]
+    assert cls(*values) == message == cls(**dict(zip(names, values)))
+    assert hash(cls(*values)) == hash(message)
+    assert dataclasses.replace(message) == message
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        setattr(message, names[0], values[0])
+    with pytest.raises(TypeError, match="missing 1 required positional argument"):
+        cls(*values[:-1])
+
+
+def test_slot_init_refuses_a_class_with_defaults():
+    @dataclasses.dataclass(frozen=True, slots=True)
+    class WithDefault:
+        a: int
+        b: int = 0
+
+    with pytest.raises(TypeError, match="WithDefault has a field with a default"):
+        slot_init(WithDefault)
 
 
 def test_nested_messages_carry_their_own_tags():

@@ -3,12 +3,14 @@ scenario of the catalogue passing its CI seeds under every checker, and the comm
 
 from __future__ import annotations
 
+import gc
 import json
 import subprocess
 import sys
 
 import pytest
 
+from simulations.engine import Simulation
 from simulations.scenarios import CATALOGUE, run_scenario
 
 
@@ -41,6 +43,39 @@ def test_a_batching_delay_fills_batches_and_saves_deliveries():
     assert plain_requests == batched_requests
     assert batched_batches < 0.75 * plain_batches
     assert batched_deliveries < 0.8 * plain_deliveries
+
+
+@pytest.fixture
+def gc_thresholds():
+    saved = gc.get_threshold()
+    yield
+    gc.set_threshold(*saved)
+
+
+@pytest.mark.parametrize(("before", "during"), [((700, 10, 10), (10_000, 10, 10)),
+                                                ((50_000, 5, 5), (50_000, 5, 5)),
+                                                ((0, 10, 10), (0, 10, 10))])
+def test_a_run_relaxes_young_collections_and_restores_the_thresholds(gc_thresholds, before,
+                                                                      during):
+    """The collector's first threshold is raised for the run, never lowered, and a threshold
+    of 0 (collection off) is left alone; afterwards the thresholds are as they were, also
+    when the run raises."""
+    gc.set_threshold(*before)
+    seen = []
+    sim = Simulation(seed=1, clients=1, requests_per_client=2)
+    sim.at(5, lambda s: seen.append(gc.get_threshold()), fault=False)
+    assert sim.run(until_ms=2_000)
+    assert seen == [during]
+    assert gc.get_threshold() == before
+
+    def fail(_sim):
+        raise RuntimeError("an action failed")
+
+    failing = Simulation(seed=1, clients=1, requests_per_client=2)
+    failing.at(5, fail, fault=False)
+    with pytest.raises(RuntimeError, match="an action failed"):
+        failing.run(until_ms=2_000)
+    assert gc.get_threshold() == before
 
 
 CI_RUNS = [(name, seed) for name, entry in CATALOGUE.items() for seed in entry.seeds]
