@@ -55,9 +55,8 @@ class Status:
     pending_requests: int
 
 
-# Built at every step: its __init__ fills the slots as `slot_init` does, by hand because
-# `durable_first` has a default.
-@dataclass(frozen=True, slots=True, init=False)
+@slot_init
+@dataclass(frozen=True, slots=True)
 class Ready:
     """One batch of work, handled in this order by the driver:
 
@@ -79,21 +78,3 @@ class Ready:
     executed: tuple[ExecutedBatch, ...]
     status: Status
     durable_first: bool
-
-    def __init__(self, persist: tuple[Message, ...], messages: tuple[Outbound, ...],
-                 replies: tuple[Reply, ...], executed: tuple[ExecutedBatch, ...],
-                 status: Status, durable_first: bool = True) -> None:
-        _set_persist(self, persist)
-        _set_messages(self, messages)
-        _set_replies(self, replies)
-        _set_executed(self, executed)
-        _set_status(self, status)
-        _set_durable_first(self, durable_first)
-
-
-_set_persist = Ready.persist.__set__  # type: ignore[attr-defined]
-_set_messages = Ready.messages.__set__  # type: ignore[attr-defined]
-_set_replies = Ready.replies.__set__  # type: ignore[attr-defined]
-_set_executed = Ready.executed.__set__  # type: ignore[attr-defined]
-_set_status = Ready.status.__set__  # type: ignore[attr-defined]
-_set_durable_first = Ready.durable_first.__set__  # type: ignore[attr-defined]
