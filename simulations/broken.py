@@ -20,6 +20,8 @@ What exposes each (found by `simulations.search`; tests/test_sim_checkers.py swe
     amnesiac           N10  an equivocating primary and a backup that dies after sending
                             PREPAREs that never became durable, restarted before the twins
                             arrive: single_vote
+    forgetful_new_primary   V3  a view change (the primary cut off or crashed) while the new
+                            primary lags behind its NEW-VIEW: single_vote
 
 `BROKEN` names them for the command line and for replay files
 (`python -m simulations.search --broken NAME`).
@@ -32,7 +34,7 @@ from dataclasses import replace
 from pbft.core import Replica, quorum
 from pbft.core.client_table import ClientTable
 from pbft.core.log import LogEntry
-from pbft.messages import Commit, Message, Prepare, ViewChange
+from pbft.messages import Commit, Message, NewView, Prepare, ViewChange
 
 from .byzantine import Behaviour, Send
 from .engine import Simulation
@@ -112,7 +114,6 @@ class ReexecutingReplica(Replica):
         self.client_table = _ForgetfulClientTable(self.config.client_table_max)
 
 
-#: Broken replica classes by name (for `--broken NAME` and for replay files).
 class AmnesiacReplica(Replica):
     """N10 across a crash: after recovery, votes again where its lost (sent but never durable)
     votes may have been, instead of withholding up to its vote horizon (pbft.messages.VoteHorizon)."""
@@ -121,12 +122,24 @@ class AmnesiacReplica(Replica):
         return False
 
 
+class ForgetfulNewPrimary(Replica):
+    """Breaks V3/N10: a new primary numbers its next batches from its last executed sequence
+    instead of above the NEW-VIEW's PRE-PREPAREs, so it proposes a second, different
+    PRE-PREPARE for a (view, sequence) its NEW-VIEW already assigned."""
+
+    def _install_view(self, new_view: NewView) -> None:
+        super()._install_view(new_view)
+        self._last_assigned = self.last_executed
+
+
+#: Broken replica classes by name (for `--broken NAME` and for replay files).
 BROKEN: dict[str, type[Replica]] = {
     "double_vote": DoubleVoteReplica,
     "commit_on_2f": CommitOn2fReplica,
     "no_conflict_check": NoConflictCheckReplica,
     "reexecute": ReexecutingReplica,
     "amnesiac": AmnesiacReplica,
+    "forgetful_new_primary": ForgetfulNewPrimary,
 }
 
 

@@ -23,7 +23,7 @@ from pbft.config import ClusterConfig, ReplicaInfo
 from pbft.core import ClientResult, ClientSession, ExecutedBatch, Replica
 from pbft.crypto import Signer, Verifier
 from pbft.ed25519 import Ed25519Verifier
-from pbft.messages import Commit, Prepare, PrePrepare, Reply
+from pbft.messages import Commit, NewView, Prepare, PrePrepare, Reply
 
 from .cluster import deterministic_signer
 from .network import Network, NetworkProfile
@@ -564,14 +564,20 @@ class Simulation:
                     self.send(replica_id, to, message)
 
     def _note_votes(self, replica_id: int, messages: tuple) -> None:
-        """Remember the digest of each vote a replica without a behaviour sends (single_vote)."""
+        """Remember the digest of each vote a replica without a behaviour sends (single_vote):
+        its PRE-PREPAREs, PREPAREs and COMMITs, and the PRE-PREPAREs of its NEW-VIEWs (V2)."""
         for outbound in messages:
             vote = outbound.message
             if type(vote) in _VOTES:
-                key = (replica_id, type(vote), vote.view, vote.sequence)
-                if self.votes_sent.setdefault(key, vote.digest) != vote.digest:
-                    self.double_votes.append(
-                        (replica_id, type(vote).__name__, vote.view, vote.sequence))
+                self._note_vote(replica_id, vote)
+            elif type(vote) is NewView:
+                for pre_prepare in vote.pre_prepares:
+                    self._note_vote(replica_id, pre_prepare)
+
+    def _note_vote(self, replica_id: int, vote: PrePrepare | Prepare | Commit) -> None:
+        key = (replica_id, type(vote), vote.view, vote.sequence)
+        if self.votes_sent.setdefault(key, vote.digest) != vote.digest:
+            self.double_votes.append((replica_id, type(vote).__name__, vote.view, vote.sequence))
 
     # ------------------------------------------------------------------ clients
 

@@ -9,7 +9,7 @@ import pytest
 
 from pbft.app import ExecutionContext, KeyValueStore, kv_append
 from pbft.core import ExecutedBatch, ExecutedRequest, Replica
-from pbft.messages import Request
+from pbft.messages import NewView, PrePrepare, Request
 from simulations import checkers
 from simulations.broken import BROKEN, use_replica_class
 from simulations.engine import Simulation
@@ -188,6 +188,7 @@ CAUGHT = [
     ("commit_on_2f", _COLLUDING, range(12), "agreement"),
     ("no_conflict_check", _EQUIVOCATING, range(10), "agreement"),
     ("amnesiac", "byz_equivocating_primary_amnesiac_backup", range(1, 10), "single_vote"),
+    ("forgetful_new_primary", "crash_primary", range(1, 10), "single_vote"),
 ]
 
 
@@ -232,3 +233,26 @@ def test_broken_replica_is_caught_by_the_right_checker(broken, where, seeds, che
 def test_every_broken_replica_is_covered():
     assert {c[0] for c in CAUGHT} == set(BROKEN)
 
+
+
+def test_single_vote_counts_the_pre_prepares_of_a_new_view_as_the_new_primary_s_votes():
+    """V2/N10: the PRE-PREPAREs inside a NEW-VIEW commit the new primary to their digests as
+    much as PRE-PREPAREs sent alone, so single_vote notes them (a new primary that proposes
+    over them, `ForgetfulNewPrimary`, is caught in the sweep above)."""
+    entry = CATALOGUE["crash_primary"]
+    sim = entry.build(1)
+    new_views = []
+    send = sim.send
+
+    def recording(source, destinations, message):
+        if type(message) is NewView:
+            new_views.append((source, message))
+        send(source, destinations, message)
+
+    sim.send = recording
+    result = run_scenario(entry, 1, sim)
+    assert result.violations == [] and result.liveness
+    noted = [(source, pp) for source, nv in new_views for pp in nv.pre_prepares]
+    assert noted, "the scenario's view change sent no NEW-VIEW with PRE-PREPAREs"
+    for source, pp in noted:
+        assert sim.votes_sent[(source, PrePrepare, pp.view, pp.sequence)] == pp.digest

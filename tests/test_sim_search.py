@@ -39,6 +39,7 @@ TARGETS = {
     "commit_on_2f": ("agreement", ("colluding_backup",)),
     "no_conflict_check": ("agreement", ("equivocating_primary",)),
     "amnesiac": ("single_vote", ("equivocating_primary",)),
+    "forgetful_new_primary": ("single_vote", ()),
 }
 EXAMPLES = 300
 #: The amnesiac replica needs a crash in the one write whose votes already left, then a restart
