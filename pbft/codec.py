@@ -553,14 +553,19 @@ _SPECS_BY_TAG: dict[int, _MessageSpec] = {spec.tag: spec for spec in _SPECS.valu
 #: 256 KiB buffer, at every call, which costs more than packing a vote. (A Packer resets itself
 #: after each `pack`, also when packing fails; it is not thread-safe, hence one per thread.)
 _packers = threading.local()
+#: A Packer keeps the largest buffer it ever grew to: after packing more than this (a state
+#: snapshot), it is let go, and with it the buffer.
+_PACKER_KEPT_BYTES_MAX = 1 << 20
 
 
 def _pack(array: Any) -> bytes:
-    try:
-        packer = _packers.packer
-    except AttributeError:
+    packer = getattr(_packers, "packer", None)
+    if packer is None:
         packer = _packers.packer = msgpack.Packer(use_bin_type=True)
-    return packer.pack(array)
+    data = packer.pack(array)
+    if len(data) > _PACKER_KEPT_BYTES_MAX:
+        _packers.packer = None
+    return data
 
 
 def encode(message: Message) -> bytes:

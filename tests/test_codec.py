@@ -254,14 +254,77 @@ def test_messages_built_through_their_slots_behave_as_dataclasses(message):
         cls(*values[:-1])
 
 
-def test_slot_init_refuses_a_class_with_defaults():
+def _with_default():
     @dataclasses.dataclass(frozen=True, slots=True)
-    class WithDefault:
+    class C:
         a: int
         b: int = 0
+    return C
 
-    with pytest.raises(TypeError, match="WithDefault has a field with a default"):
-        slot_init(WithDefault)
+
+def _with_factory():
+    @dataclasses.dataclass(frozen=True, slots=True)
+    class C:
+        a: tuple = dataclasses.field(default_factory=tuple)
+    return C
+
+
+def _not_in_init():
+    @dataclasses.dataclass(frozen=True, slots=True)
+    class C:
+        a: int
+        b: int = dataclasses.field(init=False, default=0)
+    return C
+
+
+def _kw_only():
+    @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+    class C:
+        a: int
+    return C
+
+
+def _init_var():
+    @dataclasses.dataclass(frozen=True, slots=True)
+    class C:
+        a: int
+        b: dataclasses.InitVar[int]
+    return C
+
+
+def _post_init():
+    @dataclasses.dataclass(frozen=True, slots=True)
+    class C:
+        a: int
+
+        def __post_init__(self):
+            pass
+    return C
+
+
+def _not_frozen():
+    @dataclasses.dataclass(slots=True)
+    class C:
+        a: int
+    return C
+
+
+def _no_slots():
+    @dataclasses.dataclass(frozen=True)
+    class C:
+        a: int
+    return C
+
+
+@pytest.mark.parametrize(("make", "reason"), [
+    (_with_default, "has a default"), (_with_factory, "has a default"),
+    (_not_in_init, "init=False"), (_kw_only, "kw_only"), (_init_var, "InitVar"),
+    (_post_init, "__post_init__"), (_not_frozen, "not a frozen, slotted dataclass"),
+    (_no_slots, "not a frozen, slotted dataclass"), (lambda: tuple, "not a frozen"),
+])
+def test_slot_init_refuses_a_class_it_would_build_wrongly(make, reason):
+    with pytest.raises(TypeError, match=reason):
+        slot_init(make())
 
 
 def test_nested_messages_carry_their_own_tags():
@@ -768,3 +831,16 @@ def test_decoding_a_full_batch_is_fast():
             decode(encoded)
         best = min(best, (time.perf_counter() - start) / rounds)
     assert best < 1e-3, f"decoding a 100-request PRE-PREPARE took {best * 1e6:.0f} µs"
+
+
+def test_the_reused_packer_is_let_go_after_a_large_value():
+    """A msgpack Packer keeps the largest buffer it grew to: after packing a state snapshot of
+    more than 1 MiB, the codec drops it (and its buffer) and packs with a fresh one."""
+    from pbft import codec
+
+    small = codec.packb_canonical([1, b"x"])
+    assert codec._packers.packer is not None
+    large = codec.packb_canonical([b"x" * (2 << 20)])
+    assert msgpack.unpackb(large) == [b"x" * (2 << 20)]
+    assert getattr(codec._packers, "packer", None) is None
+    assert codec.packb_canonical([1, b"x"]) == small

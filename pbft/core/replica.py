@@ -1379,7 +1379,7 @@ class Replica:
             self.stable_checkpoint,
             self.last_executed,
         )
-        assert self.last_executed <= self.stable_checkpoint + self._log_window
+        assert self.last_executed <= self.high_watermark
         assert self._fetch is None or self._fetch.sequence == self.stable_checkpoint
 
 
