@@ -97,10 +97,9 @@ _KV_SNAPSHOT_TAG = "kv/1"
 KvResult = tuple[str, bytes | None] | tuple[str, str, str]
 
 
-def _pack(value: object) -> bytes:
-    # The codec's reused Packer: `msgpack.packb` builds a new one, with a 256 KiB buffer, at
-    # every call, which costs more than packing an operation or a result.
-    return packb_canonical(value)
+#: The codec's reused Packer: `msgpack.packb` builds a new one, with a 256 KiB buffer, at every
+#: call, which costs more than packing an operation or a result.
+_pack = packb_canonical
 
 
 def _unpack(data: bytes) -> object:

@@ -478,27 +478,31 @@ class Simulation:
     def send(self, source: Any, destinations: tuple, message: Any) -> None:
         """Put one message on the network from `source` to each destination."""
         payload = encode(message) if self.wire and not isinstance(message, bytes) else message
-        now = self.now_us
-        heap = self._heap
         plain = self.network.plain_latency_us()
         if plain is not None:
-            # The common case, no fault in force: one latency draw per copy, as `arrivals_us`.
-            low, spread = plain
-            draw = self.rng.random
-            for destination in destinations:
-                self._counter += 1
-                heapq.heappush(heap, (now + int(low + spread * draw()), self._counter, _DELIVER,
-                                      destination, source, payload))
+            self._send_plain(source, destinations, payload, plain)
             return
+        now = self.now_us
         arrivals = self.network.arrivals_us
         for destination in destinations:
             for at_us in arrivals(source, destination, now):
                 self._schedule(at_us, _DELIVER, destination, source, payload)
 
+    def _send_plain(self, source: Any, destinations: tuple, payload: Any,
+                    plain: tuple[float, float]) -> None:
+        """`send` in the common case, no fault in force (`Network.plain_latency_us`): one
+        latency draw per copy, consuming the generator exactly as `arrivals_us` would."""
+        low, spread = plain
+        draw = self.rng.random
+        heap, push, now, counter = self._heap, heapq.heappush, self.now_us, self._counter
+        for destination in destinations:
+            counter += 1
+            push(heap, (now + int(low + spread * draw()), counter, _DELIVER, destination, source,
+                        payload))
+        self._counter = counter
+
     def _flush(self, replica_id: int) -> None:
         replica = self.replicas[replica_id]
-        if not replica.has_ready():
-            return  # most deliveries (a vote short of its quorum) produce nothing
         behaviour = self.behaviours.get(replica_id)
         storage = self.storages[replica_id]
         while replica.has_ready():
@@ -532,23 +536,14 @@ class Simulation:
             if not self.wire and "send" not in self.__dict__:
                 plain = self.network.plain_latency_us()
         if plain is not None:
-            # The common case, inline: what `send` does for each message and reply, in the
-            # same order, with the same draws from the generator. (Not when `send` has been
-            # replaced on this simulation, e.g. by a test recording what is sent.)
-            low, spread = plain
-            draw = self.rng.random
-            heap, push, now, counter = self._heap, heapq.heappush, self.now_us, self._counter
+            # The common case: what `send` does, without asking the network again for each
+            # message. (Not when `send` has been replaced on this simulation, e.g. by a test
+            # recording what is sent.)
+            send_plain = self._send_plain
             for outbound in ready.messages:
-                message = outbound.message
-                for destination in outbound.to:
-                    counter += 1
-                    push(heap, (now + int(low + spread * draw()), counter, _DELIVER,
-                                destination, replica_id, message))
+                send_plain(replica_id, outbound.to, outbound.message, plain)
             for reply in ready.replies:
-                counter += 1
-                push(heap, (now + int(low + spread * draw()), counter, _DELIVER,
-                            reply.client, replica_id, reply))
-            self._counter = counter
+                send_plain(replica_id, (reply.client,), reply, plain)
             return
         for outbound in ready.messages:
             if behaviour is None:

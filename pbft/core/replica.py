@@ -170,10 +170,11 @@ class Replica:
         self._replies: list[Reply] = []
         self._executed: list[ExecutedBatch] = []
         self._awaiting_advance = False
+        #: The last `status()` and what it was built from (reused while that is unchanged).
         self._status_key: tuple[int, int, int, int] | None = None
+        self._status: Status | None = None
         #: (snapshot, its SHA-256) of our latest checkpoint (C1), so C2 does not hash it again.
         self._last_snapshot_digest: tuple[bytes, bytes] | None = None
-        self._status: Status | None = None
 
         self._handlers = {
             Request: self._on_request,
