@@ -102,8 +102,3 @@ def commit_batch(replica: Replica, pp: PrePrepare) -> None:
     for r in range(4):
         if r != replica.id:
             replica.receive(commit(pp, r))
-
-
-# Cheap stand-ins for long runs whose subject is not cryptography (never outside tests).
-from simulations.engine import InsecureSigner as InsecureFastSigner  # noqa: E402, F401
-from simulations.engine import InsecureVerifier as InsecureFastVerifier  # noqa: E402, F401

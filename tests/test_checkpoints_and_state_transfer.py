@@ -11,10 +11,9 @@ from pbft.codec import signing_payload
 from pbft.messages import Checkpoint, StateChunk
 
 from simulations.cluster import InProcessCluster
+from simulations.engine import InsecureSigner, InsecureVerifier
 
 from .corekit import (
-    InsecureFastSigner,
-    InsecureFastVerifier,
     commit_batch,
     drain,
     make_replica,
@@ -151,8 +150,8 @@ def test_memory_stays_bounded_over_100000_requests():
     stand-in here: this test is about memory, not cryptography.)"""
     config = {"checkpoint_interval": 16, "log_window": 32, "batch_size_max": 50}
     cluster = InProcessCluster(
-        4, seed=2, wire=False, verifier=InsecureFastVerifier(),
-        signer_factory=InsecureFastSigner, config_overrides=config,
+        4, seed=2, wire=False, verifier=InsecureVerifier(),
+        signer_factory=InsecureSigner, config_overrides=config,
     )
     sessions = [cluster.add_client(f"c{i}") for i in range(100)]
     cluster.run_workload(sessions, 1_000, lambda c, i: kv_put(f"k{c}", b"%d" % i))
