@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 
+import types
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pbft.core import sizes
 from pbft.config import (
     BOUND_NAMES,
     ClusterConfig,
@@ -282,6 +285,19 @@ def cluster_configs(draw) -> ClusterConfig:
     bounds["log_window"] = k * draw(st.integers(2, 64))
     bounds["batch_size_max"] = draw(st.integers(1, 10_000))
     bounds["batch_delay_ms"] = draw(st.integers(0, bounds["request_timeout_ms"] - 1))
+    bounds["propose_timeout_ms"] = draw(
+        st.integers(bounds["batch_delay_ms"] + 1, bounds["request_timeout_ms"]))
+    # The size bounds are drawn as room above what the bound below them needs.
+    largest_request = sizes.REQUEST_OVERHEAD_BYTES + bounds["operation_bytes_max"]
+    bounds["batch_bytes_max"] = (sizes.PRE_PREPARE_OVERHEAD_BYTES + largest_request
+                                 + draw(st.integers(0, 2**30)))
+    bounds["pending_bytes_max"] = largest_request + draw(st.integers(0, 2**30))
+    bounds["stash_bytes_max"] = bounds["batch_bytes_max"] + draw(st.integers(0, 2**30))
+    draft = types.SimpleNamespace(n=n, **bounds)
+    bounds["frame_bytes_max"] = max(
+        sizes.CONTAINER_OVERHEAD_BYTES + bounds["batch_bytes_max"] + sizes.VOTE_BYTES * n,
+        sizes.new_view_bytes_max(draft), sizes.view_change_bytes_max(draft),
+    ) + draw(st.integers(0, 2**30))
     return ClusterConfig.create(rs, **bounds)
 
 
