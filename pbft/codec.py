@@ -154,6 +154,8 @@ class Limits:
     certificate_entries_max: int = 10_000
     #: Bytes of snapshot in one STATE-CHUNK.
     state_chunk_bytes_max: int = 1024 * 1024
+    #: Hashes in a STATE-CHUNK's Merkle proof: ⌈log2 chunks⌉ of the largest snapshot (S1').
+    state_proof_entries_max: int = 64
     #: Bytes of a whole snapshot in a durable SnapshotRecord (storage decodes with this).
     snapshot_bytes_max: int = 1024 * 1024 * 1024
 
@@ -176,8 +178,16 @@ class Limits:
             batch_size_max=config.batch_size_max,
             certificate_entries_max=config.log_window * config.n + 64,
             state_chunk_bytes_max=config.state_chunk_bytes,
+            state_proof_entries_max=_proof_entries_max(config),
             snapshot_bytes_max=config.snapshot_bytes_max,
         )
+
+
+def _proof_entries_max(config: Any) -> int:
+    """⌈log2 chunks⌉ for a snapshot of `snapshot_bytes_max` in chunks of `state_chunk_bytes`
+    (`pbft.core.state_transfer.proof_entries_max`; the codec does not import the core)."""
+    chunks = max(1, -(-config.snapshot_bytes_max // config.state_chunk_bytes))
+    return (chunks - 1).bit_length()
 
 
 DEFAULT_LIMITS = Limits()
@@ -198,7 +208,8 @@ def _unpack_options(limits: Limits) -> dict[str, Any]:
         # A str is never valid, but one that would fit as bytes is reported as WrongType.
         "max_str_len": bytes_max,
         "max_array_len": max(
-            limits.batch_size_max, limits.certificate_entries_max, _FIELD_COUNT_MAX
+            limits.batch_size_max, limits.certificate_entries_max, limits.state_proof_entries_max,
+            _FIELD_COUNT_MAX,
         ),
         "max_map_len": 0,
         "max_ext_len": 0,
@@ -279,6 +290,30 @@ def _bounded_bytes_check(limit_name: str) -> Callable[[str], _Check]:
     return make
 
 
+def _digests_check(limit_name: str) -> Callable[[str], _Check]:
+    def make(where: str) -> _Check:
+        def check(value: Any, limits: Limits) -> tuple:
+            if type(value) is not tuple:
+                raise WrongType(f"{where}: expected array of digests, got {_type_name(value)}")
+            limit = getattr(limits, limit_name)
+            if len(value) > limit:
+                raise ContainerTooLarge(
+                    f"{where}: {len(value)} entries exceeds {limit_name}={limit}"
+                )
+            for index, item in enumerate(value):
+                if type(item) is not bytes:
+                    raise WrongType(f"{where}[{index}]: expected bytes, got {_type_name(item)}")
+                if len(item) != DIGEST_BYTES:
+                    raise ValueOutOfRange(
+                        f"{where}[{index}]: expected {DIGEST_BYTES} bytes, got {len(item)}"
+                    )
+            return value
+
+        return check
+
+    return make
+
+
 def _message_check(cls: type) -> Callable[[str], _Check]:
     def make(where: str) -> _Check:
         def check(value: Any, limits: Limits) -> Any:
@@ -352,6 +387,14 @@ def _bounded_bytes(limit_name: str) -> _Rule:
     )
 
 
+def _digests(limit_name: str) -> _Rule:
+    return _Rule(
+        _digests_check(limit_name),
+        f"type({{v}}) is tuple and len({{v}}) <= limits.{limit_name} and all("
+        f"type(x) is bytes and len(x) == {DIGEST_BYTES} for x in {{v}})",
+    )
+
+
 def _one(cls: type) -> _Rule:
     return _Rule(_message_check(cls), nested=cls)
 
@@ -384,8 +427,9 @@ _FIELD_RULES: dict[str, _Rule] = {
     "view_changes": _many(ViewChange, "certificate_entries_max"),
     "pre_prepares": _many(PrePrepare, "certificate_entries_max"),
     "chunk": _UINT,
-    "chunks_total": _UINT,
+    "snapshot_bytes": _UINT,
     "data": _bounded_bytes("state_chunk_bytes_max"),
+    "proof": _digests("state_proof_entries_max"),
     "commits": _many(Commit, "certificate_entries_max"),
     "snapshot": _bounded_bytes("snapshot_bytes_max"),
 }

@@ -63,6 +63,13 @@ class ClusterConfig:
     state_chunk_bytes: int = 256 * 1024
     #: S1: the largest snapshot a replica accepts from another (bounds a fetch's memory).
     snapshot_bytes_max: int = 1024 * 1024 * 1024
+    #: S1': chunk requests a fetching replica keeps outstanding, spread over the n - 1 others:
+    #: each is asked at most q = ceil(state_fetch_window / (n - 1)) chunks per
+    #: state_transfer_timeout_ms. A replica serves each requester 2q chunks at once and q per
+    #: state_transfer_timeout_ms after that, which never refuses a fetcher pacing itself so.
+    #: A fetch of C chunks with g correct sources takes at most about C / (g q) periods
+    #: (`pbft.core.state_transfer.StateFetch` states the bound).
+    state_fetch_window: int = 64
     #: D1: a backup refuses a batch timestamp further than this from its own clock.
     timestamp_skew_max_ms: int = 30_000
     #: A client multicasts its request when no result arrived within this (N9).
@@ -273,6 +280,12 @@ def _check_message_sizes(config: ClusterConfig) -> None:
         raise ConfigError(
             f"stash_bytes_max = {config.stash_bytes_max} must hold at least one batch "
             f"(batch_bytes_max = {config.batch_bytes_max})"
+        )
+    state_chunk = sizes.state_chunk_bytes_max(config)
+    if state_chunk > frame:
+        raise ConfigError(
+            f"state_chunk_bytes = {config.state_chunk_bytes}: a STATE-CHUNK with its proof "
+            f"needs {state_chunk} bytes, above frame_bytes_max = {frame}"
         )
     view_change = sizes.view_change_bytes_max(config)
     new_view = sizes.new_view_bytes_max(config)

@@ -198,14 +198,17 @@ class FetchState:
 @slot_init
 @dataclass(frozen=True, slots=True)
 class StateChunk:
-    """S1: one chunk of the snapshot at `sequence`. The whole snapshot's SHA-256 is the
-    checkpoint digest, so the fetcher checks it against the 2f + 1 CHECKPOINT proof before
-    restoring anything; the signature names the replica to blame if it does not match."""
+    """S1, S1': chunk `chunk` of the snapshot at `sequence`, which is `snapshot_bytes` long, with
+    its Merkle `proof` (sibling hashes, lowest first). The checkpoint digest commits to the size
+    and every chunk (`pbft.core.state_transfer`), so the fetcher checks each chunk against the
+    2f + 1 CHECKPOINT proof as it arrives; the signature names the replica to blame if one
+    does not verify."""
 
     sequence: int
     chunk: int
-    chunks_total: int
+    snapshot_bytes: int
     data: bytes
+    proof: tuple[bytes, ...]
     replica: int
     signature: bytes
 

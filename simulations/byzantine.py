@@ -776,8 +776,8 @@ class FalseCheckpoints(Behaviour):
 
 class CorruptSnapshot(Behaviour):
     """Serves state transfer with a corrupted snapshot: one byte of every STATE-CHUNK it sends
-    is flipped, and the chunk re-signed. The fetcher must find that the assembled snapshot does
-    not match the proven checkpoint digest (`bad_snapshot`) and ask another replica."""
+    is flipped, and the chunk re-signed. The fetcher must find that the chunk's proof does not
+    lead to the proven checkpoint digest (`bad_state_chunk`, S1') and ask another replica."""
 
     description = "corrupted snapshot chunks during state transfer"
 

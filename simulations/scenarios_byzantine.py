@@ -308,10 +308,11 @@ def _future_view_flood(seed: int) -> Simulation:
 # ------------------------------------------------------------------ state transfer
 
 
-@scenario("byz_corrupt_snapshot", "backup 1 loses its disk and fetches the state; backup 2, "
-                                  "asked first, serves corrupted chunks and batches")
+@scenario("byz_corrupt_snapshot", "backup 1 loses its disk and fetches the state (in 64-byte "
+                                  "chunks); backup 2 serves corrupted chunks and batches")
 def _corrupt_snapshot(seed: int) -> Simulation:
-    sim = _sim(seed, behaviours={2: Compose(CorruptSnapshot(), CorruptLoggedBatches())})
+    sim = _sim(seed, behaviours={2: Compose(CorruptSnapshot(), CorruptLoggedBatches())},
+               config_overrides={"state_chunk_bytes": 64})
     sim.at(300, lambda s: s.crash(1))
     sim.at(1_200, lambda s: s.restart(1, wipe=True))
     return sim

@@ -31,6 +31,8 @@ SMALL = {
     "client_retry_timeout_ms": 200,
     "state_transfer_timeout_ms": 300,
 }
+#: Snapshots of several chunks, so that every source is asked for some (S1').
+SMALL_CHUNKS = {**SMALL, "state_chunk_bytes": 64}
 
 
 def _run(cluster, sessions, count, key="k"):
@@ -104,10 +106,10 @@ def test_s1_a_backup_cut_off_for_10_checkpoint_intervals_rejoins_by_state_transf
 
 
 def test_s1_a_replica_serving_a_corrupted_snapshot_is_detected_and_another_is_used():
-    """S1: replica 0 flips a bit in every STATE-CHUNK it serves; replica 3, restarted with an
-    empty state, rejects the snapshot (its digest does not match the proof) and gets it from
-    the next replica."""
-    cluster = InProcessCluster(4, seed=5, config_overrides=SMALL)
+    """S1, S1': replica 0 flips a bit in every STATE-CHUNK it serves; replica 3, restarted with
+    an empty state, refuses each such chunk as it arrives (its Merkle proof no longer leads to
+    the proven digest) and gets the snapshot from the others."""
+    cluster = InProcessCluster(4, seed=5, config_overrides=SMALL_CHUNKS)
     liar = cluster.signers[0]
 
     def corrupt(to, message):
@@ -124,7 +126,7 @@ def test_s1_a_replica_serving_a_corrupted_snapshot_is_detected_and_another_is_us
     _run(cluster, sessions, 20)
     restarted = cluster.restart(3, empty=True)
     _run(cluster, sessions, 20)
-    assert restarted.dropped["bad_snapshot"] >= 1
+    assert restarted.dropped["bad_state_chunk"] >= 1
     assert restarted.state_transfers_completed >= 1
     assert len({r.state_digest() for r in cluster.replicas}) == 1
 
@@ -172,11 +174,11 @@ def test_memory_stays_bounded_over_100000_requests():
 
 
 def test_s1_a_replica_that_does_not_answer_a_fetch_is_skipped_after_the_timeout():
-    """S1: replica 0, the first one asked, never answers FETCH-STATE; after
-    state_transfer_timeout_ms the restarted replica asks the next one and catches up."""
+    """S1, S1': replica 0 never answers FETCH-STATE; after state_transfer_timeout_ms the
+    restarted replica asks another replica for what it asked 0, and catches up."""
     from pbft.messages import FetchState
 
-    cluster = InProcessCluster(4, seed=6, config_overrides=SMALL)
+    cluster = InProcessCluster(4, seed=6, config_overrides=SMALL_CHUNKS)
     cluster.filters.append(lambda s, d, m: not (isinstance(m, FetchState) and d == 0))
     sessions = [cluster.add_client(f"c{i}") for i in range(2)]
     _run(cluster, sessions, 15)

@@ -130,8 +130,9 @@ state_chunks = st.builds(
     StateChunk,
     sequence=uints,
     chunk=uints,
-    chunks_total=uints,
+    snapshot_bytes=uints,
     data=st.binary(max_size=64),
+    proof=st.lists(digests, max_size=3).map(tuple),
     replica=small_uints,
     signature=signatures,
 )
@@ -455,7 +456,7 @@ def test_certificate_tuple_over_certificate_entries_max():
 
 def test_array_beyond_every_limit_is_refused_by_msgpack_itself():
     # A header claiming more entries than any field may hold never reaches our checks.
-    limits = Limits(batch_size_max=3, certificate_entries_max=3)
+    limits = Limits(batch_size_max=3, certificate_entries_max=3, state_proof_entries_max=3)
     with pytest.raises(ContainerTooLarge, match="max_array_len"):
         decode(frame(TAGS[PrePrepare], 0, 1, DIGEST, 5, [0] * 20, 0, SIG), limits)
     # A bare array32 header announcing 2**32-1 entries, with nothing behind it.
@@ -789,6 +790,7 @@ def test_limits_from_config():
         batch_size_max=50,
         log_window=128,
         frame_bytes_max=2_000_000,
+        batch_bytes_max=1_000_000,
         operation_bytes_max=1000,
         result_bytes_max=2000,
     )
@@ -800,6 +802,7 @@ def test_limits_from_config():
         batch_size_max=50,
         certificate_entries_max=128 * 4 + 64,
         state_chunk_bytes_max=config.state_chunk_bytes,
+        state_proof_entries_max=12,  # 1 GiB in chunks of 256 KiB: 4,096 chunks
         snapshot_bytes_max=config.snapshot_bytes_max,
     )
     # A full-window NEW-VIEW fits: one pre-prepare per sequence in the window.

@@ -297,6 +297,7 @@ def cluster_configs(draw) -> ClusterConfig:
     bounds["frame_bytes_max"] = max(
         sizes.CONTAINER_OVERHEAD_BYTES + bounds["batch_bytes_max"] + sizes.VOTE_BYTES * n,
         sizes.new_view_bytes_max(draft), sizes.view_change_bytes_max(draft),
+        sizes.state_chunk_bytes_max(draft),
     ) + draw(st.integers(0, 2**30))
     return ClusterConfig.create(rs, **bounds)
 

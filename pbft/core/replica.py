@@ -14,7 +14,7 @@ from dataclasses import replace
 from ..app import ExecutionContext, StateMachine
 from ..codec import batch_digest, signing_payload
 from ..config import ClusterConfig
-from ..crypto import Signer, Verifier, sha256
+from ..crypto import Signer, Verifier
 from ..messages import (
     NULL_DIGEST,
     Checkpoint,
@@ -38,12 +38,16 @@ from . import quorum, sizes
 from .client_table import ClientTable
 from .log import LogEntry
 from .ready import ExecutedBatch, ExecutedRequest, Outbound, Ready, Status
+from .rate_limit import RateLimit
 from .recovery import read_records
 from .state_transfer import (
+    ChunkedSnapshot,
+    FetchPacer,
     StateFetch,
-    chunk_snapshot,
+    chunk_requests_per_source,
     decode_snapshot,
     encode_snapshot,
+    snapshot_digest,
 )
 from .view_change import new_view_plan, new_view_reason, view_change_reason
 
@@ -111,9 +115,21 @@ class Replica:
         self._prepared_certificates: dict[int, PreparedCertificate] = {}
         #: CHECKPOINT messages by sequence number, then by sender (C1, C2).
         self._checkpoints: dict[int, dict[int, Checkpoint]] = {}
-        #: Our own snapshots at checkpoints ≥ h, served to replicas that fall behind (S1).
-        self._snapshots: dict[int, bytes] = {self.stable_checkpoint: self._snapshot()}
+        #: Our own snapshots at checkpoints ≥ h, prepared for serving to replicas that fall
+        #: behind (S1, S1'): chunked and hashed once.
+        self._snapshots: dict[int, ChunkedSnapshot] = {
+            self.stable_checkpoint: ChunkedSnapshot(self._snapshot(), config.state_chunk_bytes)
+        }
         self._fetch: StateFetch | None = None
+        #: How long the last completed state transfer took, from the start of its fetch.
+        self.last_state_transfer_ms: int | None = None
+        # S1': q chunk requests per source per state_transfer_timeout_ms, across fetches; and
+        # as a server, each requester gets 2q at once and q per period (never refusing a
+        # fetcher that paces itself so, whatever the delays up to a period).
+        period_ms = config.state_transfer_timeout_ms
+        chunks_per_period = chunk_requests_per_source(config.state_fetch_window, config.n - 1)
+        self._fetch_pacer = FetchPacer(chunks_per_period, period_ms)
+        self._fetch_state_limit = RateLimit(chunks_per_period, period_ms, 2 * chunks_per_period)
         #: A stable checkpoint proven above what we executed: (n, digest, proof, fetch deadline).
         self._lagging: tuple[int, bytes, tuple[Checkpoint, ...], int] | None = None
 
@@ -152,8 +168,13 @@ class Replica:
         self._last_progress_ms = now_ms
         self._log_fetch_deadline_ms = 0
         self._log_fetch_source = replica_id
-        #: When we last answered each replica's catch-up FETCH-LOG (rate limit).
-        self._log_served_ms: dict[int, int] = {}
+        #: Per requesting replica: one catch-up FETCH-LOG answer per state_transfer_timeout_ms,
+        #: and a log window of batches by digest per period (S1').
+        self._catch_up_limit = RateLimit(1, period_ms, 1)
+        self._batch_fetch_limit = RateLimit(config.log_window, period_ms, config.log_window)
+        #: V3': the NEW-VIEW resent to a replica still asking for the installed view at most
+        #: once per VIEW-CHANGE retransmission interval (its retransmissions keep asking).
+        self._new_view_resend_limit = RateLimit(1, self._view_change_retransmit_interval, 1)
 
         #: Our votes (PRE-PREPAREs as primary, PREPAREs as backup) may go out before they are
         #: durable up to this (view, sequence), promised by a durable VoteHorizon (see there).
@@ -173,8 +194,6 @@ class Replica:
         #: The last `status()` and what it was built from (reused while that is unchanged).
         self._status_key: tuple[int, int, int, int] | None = None
         self._status: Status | None = None
-        #: (snapshot, its SHA-256) of our latest checkpoint (C1), so C2 does not hash it again.
-        self._last_snapshot_digest: tuple[bytes, bytes] | None = None
 
         self._handlers = {
             Request: self._on_request,
@@ -223,7 +242,9 @@ class Replica:
             self.client_table.restore(table_snapshot)
             self.last_batch_timestamp_ms = timestamp_ms
             self.last_executed = snapshot.sequence
-            self._snapshots = {snapshot.sequence: snapshot.snapshot}
+            self._snapshots = {
+                snapshot.sequence: ChunkedSnapshot(snapshot.snapshot, self.config.state_chunk_bytes)
+            }
         # The highest checkpoint whose 2f + 1 proof was persisted is the stable one (C2).
         proven = []
         for sequence in sorted(state.checkpoints):
@@ -337,10 +358,10 @@ class Replica:
             self._lagging = None
             self._stable_checkpoint_proven(lagging[0], lagging[1], lagging[2], wait=False)
         fetch = self._fetch
-        if fetch is not None and now >= fetch.deadline_ms:
-            self.dropped["state_fetch_timeout"] += 1
-            fetch.next_source(now)
-            self._request_chunk()
+        if fetch is not None:
+            if timeouts := fetch.expire(now):
+                self.dropped["state_fetch_timeout"] += timeouts
+            self._request_chunks()
         if self._batch_delay_ms and self._pending and self.view_active and self.is_primary:
             self._propose_batches()  # N2: a batch whose delay is over closes now
         if self._highest_seen > self.last_executed:
@@ -455,8 +476,8 @@ class Replica:
         return {c: (r.timestamp, self._waiting_since[c]) for c, r in self._waiting.items()}
 
     def state_digest(self) -> bytes:
-        """The digest a CHECKPOINT of the current state would carry (C1)."""
-        return sha256(self._snapshot())
+        """The digest a CHECKPOINT of the current state would carry (C1, S1')."""
+        return snapshot_digest(self._snapshot(), self.config.state_chunk_bytes)
 
     # ------------------------------------------------------------------ requests (N1, N8, R1)
 
@@ -855,21 +876,13 @@ class Replica:
             self._app.snapshot(), self.client_table.snapshot(), self.last_batch_timestamp_ms
         )
 
-    def _snapshot_digest(self, snapshot: bytes) -> bytes:
-        # The snapshot we just took is usually the one its checkpoint proves: hash it once.
-        last = self._last_snapshot_digest
-        if last is not None and last[0] is snapshot:
-            return last[1]
-        return sha256(snapshot)
-
     def _take_checkpoint(self, sequence: int) -> None:
-        """C1: multicast a signed CHECKPOINT of the state after executing `sequence`."""
-        snapshot = self._snapshot()
-        self._snapshots[sequence] = snapshot
-        digest = sha256(snapshot)
-        self._last_snapshot_digest = (snapshot, digest)
-        checkpoint = self._sign(Checkpoint(sequence, digest, self.id, b""))
-        self._persist.append(SnapshotRecord(sequence, snapshot))
+        """C1: multicast a signed CHECKPOINT of the state after executing `sequence`; its digest
+        is that of the snapshot's chunks (S1'), prepared here once for serving."""
+        prepared = ChunkedSnapshot(self._snapshot(), self.config.state_chunk_bytes)
+        self._snapshots[sequence] = prepared
+        checkpoint = self._sign(Checkpoint(sequence, prepared.digest, self.id, b""))
+        self._persist.append(SnapshotRecord(sequence, prepared.snapshot))
         self._persist.append(checkpoint)
         self._send(self._others, checkpoint)
         self._checkpoints.setdefault(sequence, {})[self.id] = checkpoint
@@ -926,7 +939,7 @@ class Replica:
         if sequence <= self.stable_checkpoint:
             return
         own = self._snapshots.get(sequence)
-        if own is not None and self._snapshot_digest(own) == digest:
+        if own is not None and own.digest == digest:
             self._advance_stable_checkpoint(sequence, proof)
             if self.is_primary and self.view_active:
                 self._propose_batches()
@@ -966,64 +979,71 @@ class Replica:
     # ------------------------------------------------------------------ state transfer (S1)
 
     def _start_fetch(self, sequence: int, digest: bytes) -> None:
+        """S1, S1': fetch the snapshot proven at `sequence` (replacing a fetch of an older one,
+        whose snapshot the others are about to discard)."""
         if self._fetch is not None and self._fetch.sequence >= sequence:
             return
-        chunk_bytes = self.config.state_chunk_bytes
-        chunks_max = -(-self.config.snapshot_bytes_max // chunk_bytes)
+        config = self.config
         sources = [(self.id + k) % self._n for k in range(1, self._n)]
         self._fetch = StateFetch(
-            sequence, digest, sources, chunks_max, self.now_ms,
-            self.config.state_transfer_timeout_ms,
+            sequence, digest, sources, self._fetch_pacer,
+            chunk_bytes=config.state_chunk_bytes, snapshot_bytes_max=config.snapshot_bytes_max,
+            window=config.state_fetch_window, timeout_ms=config.state_transfer_timeout_ms,
+            now_ms=self.now_ms,
         )
-        self._request_chunk()
+        self._request_chunks()
 
-    def _request_chunk(self) -> None:
+    def _request_chunks(self) -> None:
         fetch = self._fetch
         assert fetch is not None
-        message = self._sign(FetchState(fetch.sequence, fetch.next_chunk, self.id, b""))
-        self._send((fetch.source,), message)
+        for source, chunk in fetch.requests(self.now_ms):
+            self._send((source,), self._sign(FetchState(fetch.sequence, chunk, self.id, b"")))
 
     def _on_fetch_state(self, message: FetchState) -> None:
+        """S1': serve one chunk of a snapshot we hold, with its proof, from the chunks prepared
+        at checkpoint time; each requester is served at most 2q chunks at once and q per
+        state_transfer_timeout_ms (`fetch_state_rate_limited` beyond)."""
         if not 0 <= message.replica < self._n or message.replica == self.id:
             self.dropped["unknown_replica"] += 1
             return
-        snapshot = self._snapshots.get(message.sequence)
-        if snapshot is None or message.sequence > self.last_executed:
+        prepared = self._snapshots.get(message.sequence)
+        if prepared is None or message.sequence > self.last_executed:
             self.dropped["no_such_snapshot"] += 1
             return
+        if message.chunk >= prepared.chunks:
+            self.dropped["no_such_chunk"] += 1
+            return
+        # Signature before the rate limit: only the requester itself spends its allowance.
         if not self._verify_replica_signature(message):
             self.dropped["bad_signature"] += 1
             return
-        chunks = chunk_snapshot(snapshot, self.config.state_chunk_bytes)
-        if message.chunk >= len(chunks):
-            self.dropped["no_such_chunk"] += 1
+        if not self._fetch_state_limit.allow(message.replica, self.now_ms):
+            self.dropped["fetch_state_rate_limited"] += 1
             return
-        chunk = StateChunk(message.sequence, message.chunk, len(chunks), chunks[message.chunk],
-                           self.id, b"")
+        index = message.chunk
+        chunk = StateChunk(message.sequence, index, len(prepared.snapshot), prepared.chunk(index),
+                           prepared.proof(index), self.id, b"")
         self._send((message.replica,), self._sign(chunk))
 
     def _on_state_chunk(self, chunk: StateChunk) -> None:
+        """S1': keep a chunk of the snapshot being fetched if it verifies against the proven
+        digest, whoever sent it; a sender whose chunk does not verify is asked no more."""
         fetch = self._fetch
-        if fetch is None:
+        if fetch is None or chunk.sequence != fetch.sequence:
             self.dropped["unexpected_state_chunk"] += 1
+            return
+        if fetch.has_chunk(chunk.chunk):
+            self.dropped["duplicate_state_chunk"] += 1
             return
         if not 0 <= chunk.replica < self._n or not self._verify_replica_signature(chunk):
             self.dropped["bad_signature"] += 1
             return
         if (reason := fetch.on_chunk(chunk, self.now_ms)) is not None:
             self.dropped[reason] += 1
-            return
         if not fetch.complete:
-            self._request_chunk()
+            self._request_chunks()  # the next chunks, or those of a source found lying
             return
-        snapshot = fetch.snapshot()
-        if snapshot is None:
-            # The source served bytes that do not match the proven digest: it lied.
-            self.dropped["bad_snapshot"] += 1
-            fetch.next_source(self.now_ms)
-            self._request_chunk()
-            return
-        self._restore(fetch.sequence, snapshot, fetch.source)
+        self._restore(fetch.sequence, fetch.snapshot(), chunk.replica)
 
     def _restore(self, sequence: int, snapshot: bytes, source: int) -> None:
         app_snapshot, table_snapshot, timestamp_ms = decode_snapshot(snapshot)
@@ -1032,17 +1052,30 @@ class Replica:
         self.last_batch_timestamp_ms = timestamp_ms
         self.last_executed = sequence
         self._last_progress_ms = self.now_ms
-        self._snapshots[sequence] = snapshot
+        self._snapshots[sequence] = ChunkedSnapshot(snapshot, self.config.state_chunk_bytes)
         self._persist.append(SnapshotRecord(sequence, snapshot))
+        assert self._fetch is not None
+        self.last_state_transfer_ms = self.now_ms - self._fetch.started_ms
         self._fetch = None
         self.state_transfers_completed += 1
         for client in [c for c, r in self._waiting.items()
                        if r.timestamp <= self.client_table.last_timestamp(c)]:
             del self._waiting[client]
             del self._waiting_since[client]
-        # The batches after the checkpoint: ask the replica that served the state.
+        # The batches after the checkpoint: ask the replica that served the last chunk.
         self._request_log(source)
         self._execute_committed()
+
+    def _resend_new_view(self, to: int) -> None:
+        """V3': the NEW-VIEW that installed our view, to a replica still asking for that view;
+        at most once per VIEW-CHANGE retransmission interval per replica, since any old or
+        replayed VIEW-CHANGE naming it asks (`new_view_resend_too_soon` beyond): a replica
+        that really waits retransmits its VIEW-CHANGE at that interval."""
+        assert self._new_view is not None
+        if not self._new_view_resend_limit.allow(to, self.now_ms):
+            self.dropped["new_view_resend_too_soon"] += 1
+            return
+        self._send((to,), self._new_view)
 
     # ------------------------------------------------------------------ fetching batches
 
@@ -1085,15 +1118,20 @@ class Replica:
         if message.digest == NULL_DIGEST:
             # A catch-up answer can be log_window batches: at most one per requester per
             # state_transfer_timeout_ms, so that a Byzantine replica cannot use us to flood.
-            served = self._log_served_ms.get(message.replica)
-            if served is not None and self.now_ms < served + self.config.state_transfer_timeout_ms:
+            if not self._catch_up_limit.allow(message.replica, self.now_ms):
                 self.dropped["fetch_log_too_soon"] += 1
                 return
-            self._log_served_ms[message.replica] = self.now_ms
         else:
             known = self._batches.get(message.digest)
-            if known is not None:
-                self._send(to, LoggedBatch(known, ()))
+            if known is None:
+                return
+            # S1': by digest, at most a log window of batches per requester per period, as
+            # much as one catch-up answer (a correct replica asks for one missing batch at a
+            # time, each once per committed entry or period).
+            if not self._batch_fetch_limit.allow(message.replica, self.now_ms):
+                self.dropped["fetch_batch_rate_limited"] += 1
+                return
+            self._send(to, LoggedBatch(known, ()))
             return
         if message.sequence <= self.stable_checkpoint and self.stable_checkpoint_proof:
             # The requester's gap starts below our stable checkpoint: the batches there are
@@ -1219,7 +1257,7 @@ class Replica:
             # replica that has it does (it is signed by the new primary and checked by
             # recomputation), since a Byzantine primary may have sent it to us alone.
             if message.new_view == self.view and self._new_view is not None:
-                self._send((sender,), self._new_view)
+                self._resend_new_view(sender)
             self.dropped["old_view_change"] += 1
             return
         latest = self._view_change_messages.get(sender)

@@ -23,6 +23,7 @@ from ..messages import (
     Request,
     ViewChange,
 )
+from .state_transfer import proof_entries_max
 
 #: A REQUEST without its operation.
 REQUEST_OVERHEAD_BYTES = 128
@@ -36,6 +37,9 @@ CONTAINER_OVERHEAD_BYTES = 16
 VIEW_CHANGE_OVERHEAD_BYTES = 128
 #: A NEW-VIEW without its VIEW-CHANGEs and PRE-PREPAREs.
 NEW_VIEW_OVERHEAD_BYTES = 128
+#: A STATE-CHUNK without its data and proof, and one hash of its proof.
+STATE_CHUNK_OVERHEAD_BYTES = 128
+PROOF_ENTRY_BYTES = 34
 
 _FIXED = frozenset((Prepare, Commit, Checkpoint, FetchState, FetchLog))
 
@@ -115,3 +119,10 @@ def replica_bytes_budget(config) -> int:
     return (window * per_sequence + 2 * config.pending_bytes_max
             + (n - 1) * config.stash_bytes_max
             + n * view_change_bytes_max(config) + new_view_bytes_max(config) + checkpoints)
+
+
+def state_chunk_bytes_max(config) -> int:
+    """The largest STATE-CHUNK a correct replica sends: `state_chunk_bytes` of data and the
+    Merkle proof of a chunk of the largest snapshot (S1')."""
+    proof = proof_entries_max(config.snapshot_bytes_max, config.state_chunk_bytes)
+    return STATE_CHUNK_OVERHEAD_BYTES + config.state_chunk_bytes + PROOF_ENTRY_BYTES * proof

@@ -84,7 +84,7 @@ log = logging.getLogger("pbft.runtime.node")
 SUSPICIOUS_DROPS = frozenset(
     {
         "bad_signature", "bad_request_signature", "bad_commit_certificate", "bad_batch_request",
-        "bad_batch_size", "batch_digest_mismatch", "conflicting_pre_prepare", "bad_snapshot",
+        "bad_batch_size", "batch_digest_mismatch", "conflicting_pre_prepare",
         "bad_state_chunk", "pre_prepare_not_from_primary", "prepare_from_primary",
         "unknown_replica", "unexpected_message_type", "batch_timestamp_skew",
         "diverged_from_checkpoint", "bad_view_change", "bad_new_view",

@@ -142,6 +142,7 @@ def storage_limits(limits: codec.Limits) -> codec.Limits:
         batch_size_max=limits.batch_size_max,
         certificate_entries_max=limits.certificate_entries_max,
         state_chunk_bytes_max=limits.state_chunk_bytes_max,
+        state_proof_entries_max=limits.state_proof_entries_max,
         snapshot_bytes_max=limits.snapshot_bytes_max,
     )
 
