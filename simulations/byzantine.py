@@ -16,7 +16,8 @@ The replica underneath runs the real core; a behaviour only lies about what it s
 Below the API is a library, one small class per lie (silence, crashes at a chosen point,
 equivocation, wrong digests, tampered requests, off-by-one views and sequence numbers, phantom
 votes, forged signatures, replays, view-change spam, forged prepared certificates, equivocating
-NEW-VIEWs, false checkpoints, corrupted state transfer, selective delivery, Twins); `Compose`
+NEW-VIEWs, false checkpoints, corrupted state transfer, selective delivery, Twins, slow state
+sources, fetch floods); `Compose`
 stacks several on one replica. Byzantine clients have the same shape (`ClientBehaviour`,
 installed with `add_byzantine_client`), wrapping an honest `ClientSession` without changes to
 the engine. The scenarios that use them are in `simulations.scenarios_byzantine`.
@@ -32,6 +33,7 @@ from typing import Any
 from pbft.codec import batch_digest, signing_payload
 from pbft.core import ClientReady, ClientSession, Outbound
 from pbft.core.quorum import quorum
+from pbft.core.state_transfer import proof_entries_max
 from pbft.core.view_change import new_view_plan, view_change_reason
 from pbft.messages import (
     DIGEST_BYTES,
@@ -919,6 +921,85 @@ class Twins(Behaviour):
                 self.twin_sent += 1
                 send((reply.client,), reply)
             twin.advance()
+
+
+class SlowStateSource(Behaviour):
+    """Serves state transfer as slowly as it dares: every STATE-CHUNK it sends leaves `margin_ms`
+    before the fetcher's state_transfer_timeout_ms would run out (from the request), so a
+    fetcher that asks it alone and restarts its timeout at every chunk waits almost a timeout
+    per chunk. With `lie_every` = k, every k-th chunk instead claims a snapshot of
+    snapshot_bytes_max bytes with a forged proof (re-signed): a fetcher that believed an
+    announced size would wait for, and hold, chunks that do not exist (`bad_state_chunk`)."""
+
+    description = "slow state source: trickles STATE-CHUNKs just under the fetch timeout"
+
+    def __init__(self, margin_ms: int = 50, lie_every: int | None = None) -> None:
+        self.margin_ms = margin_ms
+        self.lie_every = lie_every
+        self.trickled = 0
+        self.lies = 0
+        if lie_every is not None:
+            self.description += f", and every {lie_every}th with a forged size and proof"
+
+    def outgoing(self, to: tuple, message: Message) -> Send:
+        if not isinstance(message, StateChunk):
+            return [(to, message)]
+        context, config = self.context, self.context.config
+        self.trickled += 1
+        if self.lie_every is not None and self.trickled % self.lie_every == 0:
+            self.lies += 1
+            entries = proof_entries_max(config.snapshot_bytes_max, config.state_chunk_bytes)
+            proof = tuple(_random_digest(context.rng) for _ in range(entries))
+            message = context.sign(replace(message, snapshot_bytes=config.snapshot_bytes_max,
+                                           proof=proof))
+        context.send_later(config.state_transfer_timeout_ms - self.margin_ms, to, message)
+        return []
+
+
+class FetchStateFlooder(Behaviour):
+    """Every tick, sends every other replica `per_tick` validly signed FETCH-STATEs for chunks
+    of the snapshot they hold (its own stable checkpoint; chunk indexes cycling below
+    `chunks`), `per_tick` catch-up FETCH-LOGs, and `per_tick` FETCH-LOGs by digest for the
+    batches it saw proposed last. Each costs its victims work for nothing; they must bound it
+    per requester (`fetch_state_rate_limited`, `fetch_log_too_soon`,
+    `fetch_batch_rate_limited`). `answers` counts what each victim served it, by message type,
+    and `chunk_bytes_received` the snapshot bytes."""
+
+    description = "floods the others with FETCH-STATE and FETCH-LOG requests"
+
+    def __init__(self, per_tick: int = 10, chunks: int = 16) -> None:
+        self.per_tick = per_tick
+        self.chunks = chunks
+        self.sent = 0
+        self.answers: Counter[tuple[int, str]] = Counter()
+        self.chunk_bytes_received = 0
+        #: Digest -> sequence of the batches proposed last (a bounded window).
+        self._batches: dict[bytes, int] = {}
+
+    def incoming(self, source: Any, message: Message) -> Message | None:
+        if isinstance(message, PrePrepare) and message.requests:
+            self._batches[message.digest] = message.sequence
+            while len(self._batches) > 4 * self.per_tick:
+                del self._batches[next(iter(self._batches))]
+        elif isinstance(message, (StateChunk, LoggedBatch)) and type(source) is int:
+            self.answers[(source, type(message).__name__)] += 1
+            if isinstance(message, StateChunk):
+                self.chunk_bytes_received += len(message.data)
+        return message
+
+    def on_tick(self, now_ms: int) -> None:
+        context, replica = self.context, self.context.replica
+        me, sign, others = context.replica_id, context.sign, context.others
+        stable = replica.stable_checkpoint
+        batches = list(self._batches.items())[-self.per_tick:]
+        for i in range(self.per_tick):
+            chunk = (self.sent + i) % self.chunks
+            context.send(others, sign(FetchState(stable, chunk, me, b"")))
+            context.send(others, sign(FetchLog(stable + 1, bytes(DIGEST_BYTES), me, b"")))
+            if batches:
+                digest, sequence = batches[i % len(batches)]
+                context.send(others, sign(FetchLog(sequence, digest, me, b"")))
+        self.sent += self.per_tick
 
 
 # ====================================================================== Byzantine clients

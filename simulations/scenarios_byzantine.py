@@ -25,6 +25,7 @@ from .byzantine import (
     EquivocatingPrimary,
     FalseCheckpoints,
     FetchSpam,
+    FetchStateFlooder,
     FloodingClient,
     ForgedCheckpointProof,
     ForgedNewView,
@@ -39,6 +40,7 @@ from .byzantine import (
     SelectiveDelivery,
     Silent,
     SkewedTimestamps,
+    SlowStateSource,
     TamperedRequest,
     Twins,
     ViewChangeSpam,
@@ -327,6 +329,29 @@ def _corrupt_logged_batches(seed: int) -> Simulation:
     return sim
 
 
+def _cut_off_and_fetch(seed: int, behaviour) -> Simulation:
+    """Backup 2 is cut off from 0.3 s to 2.5 s while 80 requests per client keep the others
+    checkpointing (every 8), so that it must fetch the state, in 64-byte chunks (tens of
+    them), while replica 3 misbehaves; 3 is the first source 2 would ask (S1)."""
+    sim = _sim(seed, requests_per_client=80, behaviours={3: behaviour},
+               config_overrides={"state_chunk_bytes": 64})
+    sim.at(300, lambda s: s.network.isolate(2, [0, 1, 3]))
+    sim.at(2_500, lambda s: s.network.heal())
+    return sim
+
+
+@scenario("byz_slow_state_source", "backup 2 is cut off for 2.2 s and must fetch the state; "
+                                   "backup 3 serves every chunk just under the fetch timeout")
+def _slow_state_source(seed: int) -> Simulation:
+    return _cut_off_and_fetch(seed, SlowStateSource())
+
+
+@scenario("byz_fetch_state_flood", "backup 2 is cut off for 2.2 s and must fetch the state; "
+                                   "backup 3 floods everyone with FETCH-STATE and FETCH-LOG")
+def _fetch_state_flood(seed: int) -> Simulation:
+    return _cut_off_and_fetch(seed, FetchStateFlooder())
+
+
 # ------------------------------------------------------------------ Twins
 
 
@@ -452,6 +477,8 @@ def _swarm_behaviours() -> list:
         lambda r: SelectiveDelivery(targets=(0,), types=None, drop_replies=True),
         lambda r: Twins(peers=tuple(p for p in (2, 3) if p != r) or (1,)),
         lambda r: FetchSpam(),
+        lambda r: SlowStateSource(lie_every=3),
+        lambda r: FetchStateFlooder(per_tick=3),
     ]
 
 

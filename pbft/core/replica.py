@@ -44,6 +44,7 @@ from .state_transfer import (
     ChunkedSnapshot,
     FetchPacer,
     StateFetch,
+    StateTransferRecord,
     chunk_requests_per_source,
     decode_snapshot,
     encode_snapshot,
@@ -121,8 +122,8 @@ class Replica:
             self.stable_checkpoint: ChunkedSnapshot(self._snapshot(), config.state_chunk_bytes)
         }
         self._fetch: StateFetch | None = None
-        #: How long the last completed state transfer took, from the start of its fetch.
-        self.last_state_transfer_ms: int | None = None
+        #: The last completed state transfer (what, and how long its fetch took).
+        self.last_state_transfer: StateTransferRecord | None = None
         # S1': q chunk requests per source per state_transfer_timeout_ms, across fetches; and
         # as a server, each requester gets 2q at once and q per period (never refusing a
         # fetcher that paces itself so, whatever the delays up to a period).
@@ -1054,8 +1055,11 @@ class Replica:
         self._last_progress_ms = self.now_ms
         self._snapshots[sequence] = ChunkedSnapshot(snapshot, self.config.state_chunk_bytes)
         self._persist.append(SnapshotRecord(sequence, snapshot))
-        assert self._fetch is not None
-        self.last_state_transfer_ms = self.now_ms - self._fetch.started_ms
+        fetch = self._fetch
+        assert fetch is not None and fetch.chunks is not None
+        self.last_state_transfer = StateTransferRecord(
+            sequence, len(snapshot), fetch.chunks, fetch.started_ms, self.now_ms
+        )
         self._fetch = None
         self.state_transfers_completed += 1
         for client in [c for c, r in self._waiting.items()

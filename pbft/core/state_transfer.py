@@ -20,6 +20,7 @@ several sources at once (see there for the time bound).
 from __future__ import annotations
 
 from collections import Counter, deque
+from dataclasses import dataclass
 
 from ..codec import packb_canonical, unpackb_canonical
 from ..crypto import sha256
@@ -141,6 +142,22 @@ def verify_chunk(digest: bytes, chunk_bytes: int, chunk: StateChunk) -> bool:
 
 
 # ---------------------------------------------------------------------- fetching (S1')
+
+
+@dataclass(frozen=True, slots=True)
+class StateTransferRecord:
+    """One completed state transfer: the checkpoint, the snapshot's size and chunk count, and
+    when its fetch started and ended (the replica's clock, ms)."""
+
+    sequence: int
+    snapshot_bytes: int
+    chunks: int
+    started_ms: int
+    completed_ms: int
+
+    @property
+    def duration_ms(self) -> int:
+        return self.completed_ms - self.started_ms
 
 
 def chunk_requests_per_source(window: int, sources: int) -> int:
@@ -280,6 +297,11 @@ class StateFetch:
     @property
     def complete(self) -> bool:
         return self._count is not None and len(self._chunks) == self._count
+
+    @property
+    def chunks(self) -> int | None:
+        """The chunk count, once a chunk has proven the size."""
+        return self._count
 
     @property
     def bytes_held(self) -> int:
