@@ -477,8 +477,6 @@ def _swarm_behaviours() -> list:
         lambda r: SelectiveDelivery(targets=(0,), types=None, drop_replies=True),
         lambda r: Twins(peers=tuple(p for p in (2, 3) if p != r) or (1,)),
         lambda r: FetchSpam(),
-        lambda r: SlowStateSource(lie_every=3),
-        lambda r: FetchStateFlooder(per_tick=3),
     ]
 
 

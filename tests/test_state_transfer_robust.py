@@ -1,12 +1,12 @@
-"""State transfer that one Byzantine replica can neither stall nor abuse (S1 and its extension
-S1'): verifiable chunks, a bounded multi-source fetch, and rate-limited serving.
+"""State transfer that one Byzantine replica can neither stall nor abuse (S1 and its extensions
+S1', S1''): verifiable chunks, a bounded multi-source fetch, and rate-limited serving.
 
 S1' (pbft.core.state_transfer): the CHECKPOINT digest commits to the snapshot's size and to a
 Merkle root over its chunks; every STATE-CHUNK carries the size and the chunk's proof, so each
 chunk is verified as it arrives and kept whoever sent it. A fetch asks several sources at once,
 paced to what their rate limits accept, demotes slow sources and drops lying ones, and ends
 within (⌈C / (g·q)⌉ + (S − g) + 2) · T. Every request type that makes a replica work for a peer
-is rate-limited per peer (V3' for the NEW-VIEW resent to a replica still asking for its view).
+is rate-limited per peer (S1''), the NEW-VIEW resent to a replica still asking for its view too.
 
 Method: the pure pieces (digest, proofs, `StateFetch`) with hand-made chunks and a small
 event loop of virtual time; single cores for the rate limits; the two catalogue scenarios
@@ -267,6 +267,48 @@ def test_s1_prime_a_source_that_times_out_or_answers_slowly_is_asked_less():
     assert {index for _, index in again} >= set(silent)
 
 
+def test_s1_prime_a_timed_out_chunk_is_asked_of_another_source_even_a_less_trusted_one():
+    """S1': a chunk that timed out at a source goes to another one, even when that source is
+    otherwise the most trusted: a silent source cannot hold the same chunk back twice."""
+    prepared = ChunkedSnapshot(bytes(64 * 40), 64)
+    fetch = _fetch(prepared, window=12)  # q = 4
+    fetch.requests(0)
+    fetch.on_chunk(_chunk(prepared, 0, 0), 1)
+    asked = fetch.requests(1)
+    mine = [i for s, i in asked if s == 2]
+    held_back = mine[-1]
+    for index in mine[:-1]:
+        fetch.on_chunk(_chunk(prepared, index, 2), 5)  # timely: no strikes
+    for source, index in asked:
+        if source != 2:
+            fetch.on_chunk(_chunk(prepared, index, source), T_MS - 10)  # slow: a strike each
+    assert fetch.expire(T_MS + 1) == 1
+    assert fetch.strikes(2) == 1 < fetch.strikes(0) == fetch.strikes(1)
+    again = fetch.requests(T_MS + 2)
+    assert again[0][0] == 2, "the least struck source is asked first"
+    assert held_back not in [i for s, i in again if s == 2]
+    assert held_back in [i for s, i in again if s != 2]
+
+
+def test_s1_prime_a_chunk_every_source_failed_is_asked_again():
+    """S1', liveness: when every source still trusted timed out on a chunk (the network was
+    down), it is asked of them again rather than never."""
+    prepared = ChunkedSnapshot(bytes(64 * 8), 64)
+    fetch = _fetch(prepared, sources=(0, 1), window=2)  # q = 1
+    assert len(fetch.requests(0)) == 2
+    assert fetch.expire(T_MS) == 2
+    assert sorted(fetch.requests(T_MS + 1)) == [(0, 0), (1, 0)]
+    fetch.on_chunk(_chunk(prepared, 0, 0), T_MS + 2)
+    fetch.expire(2 * T_MS + 1)  # 1's chunk-0 request was answered by 0: no timeout
+    ((first, index),) = fetch.requests(2 * T_MS + 2)[:1]
+    fetch.expire(3 * T_MS + 2)
+    fetch.requests(3 * T_MS + 3)
+    fetch.expire(4 * T_MS + 3)
+    assert fetch.strikes(0) and fetch.strikes(1)
+    retried = fetch.requests(4 * T_MS + 4)
+    assert index in [i for _, i in retried], (index, retried)
+
+
 def test_s1_prime_a_source_that_answers_in_time_again_is_trusted_again():
     """S1': strikes clear when a source answers within T/2, so a correct source that timed out
     while the network was unstable is soon asked its full share again."""
@@ -413,8 +455,8 @@ def _ask(chunk: int, requester: int = 2, sequence: int = 2) -> FetchState:
     return sign(FetchState(sequence, chunk, requester, b""))
 
 
-def test_s1_prime_chunks_and_proofs_are_prepared_once_per_checkpoint(monkeypatch):
-    """S1', issue item 7: the snapshot is chunked and its tree built when the checkpoint is
+def test_s1_second_chunks_and_proofs_are_prepared_once_per_checkpoint(monkeypatch):
+    """S1'', issue item 7: the snapshot is chunked and its tree built when the checkpoint is
     taken; serving any number of FETCH-STATEs builds nothing more, and serves those bytes."""
     builds = []
 
@@ -443,8 +485,8 @@ def test_s1_prime_chunks_and_proofs_are_prepared_once_per_checkpoint(monkeypatch
 # ------------------------------------------------------------------ serving: rate limits
 
 
-def test_s1_prime_fetch_state_is_rate_limited_per_requester():
-    """S1': each requester is served 2q chunks at once and q per state_transfer_timeout_ms
+def test_s1_second_fetch_state_is_rate_limited_per_requester():
+    """S1'': each requester is served 2q chunks at once and q per state_transfer_timeout_ms
     (`fetch_state_rate_limited` beyond); another requester has its own allowance."""
     server = _server()  # q = 2
     for _ in range(7):
@@ -459,8 +501,8 @@ def test_s1_prime_fetch_state_is_rate_limited_per_requester():
     assert len(sent(drain(server), StateChunk)) == 2
 
 
-def test_s1_prime_a_forged_fetch_state_does_not_spend_the_named_requesters_allowance():
-    """S1': the signature is checked before the rate limit, so a replica cannot exhaust
+def test_s1_second_a_forged_fetch_state_does_not_spend_the_named_requesters_allowance():
+    """S1'': the signature is checked before the rate limit, so a replica cannot exhaust
     another's allowance by sending requests in its name."""
     server = _server()
     for _ in range(10):
@@ -471,8 +513,8 @@ def test_s1_prime_a_forged_fetch_state_does_not_spend_the_named_requesters_allow
     assert len(sent(drain(server), StateChunk)) == 4
 
 
-def test_s1_prime_fetch_log_by_digest_is_rate_limited_per_requester():
-    """S1': a FETCH-LOG by digest is answered at most log_window times per requester per
+def test_s1_second_fetch_log_by_digest_is_rate_limited_per_requester():
+    """S1'': a FETCH-LOG by digest is answered at most log_window times per requester per
     state_transfer_timeout_ms (`fetch_batch_rate_limited`), as much as one catch-up answer."""
     backup = make_replica(1, checkpoint_interval=4, log_window=8)
     pp = pre_prepare(1, requests=(request(1),))
@@ -491,8 +533,8 @@ def test_s1_prime_fetch_log_by_digest_is_rate_limited_per_requester():
     assert len(sent(drain(backup), LoggedBatch)) == 1
 
 
-def test_v3_prime_the_new_view_resent_to_one_still_asking_is_rate_limited_per_replica():
-    """V3': any old VIEW-CHANGE naming a replica (even replayed, unverified) asks for our
+def test_s1_second_the_new_view_resent_to_one_still_asking_is_rate_limited_per_replica():
+    """V3, S1'': any old VIEW-CHANGE naming a replica (even replayed, unverified) asks for our
     NEW-VIEW: it is resent to that replica at most once per VIEW-CHANGE retransmission
     interval (`new_view_resend_too_soon`); the replica's own retransmissions keep asking."""
     backup = make_replica(2)
@@ -569,8 +611,8 @@ def test_s1_prime_the_slow_source_is_asked_less_than_the_correct_ones():
     assert asked[3] < min(asked[0], asked[1]), asked
 
 
-def test_s1_prime_a_fetch_state_flood_costs_each_replica_a_bounded_amount_of_work():
-    """S1', `byz_fetch_state_flood`: replica 3 sends every other replica 10 FETCH-STATEs and 20
+def test_s1_second_a_fetch_state_flood_costs_each_replica_a_bounded_amount_of_work():
+    """S1', S1'', `byz_fetch_state_flood`: replica 3 sends every other replica 10 FETCH-STATEs and 20
     FETCH-LOGs a tick for the whole run. Each correct replica serves it at most 2q chunks at
     once and q per state_transfer_timeout_ms, and at most one catch-up answer and a log
     window of batches by digest per period; replica 2 still fetches the state within the

@@ -1,4 +1,4 @@
-"""Per-peer rate limits for the requests that make a replica work for a peer (S1', V3').
+"""Per-peer rate limits for the requests that make a replica work for a peer (S1'').
 
 A replica answers FETCH-STATE, FETCH-LOG and old VIEW-CHANGEs (with its NEW-VIEW) on behalf of
 whoever asks; without a limit, one Byzantine replica asking in a loop makes it serve without

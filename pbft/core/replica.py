@@ -125,7 +125,7 @@ class Replica:
         #: The last completed state transfer (what, and how long its fetch took).
         self.last_state_transfer: StateTransferRecord | None = None
         # S1': q chunk requests per source per state_transfer_timeout_ms, across fetches; and
-        # as a server, each requester gets 2q at once and q per period (never refusing a
+        # as a server (S1''), each requester gets 2q at once and q per period (never refusing a
         # fetcher that paces itself so, whatever the delays up to a period).
         period_ms = config.state_transfer_timeout_ms
         chunks_per_period = chunk_requests_per_source(config.state_fetch_window, config.n - 1)
@@ -170,10 +170,10 @@ class Replica:
         self._log_fetch_deadline_ms = 0
         self._log_fetch_source = replica_id
         #: Per requesting replica: one catch-up FETCH-LOG answer per state_transfer_timeout_ms,
-        #: and a log window of batches by digest per period (S1').
+        #: and a log window of batches by digest per period (S1'').
         self._catch_up_limit = RateLimit(1, period_ms, 1)
         self._batch_fetch_limit = RateLimit(config.log_window, period_ms, config.log_window)
-        #: V3': the NEW-VIEW resent to a replica still asking for the installed view at most
+        #: S1'': the NEW-VIEW resent to a replica still asking for the installed view at most
         #: once per VIEW-CHANGE retransmission interval (its retransmissions keep asking).
         self._new_view_resend_limit = RateLimit(1, self._view_change_retransmit_interval, 1)
 
@@ -1001,7 +1001,7 @@ class Replica:
             self._send((source,), self._sign(FetchState(fetch.sequence, chunk, self.id, b"")))
 
     def _on_fetch_state(self, message: FetchState) -> None:
-        """S1': serve one chunk of a snapshot we hold, with its proof, from the chunks prepared
+        """S1', S1'': serve one chunk of a snapshot we hold, with its proof, from the chunks prepared
         at checkpoint time; each requester is served at most 2q chunks at once and q per
         state_transfer_timeout_ms (`fetch_state_rate_limited` beyond)."""
         if not 0 <= message.replica < self._n or message.replica == self.id:
@@ -1071,7 +1071,7 @@ class Replica:
         self._execute_committed()
 
     def _resend_new_view(self, to: int) -> None:
-        """V3': the NEW-VIEW that installed our view, to a replica still asking for that view;
+        """S1'': the NEW-VIEW that installed our view, to a replica still asking for that view;
         at most once per VIEW-CHANGE retransmission interval per replica, since any old or
         replayed VIEW-CHANGE naming it asks (`new_view_resend_too_soon` beyond): a replica
         that really waits retransmits its VIEW-CHANGE at that interval."""
@@ -1129,7 +1129,7 @@ class Replica:
             known = self._batches.get(message.digest)
             if known is None:
                 return
-            # S1': by digest, at most a log window of batches per requester per period, as
+            # S1'': by digest, at most a log window of batches per requester per period, as
             # much as one catch-up answer (a correct replica asks for one missing batch at a
             # time, each once per committed entry or period).
             if not self._batch_fetch_limit.allow(message.replica, self.now_ms):
