@@ -99,8 +99,9 @@ class ClusterConfig:
     stash_bytes_max: int = 16 * 1024 * 1024
     #: V1'': a backup that knows of a waiting request expects a PRE-PREPARE carrying it within
     #: this long (while the primary's window has room); otherwise it suspects the primary.
-    #: Below request_timeout_ms, above batch_delay_ms plus a few network round trips.
-    propose_timeout_ms: int = 500
+    #: Above batch_delay_ms (plus a few network round trips), at most request_timeout_ms.
+    #: 0: batch_delay_ms + request_timeout_ms // 4 (see `propose_timeout`).
+    propose_timeout_ms: int = 0
 
     def __post_init__(self) -> None:
         if not isinstance(self.replicas, tuple):
@@ -141,6 +142,14 @@ class ClusterConfig:
         two quorums of 3 may share only one replica, possibly the faulty one).
         """
         return (self.n + self.f + 2) // 2
+
+    @property
+    def propose_timeout(self) -> int:
+        """V1'': `propose_timeout_ms`, or its default when 0."""
+        if self.propose_timeout_ms:
+            return self.propose_timeout_ms
+        return min(self.request_timeout_ms,
+                   self.batch_delay_ms + max(1, self.request_timeout_ms // 4))
 
     def primary(self, view: int) -> int:
         return view % self.n
@@ -208,7 +217,7 @@ def _check_replicas(replicas: tuple[ReplicaInfo, ...]) -> None:
 
 
 #: Bounds that may be 0 (a delay that can be switched off); every other bound is positive.
-_ZERO_ALLOWED = frozenset({"batch_delay_ms"})
+_ZERO_ALLOWED = frozenset({"batch_delay_ms", "propose_timeout_ms"})
 
 
 def _check_bounds(config: ClusterConfig) -> None:
@@ -232,7 +241,7 @@ def _check_bounds(config: ClusterConfig) -> None:
             f"log_window = {window} must be a multiple of checkpoint_interval = {k} "
             f"and at least 2 * checkpoint_interval = {2 * k}"
         )
-    if not config.batch_delay_ms < config.propose_timeout_ms <= config.request_timeout_ms:
+    if not config.batch_delay_ms < config.propose_timeout <= config.request_timeout_ms:
         raise ConfigError(
             f"propose_timeout_ms = {config.propose_timeout_ms} must be above batch_delay_ms = "
             f"{config.batch_delay_ms} and at most request_timeout_ms = {config.request_timeout_ms}"

@@ -122,15 +122,27 @@ class Replica:
         self._last_assigned = 0
         self._last_proposed_timestamp_ms = 0
         self._pending: dict[RequestKey, Request] = {}
+        self._pending_bytes = 0
         #: N2 with `batch_delay_ms`: when the batch in `_pending` began to fill (None: empty).
         self._batch_opened_ms: int | None = None
         self._batch_delay_ms = config.batch_delay_ms
+        self._propose_timeout_ms = config.propose_timeout
         self._proposed: set[RequestKey] = set()
-        #: Backups: per client, the request it waits on (N1, V1).
+        #: Per client, the request we wait on (N1, V1), oldest first, since when, and their
+        #: bytes (bounded by pending_bytes_max).
         self._waiting: dict[bytes, Request] = {}
         self._waiting_since: dict[bytes, int] = {}
+        self._waiting_bytes = 0
+        #: V1': the client whose waiting request runs the request timer (the oldest waiting
+        #: when the timer started): only its execution restarts the timer.
+        self._timed: bytes | None = None
         #: V1: when the request timer fires, if a request is waiting.
         self._request_deadline_ms: int | None = None
+        #: V1'' (backups): waiting requests no PRE-PREPARE of this view has carried yet, oldest
+        #: first, with the time they started waiting for one; and the highest sequence number
+        #: of this view's PRE-PREPAREs (a primary whose window is full may not propose).
+        self._unproposed: dict[bytes, int] = {}
+        self._last_pre_prepared = 0
         #: V1: the timer already gave us one more period to catch up since the last progress.
         self._timer_deferred = False
         #: V4: when the view change in progress is given up for the next view.
@@ -325,6 +337,9 @@ class Replica:
                     self._request_log(self._log_fetch_source)
                 else:
                     self._start_view_change(self.view + 1)  # V1
+            elif self._unproposed and self._primary_should_propose(now):
+                self.dropped["primary_slow_to_propose"] += 1
+                self._start_view_change(self.view + 1)  # V1''
         elif self._view_change_deadline_ms is not None and now >= self._view_change_deadline_ms:
             self._view_change_timeout_ms *= 2  # V4: 2T, 4T, ... until progress
             self._start_view_change(self.view + 1)
@@ -470,8 +485,14 @@ class Replica:
                 self.dropped["old_request"] += 1
             return
         key = (request.client, request.timestamp)
-        if key in self._pending or key in self._proposed:
+        if key in self._pending or (key in self._proposed and self.is_primary):
+            # (A backup that saw it in a PRE-PREPARE still waits for it: its request timer is
+            # what replaces a primary whose batch never commits.)
             self.dropped["duplicate_request"] += 1
+            return
+        if len(request.operation) > self.config.operation_bytes_max:
+            # N2': no batch could carry it (the codec refuses it on the wire already).
+            self.dropped["request_too_large"] += 1
             return
         if not self._verify_request(request):
             self.dropped["bad_request_signature"] += 1
@@ -479,10 +500,13 @@ class Replica:
         if request.read_only:
             self._execute_read_only(request)
         elif self.is_primary and self.view_active:
-            if len(self._pending) >= self.config.pending_requests_max:
+            size = sizes.request_bytes(request)
+            if (len(self._pending) >= self.config.pending_requests_max
+                    or self._pending_bytes + size > self.config.pending_bytes_max):
                 self.dropped["pending_requests_full"] += 1
                 return
             self._pending[key] = request
+            self._pending_bytes += size
             # V1 for the primary too: a primary whose batches cannot commit (it was left
             # behind in an old view, or its backups are cut off) must give up its view.
             self._wait_for(request)
@@ -494,16 +518,68 @@ class Replica:
             self._wait_for(request)
 
     def _wait_for(self, request: Request) -> None:
-        waiting = self._waiting.get(request.client)
+        client = request.client
+        waiting = self._waiting.get(client)
         if waiting is not None and waiting.timestamp >= request.timestamp:
             return
-        if waiting is None and len(self._waiting) >= self.config.pending_requests_max:
+        size = sizes.request_bytes(request)
+        freed = 0 if waiting is None else sizes.request_bytes(waiting)
+        if (waiting is None and len(self._waiting) >= self.config.pending_requests_max) or (
+            self._waiting_bytes - freed + size > self.config.pending_bytes_max
+        ):
             self.dropped["pending_requests_full"] += 1
             return
-        self._waiting[request.client] = request
-        self._waiting_since[request.client] = self.now_ms
-        if self._request_deadline_ms is None:
+        if waiting is not None:
+            self._stop_waiting(client)
+        self._waiting[client] = request
+        self._waiting_since[client] = self.now_ms
+        self._waiting_bytes += size
+        if not self.is_primary and (client, request.timestamp) not in self._proposed:
+            self._unproposed[client] = self.now_ms
+        if self._timed is None:
+            self._restart_request_timer()
+
+    def _stop_waiting(self, client: bytes) -> None:
+        """The request `client` waited on executed (or was superseded): V1' restarts the timer
+        if it was the one the timer ran for."""
+        request = self._waiting.pop(client)
+        del self._waiting_since[client]
+        self._unproposed.pop(client, None)
+        self._waiting_bytes -= sizes.request_bytes(request)
+        if self._timed == client:
+            self._restart_request_timer()
+
+    def _restart_request_timer(self) -> None:
+        """V1': the request timer runs for one request, the oldest waiting, until that request
+        executes; then it starts again, from now, for the next oldest. (Executions of other
+        requests do not reset it: a primary that orders everyone but one client is suspected.)"""
+        self._timer_deferred = False
+        if self._waiting:
+            self._timed = next(iter(self._waiting))
             self._request_deadline_ms = self.now_ms + self.config.request_timeout_ms
+        else:
+            self._timed = None
+            self._request_deadline_ms = None
+
+    def _primary_should_propose(self, now: int) -> bool:
+        """V1'': the oldest request we know of and no PRE-PREPARE has carried has waited longer
+        than propose_timeout_ms, while the primary had room in its window and we are not
+        behind (a lagging backup may simply have missed the PRE-PREPARE)."""
+        since = next(iter(self._unproposed.values()))
+        return (now >= since + self._propose_timeout_ms
+                and self._last_pre_prepared < self.high_watermark
+                and self._highest_seen <= self.last_executed)
+
+    def _mark_proposed(self, pre_prepare: PrePrepare) -> None:
+        """V1'': the requests of an accepted PRE-PREPARE have been proposed."""
+        if pre_prepare.sequence > self._last_pre_prepared:
+            self._last_pre_prepared = pre_prepare.sequence
+        proposed, unproposed, waiting = self._proposed, self._unproposed, self._waiting
+        for request in pre_prepare.requests:
+            client = request.client
+            proposed.add((client, request.timestamp))
+            if client in unproposed and waiting[client].timestamp <= request.timestamp:
+                del unproposed[client]
 
     def _verify_request(self, request: Request) -> bool:
         return self._verifier.verify(request.client, signing_payload(request), request.signature)
@@ -516,9 +592,11 @@ class Replica:
     # ------------------------------------------------------------------ the primary (N2, D1)
 
     def _propose_batches(self) -> None:
-        """N2: close a batch when it is full or, when no batch is in flight, once it has been
+        """N2, N2': close a batch when it is full (batch_size_max requests, or no room for the
+        next request within batch_bytes_max) or, when no batch is in flight, once it has been
         filling for `batch_delay_ms` (0: at once)."""
         size_max = self.config.batch_size_max
+        bytes_max = self.config.batch_bytes_max - sizes.PRE_PREPARE_OVERHEAD_BYTES
         if not self._pending:
             self._batch_opened_ms = None
         elif self._batch_opened_ms is None:
@@ -526,7 +604,7 @@ class Replica:
         while self._pending and self._last_assigned < self.high_watermark:
             if self._withholds(self._last_assigned + 1):
                 return  # our recovered view's sequence numbers: a view change will move on
-            if len(self._pending) < size_max:
+            if len(self._pending) < size_max and self._pending_bytes <= bytes_max:
                 if self._last_assigned > self.last_executed:
                     return  # a batch is in flight
                 if self._batch_delay_ms and (
@@ -534,12 +612,19 @@ class Replica:
                 ):
                     return  # tick() closes it when the delay is over
             keys = []
-            for key in self._pending:
+            batch_bytes = 0
+            pending = self._pending
+            for key, request in pending.items():
+                size = sizes.REQUEST_OVERHEAD_BYTES + len(request.operation)
+                if keys and batch_bytes + size > bytes_max:
+                    break
                 keys.append(key)
+                batch_bytes += size
                 if len(keys) == size_max:
                     break
-            requests = tuple(self._pending.pop(key) for key in keys)
-            self._batch_opened_ms = self.now_ms if self._pending else None
+            requests = tuple(pending.pop(key) for key in keys)
+            self._pending_bytes -= batch_bytes
+            self._batch_opened_ms = self.now_ms if pending else None
             self._proposed.update(keys)
             self._pre_prepare(requests)
 
@@ -576,6 +661,7 @@ class Replica:
             self.dropped[reason] += 1
             return
         entry = self._accept_pre_prepare(pre_prepare)
+        self._mark_proposed(pre_prepare)
         self._prepare(entry)
 
     def _prepare(self, entry: LogEntry) -> None:
@@ -623,6 +709,8 @@ class Replica:
             return "duplicate_pre_prepare"
         if not m.requests or len(m.requests) > self.config.batch_size_max:
             return "bad_batch_size"
+        if sizes.pre_prepare_bytes(m) > self.config.batch_bytes_max:
+            return "batch_too_large"  # N2': a correct primary never builds one
         if not self._verify_replica_signature(m):
             return "bad_signature"
         if batch_digest(m.timestamp_ms, m.requests) != m.digest:
@@ -825,8 +913,7 @@ class Replica:
             result = execute(request.operation, ExecutionContext(sequence, client, timestamp_ms))
             table.record(client, timestamp, result, sequence)
             if client in waiting and waiting[client].timestamp <= timestamp:
-                del waiting[client]
-                del self._waiting_since[client]
+                self._stop_waiting(client)
             replies.append(Reply(view, timestamp, client, me, result, False))  # N7
             executed.append(ExecutedRequest(request, result))
         self.last_executed = sequence
@@ -835,11 +922,8 @@ class Replica:
         self._executed.append(
             ExecutedBatch(sequence, entry.view, pre_prepare.digest, timestamp_ms, tuple(executed))
         )
-        # V1: progress restarts the request timer; V4: and resets the view-change timeout.
-        self._request_deadline_ms = (
-            self.now_ms + self.config.request_timeout_ms if self._waiting else None
-        )
-        self._timer_deferred = False
+        # V1' restarts the request timer only when the request it runs for executes (in
+        # _stop_waiting); V4: progress resets the view-change timeout.
         if executed:
             self._view_change_timeout_ms = self.config.view_change_timeout_ms
         if sequence % self.config.checkpoint_interval == 0:
@@ -1038,8 +1122,7 @@ class Replica:
         self.state_transfers_completed += 1
         for client in [c for c, r in self._waiting.items()
                        if r.timestamp <= self.client_table.last_timestamp(c)]:
-            del self._waiting[client]
-            del self._waiting_since[client]
+            self._stop_waiting(client)
         # The batches after the checkpoint: ask the replica that served the state.
         self._request_log(source)
         self._execute_committed()
@@ -1181,6 +1264,7 @@ class Replica:
         self.view_changes_started += 1
         self._new_view = None
         self._request_deadline_ms = None
+        self._timed = None
         self._view_change_deadline_ms = None
         self._view_change_retransmit_ms = self.now_ms + self._view_change_retransmit_interval
         prepared = tuple(
@@ -1315,25 +1399,33 @@ class Replica:
             entry = self._entry(pre_prepare.sequence)
             entry.pre_prepare = pre_prepare
             self._persist.append(pre_prepare)
-            self._batch_of(entry)
+            if self._batch_of(entry) is not None:
+                self._mark_proposed(entry.pre_prepare)
             if not self.is_primary:
                 self._prepare(entry)
+        self._last_pre_prepared = last
         timestamps = [pp.timestamp_ms for pp in new_view.pre_prepares]
         self._last_assigned = max(last, self.last_executed)
         self._last_proposed_timestamp_ms = max([self.last_batch_timestamp_ms, *timestamps])
         # V1: a fresh request timer for what still waits, and the new primary learns of it.
-        self._request_deadline_ms = (
-            self.now_ms + self.config.request_timeout_ms if self._waiting else None
-        )
+        self._restart_request_timer()
+        self._unproposed = {}
         if self.is_primary:
             for request in self._waiting.values():
-                self._pending.setdefault((request.client, request.timestamp), request)
+                key = (request.client, request.timestamp)
+                if key not in self._pending:
+                    self._pending[key] = request
+                    self._pending_bytes += sizes.request_bytes(request)
         else:
             for request in self._pending.values():
                 self._wait_for(request)
             self._pending.clear()
+            self._pending_bytes = 0
             self._batch_opened_ms = None
-            for request in self._waiting.values():
+            now = self.now_ms
+            for client, request in self._waiting.items():
+                if (client, request.timestamp) not in self._proposed:
+                    self._unproposed[client] = now
                 self._send((self.primary,), request)
         stash, self._stash = self._stash, []
         for message in stash:
