@@ -76,7 +76,8 @@ class ClusterConfig:
     pending_requests_max: int = 10_000
     #: Clients remembered in the reply cache (N8).
     client_table_max: int = 100_000
-    #: Messages for future views or above the high watermark kept for later.
+    #: Per sending replica: messages for the next view or above the high watermark kept for
+    #: later (with stash_bytes_max).
     stash_max: int = 10_000
     #: N2 with a batching delay: with no batch in flight, the primary closes a batch that is
     #: not full only once it has been filling for this long (0: at once, the classic rule).

@@ -640,10 +640,10 @@ class EquivocatingNewView(Behaviour):
 
 class FutureViewFlood(Behaviour):
     """At `at_ms`, sends `count` COMMITs for a view far in the future, with garbage signatures:
-    replicas keep messages of future views (stash, bounded by `stash_max`) before they can check
-    them, so the flood fills that bound (`stash_full`) for as long as the view is not reached."""
+    replicas keep only messages of the next view they can install (V3'), so these are dropped
+    at once (`useless_future_message`)."""
 
-    description = "floods the future-view stash with unsigned COMMITs"
+    description = "floods far-future-view COMMITs with garbage signatures"
 
     def __init__(self, count: int = 1_000, at_ms: int = 200, views_ahead: int = 10**6) -> None:
         self.count = count

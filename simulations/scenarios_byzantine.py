@@ -294,9 +294,8 @@ def _silent_backup_partitioned_primary(seed: int) -> Simulation:
     return sim
 
 
-@scenario("byz_future_view_flood", "a backup fills everyone's future-view stash (stash_max = "
-                                   "1000) with unsigned COMMITs; then the primary is cut off for "
-                                   "3 s")
+@scenario("byz_future_view_flood", "a backup floods everyone with 1000 unsigned COMMITs of a "
+                                   "far-future view; then the primary is cut off for 3 s")
 def _future_view_flood(seed: int) -> Simulation:
     sim = _sim(seed, behaviours={1 + seed % 3: FutureViewFlood(count=1_000)},
                config_overrides={"stash_max": 1_000})

@@ -249,12 +249,16 @@ def test_n3_second_pre_prepare_with_another_digest_is_refused():
 
 
 def test_n3_pre_prepare_outside_the_watermarks_is_refused():
-    """N3: h < n ≤ H; sequence 0 and sequence H + 1 are refused."""
+    """N3: h < n ≤ H; sequence 0 and sequences beyond H + L are refused. (Between H and
+    H + L a PRE-PREPARE is kept for when the window advances, C2': not accepted now.)"""
     backup = make_replica(1, log_window=8, checkpoint_interval=4)
-    backup.receive(pre_prepare(9))
+    backup.receive(pre_prepare(17))
     backup.receive(pre_prepare(0))
+    backup.receive(pre_prepare(9))
     assert backup.dropped["above_high_watermark"] == 1
     assert backup.dropped["below_low_watermark"] == 1
+    assert backup.log_size() == 0 and backup.memory_footprint()["stash"] == 1
+    assert sent(drain(backup), Prepare) == []
 
 
 def test_n3_pre_prepare_checks_are_ordered_cheapest_first():
@@ -516,10 +520,11 @@ def test_n10_votes_outside_the_view_or_watermarks_or_from_strangers_are_not_coun
     pp = pre_prepare(1)
     backup.receive(pp)
     backup.receive(sign(Prepare(1, 1, pp.digest, 2, b"")))
-    backup.receive(sign(Prepare(0, 9, pp.digest, 2, b"")))
+    backup.receive(sign(Prepare(0, 17, pp.digest, 2, b"")))  # beyond H + L
+    backup.receive(sign(Prepare(0, 9, pp.digest, 2, b"")))  # above H: kept, not counted (C2')
     backup.receive(Prepare(0, 1, pp.digest, 7, bytes(64)))
     backup.receive(replace(prepare(pp, 2), signature=bytes(64)))
-    assert backup.memory_footprint()["stash"] == 1, "the view-1 vote waits for view 1"
+    assert backup.memory_footprint()["stash"] == 2, "the view-1 vote waits for view 1"
     assert backup.dropped == {
         "above_high_watermark": 1,
         "unknown_replica": 1,

@@ -420,11 +420,11 @@ def test_equivocating_new_view_is_safe():
 
 
 def test_future_view_flood_fills_the_stash_bound_only():
-    """Bounded memory: the future-view stash stops at stash_max (`stash_full`), and the view
-    change still completes."""
+    """V3': messages of a far-future view are not kept at all (no view change could use
+    them), so the flood costs no memory, and the view change still completes."""
     sim = run("byz_future_view_flood")
-    assert dropped(sim, "stash_full") > 0
-    assert all(sim.replicas[r].memory_footprint()["stash"] <= 1_000 for r in range(4))
+    assert dropped(sim, "useless_future_message") >= 1_000
+    assert all(sim.replicas[r].memory_footprint()["stash"] == 0 for r in range(4))
     assert min(correct_views(sim)) >= 1
 
 

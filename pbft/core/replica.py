@@ -107,6 +107,12 @@ class Replica:
         #: Batches by digest, with their sequence number, for h < n (to execute entries whose
         #: NEW-VIEW PRE-PREPARE came without its batch, and to answer FETCH-LOG).
         self._batches: dict[bytes, PrePrepare] = {}
+        #: C2': per batch digest, the highest sequence number that refers to it. A batch lives
+        #: while any n > h does (one batch may be proposed at several n by a faulty primary).
+        self._batch_last_use: dict[bytes, int] = {}
+        #: V3: batches a NEW-VIEW named that we asked for, by digest, with the sequence number
+        #: that needs each.
+        self._missing_batches: dict[bytes, int] = {}
         #: The prepared certificate of the highest view for each n > h (V1's P).
         self._prepared_certificates: dict[int, PreparedCertificate] = {}
         #: CHECKPOINT messages by sequence number, then by sender (C1, C2).
@@ -155,8 +161,13 @@ class Replica:
         self._view_change_messages: dict[int, ViewChange] = {}
         #: The NEW-VIEW that installed `view` (resent to replicas still asking for it).
         self._new_view: NewView | None = None
-        #: Messages of future views, kept until the view is installed (bounded by stash_max).
-        self._stash: list[Message] = []
+        #: V3', C2': per sender, messages kept for later: of the next view we can install, or
+        #: of this view within one window above the high watermark. At most stash_bytes_max
+        #: bytes per sender; released when the view is installed or the window advances.
+        self._stash: dict[int, list[Message]] = {}
+        self._stash_bytes: dict[int, int] = {}
+        #: The low watermark advanced: stashed messages above the old high watermark are due.
+        self._stash_due = False
         #: Per replica, the highest view we saw it working in above ours (V5 for late joiners).
         self._higher_view_seen: dict[int, int] = {}
         #: Catch-up (S1): the highest sequence others have shown us, and when we last executed.
@@ -272,7 +283,7 @@ class Replica:
         self._prepared_certificates = {s: c for s, c in certificates.items() if s > h}
         for pre_prepare in pre_prepares.values():
             if pre_prepare.requests and pre_prepare.sequence > h:
-                self._batches[pre_prepare.digest] = pre_prepare
+                self._keep_batch(pre_prepare, pre_prepare.sequence)
         if not active:
             self._view_change_retransmit_ms = self.now_ms + self._view_change_retransmit_interval
             self._send(self._others, self._view_change_messages[self.id])
@@ -305,7 +316,10 @@ class Replica:
         if pre_prepare.requests or pre_prepare.digest == NULL_DIGEST:
             return pre_prepare
         known = self._batches.get(pre_prepare.digest)
-        return pre_prepare if known is None else replace(pre_prepare, requests=known.requests)
+        if known is None:
+            return pre_prepare
+        self._keep_batch(known, pre_prepare.sequence)
+        return replace(pre_prepare, requests=known.requests)
 
     # ------------------------------------------------------------------ the driver's interface
 
@@ -316,6 +330,8 @@ class Replica:
             self.dropped["unexpected_message_type"] += 1
             return
         handler(message)
+        if self._stash_due:
+            self._replay_stash()
         self._check_invariants()
 
     def tick(self, now_ms: int) -> None:
@@ -360,6 +376,8 @@ class Replica:
             self._propose_batches()  # N2: a batch whose delay is over closes now
         if self._highest_seen > self.last_executed:
             self._maybe_catch_up()
+        if self._stash_due:
+            self._replay_stash()
         self._check_invariants()
 
     def has_ready(self) -> bool:
@@ -435,7 +453,7 @@ class Replica:
             "prepared_certificates": len(self._prepared_certificates),
             "checkpoint_sequences": len(self._checkpoints),
             "snapshots": len(self._snapshots),
-            "stash": len(self._stash),
+            "stash": sum(len(messages) for messages in self._stash.values()),
             "pending": len(self._pending),
             "proposed": len(self._proposed),
             "waiting": len(self._waiting),
@@ -459,7 +477,7 @@ class Replica:
         total += sizes.VOTE_BYTES * sum(len(v) for v in self._checkpoints.values())
         total += sum(size(r) for r in self._pending.values())
         total += sum(size(r) for r in self._waiting.values())
-        total += sum(size(m) for m in self._stash)
+        total += sum(self._stash_bytes.values())
         total += sum(size(vc) for vc in self._view_change_messages.values())
         if self._new_view is not None:
             total += size(self._new_view)
@@ -649,7 +667,7 @@ class Replica:
             self.dropped["mismatched_vote"] += discarded
         self._persist.append(pre_prepare)
         if pre_prepare.requests:
-            self._batches[pre_prepare.digest] = pre_prepare
+            self._keep_batch(pre_prepare, pre_prepare.sequence)
         return entry
 
     # ------------------------------------------------------------------ backups (N3, N4, D1)
@@ -892,6 +910,7 @@ class Replica:
         known = self._batches.get(pre_prepare.digest)
         if known is None:
             return None
+        self._keep_batch(known, entry.sequence)
         entry.pre_prepare = replace(pre_prepare, requests=known.requests)
         return entry.pre_prepare
 
@@ -1032,6 +1051,8 @@ class Replica:
         if self._lagging is not None and self._lagging[0] <= sequence:
             self._lagging = None
         self._collect_garbage(sequence)
+        if self._stash:
+            self._stash_due = True
 
     def _collect_garbage(self, sequence: int) -> None:
         """C2: discard everything at or below the stable checkpoint."""
@@ -1043,8 +1064,12 @@ class Replica:
             del self._snapshots[s]
         for s in [s for s in self._prepared_certificates if s <= sequence]:
             del self._prepared_certificates[s]
-        for d in [d for d, pp in self._batches.items() if pp.sequence <= sequence]:
+        last_use = self._batch_last_use
+        for d in [d for d, used in last_use.items() if used <= sequence]:
             del self._batches[d]
+            del last_use[d]
+        for d in [d for d, used in self._missing_batches.items() if used <= sequence]:
+            del self._missing_batches[d]
         self._last_assigned = max(self._last_assigned, sequence)
 
     # ------------------------------------------------------------------ state transfer (S1)
@@ -1151,9 +1176,19 @@ class Replica:
         message = self._sign(FetchLog(self.last_executed + 1, NULL_DIGEST, self.id, b""))
         self._send((source,), message)
 
+    def _keep_batch(self, pre_prepare: PrePrepare, sequence: int) -> None:
+        """C2': hold `pre_prepare`'s batch for as long as `sequence` (and any later sequence
+        number that names the same digest) is above the low watermark."""
+        digest = pre_prepare.digest
+        if digest not in self._batches:
+            self._batches[digest] = pre_prepare
+        if self._batch_last_use.get(digest, 0) < sequence:
+            self._batch_last_use[digest] = sequence
+
     def _fetch_batch(self, entry: LogEntry) -> None:
         """V3: ask everyone for the batch a NEW-VIEW named but we never received."""
         assert entry.pre_prepare is not None
+        self._missing_batches[entry.pre_prepare.digest] = entry.sequence
         message = self._sign(FetchLog(entry.sequence, entry.pre_prepare.digest, self.id, b""))
         self._send(self._others, message)
 
@@ -1198,20 +1233,29 @@ class Replica:
 
     def _on_logged_batch(self, message: LoggedBatch) -> None:
         pre_prepare = message.pre_prepare
-        if (reason := self._reject_sequence(pre_prepare.sequence)) is not None:
-            self.dropped[reason] += 1
-            return
         if len(pre_prepare.requests) > self.config.batch_size_max or (
             batch_digest(pre_prepare.timestamp_ms, pre_prepare.requests) != pre_prepare.digest
             and not (pre_prepare.digest == NULL_DIGEST and not pre_prepare.requests)
         ):
             self.dropped["batch_digest_mismatch"] += 1
             return
+        wanted = self._missing_batches.pop(pre_prepare.digest, None)
+        if wanted is not None and pre_prepare.requests:
+            # V3: a batch a NEW-VIEW named, answered by digest. It may have been logged under
+            # another sequence number (a faulty primary proposed it twice): the digest is what
+            # 2f + 1 replicas vouched for.
+            self._keep_batch(pre_prepare, wanted)
+            self._execute_committed()
+            if not message.commits:
+                return
+        if (reason := self._reject_sequence(pre_prepare.sequence)) is not None:
+            self.dropped[reason] += 1
+            return
         entry = self._log.get(pre_prepare.sequence)
         if entry is not None and entry.digest == pre_prepare.digest:
             # V3: the batch a NEW-VIEW named; its digest was vouched for by 2f + 1 replicas.
             if pre_prepare.requests:
-                self._batches[pre_prepare.digest] = pre_prepare
+                self._keep_batch(pre_prepare, pre_prepare.sequence)
             if entry.committed:
                 self._execute_committed()
                 return
@@ -1226,7 +1270,7 @@ class Replica:
         entry.commits = {c.replica: c for c in message.commits}
         entry.prepared = entry.committed = True
         if pre_prepare.requests:
-            self._batches[pre_prepare.digest] = pre_prepare
+            self._keep_batch(pre_prepare, pre_prepare.sequence)
         self._persist.append(pre_prepare)
         self._execute_committed()
 
@@ -1277,7 +1321,7 @@ class Replica:
         self._view_change_messages[self.id] = message
         self._persist.append(message)
         self._send(self._others, message)
-        self._stash = [m for m in self._stash if m.view >= new_view]
+        self._prune_stash()
         self._arm_view_change_timer()
         self._try_new_view()
 
@@ -1427,22 +1471,78 @@ class Replica:
                 if (client, request.timestamp) not in self._proposed:
                     self._unproposed[client] = now
                 self._send((self.primary,), request)
-        stash, self._stash = self._stash, []
-        for message in stash:
-            self.receive(message)
+        self._replay_stash()
         self._execute_committed()
 
-    def _stash_if_future(self, message: Message, view: int) -> bool:
-        """Keep messages of a view we have not installed yet (bounded); True if stashed."""
+    def _stash_if_future(self, message: PrePrepare | Prepare | Commit, view: int) -> bool:
+        """True if `message` is not for now. V3': a message of the next view we can install is
+        kept for when it is installed; C2': one of this view above the high watermark (within
+        one more window) is kept for when the window advances. Far-future views are not kept:
+        no view change could use them (they still count towards V5)."""
+        sequence = message.sequence
         if view < self.view or (view == self.view and self.view_active):
-            return False
-        if len(self._stash) >= self.config.stash_max:
-            self.dropped["stash_full"] += 1
-        else:
-            self._stash.append(message)
+            if view != self.view or sequence <= self.high_watermark:
+                return False
+            if sequence > self.high_watermark + self._log_window:
+                return False  # refused as above_high_watermark by its handler
+            self._stash_message(message)
+            return True
         if view > self.view:
             self._note_higher_view(message, view)
+        if view != self._next_view() or sequence <= self.stable_checkpoint or (
+            sequence > self.high_watermark + self._log_window
+        ):
+            self.dropped["useless_future_message"] += 1
+            return True
+        self._stash_message(message)
         return True
+
+    def _next_view(self) -> int:
+        """The view whose messages a view change may use: the one we wait to install, or the
+        one after the active view."""
+        return self.view + 1 if self.view_active else self.view
+
+    def _stash_message(self, message: PrePrepare | Prepare | Commit) -> None:
+        sender = message.replica
+        if not 0 <= sender < self._n or sender == self.id:
+            self.dropped["unknown_replica"] += 1
+            return
+        size = sizes.message_bytes(message)
+        held = self._stash_bytes.get(sender, 0)
+        if held + size > self.config.stash_bytes_max or (
+            len(self._stash.get(sender, ())) >= self.config.stash_max
+        ):
+            self.dropped["stash_full"] += 1
+            return
+        # Verified before it is kept: forgeries must not use up an honest sender's share.
+        if not self._verify_replica_signature(message):
+            self.dropped["bad_signature"] += 1
+            return
+        self._stash.setdefault(sender, []).append(message)
+        self._stash_bytes[sender] = held + size
+
+    def _prune_stash(self) -> None:
+        """After moving to another view: drop what that view can no longer use."""
+        keep_view = self._next_view()
+        for sender in list(self._stash):
+            kept = [m for m in self._stash[sender] if m.view == keep_view]
+            if kept:
+                self._stash[sender] = kept
+                self._stash_bytes[sender] = sum(sizes.message_bytes(m) for m in kept)
+            else:
+                del self._stash[sender]
+                del self._stash_bytes[sender]
+
+    def _replay_stash(self) -> None:
+        """Deliver the stash again (after a view is installed, or the window advanced): what is
+        usable now is processed, what is still early is kept again, the rest dropped."""
+        self._stash_due = False
+        stash = self._stash
+        self._stash, self._stash_bytes = {}, {}
+        handlers = self._handlers
+        for messages in stash.values():
+            for message in messages:
+                handlers[type(message)](message)
 
     def _note_higher_view(self, message: Message, view: int) -> None:
         """V5, for a replica that missed a view change (it was down, or cut off): f + 1
