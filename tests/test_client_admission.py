@@ -28,6 +28,8 @@ from pbft.core.client_table import ClientTable
 from pbft.crypto import sha256
 from pbft.messages import PrePrepare, Prepare, Reply, Request
 from simulations.cluster import deterministic_signer
+from simulations.engine import Simulation
+from simulations.scenarios import CATALOGUE, run_scenario
 
 from .corekit import (
     CLIENT,
@@ -386,3 +388,56 @@ def test_a_stranger_gets_nothing_executed_by_the_replicated_ledger():
     for replica in range(4):
         signers = {event.signer for event in ledger_of(sim, replica).audit_events}
         assert signers == {sim.make_signer(FX_ADMIN).public_key}
+
+
+# ------------------------------------------------------------------------ the simulator
+
+
+def test_a_simulation_can_list_its_clients_in_the_configuration():
+    """N8': `admit_clients` lists the simulation's clients' keys, and named extra ones."""
+    sim = Simulation(seed=1, clients=2, admit_clients=("extra",))
+    assert sim.config.clients == tuple(
+        sim.make_signer(name).public_key for name in ("client-0", "client-1", "extra")
+    )
+    assert Simulation(seed=1, clients=2).config.clients == ()
+
+
+def _run(name: str, seed: int = 1) -> Simulation:
+    sim = CATALOGUE[name].build(seed)
+    result = run_scenario(CATALOGUE[name], seed, sim)
+    assert result.violations == [], [v.as_dict() for v in result.violations][:5]
+    assert result.liveness
+    return sim
+
+
+def _dropped(sim: Simulation, reason: str) -> int:
+    return sum(sim.replicas[r].dropped[reason] for r in sim.correct_replicas())
+
+
+def test_a_sybil_flood_then_a_replay_executes_nothing_twice_under_open_admission():
+    """N8, N8' (byz_client_key_flood_replay; before N8' the flood made the cache evict the
+    correct clients and their replayed first requests executed again): the flood takes the
+    cache's free places, then is refused on arrival and at execution; the correct clients,
+    already in the cache, are served to the end, and every replay of their first requests is
+    refused."""
+    sim = _run("byz_client_key_flood_replay")
+    replay = next(iter(sim.behaviours.values()))
+    flood = sim.clients[-1].session.behaviour
+    assert replay.replayed > 0 and flood.sent > 300
+    assert _dropped(sim, "client_table_full") > 0
+    assert _dropped(sim, "client_table_full_at_execution") > 0
+    assert _dropped(sim, "old_request") > 0
+    for r in sim.correct_replicas():
+        assert len(sim.replicas[r].client_table) == 8
+        assert sim.replicas[r].view_changes_started == 0
+
+
+def test_a_sybil_flood_is_refused_on_arrival_when_the_clients_are_listed():
+    """N8' (byz_client_key_flood_replay_admitted): with the correct clients listed, every
+    request of the flood is dropped on arrival and the cache holds the listed clients only."""
+    sim = _run("byz_client_key_flood_replay_admitted")
+    flood = sim.clients[-1].session.behaviour
+    assert _dropped(sim, "client_not_admitted") >= flood.sent > 300
+    assert _dropped(sim, "client_table_full_at_execution") == 0
+    for r in sim.correct_replicas():
+        assert len(sim.replicas[r].client_table) == 4
