@@ -27,6 +27,7 @@ from pbft.core import Replica
 from pbft.core.client_table import ClientTable
 from pbft.crypto import sha256
 from pbft.messages import PrePrepare, Prepare, Reply, Request
+from pbft.runtime.cli import main
 from simulations.cluster import deterministic_signer
 from simulations.engine import Simulation
 from simulations.scenarios import CATALOGUE, run_scenario
@@ -441,3 +442,23 @@ def test_a_sybil_flood_is_refused_on_arrival_when_the_clients_are_listed():
     assert _dropped(sim, "client_table_full_at_execution") == 0
     for r in sim.correct_replicas():
         assert len(sim.replicas[r].client_table) == 4
+
+
+# ------------------------------------------------------------------------ pbft keygen
+
+
+def test_keygen_lists_its_clients_unless_asked_for_open_admission(tmp_path, capsys):
+    """N8': `pbft keygen --clients N` admits exactly the N clients it writes keys for;
+    `--open-admission` lists none."""
+    from pbft.runtime.cluster import open_cluster_files
+
+    assert main(["keygen", "--clients", "3", "--out", str(tmp_path / "a")]) == 0
+    files = open_cluster_files(tmp_path / "a")
+    assert files.config.clients == tuple(s.public_key for s in files.client_signers())
+    assert "the only 3 admitted" in capsys.readouterr().out
+    assert main(["keygen", "--clients", "2", "--out", str(tmp_path / "b"),
+                 "--open-admission"]) == 0  # fmt: skip
+    assert open_cluster_files(tmp_path / "b").config.clients == ()
+    assert main(["keygen", "--clients", "3", "--out", str(tmp_path / "c"),
+                 "--set", "client_table_max=2"]) == 2  # fmt: skip
+    assert "client_table_max" in capsys.readouterr().err
