@@ -92,6 +92,22 @@ class ClusterConfig:
     #: cache holds the first `client_table_max` clients executed. Not a bound; each key 32
     #: bytes, no duplicates, no replica's key; client_table_max must be at least their number.
     clients: tuple[bytes, ...] = ()
+    #: N2': a batch closes before its PRE-PREPARE (header and requests, `pbft.core.sizes`)
+    #: would exceed this many bytes. Validation proves that the largest message carrying a
+    #: batch (a LOGGED-BATCH with n COMMITs) fits `frame_bytes_max`, and that one request of
+    #: `operation_bytes_max` fits a batch alone.
+    batch_bytes_max: int = 3 * 1024 * 1024
+    #: Bytes of requests a replica holds waiting to be ordered (the primary's pending batch,
+    #: a backup's waiting requests; each bounded separately). Beyond it new requests are
+    #: dropped, so clients with large requests cannot exhaust memory.
+    pending_bytes_max: int = 64 * 1024 * 1024
+    #: Per sending replica: bytes of messages for the next view, or above the high watermark,
+    #: kept until the view is installed or the window advances (V3', C2').
+    stash_bytes_max: int = 16 * 1024 * 1024
+    #: V1'': a backup that knows of a waiting request expects a PRE-PREPARE carrying it within
+    #: this long (while the primary's window has room); otherwise it suspects the primary.
+    #: Below request_timeout_ms, above batch_delay_ms plus a few network round trips.
+    propose_timeout_ms: int = 500
 
     def __post_init__(self) -> None:
         if not isinstance(self.replicas, tuple):
@@ -242,6 +258,12 @@ def _check_bounds(config: ClusterConfig) -> None:
             f"log_window = {window} must be a multiple of checkpoint_interval = {k} "
             f"and at least 2 * checkpoint_interval = {2 * k}"
         )
+    if not config.batch_delay_ms < config.propose_timeout_ms <= config.request_timeout_ms:
+        raise ConfigError(
+            f"propose_timeout_ms = {config.propose_timeout_ms} must be above batch_delay_ms = "
+            f"{config.batch_delay_ms} and at most request_timeout_ms = {config.request_timeout_ms}"
+        )
+    _check_message_sizes(config)
     if config.batch_size_max > BATCH_SIZE_CEILING:
         raise ConfigError(
             f"batch_size_max = {config.batch_size_max} exceeds the ceiling {BATCH_SIZE_CEILING}"
@@ -269,6 +291,45 @@ def _check_clients(config: ClusterConfig) -> None:
             f"client_table_max = {config.client_table_max} is below the "
             f"{len(config.clients)} admitted clients (clients): the reply cache must hold "
             "every one of them"
+        )
+
+
+def _check_message_sizes(config: ClusterConfig) -> None:
+    """Every message a correct replica builds must fit one frame: a batch too large to send
+    would be rebuilt by every new primary and stop the cluster for good."""
+    from .core import sizes  # the core imports this module: import its size bounds lazily
+
+    frame = config.frame_bytes_max
+    largest_request = sizes.REQUEST_OVERHEAD_BYTES + config.operation_bytes_max
+    if sizes.PRE_PREPARE_OVERHEAD_BYTES + largest_request > config.batch_bytes_max:
+        raise ConfigError(
+            f"batch_bytes_max = {config.batch_bytes_max} cannot hold one request of "
+            f"operation_bytes_max = {config.operation_bytes_max} "
+            f"(needs {sizes.PRE_PREPARE_OVERHEAD_BYTES + largest_request})"
+        )
+    logged_batch = (sizes.CONTAINER_OVERHEAD_BYTES + config.batch_bytes_max
+                    + sizes.VOTE_BYTES * config.n)
+    if logged_batch > frame:
+        raise ConfigError(
+            f"batch_bytes_max = {config.batch_bytes_max}: a batch with its {config.n} COMMITs "
+            f"needs {logged_batch} bytes, above frame_bytes_max = {frame}"
+        )
+    if largest_request > config.pending_bytes_max:
+        raise ConfigError(
+            f"pending_bytes_max = {config.pending_bytes_max} cannot hold one request of "
+            f"operation_bytes_max = {config.operation_bytes_max}"
+        )
+    if config.stash_bytes_max < config.batch_bytes_max:
+        raise ConfigError(
+            f"stash_bytes_max = {config.stash_bytes_max} must hold at least one batch "
+            f"(batch_bytes_max = {config.batch_bytes_max})"
+        )
+    view_change = sizes.view_change_bytes_max(config)
+    new_view = sizes.new_view_bytes_max(config)
+    if max(view_change, new_view) > frame:
+        raise ConfigError(
+            f"log_window = {config.log_window} with n = {config.n}: a VIEW-CHANGE may need "
+            f"{view_change} bytes and a NEW-VIEW {new_view}, above frame_bytes_max = {frame}"
         )
 
 

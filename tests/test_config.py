@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 
+import types
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pbft.core import sizes
 from pbft.config import (
     BOUND_NAMES,
     ClusterConfig,
@@ -44,8 +47,9 @@ def test_f_and_quorum_follow_n(n, f, quorum):
 
 @pytest.mark.parametrize("n", range(4, 40))
 def test_quorums_intersect_in_a_correct_replica_and_are_reachable(n):
-    """Safety: two quorums share f + 1 replicas. Liveness: the n - f correct ones form a quorum."""
-    config = ClusterConfig.create(replicas(n))
+    """Safety: two quorums share f + 1 replicas. Liveness: the n - f correct ones form a quorum.
+    (From n = 16 a full window's NEW-VIEW outgrows the default frame: a larger frame here.)"""
+    config = ClusterConfig.create(replicas(n), frame_bytes_max=64 * 1024 * 1024)
     assert 2 * config.quorum - config.n >= config.f + 1
     assert config.quorum <= config.n - config.f
     if n % 3 == 1:
@@ -136,7 +140,8 @@ def test_batch_delay_is_zero_by_default_and_below_the_request_timeout():
     flight); a delay must stay below request_timeout_ms, or a primary that waits for its batch
     to fill would look faulty to its backups (V1)."""
     assert ClusterConfig.create(replicas(4)).batch_delay_ms == 0
-    config = ClusterConfig.create(replicas(4), batch_delay_ms=1_999, request_timeout_ms=2_000)
+    config = ClusterConfig.create(replicas(4), batch_delay_ms=1_999, request_timeout_ms=2_000,
+                                  propose_timeout_ms=2_000)
     assert config.batch_delay_ms == 1_999
     with pytest.raises(ConfigError, match="batch_delay_ms.*request_timeout_ms"):
         ClusterConfig.create(replicas(4), batch_delay_ms=2_000, request_timeout_ms=2_000)
@@ -280,6 +285,19 @@ def cluster_configs(draw) -> ClusterConfig:
     bounds["log_window"] = k * draw(st.integers(2, 64))
     bounds["batch_size_max"] = draw(st.integers(1, 10_000))
     bounds["batch_delay_ms"] = draw(st.integers(0, bounds["request_timeout_ms"] - 1))
+    bounds["propose_timeout_ms"] = draw(
+        st.integers(bounds["batch_delay_ms"] + 1, bounds["request_timeout_ms"]))
+    # The size bounds are drawn as room above what the bound below them needs.
+    largest_request = sizes.REQUEST_OVERHEAD_BYTES + bounds["operation_bytes_max"]
+    bounds["batch_bytes_max"] = (sizes.PRE_PREPARE_OVERHEAD_BYTES + largest_request
+                                 + draw(st.integers(0, 2**30)))
+    bounds["pending_bytes_max"] = largest_request + draw(st.integers(0, 2**30))
+    bounds["stash_bytes_max"] = bounds["batch_bytes_max"] + draw(st.integers(0, 2**30))
+    draft = types.SimpleNamespace(n=n, **bounds)
+    bounds["frame_bytes_max"] = max(
+        sizes.CONTAINER_OVERHEAD_BYTES + bounds["batch_bytes_max"] + sizes.VOTE_BYTES * n,
+        sizes.new_view_bytes_max(draft), sizes.view_change_bytes_max(draft),
+    ) + draw(st.integers(0, 2**30))
     return ClusterConfig.create(rs, **bounds)
 
 

@@ -34,7 +34,7 @@ from ..messages import (
     ViewChange,
     VoteHorizon,
 )
-from . import quorum
+from . import quorum, sizes
 from .client_table import ClientRecord, ClientTable
 from .log import LogEntry
 from .ready import ExecutedBatch, ExecutedRequest, Outbound, Ready, Status
@@ -430,6 +430,28 @@ class Replica:
             "view_change_messages": len(self._view_change_messages),
             "clients": len(self.client_table),
         }
+
+    def bytes_held(self) -> int:
+        """The protocol bytes this replica holds (encoded-size bounds, `pbft.core.sizes`): its
+        log, batches, prepared certificates, CHECKPOINTs, waiting requests, stash and view-change
+        messages. Never above `sizes.replica_bytes_budget(config)`. Walks every structure: for
+        tests, metrics and the simulator's memory oracle, not for the path of every message."""
+        size = sizes.message_bytes
+        total = 0
+        for entry in self._log.values():
+            if entry.pre_prepare is not None:
+                total += sizes.PRE_PREPARE_OVERHEAD_BYTES
+            total += sizes.VOTE_BYTES * (len(entry.prepares) + len(entry.commits))
+        total += sum(size(pp) for pp in self._batches.values())
+        total += sum(size(c) for c in self._prepared_certificates.values())
+        total += sizes.VOTE_BYTES * sum(len(v) for v in self._checkpoints.values())
+        total += sum(size(r) for r in self._pending.values())
+        total += sum(size(r) for r in self._waiting.values())
+        total += sum(size(m) for m in self._stash)
+        total += sum(size(vc) for vc in self._view_change_messages.values())
+        if self._new_view is not None:
+            total += size(self._new_view)
+        return total
 
     def waiting_requests(self) -> dict[bytes, tuple[int, int]]:
         """Backups: per client, the timestamp of the request it waits on and since when (ms)."""
