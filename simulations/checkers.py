@@ -55,6 +55,8 @@ def validity(sim: Simulation) -> list[Violation]:
     submitted = {
         c.session.client: {op[0] for op in c.record.operations} for c in sim.clients
     }
+    # Byzantine clients' made-up keys are clients too, none of them correct.
+    submitted.update((key, set()) for key in sim.sybil_keys)
     correct = {c.session.client for c in sim.clients if c.record.correct}
     violations = []
     for replica in sim.correct_replicas():

@@ -12,7 +12,7 @@ import gc
 import hashlib
 import heapq
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -218,6 +218,10 @@ class Simulation:
 
     `replica_class` may be a deliberately broken subclass (to test the checkers);
     `behaviours` maps replica ids to Byzantine interceptors (`simulations.byzantine`).
+    `admit_clients` (N8'): False, open admission (the configuration lists no clients); True,
+    the configuration lists the keys of the `clients` built here; names, those and the keys of
+    these names too (for clients added later under them, e.g. by `add_byzantine_client`).
+    Client keys derive from names, so they are known before the configuration is built.
     """
 
     def __init__(
@@ -236,6 +240,7 @@ class Simulation:
         wire: bool = False,
         replica_class: type[Replica] = Replica,
         behaviours: dict[int, Any] | None = None,
+        admit_clients: bool | Iterable[str] = False,
     ) -> None:
         from pbft.app import KeyValueStore, kv_append
 
@@ -255,6 +260,11 @@ class Simulation:
         self.make_signer = make_signer
         self.signers = [make_signer(f"replica-{i}") for i in range(replicas)]
         overrides = {**SIMULATION_CONFIG, **(config_overrides or {})}
+        if admit_clients is not False:
+            names = [f"client-{c}" for c in range(clients)]
+            if admit_clients is not True:
+                names += [name for name in admit_clients if name not in names]
+            overrides["clients"] = tuple(make_signer(name).public_key for name in names)
         self.config = ClusterConfig(
             replicas=tuple(ReplicaInfo(i, s.public_key) for i, s in enumerate(self.signers)),
             **overrides,
@@ -289,6 +299,9 @@ class Simulation:
 
         operation = make_operation or (lambda c, i: kv_append(f"key-{c % 3}", b"%d.%d;" % (c, i)))
         self.clients: list[SimClient] = []
+        #: Keys Byzantine clients made up on the way (each a client of its own to the replicas,
+        #: none correct), that the validity checker must not count as strangers.
+        self.sybil_keys: set[bytes] = set()
         self._clients_by_key: dict[bytes, SimClient] = {}
         for c in range(clients):
             self.add_client(f"client-{c}", requests_per_client, think_ms, operation)

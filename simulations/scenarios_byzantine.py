@@ -16,6 +16,7 @@ from pbft.messages import Commit, NewView, Prepare, PrePrepare
 
 from .byzantine import (
     BadSignatureClient,
+    ClientRequestReplay,
     Compose,
     CorruptLoggedBatches,
     CorruptSnapshot,
@@ -39,6 +40,7 @@ from .byzantine import (
     SelectiveDelivery,
     Silent,
     SkewedTimestamps,
+    SybilFlood,
     TamperedRequest,
     Twins,
     ViewChangeSpam,
@@ -419,6 +421,38 @@ def _client_flood(seed: int) -> Simulation:
     sim = _sim(seed)
     add_byzantine_client(sim, "flood", FloodingClient(per_tick=5, until_ms=3_000), requests=0)
     return sim
+
+
+def _key_flood_replay(seed: int, *, admit: bool) -> Simulation:
+    # A reply cache of 8 clients: the 4 correct ones, and room for 4 more. The Sybil flood
+    # starts once every correct client has executed a request (under open admission a client
+    # that arrives after the cache is full is refused for good: N8'). The replay goes on until
+    # 4 s, after the flood, so the run lasts until then.
+    sim = _sim(seed, requests_per_client=20, config_overrides={"client_table_max": 8},
+               admit_clients=admit)
+    victims = tuple(client.session.client for client in sim.clients)
+    sim.add_behaviour(1 + seed % 3, ClientRequestReplay(victims, from_ms=500, until_ms=4_000))
+    add_byzantine_client(sim, "sybil", SybilFlood(per_tick=2, from_ms=300, until_ms=2_000),
+                         requests=0)
+    sim.at(4_000, lambda s: None, fault=False)
+    return sim
+
+
+# Failed at 4b9cd76 (before N8'): the flood's fresh keys made the reply cache evict the correct
+# clients (least recently served first) and the replayed first requests executed again
+# (exactly_once).
+@scenario("byz_client_key_flood_replay", "open admission, a reply cache of 8: a client signs "
+                                         "each request with a fresh key while a backup replays "
+                                         "the correct clients' first requests")
+def _client_key_flood_replay(seed: int) -> Simulation:
+    return _key_flood_replay(seed, admit=False)
+
+
+@scenario("byz_client_key_flood_replay_admitted", "the same with the correct clients listed in "
+                                                  "the configuration: the flood is refused on "
+                                                  "arrival")
+def _client_key_flood_replay_admitted(seed: int) -> Simulation:
+    return _key_flood_replay(seed, admit=True)
 
 
 # ------------------------------------------------------------------ swarm

@@ -35,7 +35,7 @@ from ..messages import (
     VoteHorizon,
 )
 from . import quorum, sizes
-from .client_table import ClientTable
+from .client_table import ClientRecord, ClientTable
 from .log import LogEntry
 from .ready import ExecutedBatch, ExecutedRequest, Outbound, Ready, Status
 from .recovery import read_records
@@ -98,7 +98,10 @@ class Replica:
         self.stable_checkpoint_proof: tuple[Checkpoint, ...] = ()
         #: The timestamp the last executed batch was executed with (D1).
         self.last_batch_timestamp_ms = 0
-        self.client_table = ClientTable(config.client_table_max)
+        self.client_table = ClientTable(config.client_capacity)
+        #: N8': the listed clients (empty: any key is a client) and the application's say.
+        self._admitted = frozenset(config.clients)
+        self._app_admits = getattr(app, "admits", None)
         self.dropped: Counter[str] = Counter()
         self.view_changes_started = 0
         self.state_transfers_completed = 0
@@ -512,6 +515,9 @@ class Replica:
             # N2': no batch could carry it (the codec refuses it on the wire already).
             self.dropped["request_too_large"] += 1
             return
+        if (reason := self._refuse_client(request, record)) is not None:
+            self.dropped[reason] += 1
+            return
         if not self._verify_request(request):
             self.dropped["bad_request_signature"] += 1
             return
@@ -534,6 +540,25 @@ class Replica:
             if self.view_active:
                 self._send((self.primary,), request)
             self._wait_for(request)
+
+    def _refuse_client(self, request: Request, record: ClientRecord | None) -> str | None:
+        """N8' at arrival, before the signature is checked: a client not listed; for ordered
+        requests also one the application does not admit in our current state (a lagging
+        replica may refuse a client just admitted; the client's retransmission reaches the
+        others), or a new client when the reply cache is full. Execution decides again
+        (`_refused_at_execution`). A read-only request (R1) leaves no record: the
+        application's `query` answers it as it sees fit."""
+        admitted = self._admitted
+        if admitted and request.client not in admitted:
+            return "client_not_admitted"
+        if request.read_only:
+            return None
+        admits = self._app_admits
+        if admits is not None and not admits(request.client):
+            return "client_not_admitted"
+        if record is None and self.client_table.full:
+            return "client_table_full"
+        return None
 
     def _wait_for(self, request: Request) -> None:
         client = request.client
@@ -736,11 +761,14 @@ class Replica:
         if (reason := self._reject_batch_timestamp(m)) is not None:
             return reason
         seen: set[RequestKey] = set()
+        admitted = self._admitted
         for request in m.requests:
             key = (request.client, request.timestamp)
             if request.read_only or key in seen:
                 return "bad_batch_request"
             seen.add(key)
+            if admitted and request.client not in admitted:
+                return "batch_client_not_admitted"  # N8': only a faulty primary proposes it
             if not self._verify_request(request):
                 return "bad_request_signature"
         return None
@@ -929,6 +957,8 @@ class Replica:
                 proposed.discard((client, timestamp))
             if timestamp <= table.last_timestamp(client):
                 continue  # N8: already executed (a retransmission proposed twice)
+            if self._refused_at_execution(client, timestamp):
+                continue  # N8'
             result = execute(request.operation, ExecutionContext(sequence, client, timestamp_ms))
             table.record(client, timestamp, result, sequence)
             if client in waiting and waiting[client].timestamp <= timestamp:
@@ -947,6 +977,39 @@ class Replica:
             self._view_change_timeout_ms = self.config.view_change_timeout_ms
         if sequence % self.config.checkpoint_interval == 0:
             self._take_checkpoint(sequence)
+
+    def _refused_at_execution(self, client: bytes, timestamp: int) -> bool:
+        """N8': a request of a client the application does not admit, or of a new client when
+        the reply cache is full, is not executed and gets no record and no reply. Decided from
+        the replicated state alone, in sequence order, so every correct replica refuses the
+        same requests; we stop waiting for it (V1: it will never execute). The listed
+        clients need no check here: no correct replica accepts another key's request, at
+        arrival or in a PRE-PREPARE, so no batch holding one commits."""
+        admits = self._app_admits
+        table = self.client_table
+        if admits is not None and not admits(client):
+            self.dropped["client_not_admitted_at_execution"] += 1
+        elif table.get(client) is not None:
+            return False
+        elif len(table) < table.capacity:
+            if len(table) + 1 == table.capacity:
+                self._stop_waiting_for_new_clients(client)
+            return False
+        else:
+            self.dropped["client_table_full_at_execution"] += 1
+        waiting = self._waiting.get(client)
+        if waiting is not None and waiting.timestamp <= timestamp:
+            self._stop_waiting(client)
+        return True
+
+    def _stop_waiting_for_new_clients(self, last: bytes) -> None:
+        """`last` takes the reply cache's last place: no request of a client not in it will
+        ever execute (N8'), and a primary whose cache filled first already refused them on
+        arrival. V1: waiting for them would blame a correct primary; forget them (once: the
+        cache never empties)."""
+        table = self.client_table
+        for client in [c for c in self._waiting if c != last and table.get(c) is None]:
+            self._stop_waiting(client)
 
     def _send_reply(self, client: bytes, timestamp: int, result: bytes, read_only: bool) -> None:
         self._replies.append(Reply(self.view, timestamp, client, self.id, result, read_only))
