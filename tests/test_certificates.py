@@ -468,11 +468,14 @@ def test_n3_the_primary_refuses_a_pre_prepare_in_its_own_name():
 
 
 def test_n3_a_pre_prepare_outside_the_watermarks_is_refused():
-    """N3: h < n ≤ H: n = h and n = H + 1 are refused; n = H is accepted."""
+    """N3: h < n ≤ H: n = h and n = H + L + 1 are refused, n = H + 1 is kept aside (C2') but
+    not accepted; n = H is accepted."""
     backup = make_replica(1, checkpoint_interval=K, log_window=L)
     backup.receive(pre_prepare(0))
+    backup.receive(pre_prepare(2 * L + 1))
     backup.receive(pre_prepare(L + 1))
     assert backup.dropped == {"below_low_watermark": 1, "above_high_watermark": 1}
+    assert backup.memory_footprint()["stash"] == 1
     assert sent(drain(backup), Prepare) == []
     backup.receive(pre_prepare(L))
     assert len(sent(drain(backup), Prepare)) == 1
@@ -640,12 +643,13 @@ def test_n10_a_prepare_from_an_unknown_replica_is_refused():
 
 
 def test_n10_a_prepare_outside_the_watermarks_is_refused():
-    """N10: PREPAREs for n ≤ h or n > H are not logged."""
+    """N10: PREPAREs for n ≤ h or n > H are not logged (up to H + L they are kept aside, C2')."""
     backup, pp = _pre_prepared()
     backup.receive(sign(Prepare(0, 0, pp.digest, 2, b"")))
+    backup.receive(sign(Prepare(0, 2 * L + 1, pp.digest, 2, b"")))
     backup.receive(sign(Prepare(0, L + 1, pp.digest, 2, b"")))
     assert backup.dropped == {"below_low_watermark": 1, "above_high_watermark": 1}
-    assert backup.log_size() == 1
+    assert backup.log_size() == 1 and backup.memory_footprint()["stash"] == 1
 
 
 def test_n10_a_prepare_of_a_later_view_is_not_counted_in_this_one():
@@ -741,12 +745,13 @@ def test_n10_a_commit_from_an_unknown_replica_is_refused():
 
 
 def test_n10_a_commit_outside_the_watermarks_is_refused():
-    """N10: COMMITs for n ≤ h or n > H are not logged."""
+    """N10: COMMITs for n ≤ h or n > H are not logged (up to H + L they are kept aside, C2')."""
     backup, pp = _prepared()
     backup.receive(sign(Commit(0, 0, pp.digest, 2, b"")))
+    backup.receive(sign(Commit(0, 2 * L + 1, pp.digest, 2, b"")))
     backup.receive(sign(Commit(0, L + 1, pp.digest, 2, b"")))
     assert backup.dropped == {"below_low_watermark": 1, "above_high_watermark": 1}
-    assert backup.log_size() == 1
+    assert backup.log_size() == 1 and backup.memory_footprint()["stash"] == 1
 
 
 def test_n10_commits_of_a_later_view_do_not_commit_this_one():
