@@ -529,11 +529,13 @@ class Replica:
                     or self._pending_bytes + size > self.config.pending_bytes_max):
                 self.dropped["pending_requests_full"] += 1
                 return
+            # V1 for the primary too: a primary whose batches cannot commit (it was left
+            # behind in an old view, or its backups are cut off) must give up its view. What
+            # it cannot wait on (bounded like a backup's), it does not propose either.
+            if not self._wait_for(request):
+                return
             self._pending[key] = request
             self._pending_bytes += size
-            # V1 for the primary too: a primary whose batches cannot commit (it was left
-            # behind in an old view, or its backups are cut off) must give up its view.
-            self._wait_for(request)
             self._propose_batches()
         else:
             # N1/N9: a backup relays the request to the primary and starts its timer.
@@ -560,18 +562,19 @@ class Replica:
             return "client_table_full"
         return None
 
-    def _wait_for(self, request: Request) -> None:
+    def _wait_for(self, request: Request) -> bool:
+        """Start waiting on `request` (V1); False if the waiting requests' bounds refuse it."""
         client = request.client
         waiting = self._waiting.get(client)
         if waiting is not None and waiting.timestamp >= request.timestamp:
-            return
+            return True
         size = sizes.request_bytes(request)
         freed = 0 if waiting is None else sizes.request_bytes(waiting)
         if (waiting is None and len(self._waiting) >= self.config.pending_requests_max) or (
             self._waiting_bytes - freed + size > self.config.pending_bytes_max
         ):
             self.dropped["pending_requests_full"] += 1
-            return
+            return False
         if waiting is not None:
             self._stop_waiting(client)
         self._waiting[client] = request
@@ -581,6 +584,7 @@ class Replica:
             self._unproposed[client] = self.now_ms
         if self._timed is None:
             self._restart_request_timer()
+        return True
 
     def _stop_waiting(self, client: bytes) -> None:
         """The request `client` waited on executed (or was superseded): V1' restarts the timer
