@@ -257,3 +257,4 @@ def _three_primaries(seed: int) -> Simulation:
     return sim
 from . import scenarios_byzantine  # noqa: F401
 from . import scenarios_trade  # noqa: F401
+from . import scenarios_attacks  # noqa: F401
