@@ -103,6 +103,14 @@ def test_every_attack_scenario_is_registered_and_switches_its_oracles_on():
     assert set(PENDING_CORE_FIX) <= set(ATTACK_SCENARIOS)
 
 
+@pytest.mark.parametrize("name", ["byz_duplicate_batch", "byz_late_checkpoints"])
+def test_attack_runs_are_deterministic(name):
+    """The attacks draw only from the simulation's generator (the late CHECKPOINTs' delays
+    too): same seed, same trace."""
+    first, again = run_scenario(CATALOGUE[name], 4), run_scenario(CATALOGUE[name], 4)
+    assert first.trace_hash == again.trace_hash and first.events == again.events
+
+
 # ------------------------------------------------------------------ item 1: large requests
 
 
