@@ -38,16 +38,27 @@ def test_n1_primary_receiving_a_request_proposes_it():
     assert pp.requests[0].timestamp == 1 and pp.sequence == 1
 
 
-def test_n1_backup_relays_a_request_to_the_primary_and_starts_its_timer():
-    """N1: a backup that receives a request directly relays it to the primary, proposes nothing,
-    and remembers it as waiting (the request timer of V1)."""
+def test_n1_prime_a_backup_waits_on_a_request_and_relays_it_only_when_its_proposal_is_late():
+    """N1': clients send every request to all replicas. A backup proposes nothing, remembers
+    the request as waiting (the request timer of V1), and relays it to the primary only once
+    propose_timeout_ms passed without a PRE-PREPARE carrying it (V1'')."""
     backup = make_replica(2)
     req = request(1)
     backup.receive(req)
     ready = drain(backup)
-    assert sent(ready, Request) == [((0,), req)]
+    assert sent(ready, Request) == []
     assert sent(ready, PrePrepare) == []
     assert backup.waiting_requests() == {CLIENT.public_key: (1, 0)}
+    backup.tick(backup.config.propose_timeout)
+    assert sent(drain(backup), Request) == [((0,), req)]
+
+
+def test_n1_prime_the_client_sends_a_request_to_every_replica():
+    """N1': so that every backup times the primary's proposal from the start."""
+    session = ClientSession(make_replica(0).config, CLIENT, 0)
+    session.submit(b"op")
+    (outbound,) = session.ready().messages
+    assert outbound.to == (0, 1, 2, 3)
 
 
 def test_n1_a_request_with_a_bad_client_signature_is_refused():
@@ -492,13 +503,14 @@ def test_n8_a_request_proposed_twice_executes_once():
 
 
 def test_n9_client_multicasts_on_timeout_and_backs_off():
-    """N9: no result within client_retry_timeout_ms → the request goes to every replica."""
+    """N9: no result within client_retry_timeout_ms → the request goes to every replica again
+    (N1': it went to every replica the first time too)."""
     config = make_config(client_retry_timeout_ms=100)
     session = ClientSession(config, CLIENT)
     req = session.submit(b"op")
     first = session.ready()
     session.advance()
-    assert [o.to for o in first.messages] == [(0,)]
+    assert [o.to for o in first.messages] == [(0, 1, 2, 3)]
     session.tick(99)
     assert not session.has_ready()
     session.tick(100)

@@ -3,10 +3,9 @@
 every checker and availability oracle (the oracles themselves are tested in
 tests/test_sim_checkers.py).
 
-Method: unit tests record what a behaviour puts on the network (`Simulation.send` wrapped).
-The scenario runs are expected to fail until the core fixes of issue 11 land:
-`PENDING_CORE_FIX` names them (tests/test_simulator.py's catalogue sweep expects them to fail
-too), and whoever lands a fix removes its scenario from that set.
+Method: unit tests record what a behaviour puts on the network (`Simulation.send` wrapped);
+each scenario runs with its catalogue seeds (each failed on the core before issue 11's fixes,
+as the commit that added it records).
 """
 
 from __future__ import annotations
@@ -30,29 +29,9 @@ from simulations.engine import SIMULATION_CONFIG, Simulation
 from simulations.scenarios import CATALOGUE, run_scenario
 from simulations.scenarios_attacks import FAULT_FREE_BYTES_HELD
 
-#: The scenarios of issue 11 that today's core fails, by item of the issue. Remove a scenario
-#: when the core fix for its item lands (its strict xfail marks here and in
-#: tests/test_simulator.py then turn into failures until it is removed).
-PENDING_CORE_FIX: dict[str, int] = {
-    "byz_large_requests": 1,
-    "byz_censoring_primary": 2,
-    "byz_duplicate_batch": 3,
-    "byz_stash_flood": 6,
-    "byz_late_checkpoints": 8,
-    "byz_slow_primary_withholding_accomplice": 9,
-}
-
 ATTACK_SCENARIOS = ["byz_large_requests", "byz_censoring_primary", "byz_duplicate_batch",
                     "byz_stash_flood", "byz_late_checkpoints",
                     "byz_slow_primary_withholding_accomplice"]
-
-
-def pending_core_fix(name: str) -> list:
-    """The strict xfail mark of a scenario in `PENDING_CORE_FIX` (none for the others)."""
-    if name not in PENDING_CORE_FIX:
-        return []
-    return [pytest.mark.xfail(strict=True,
-                              reason=f"issue 11 item {PENDING_CORE_FIX[name]}: core fix pending")]
 
 
 def _record_sends(sim: Simulation) -> list[tuple[int, object, tuple, object]]:
@@ -76,7 +55,7 @@ def _pre_prepares_from(sent: list, replica: int) -> list[tuple[int, tuple, PrePr
 # ------------------------------------------------------------------ the scenarios
 
 
-RUNS = [pytest.param(name, seed, id=f"{name}-{seed}", marks=pending_core_fix(name))
+RUNS = [pytest.param(name, seed, id=f"{name}-{seed}")
         for name in ATTACK_SCENARIOS for seed in (1, 2)]
 
 
@@ -100,7 +79,6 @@ def test_every_attack_scenario_is_registered_and_switches_its_oracles_on():
         assert entry.bytes_held_bound is not None
     for name in ("byz_large_requests", "byz_late_checkpoints"):
         assert CATALOGUE[name].needless_view_changes == 0
-    assert set(PENDING_CORE_FIX) <= set(ATTACK_SCENARIOS)
 
 
 @pytest.mark.parametrize("name", ["byz_duplicate_batch", "byz_late_checkpoints"])

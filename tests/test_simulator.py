@@ -18,7 +18,6 @@ from pbft.messages import Checkpoint, LoggedBatch, Prepare, PrePrepare, Request
 from simulations.engine import Simulation
 from simulations.network import Network, NetworkProfile
 from simulations.scenarios import CATALOGUE, run_scenario
-from tests.test_sim_attacks import pending_core_fix
 
 
 @pytest.mark.parametrize("name", ["baseline", "swarm", "crash_all_restart",
@@ -185,9 +184,7 @@ def test_the_engine_notes_the_view_changes_correct_replicas_ask_for():
     assert {replica for replica, _ in sim.view_changes_sent} == {1, 2, 3}
 
 
-# The scenarios of issue 11 that today's core fails run here too, expected to fail
-# (tests/test_sim_attacks.py: PENDING_CORE_FIX) until their fix lands.
-CI_RUNS = [pytest.param(name, seed, id=f"{name}-{seed}", marks=pending_core_fix(name))
+CI_RUNS = [pytest.param(name, seed, id=f"{name}-{seed}")
            for name, entry in CATALOGUE.items() for seed in entry.seeds]
 
 

@@ -12,7 +12,7 @@ from pbft.app import kv_append
 from pbft.codec import batch_digest, signing_payload
 from pbft.core import quorum
 from pbft.core.view_change import new_view_plan
-from pbft.messages import NULL_DIGEST, Commit, NewView, Prepare, PrePrepare, ViewChange
+from pbft.messages import NULL_DIGEST, Commit, NewView, Prepare, PrePrepare, Request, ViewChange
 
 from simulations.cluster import InProcessCluster
 
@@ -99,15 +99,34 @@ def test_v1_prime_the_timer_restarts_from_now_for_the_next_oldest():
 
 
 def test_v1_second_prime_a_backup_suspects_a_primary_that_does_not_propose_a_request():
-    """V1'': a request a backup relayed and no PRE-PREPARE carried after propose_timeout_ms
-    makes it suspect the primary, long before the request timeout."""
+    """V1'': a request no PRE-PREPARE carried after propose_timeout_ms is relayed to the primary
+    (the client may have skipped it); still unproposed one more propose timeout later, the
+    backup suspects the primary, long before the request timeout."""
     backup = make_replica(1, request_timeout_ms=2_000, propose_timeout_ms=300)
-    backup.receive(request(5, key="a"))
+    waiting = request(5, key="a")
+    backup.receive(waiting)
+    assert sent(drain(backup), Request) == [], "N1': the client sent it to the primary itself"
     backup.tick(299)
-    assert backup.view_active
+    assert sent(drain(backup), Request) == []
     backup.tick(300)
+    assert sent(drain(backup), Request) == [((0,), waiting)]
+    assert backup.view_active
+    backup.tick(599)
+    assert backup.view_active
+    backup.tick(600)
     assert not backup.view_active and backup.view == 1
     assert backup.dropped["primary_slow_to_propose"] == 1
+
+
+def test_v1_second_prime_a_relayed_request_proposed_in_time_keeps_the_primary():
+    """V1'': the primary that gets the relayed request and proposes it is not suspected."""
+    backup = make_replica(1, request_timeout_ms=2_000, propose_timeout_ms=300)
+    waiting = request(5, key="a")
+    backup.receive(waiting)
+    backup.tick(300)
+    backup.receive(pre_prepare(1, requests=(waiting,)))
+    backup.tick(1_999)
+    assert backup.view_active and backup.dropped["primary_slow_to_propose"] == 0
 
 
 def test_v1_second_prime_a_proposed_request_stops_the_propose_timer():

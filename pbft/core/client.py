@@ -103,9 +103,9 @@ class ClientSession:
         self._replies = {}
         self._sent_at_ms = self.now_ms
         self._retry_timeout_ms = self.config.client_retry_timeout_ms
-        # R1: read-only requests go to every replica; N1: others to the primary.
-        to = self._all if read_only else (self.view % self._n,)
-        self._messages.append(Outbound(to, request))
+        # R1: read-only requests go to every replica; N1': so do the others, so that every
+        # backup times the primary's proposal of it from the start (V1'').
+        self._messages.append(Outbound(self._all, request))
         return request
 
     def receive(self, reply: Reply) -> None:

@@ -151,6 +151,8 @@ class Replica:
         #: first, with the time they started waiting for one; and the highest sequence number
         #: of this view's PRE-PREPAREs (a primary whose window is full may not propose).
         self._unproposed: dict[bytes, int] = {}
+        #: Clients whose unproposed request we already relayed to the primary (V1'').
+        self._relayed: set[bytes] = set()
         self._last_pre_prepared = 0
         #: V1: the timer already gave us one more period to catch up since the last progress.
         self._timer_deferred = False
@@ -357,8 +359,7 @@ class Replica:
                 else:
                     self._start_view_change(self.view + 1)  # V1
             elif self._unproposed and self._primary_should_propose(now):
-                self.dropped["primary_slow_to_propose"] += 1
-                self._start_view_change(self.view + 1)  # V1''
+                self._proposal_late(now)
         elif self._view_change_deadline_ms is not None and now >= self._view_change_deadline_ms:
             self._view_change_timeout_ms *= 2  # V4: 2T, 4T, ... until progress
             self._start_view_change(self.view + 1)
@@ -538,9 +539,8 @@ class Replica:
             self._pending_bytes += size
             self._propose_batches()
         else:
-            # N1/N9: a backup relays the request to the primary and starts its timer.
-            if self.view_active:
-                self._send((self.primary,), request)
+            # N1', N9: a backup waits on the request and times its proposal (V1''); the client
+            # sent it to the primary too, so it is relayed only if the proposal is late.
             self._wait_for(request)
 
     def _refuse_client(self, request: Request, record: ClientRecord | None) -> str | None:
@@ -592,6 +592,7 @@ class Replica:
         request = self._waiting.pop(client)
         del self._waiting_since[client]
         self._unproposed.pop(client, None)
+        self._relayed.discard(client)
         self._waiting_bytes -= sizes.request_bytes(request)
         if self._timed == client:
             self._restart_request_timer()
@@ -617,6 +618,20 @@ class Replica:
                 and self._last_pre_prepared < self.high_watermark
                 and self._highest_seen <= self.last_executed)
 
+    def _proposal_late(self, now: int) -> None:
+        """V1'': the oldest unproposed request is late. The first time, the primary may never
+        have had it (a client may send to the backups only): relay it and give the primary
+        another propose timeout. The second time, suspect the primary."""
+        client = next(iter(self._unproposed))
+        if client not in self._relayed:
+            self._relayed.add(client)
+            del self._unproposed[client]
+            self._unproposed[client] = now
+            self._send((self.primary,), self._waiting[client])
+            return
+        self.dropped["primary_slow_to_propose"] += 1
+        self._start_view_change(self.view + 1)
+
     def _mark_proposed(self, pre_prepare: PrePrepare) -> None:
         """V1'': the requests of an accepted PRE-PREPARE have been proposed."""
         if pre_prepare.sequence > self._last_pre_prepared:
@@ -627,6 +642,7 @@ class Replica:
             proposed.add((client, request.timestamp))
             if client in unproposed and waiting[client].timestamp <= request.timestamp:
                 del unproposed[client]
+                self._relayed.discard(client)
 
     def _verify_request(self, request: Request) -> bool:
         return self._verifier.verify(request.client, signing_payload(request), request.signature)
@@ -765,6 +781,7 @@ class Replica:
         if (reason := self._reject_batch_timestamp(m)) is not None:
             return reason
         seen: set[RequestKey] = set()
+        waiting = self._waiting
         admitted = self._admitted
         for request in m.requests:
             key = (request.client, request.timestamp)
@@ -773,7 +790,8 @@ class Replica:
             seen.add(key)
             if admitted and request.client not in admitted:
                 return "batch_client_not_admitted"  # N8': only a faulty primary proposes it
-            if not self._verify_request(request):
+            # The very request we verified when it arrived needs no second check (N1').
+            if waiting.get(request.client) != request and not self._verify_request(request):
                 return "bad_request_signature"
         return None
 
@@ -1521,6 +1539,7 @@ class Replica:
         # V1: a fresh request timer for what still waits, and the new primary learns of it.
         self._restart_request_timer()
         self._unproposed = {}
+        self._relayed = set()
         if self.is_primary:
             for request in self._waiting.values():
                 key = (request.client, request.timestamp)
