@@ -40,6 +40,10 @@ class StateMachine(Protocol):
     Operations and results are opaque bytes to the core. Bad operations (malformed, unauthorised)
     must produce an error *result*, deterministically; an exception raised by `execute` is a bug
     in the application and stops the replica.
+
+    Optional: `admits(client: bytes) -> bool` (see `Admission`), the application's say in who
+    is a client (N8'). Without it the application has no opinion: the configuration's
+    `clients` list, or open admission, decides alone.
     """
 
     def execute(self, operation: bytes, context: ExecutionContext) -> bytes:
@@ -60,6 +64,28 @@ class StateMachine(Protocol):
 
     def digest(self) -> bytes:
         """A 32-byte digest of the current state; equal on replicas in equal states."""
+        ...
+
+
+class Admission(Protocol):
+    """The optional admission hook of a `StateMachine` (N8'): whom the service serves, for
+    dynamic membership decided through the ordered log (e.g. a ledger's participants, admitted
+    by a command).
+
+    The core asks twice for every ordered request (a read-only one is answered by `query`,
+    which decides for itself, and leaves no record). When a request arrives, as a cheap pre-check against the replica's
+    current state (a lagging replica may refuse a client admitted by a batch it has not
+    executed yet; the client's retransmission reaches the others). And at execution, in
+    sequence order, decisively: a request of a client not admitted then is not executed, gets
+    no reply and leaves no record in the reply cache (a record the client already has is kept,
+    so that its old requests stay refused if it is admitted again). So `admits` must be a pure
+    function of the replicated state, like `execute`: never a clock, a file or a random number,
+    or correct replicas would execute different requests. It must be cheap (it runs for every
+    request that arrives, before its signature is checked) and must not raise.
+    """
+
+    def admits(self, client: bytes) -> bool:
+        """Whether requests signed by `client` (an Ed25519 public key) are served."""
         ...
 
 

@@ -81,9 +81,11 @@ class ClusterConfig:
     result_bytes_max: int = 1024 * 1024
     #: Requests the primary holds waiting for a batch; beyond this new requests are dropped.
     pending_requests_max: int = 10_000
-    #: Clients remembered in the reply cache (N8).
+    #: N8, N8': the most clients the reply cache holds. Nobody is ever evicted: once it is
+    #: full, a request from a client not in it is refused (see pbft.core.client_table).
     client_table_max: int = 100_000
-    #: Messages for future views or above the high watermark kept for later.
+    #: Per sending replica: messages for the next view or above the high watermark kept for
+    #: later (with stash_bytes_max).
     stash_max: int = 10_000
     #: N2 with a batching delay: with no batch in flight, the primary closes a batch that is
     #: not full only once it has been filling for this long (0: at once, the classic rule).
@@ -92,6 +94,12 @@ class ClusterConfig:
     #: 0 or more, and below request_timeout_ms (a waiting batch must not look like a faulty
     #: primary).
     batch_delay_ms: int = 0
+    #: N8': the admitted clients' Ed25519 public keys. When listed, only these clients are
+    #: served (any other key's request is dropped before its signature is checked) and the
+    #: reply cache holds exactly them; empty: any key is a client (open admission), and the
+    #: cache holds the first `client_table_max` clients executed. Not a bound; each key 32
+    #: bytes, no duplicates, no replica's key; client_table_max must be at least their number.
+    clients: tuple[bytes, ...] = ()
     #: N2': a batch closes before its PRE-PREPARE (header and requests, `pbft.core.sizes`)
     #: would exceed this many bytes. Validation proves that the largest message carrying a
     #: batch (a LOGGED-BATCH with n COMMITs) fits `frame_bytes_max`, and that one request of
@@ -106,8 +114,9 @@ class ClusterConfig:
     stash_bytes_max: int = 16 * 1024 * 1024
     #: V1'': a backup that knows of a waiting request expects a PRE-PREPARE carrying it within
     #: this long (while the primary's window has room); otherwise it suspects the primary.
-    #: Below request_timeout_ms, above batch_delay_ms plus a few network round trips.
-    propose_timeout_ms: int = 500
+    #: Above batch_delay_ms (plus a few network round trips), at most request_timeout_ms.
+    #: 0: batch_delay_ms + request_timeout_ms // 4 (see `propose_timeout`).
+    propose_timeout_ms: int = 0
 
     def __post_init__(self) -> None:
         if not isinstance(self.replicas, tuple):
@@ -117,19 +126,28 @@ class ClusterConfig:
                     f"got {type(self.replicas).__name__}"
                 )
             object.__setattr__(self, "replicas", tuple(self.replicas))
+        if not isinstance(self.clients, tuple):
+            if isinstance(self.clients, (str, bytes)) or not hasattr(self.clients, "__iter__"):
+                kind = type(self.clients).__name__
+                raise ConfigError(f"clients must be a sequence of public keys, got {kind}")
+            object.__setattr__(self, "clients", tuple(self.clients))
         _check_replicas(self.replicas)
         _check_bounds(self)
+        _check_clients(self)
 
     @classmethod
-    def create(cls, replicas: Iterable[ReplicaInfo], **bounds: int) -> ClusterConfig:
-        """Build a validated configuration; bounds not given keep their defaults.
+    def create(
+        cls, replicas: Iterable[ReplicaInfo], clients: Iterable[bytes] = (), **bounds: int
+    ) -> ClusterConfig:
+        """Build a validated configuration; bounds not given keep their defaults; `clients`
+        lists the admitted clients' keys (none: open admission).
 
         Raises ConfigError for an unknown bound name or any invalid value.
         """
         unknown = sorted(set(bounds) - set(BOUND_NAMES))
         if unknown:
             raise ConfigError(f"unknown bound(s): {', '.join(unknown)}")
-        return cls(tuple(replicas), **bounds)
+        return cls(tuple(replicas), clients=tuple(clients), **bounds)
 
     @property
     def n(self) -> int:
@@ -149,15 +167,33 @@ class ClusterConfig:
         """
         return (self.n + self.f + 2) // 2
 
+    @property
+    def propose_timeout(self) -> int:
+        """V1'': `propose_timeout_ms`, or its default when 0."""
+        if self.propose_timeout_ms:
+            return self.propose_timeout_ms
+        return min(self.request_timeout_ms,
+                   self.batch_delay_ms + max(1, self.request_timeout_ms // 4))
+
     def primary(self, view: int) -> int:
         return view % self.n
 
     def public_key(self, replica_id: int) -> bytes:
         return self.replicas[replica_id].public_key
 
+    @property
+    def client_capacity(self) -> int:
+        """N8': how many clients the reply cache holds: the admitted clients when they are
+        listed (the cache never needs more), `client_table_max` under open admission."""
+        return len(self.clients) or self.client_table_max
 
-#: Every field of ClusterConfig but `replicas`, in declaration order: the TOML top-level keys.
-BOUND_NAMES: tuple[str, ...] = tuple(f.name for f in fields(ClusterConfig) if f.name != "replicas")
+
+#: The fields of ClusterConfig that are not bounds (TOML gives them their own shapes).
+_NOT_BOUNDS = ("replicas", "clients")
+#: Every bound of ClusterConfig, in declaration order: integer top-level TOML keys.
+BOUND_NAMES: tuple[str, ...] = tuple(
+    f.name for f in fields(ClusterConfig) if f.name not in _NOT_BOUNDS
+)
 _REPLICA_KEYS = ("id", "public_key", "host", "port")
 
 
@@ -215,7 +251,7 @@ def _check_replicas(replicas: tuple[ReplicaInfo, ...]) -> None:
 
 
 #: Bounds that may be 0 (a delay that can be switched off); every other bound is positive.
-_ZERO_ALLOWED = frozenset({"batch_delay_ms"})
+_ZERO_ALLOWED = frozenset({"batch_delay_ms", "propose_timeout_ms"})
 
 
 def _check_bounds(config: ClusterConfig) -> None:
@@ -239,7 +275,7 @@ def _check_bounds(config: ClusterConfig) -> None:
             f"log_window = {window} must be a multiple of checkpoint_interval = {k} "
             f"and at least 2 * checkpoint_interval = {2 * k}"
         )
-    if not config.batch_delay_ms < config.propose_timeout_ms <= config.request_timeout_ms:
+    if not config.batch_delay_ms < config.propose_timeout <= config.request_timeout_ms:
         raise ConfigError(
             f"propose_timeout_ms = {config.propose_timeout_ms} must be above batch_delay_ms = "
             f"{config.batch_delay_ms} and at most request_timeout_ms = {config.request_timeout_ms}"
@@ -248,6 +284,30 @@ def _check_bounds(config: ClusterConfig) -> None:
     if config.batch_size_max > BATCH_SIZE_CEILING:
         raise ConfigError(
             f"batch_size_max = {config.batch_size_max} exceeds the ceiling {BATCH_SIZE_CEILING}"
+        )
+
+
+def _check_clients(config: ClusterConfig) -> None:
+    replica_keys = {r.public_key: r.id for r in config.replicas}
+    seen: dict[bytes, int] = {}
+    for index, key in enumerate(config.clients):
+        where = f"clients[{index}]"
+        if not isinstance(key, bytes):
+            raise ConfigError(f"{where} must be bytes, got {type(key).__name__}")
+        if len(key) != PUBLIC_KEY_BYTES:
+            raise ConfigError(
+                f"{where} must be {PUBLIC_KEY_BYTES} bytes (Ed25519), got {len(key)}"
+            )
+        if key in seen:
+            raise ConfigError(f"duplicate client key: clients[{seen[key]}] and {where}")
+        seen[key] = index
+        if key in replica_keys:
+            raise ConfigError(f"{where} is the public key of replica {replica_keys[key]}")
+    if len(config.clients) > config.client_table_max:
+        raise ConfigError(
+            f"client_table_max = {config.client_table_max} is below the "
+            f"{len(config.clients)} admitted clients (clients): the reply cache must hold "
+            "every one of them"
         )
 
 
@@ -300,8 +360,10 @@ def loads(text: str) -> ClusterConfig:
     """Parse and validate a TOML cluster configuration.
 
     Format: top-level bound keys (`batch_size_max = 100`, any subset; the rest keep their
-    defaults), an optional `f`, which must equal (n - 1) // 3, and one `[[replicas]]` table per
-    replica with `id`, `public_key` (64 hex digits), and optional `host` and `port`.
+    defaults), an optional `f`, which must equal (n - 1) // 3, an optional `clients` array of
+    admitted client keys (64 hex digits each; absent or empty: open admission), and one
+    `[[replicas]]` table per replica with `id`, `public_key` (64 hex digits), and optional
+    `host` and `port`.
     Raises ConfigError on TOML syntax errors, unknown keys (typos are never ignored), wrong
     types and invalid values; the message names the key.
     """
@@ -327,10 +389,12 @@ def load(path: str | PathLike[str]) -> ClusterConfig:
 
 
 def dumps(config: ClusterConfig) -> str:
-    """The TOML text of `config`: every bound, `f`, and every replica; `loads` inverts it."""
+    """The TOML text of `config`: every bound, `f`, the admitted clients and every replica;
+    `loads` inverts it."""
     document: dict[str, Any] = {"f": config.f}
     for name in BOUND_NAMES:
         document[name] = getattr(config, name)
+    document["clients"] = [key.hex() for key in config.clients]
     document["replicas"] = [
         {"id": r.id, "public_key": r.public_key.hex(), "host": r.host, "port": r.port}
         for r in config.replicas
@@ -345,7 +409,7 @@ def dump(config: ClusterConfig, path: str | PathLike[str]) -> None:
 
 
 def _from_document(document: dict[str, Any]) -> ClusterConfig:
-    allowed = {*BOUND_NAMES, "f", "replicas"}
+    allowed = {*BOUND_NAMES, "f", *_NOT_BOUNDS}
     unknown = sorted(set(document) - allowed)
     if unknown:
         raise ConfigError(f"unknown key(s): {', '.join(unknown)}")
@@ -362,7 +426,8 @@ def _from_document(document: dict[str, Any]) -> ClusterConfig:
     if not isinstance(tables, list):
         raise ConfigError("replicas must be an array of tables ([[replicas]])")
     replicas = tuple(_replica_from_table(index, table) for index, table in enumerate(tables))
-    config = ClusterConfig(replicas, **bounds)
+    clients = _clients_from_array(document.get("clients", []))
+    config = ClusterConfig(replicas, **bounds, clients=clients)
     if "f" in document:
         f = document["f"]
         if not _is_int(f):
@@ -372,6 +437,22 @@ def _from_document(document: dict[str, Any]) -> ClusterConfig:
                 f"f inconsistent: f = {f} but n = {config.n} replicas tolerate f = {config.f}"
             )
     return config
+
+
+def _clients_from_array(array: object) -> tuple[bytes, ...]:
+    if not isinstance(array, list):
+        raise ConfigError(f"clients must be an array of hex strings, got {type(array).__name__}")
+    keys = []
+    for index, key_hex in enumerate(array):
+        if not isinstance(key_hex, str):
+            raise ConfigError(
+                f"clients[{index}] must be a hex string, got {type(key_hex).__name__}"
+            )
+        try:
+            keys.append(bytes.fromhex(key_hex))
+        except ValueError:
+            raise ConfigError(f"clients[{index}] is not valid hex: {key_hex!r}") from None
+    return tuple(keys)
 
 
 def _replica_from_table(index: int, table: object) -> ReplicaInfo:

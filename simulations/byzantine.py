@@ -489,6 +489,46 @@ class Replay(Behaviour):
         context.send(to if to is not None else context.others, message)
 
 
+class ClientRequestReplay(Behaviour):
+    """Replays correct clients' old requests: keeps the first request of each of `clients` it
+    sees (sent to it, or inside a PRE-PREPARE), and every `every_ms` from `from_ms` until
+    `until_ms` sends each kept request, validly signed by its client, to every other replica.
+    A replica that still remembers the client (N8) ignores it or answers from its reply cache;
+    one that forgot it would execute it again."""
+
+    description = "replays the first request of each correct client, again and again"
+
+    def __init__(self, clients: tuple[bytes, ...], *, every_ms: int = 200, from_ms: int = 0,
+                 until_ms: int = 10_000) -> None:
+        self.clients = frozenset(clients)
+        self.every_ms = every_ms
+        self.from_ms = from_ms
+        self.until_ms = until_ms
+        self.replayed = 0
+        self._first: dict[bytes, Request] = {}
+        self._next_ms = from_ms
+
+    def _keep(self, request: Request) -> None:
+        if request.client in self.clients and not request.read_only:
+            self._first.setdefault(request.client, request)
+
+    def incoming(self, source: Any, message: Message) -> Message | None:
+        if isinstance(message, Request):
+            self._keep(message)
+        elif isinstance(message, PrePrepare):
+            for request in message.requests:
+                self._keep(request)
+        return message
+
+    def on_tick(self, now_ms: int) -> None:
+        if now_ms < self._next_ms or now_ms >= self.until_ms:
+            return
+        self._next_ms = now_ms + self.every_ms
+        for client in sorted(self._first):
+            self.replayed += 1
+            self.context.send(self.context.others, self._first[client])
+
+
 class ViewChangeSpam(Behaviour):
     """Every `interval_ms`, a validly signed VIEW-CHANGE for a view `step` above the last one it
     asked for (starting at its own view + 1), with its real stable checkpoint and no prepared
@@ -642,10 +682,10 @@ class EquivocatingNewView(Behaviour):
 
 class FutureViewFlood(Behaviour):
     """At `at_ms`, sends `count` COMMITs for a view far in the future, with garbage signatures:
-    replicas keep messages of future views (stash, bounded by `stash_max`) before they can check
-    them, so the flood fills that bound (`stash_full`) for as long as the view is not reached."""
+    replicas keep only messages of the next view they can install (V3'), so these are dropped
+    at once (`useless_future_message`)."""
 
-    description = "floods the future-view stash with unsigned COMMITs"
+    description = "floods far-future-view COMMITs with garbage signatures"
 
     def __init__(self, count: int = 1_000, at_ms: int = 200, views_ahead: int = 10**6) -> None:
         self.count = count
@@ -1037,6 +1077,13 @@ class ClientContext:
         """Send an extra message (or raw bytes) from this client, bypassing `outgoing`."""
         self._simulation.send(self.client, to, message)
 
+    def new_identity(self, label: str) -> Any:
+        """A signer with a key of its own, derived from `label` (a Sybil: anyone can make up
+        keys). The simulation records the key as a client that is not correct."""
+        signer = self._simulation.make_signer(label)
+        self._simulation.sybil_keys.add(signer.public_key)
+        return signer
+
 
 class ClientBehaviour:
     """A Byzantine client: an interceptor around an honest `ClientSession`, installed with
@@ -1231,3 +1278,34 @@ class FloodingClient(ClientBehaviour):
             self.sent += 1
             context.send(to, context.sign(Request(operation, self._timestamp, context.client,
                                                   False, b"")))
+
+
+class SybilFlood(ClientBehaviour):
+    """From `from_ms` until `until_ms`, `per_tick` validly signed requests every tick, each
+    under a key never used before (`ClientContext.new_identity`): to the replicas, a new client
+    every time, each wanting a place in the reply cache (N8'). Sent to every replica, or with
+    `to_primary` to the primary only. Install it with `requests=0`."""
+
+    description = "client that signs each request with a fresh key (a Sybil flood)"
+
+    def __init__(self, per_tick: int = 2, *, from_ms: int = 0, until_ms: int = 3_000,
+                 to_primary: bool = False) -> None:
+        self.per_tick = per_tick
+        self.from_ms = from_ms
+        self.until_ms = until_ms
+        self.to_primary = to_primary
+        self.sent = 0
+
+    def on_tick(self, now_ms: int) -> None:
+        if not self.from_ms <= now_ms < self.until_ms:
+            return
+        from pbft.app import kv_put
+
+        context = self.context
+        to = (context.primary,) if self.to_primary else tuple(range(context.config.n))
+        for _ in range(self.per_tick):
+            signer = context.new_identity(f"sybil-{context.client.hex()[:8]}-{self.sent}")
+            unsigned = Request(kv_put(f"sybil-{self.sent % 8}", b"%d" % self.sent),
+                               now_ms * 1000, signer.public_key, False, b"")
+            self.sent += 1
+            context.send(to, replace(unsigned, signature=signer.sign(signing_payload(unsigned))))

@@ -55,6 +55,8 @@ def validity(sim: Simulation) -> list[Violation]:
     submitted = {
         c.session.client: {op[0] for op in c.record.operations} for c in sim.clients
     }
+    # Byzantine clients' made-up keys are clients too, none of them correct.
+    submitted.update((key, set()) for key in sim.sybil_keys)
     correct = {c.session.client for c in sim.clients if c.record.correct}
     violations = []
     for replica in sim.correct_replicas():
@@ -140,3 +142,118 @@ def liveness(sim: Simulation, finished: bool) -> list[Violation]:
 
 
 SAFETY_CHECKERS: tuple[Checker, ...] = (agreement, single_vote, validity, exactly_once)
+
+
+# ------------------------------------------------------------------ availability (issue 11)
+#
+# Safety holds under every attack tried; availability did not. These oracles judge the goals of
+# issue 11 in a run; a scenario switches them on (`simulations.scenarios.Scenario`).
+
+
+def request_wait_bound_ms(config) -> int:
+    """The longest a correct client's request may wait, invocation to result, once the network
+    is stable and with at most f faulty replicas, from the configured timeouts alone:
+
+        client_retry_timeout_ms + (f + 1) * 2 * request_timeout_ms
+                                + (2 ** (f + 1) - 1) * view_change_timeout_ms
+
+    Why: within `client_retry_timeout_ms` the client has sent its request to every replica
+    (N9), so every correct backup waits for it (V1). Of f + 1 consecutive primaries one is
+    correct, so at most f + 1 views pass before one orders it. In each, a backup's request
+    timer gives the primary at most 2 * `request_timeout_ms` (its period, and the one more it
+    grants to catch up from replicas that are ahead), and the view change out of the i-th of
+    those views takes at most `view_change_timeout_ms` * 2^i (V4 doubles the timeout while view
+    changes fail): T (2^(f+1) - 1) in all. Message delays after stabilisation are taken to be
+    small next to the timeouts (a correct primary orders within one request timer period, or
+    it would be suspected in a fault-free run)."""
+    f = config.f
+    return (config.client_retry_timeout_ms + (f + 1) * 2 * config.request_timeout_ms
+            + (2 ** (f + 1) - 1) * config.view_change_timeout_ms)
+
+
+def request_waits_ms(sim: Simulation) -> list[tuple[str, int, float]]:
+    """(client, operation index, wait in virtual ms) for every request of a correct client: from
+    invocation to result, or to the end of the run for a request still waiting."""
+    end_us = sim.now_us
+    return [
+        (client.record.name, i, ((end_us if done_us is None else done_us) - invoked_us) / 1000)
+        for client in sim.clients if client.record.correct
+        for i, (_, invoked_us, done_us, _) in enumerate(client.record.operations)
+    ]
+
+
+def request_wait(sim: Simulation, bound_ms: float) -> list[Violation]:
+    """Goal (a) of issue 11: no correct client's request waits longer than `bound_ms`
+    (`request_wait_bound_ms`), whether it completed or still waits when the run ends."""
+    waits = request_waits_ms(sim)
+    late = [w for w in waits if w[2] > bound_ms]
+    if not late:
+        return []
+    name, index, wait_ms = max(late, key=lambda w: w[2])
+    return [Violation(
+        "request_wait",
+        f"{len(late)} correct requests waited longer than {bound_ms:.0f} ms; the longest, "
+        f"{name}'s request {index}, {wait_ms:.0f} ms")]
+
+
+def bytes_held(sim: Simulation, bound: int) -> list[Violation]:
+    """Goal (c) of issue 11: no correct replica ever held more than `bound` protocol bytes
+    (`Replica.bytes_held()`, sampled by the engine: `Simulation.sample_memory`). A run that
+    sampled nothing is a violation too: the oracle could not judge it."""
+    if not sim.peak_bytes_held:
+        return [Violation("bytes_held", "memory was never sampled (Simulation.sample_memory)")]
+    return [
+        Violation("bytes_held",
+                  f"replica {replica} held {sim.peak_bytes_held[replica]:,} bytes at "
+                  f"{sim.peak_bytes_held_at_ms[replica]} ms, above the bound of {bound:,}",
+                  replicas=(replica,))
+        for replica in sim.correct_replicas()
+        if sim.peak_bytes_held.get(replica, 0) > bound
+    ]
+
+
+def needless_view_changes(sim: Simulation, allowed: int = 0) -> list[Violation]:
+    """Issue 11, items 1 and 8: no view change while the primary is correct. Counts the views v
+    that a correct replica asked for (a VIEW-CHANGE it sent) although the primary of v - 1 is
+    correct; with every replica correct, that is every view change. More than `allowed` is a
+    violation. It cannot tell a correct primary cut off by the network from one that is merely
+    reachable: switch it on only where the primary stays reachable."""
+    n, faulty = sim.config.n, sim.faulty
+    correct = set(sim.correct_replicas())
+    needless = sorted({view for replica, view in sim.view_changes_sent
+                       if replica in correct and (view - 1) % n not in faulty})
+    if len(needless) <= allowed:
+        return []
+    askers = sorted({r for r, v in sim.view_changes_sent if r in correct and v in needless})
+    return [Violation(
+        "needless_view_change",
+        f"{len(needless)} view changes with a correct primary (views {needless[:8]}"
+        f"{'...' if len(needless) > 8 else ''}; at most {allowed} allowed)",
+        replicas=tuple(askers))]
+
+
+def correct_throughput(sim: Simulation) -> float:
+    """Completed requests of correct clients per virtual second, from the first invocation to
+    the last completion (to the end of the run if a correct request still waits)."""
+    operations = [op for c in sim.clients if c.record.correct for op in c.record.operations]
+    completed = [op[2] for op in operations if op[2] is not None]
+    if not completed:
+        return 0.0
+    first_us = min(op[1] for op in operations)
+    finished = len(completed) == len(operations) and sim.all_done()
+    last_us = max(completed) if finished else sim.now_us
+    return len(completed) / max(last_us - first_us, 1) * 1e6
+
+
+def throughput(sim: Simulation, fault_free: Simulation, ratio_min: float) -> list[Violation]:
+    """Goal (b) of issue 11: correct clients keep at least `ratio_min` of the throughput
+    (`correct_throughput`) they have in `fault_free`, the same workload without the attack
+    (already run)."""
+    reference = correct_throughput(fault_free)
+    achieved = correct_throughput(sim)
+    if reference <= 0 or achieved >= ratio_min * reference:
+        return []
+    return [Violation(
+        "throughput",
+        f"correct clients completed {achieved:.1f} requests/s, {achieved / reference:.0%} of "
+        f"the {reference:.1f}/s without the attack (at least {ratio_min:.0%} required)")]

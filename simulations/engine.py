@@ -12,7 +12,7 @@ import gc
 import hashlib
 import heapq
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,7 +23,8 @@ from pbft.config import ClusterConfig, ReplicaInfo
 from pbft.core import ClientResult, ClientSession, ExecutedBatch, Replica
 from pbft.crypto import Signer, Verifier
 from pbft.ed25519 import Ed25519Verifier
-from pbft.messages import Commit, NewView, Prepare, PrePrepare, Reply
+from pbft.core.sizes import message_bytes
+from pbft.messages import Commit, LoggedBatch, NewView, Prepare, PrePrepare, Reply, ViewChange
 
 from .cluster import deterministic_signer
 from .network import Network, NetworkProfile
@@ -83,6 +84,10 @@ _ISSUED_MAX = 4096
 
 #: Messages by which a replica commits itself to one digest for a (view, sequence) (N10).
 _VOTES = frozenset((PrePrepare, Prepare, Commit))
+#: The messages that carry a batch: the only ones whose size grows with what clients send (config
+#: validation bounds every other message a correct replica builds), so the only ones the engine
+#: measures against `frame_bytes_max` (see `Simulation.send`).
+_BATCH_CARRIERS = frozenset((PrePrepare, LoggedBatch))
 
 class InsecureSigner:
     """A stand-in for Ed25519 that makes long sweeps fast: the "signature" is SHA-512 over key
@@ -218,6 +223,10 @@ class Simulation:
 
     `replica_class` may be a deliberately broken subclass (to test the checkers);
     `behaviours` maps replica ids to Byzantine interceptors (`simulations.byzantine`).
+    `admit_clients` (N8'): False, open admission (the configuration lists no clients); True,
+    the configuration lists the keys of the `clients` built here; names, those and the keys of
+    these names too (for clients added later under them, e.g. by `add_byzantine_client`).
+    Client keys derive from names, so they are known before the configuration is built.
     """
 
     def __init__(
@@ -236,6 +245,8 @@ class Simulation:
         wire: bool = False,
         replica_class: type[Replica] = Replica,
         behaviours: dict[int, Any] | None = None,
+        admit_clients: bool | Iterable[str] = False,
+        sample_memory_every_ms: float | None = None,
     ) -> None:
         from pbft.app import KeyValueStore, kv_append
 
@@ -255,11 +266,19 @@ class Simulation:
         self.make_signer = make_signer
         self.signers = [make_signer(f"replica-{i}") for i in range(replicas)]
         overrides = {**SIMULATION_CONFIG, **(config_overrides or {})}
+        if admit_clients is not False:
+            names = [f"client-{c}" for c in range(clients)]
+            if admit_clients is not True:
+                names += [name for name in admit_clients if name not in names]
+            overrides["clients"] = tuple(make_signer(name).public_key for name in names)
         self.config = ClusterConfig(
             replicas=tuple(ReplicaInfo(i, s.public_key) for i, s in enumerate(self.signers)),
             **overrides,
         )
         self.limits = Limits.from_config(self.config)
+        self._frame_bytes_max = self.config.frame_bytes_max
+        #: Copies of messages dropped because they exceed `frame_bytes_max` (see `send`).
+        self.oversized_dropped = 0
         self.app_factory = app_factory or KeyValueStore
         self.replica_class = replica_class
         self.network = Network(self.rng, network or NetworkProfile())
@@ -279,6 +298,17 @@ class Simulation:
         #: view, sequence), and the votes that contradicted an earlier one (N10).
         self.votes_sent: dict[tuple[int, type, int, int], bytes] = {}
         self.double_votes: list[tuple[int, str, int, int]] = []
+        #: (replica, view) for every VIEW-CHANGE a replica without a behaviour sent (asking for
+        #: that view), for checkers.needless_view_changes.
+        self.view_changes_sent: set[tuple[int, int]] = set()
+        #: Memory sampling (`sample_memory`): each replica's largest `Replica.bytes_held()` seen,
+        #: and when (virtual ms).
+        self.peak_bytes_held: dict[int, int] = {}
+        self.peak_bytes_held_at_ms: dict[int, int] = {}
+        self._sample_every_us = 0
+        self._next_sample_us = 0
+        if sample_memory_every_ms is not None:
+            self.sample_memory(sample_memory_every_ms)
         #: Replicas restarted with a wiped disk: they forgot their votes (see checkers.single_vote).
         self.wiped: set[int] = set()
         self.behaviours: dict[int, Any] = {}
@@ -289,6 +319,9 @@ class Simulation:
 
         operation = make_operation or (lambda c, i: kv_append(f"key-{c % 3}", b"%d.%d;" % (c, i)))
         self.clients: list[SimClient] = []
+        #: Keys Byzantine clients made up on the way (each a client of its own to the replicas,
+        #: none correct), that the validity checker must not count as strangers.
+        self.sybil_keys: set[bytes] = set()
         self._clients_by_key: dict[bytes, SimClient] = {}
         for c in range(clients):
             self.add_client(f"client-{c}", requests_per_client, think_ms, operation)
@@ -319,6 +352,20 @@ class Simulation:
             start_us = int(self.rng.uniform(0, think_ms) * 1000)
             self._schedule(start_us, _CLIENT, client, None, None)
         return client
+
+    def sample_memory(self, every_ms: float) -> None:
+        """From the next tick on, every `every_ms` of virtual time, record the `bytes_held()` of
+        every running replica in `peak_bytes_held` if it is that replica's largest yet. Off by
+        default: `bytes_held` walks the whole log, far too slow for every tick of a sweep.
+        Raises ValueError unless `every_ms` is positive."""
+        if not every_ms > 0:
+            raise ValueError(f"every_ms must be positive, got {every_ms!r}")
+        self._sample_every_us = max(1, int(every_ms * 1000))
+        self._next_sample_us = self.now_us
+
+    @property
+    def samples_memory(self) -> bool:
+        return self._sample_every_us > 0
 
     def at(self, ms: float, action: Callable[["Simulation"], None], fault: bool = True) -> None:
         """Run `action(self)` at virtual time `ms`. Faults count for the liveness clock."""
@@ -401,6 +448,8 @@ class Simulation:
 
     def _tick(self) -> None:
         now_ms = self.now_us // 1000
+        if self._sample_every_us and self.now_us >= self._next_sample_us:
+            self._sample_memory(now_ms)
         for replica_id, replica in enumerate(self.replicas):
             if replica_id not in self.down:
                 replica.tick(now_ms)
@@ -419,6 +468,17 @@ class Simulation:
             if session.has_ready():
                 self._flush_client(client)
         self._schedule(self.now_us + TICK_MS * 1000, _TICK, None, None, None)
+
+    def _sample_memory(self, now_ms: int) -> None:
+        self._next_sample_us = self.now_us + self._sample_every_us
+        peaks = self.peak_bytes_held
+        for replica_id, replica in enumerate(self.replicas):
+            if replica_id in self.down:
+                continue
+            held = replica.bytes_held()
+            if held > peaks.get(replica_id, -1):
+                peaks[replica_id] = held
+                self.peak_bytes_held_at_ms[replica_id] = now_ms
 
     def _deliver(self, destination: Any, source: Any, payload: Any) -> None:
         self.deliveries += 1
@@ -476,22 +536,49 @@ class Simulation:
             events.clear()
 
     def send(self, source: Any, destinations: tuple, message: Any) -> None:
-        """Put one message on the network from `source` to each destination."""
-        payload = encode(message) if self.wire and not isinstance(message, bytes) else message
+        """Put one message on the network from `source` to each destination.
+
+        A message larger than `frame_bytes_max` is dropped, as a real transport would (its
+        frame is refused), and each copy counted in `oversized_dropped`: in wire mode by the
+        encoded length; otherwise only PRE-PREPAREs and LOGGED-BATCHes are measured (the
+        messages that carry a batch), first by `pbft.core.sizes.message_bytes`, an upper bound,
+        and by `pbft.codec.encode` only when that bound exceeds the frame."""
+        if self.wire and not isinstance(message, bytes):
+            payload = encode(message)
+            if len(payload) > self._frame_bytes_max:
+                self._drop_oversized(source, destinations, message)
+                return
+        else:
+            payload = message
         plain = self.network.plain_latency_us()
         if plain is not None:
             self._send_plain(source, destinations, payload, plain)
             return
+        if type(payload) in _BATCH_CARRIERS and self._oversized(payload):
+            self._drop_oversized(source, destinations, payload)
+            return
         now = self.now_us
         arrivals = self.network.arrivals_us
         for destination in destinations:
-            for at_us in arrivals(source, destination, now):
+            for at_us in arrivals(source, destination, now, message):
                 self._schedule(at_us, _DELIVER, destination, source, payload)
+
+    def _oversized(self, message: Any) -> bool:
+        frame = self._frame_bytes_max
+        return message_bytes(message) > frame and len(encode(message)) > frame
+
+    def _drop_oversized(self, source: Any, destinations: tuple, message: Any) -> None:
+        self.oversized_dropped += len(destinations)
+        self._trace_event(source, b"oversized", message)
 
     def _send_plain(self, source: Any, destinations: tuple, payload: Any,
                     plain: tuple[float, float]) -> None:
         """`send` in the common case, no fault in force (`Network.plain_latency_us`): one
-        latency draw per copy, consuming the generator exactly as `arrivals_us` would."""
+        latency draw per copy, consuming the generator exactly as `arrivals_us` would (and the
+        same frame check as `send`)."""
+        if type(payload) in _BATCH_CARRIERS and self._oversized(payload):
+            self._drop_oversized(source, destinations, payload)
+            return
         low, spread = plain
         draw = self.rng.random
         heap, push, now, counter = self._heap, heapq.heappush, self.now_us, self._counter
@@ -560,7 +647,8 @@ class Simulation:
 
     def _note_votes(self, replica_id: int, messages: tuple) -> None:
         """Remember the digest of each vote a replica without a behaviour sends (single_vote):
-        its PRE-PREPAREs, PREPAREs and COMMITs, and the PRE-PREPAREs of its NEW-VIEWs (V2)."""
+        its PRE-PREPAREs, PREPAREs and COMMITs, and the PRE-PREPAREs of its NEW-VIEWs (V2);
+        and which views it asked for in VIEW-CHANGEs (needless_view_changes)."""
         for outbound in messages:
             vote = outbound.message
             if type(vote) in _VOTES:
@@ -568,6 +656,8 @@ class Simulation:
             elif type(vote) is NewView:
                 for pre_prepare in vote.pre_prepares:
                     self._note_vote(replica_id, pre_prepare)
+            elif type(vote) is ViewChange:
+                self.view_changes_sent.add((replica_id, vote.new_view))
 
     def _note_vote(self, replica_id: int, vote: PrePrepare | Prepare | Commit) -> None:
         key = (replica_id, type(vote), vote.view, vote.sequence)

@@ -1,5 +1,6 @@
 """The simulated network: per-link latency, loss, duplication, partitions (symmetric and
-one-way) and clogged links, all drawn from the simulation's one `random.Random`.
+one-way), clogged links and extra latency by message type, all drawn from the simulation's one
+`random.Random`.
 
 Reordering is not a separate knob: every copy of a message gets its own latency, so messages on
 one link overtake each other whenever the latency spread allows it.
@@ -53,6 +54,15 @@ class _Link:
     clogged_until_us: int = 0
 
 
+@dataclass(frozen=True)
+class _Slowdown:
+    """Extra latency, uniform in [low_us, high_us], for one message type to some destinations."""
+
+    destinations: frozenset | None
+    low_us: float
+    high_us: float
+
+
 @dataclass
 class Network:
     """Decides, for each message sent, how many copies arrive and when."""
@@ -62,6 +72,8 @@ class Network:
     _links: dict[tuple[Node, Node], _Link] = field(default_factory=dict)
     #: While False, loss and duplication are suspended (after the last fault heals).
     faulty: bool = True
+    #: Extra latency by message type (`slow_down`).
+    _slowdowns: dict[type, _Slowdown] = field(default_factory=dict)
 
     def _link(self, source: Node, destination: Node) -> _Link:
         link = self._links.get((source, destination))
@@ -74,7 +86,7 @@ class Network:
         low + spread * random() (no partition, clog, loss or duplication in force): the driver
         may then draw it itself, consuming the generator exactly as `arrivals_us` would.
         None when `arrivals_us` must decide."""
-        if self._links:
+        if self._links or self._slowdowns:
             return None
         profile = self.profile
         if self.faulty and (profile.loss or profile.duplication):
@@ -82,8 +94,9 @@ class Network:
         low = profile.latency_ms_min * 1000
         return low, profile.latency_ms_max * 1000 - low
 
-    def arrivals_us(self, source: Node, destination: Node, now_us: int) -> list[int]:
-        """Arrival times of the copies of one message (empty if it is lost or blocked)."""
+    def arrivals_us(self, source: Node, destination: Node, now_us: int,
+                    message: Any = None) -> list[int]:
+        """Arrival times of the copies of `message` (empty if it is lost or blocked)."""
         link = self._links.get((source, destination))
         if link is not None and link.blocked:
             return []
@@ -94,6 +107,11 @@ class Network:
         copies = 2 if self.faulty and profile.duplication and rng.random() < profile.duplication else 1
         start = now_us if link is None else max(now_us, link.clogged_until_us)
         low, high = profile.latency_ms_min * 1000, profile.latency_ms_max * 1000
+        slowdown = self._slowdowns.get(type(message)) if self._slowdowns else None
+        if slowdown is not None and (slowdown.destinations is None
+                                     or destination in slowdown.destinations):
+            return [start + int(rng.uniform(low, high))
+                    + int(rng.uniform(slowdown.low_us, slowdown.high_us)) for _ in range(copies)]
         return [start + int(rng.uniform(low, high)) for _ in range(copies)]
 
     # ------------------------------------------------------------------ faults
@@ -114,7 +132,20 @@ class Network:
         link = self._link(source, destination)
         link.clogged_until_us = max(link.clogged_until_us, until_us)
 
+    def slow_down(self, kind: type, low_ms: float, high_ms: float,
+                  destinations: list[Node] | None = None) -> None:
+        """Deliver every message of type `kind` (to `destinations`, default everyone) between
+        `low_ms` and `high_ms` later than its latency would: e.g. CHECKPOINTs that arrive late
+        at some replicas (a slow path, a busy receiver). Replaces an earlier rule for `kind`.
+        Raises ValueError unless 0 <= low_ms <= high_ms."""
+        if not 0 <= low_ms <= high_ms:
+            raise ValueError(f"need 0 <= low_ms <= high_ms, got {low_ms!r}, {high_ms!r}")
+        self._slowdowns[kind] = _Slowdown(
+            None if destinations is None else frozenset(destinations), low_ms * 1000,
+            high_ms * 1000)
+
     def heal(self) -> None:
-        """Remove every partition and clog; loss and duplication stop too."""
+        """Remove every partition, clog and slowdown; loss and duplication stop too."""
         self._links.clear()
+        self._slowdowns.clear()
         self.faulty = False

@@ -12,6 +12,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from pbft.config import ClusterConfig
+
 from . import checkers
 from .engine import RunResult, Simulation
 from .network import NetworkProfile
@@ -28,6 +30,21 @@ class Scenario:
     liveness_bound_ms: float = 30_000
     #: Application-specific linearizability checker (the default knows kv_append).
     linearizability: checkers.Checker = checkers.kv_append_linearizability
+    # Availability oracles (issue 11), off unless a scenario asks for them:
+    #: The longest a correct client's request may wait, from the configuration (typically
+    #: `checkers.request_wait_bound_ms`): checkers.request_wait.
+    request_wait_bound_ms: Callable[[ClusterConfig], float] | None = None
+    #: The most protocol bytes a correct replica may hold, from the configuration (typically
+    #: `pbft.core.sizes.replica_bytes_budget`): checkers.bytes_held, on samples taken every
+    #: `memory_sample_every_ms` of virtual time.
+    bytes_held_bound: Callable[[ClusterConfig], int] | None = None
+    memory_sample_every_ms: float = 100
+    #: How many view changes with a correct primary are allowed: checkers.needless_view_changes.
+    needless_view_changes: int | None = None
+    #: `build` without the attack (same seed, same workload): correct clients must keep at
+    #: least `throughput_ratio_min` of their throughput there (checkers.throughput).
+    fault_free: Callable[[int], Simulation] | None = None
+    throughput_ratio_min: float = 0.5
 
 
 CATALOGUE: dict[str, Scenario] = {}
@@ -49,6 +66,8 @@ def run_scenario(entry: Scenario, seed: int, simulation: Simulation | None = Non
     """Run one scenario with one seed and check it. `simulation` overrides the built one (the
     hypothesis search passes its own)."""
     sim = simulation if simulation is not None else entry.build(seed)
+    if entry.bytes_held_bound is not None and not sim.samples_memory:
+        sim.sample_memory(entry.memory_sample_every_ms)
     started = time.perf_counter()
     finished = sim.run(until_ms=entry.until_ms, liveness_bound_ms=entry.liveness_bound_ms)
     wall_s = time.perf_counter() - started
@@ -58,12 +77,30 @@ def run_scenario(entry: Scenario, seed: int, simulation: Simulation | None = Non
     for check in (*checkers.SAFETY_CHECKERS, entry.linearizability):
         violations.extend(check(sim))
     violations.extend(checkers.liveness(sim, finished))
+    violations.extend(availability_violations(entry, sim, seed))
     return RunResult(
         scenario=entry.name, seed=seed, replicas=len(sim.replicas), faulty=faulty,
         committed=sim.committed(), violations=violations, liveness=finished,
         virtual_s=sim.now_us / 1e6, wall_s=wall_s, events=sim.events,
         deliveries=sim.deliveries, trace_hash=sim.trace_hash(),
     )
+
+
+def availability_violations(entry: Scenario, sim: Simulation, seed: int) -> list:
+    """The availability oracles `entry` switches on, applied to the finished `sim` (run with
+    `seed`; the throughput oracle runs `entry.fault_free(seed)` for its reference)."""
+    violations = []
+    if entry.request_wait_bound_ms is not None:
+        violations.extend(checkers.request_wait(sim, entry.request_wait_bound_ms(sim.config)))
+    if entry.bytes_held_bound is not None:
+        violations.extend(checkers.bytes_held(sim, entry.bytes_held_bound(sim.config)))
+    if entry.needless_view_changes is not None:
+        violations.extend(checkers.needless_view_changes(sim, entry.needless_view_changes))
+    if entry.fault_free is not None:
+        reference = entry.fault_free(seed)
+        reference.run(until_ms=entry.until_ms, liveness_bound_ms=entry.liveness_bound_ms)
+        violations.extend(checkers.throughput(sim, reference, entry.throughput_ratio_min))
+    return violations
 
 
 def _sim(seed: int, **options) -> Simulation:
@@ -220,3 +257,4 @@ def _three_primaries(seed: int) -> Simulation:
     return sim
 from . import scenarios_byzantine  # noqa: F401
 from . import scenarios_trade  # noqa: F401
+from . import scenarios_attacks  # noqa: F401

@@ -16,6 +16,7 @@ from pbft.messages import Commit, NewView, Prepare, PrePrepare
 
 from .byzantine import (
     BadSignatureClient,
+    ClientRequestReplay,
     Compose,
     CorruptLoggedBatches,
     CorruptSnapshot,
@@ -41,6 +42,7 @@ from .byzantine import (
     Silent,
     SkewedTimestamps,
     SlowStateSource,
+    SybilFlood,
     TamperedRequest,
     Twins,
     ViewChangeSpam,
@@ -296,9 +298,8 @@ def _silent_backup_partitioned_primary(seed: int) -> Simulation:
     return sim
 
 
-@scenario("byz_future_view_flood", "a backup fills everyone's future-view stash (stash_max = "
-                                   "1000) with unsigned COMMITs; then the primary is cut off for "
-                                   "3 s")
+@scenario("byz_future_view_flood", "a backup floods everyone with 1000 unsigned COMMITs of a "
+                                   "far-future view; then the primary is cut off for 3 s")
 def _future_view_flood(seed: int) -> Simulation:
     sim = _sim(seed, behaviours={1 + seed % 3: FutureViewFlood(count=1_000)},
                config_overrides={"stash_max": 1_000})
@@ -329,12 +330,13 @@ def _corrupt_logged_batches(seed: int) -> Simulation:
     return sim
 
 
-def _cut_off_and_fetch(seed: int, behaviour) -> Simulation:
+def cut_off_and_fetch(seed: int, behaviour, **config_overrides) -> Simulation:
     """Backup 2 is cut off from 0.3 s to 2.5 s while 80 requests per client keep the others
     checkpointing (every 8), so that it must fetch the state, in 64-byte chunks (tens of
-    them), while replica 3 misbehaves; 3 is the first source 2 would ask (S1)."""
+    them), while replica 3 misbehaves; 3 is the first source 2 would ask (S1). Tests vary the
+    configuration with `config_overrides`."""
     sim = _sim(seed, requests_per_client=80, behaviours={3: behaviour},
-               config_overrides={"state_chunk_bytes": 64})
+               config_overrides={"state_chunk_bytes": 64, **config_overrides})
     sim.at(300, lambda s: s.network.isolate(2, [0, 1, 3]))
     sim.at(2_500, lambda s: s.network.heal())
     return sim
@@ -343,13 +345,13 @@ def _cut_off_and_fetch(seed: int, behaviour) -> Simulation:
 @scenario("byz_slow_state_source", "backup 2 is cut off for 2.2 s and must fetch the state; "
                                    "backup 3 serves every chunk just under the fetch timeout")
 def _slow_state_source(seed: int) -> Simulation:
-    return _cut_off_and_fetch(seed, SlowStateSource())
+    return cut_off_and_fetch(seed, SlowStateSource())
 
 
 @scenario("byz_fetch_state_flood", "backup 2 is cut off for 2.2 s and must fetch the state; "
                                    "backup 3 floods everyone with FETCH-STATE and FETCH-LOG")
 def _fetch_state_flood(seed: int) -> Simulation:
-    return _cut_off_and_fetch(seed, FetchStateFlooder())
+    return cut_off_and_fetch(seed, FetchStateFlooder())
 
 
 # ------------------------------------------------------------------ Twins
@@ -429,6 +431,9 @@ def _client_replay(seed: int) -> Simulation:
 def _client_partial_send(seed: int) -> Simulation:
     sim = _sim(seed)
     add_byzantine_client(sim, "sideways", PartialSendClient(count=1), requests=30)
+    # Each of its requests waits a propose timeout before the backup relays it (V1''): the
+    # run lasts until it is done too, not only the correct clients.
+    sim.at(30 * 600, lambda s: None, fault=False)
     return sim
 
 
@@ -446,6 +451,38 @@ def _client_flood(seed: int) -> Simulation:
     sim = _sim(seed)
     add_byzantine_client(sim, "flood", FloodingClient(per_tick=5, until_ms=3_000), requests=0)
     return sim
+
+
+def _key_flood_replay(seed: int, *, admit: bool) -> Simulation:
+    # A reply cache of 8 clients: the 4 correct ones, and room for 4 more. The Sybil flood
+    # starts once every correct client has executed a request (under open admission a client
+    # that arrives after the cache is full is refused for good: N8'). The replay goes on until
+    # 4 s, after the flood, so the run lasts until then.
+    sim = _sim(seed, requests_per_client=20, config_overrides={"client_table_max": 8},
+               admit_clients=admit)
+    victims = tuple(client.session.client for client in sim.clients)
+    sim.add_behaviour(1 + seed % 3, ClientRequestReplay(victims, from_ms=500, until_ms=4_000))
+    add_byzantine_client(sim, "sybil", SybilFlood(per_tick=2, from_ms=300, until_ms=2_000),
+                         requests=0)
+    sim.at(4_000, lambda s: None, fault=False)
+    return sim
+
+
+# Failed at 4b9cd76 (before N8'): the flood's fresh keys made the reply cache evict the correct
+# clients (least recently served first) and the replayed first requests executed again
+# (exactly_once).
+@scenario("byz_client_key_flood_replay", "open admission, a reply cache of 8: a client signs "
+                                         "each request with a fresh key while a backup replays "
+                                         "the correct clients' first requests")
+def _client_key_flood_replay(seed: int) -> Simulation:
+    return _key_flood_replay(seed, admit=False)
+
+
+@scenario("byz_client_key_flood_replay_admitted", "the same with the correct clients listed in "
+                                                  "the configuration: the flood is refused on "
+                                                  "arrival")
+def _client_key_flood_replay_admitted(seed: int) -> Simulation:
+    return _key_flood_replay(seed, admit=True)
 
 
 # ------------------------------------------------------------------ swarm

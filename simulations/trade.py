@@ -98,6 +98,10 @@ class ClockedLedger:
         )
         return self.ledger.execute(operation, shifted)
 
+    def admits(self, client: bytes) -> bool:
+        """N8': the clock and the ledger's participants (`TradeLedger.admits`)."""
+        return client == self._clock_key or self.ledger.admits(client)
+
     def _set_business_time(self, operation: bytes, timestamp_ms: int) -> bytes:
         try:
             decoded = unpack_strict(operation)

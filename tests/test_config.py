@@ -128,7 +128,8 @@ def test_port_out_of_range(port):
     (name, value)
     for name in BOUND_NAMES
     for value in (0, -5, True, 1.5, "10", None)
-    if (name, value) != ("batch_delay_ms", 0)  # 0 switches the delay off: checked below
+    # 0 switches the delay off, or asks for the default propose timeout: checked below
+    if not (name in ("batch_delay_ms", "propose_timeout_ms") and value == 0)
 ])
 def test_every_bound_is_a_positive_int(name, value):
     with pytest.raises(ConfigError, match=name):
@@ -145,6 +146,19 @@ def test_batch_delay_is_zero_by_default_and_below_the_request_timeout():
     assert config.batch_delay_ms == 1_999
     with pytest.raises(ConfigError, match="batch_delay_ms.*request_timeout_ms"):
         ClusterConfig.create(replicas(4), batch_delay_ms=2_000, request_timeout_ms=2_000)
+
+
+def test_propose_timeout_defaults_from_the_batch_delay_and_request_timeout():
+    """V1'': 0 means batch_delay_ms + request_timeout_ms // 4; an explicit value must lie above
+    the batching delay (a primary filling its batch is not slow) and within the request
+    timeout."""
+    config = ClusterConfig.create(replicas(4), batch_delay_ms=100, request_timeout_ms=2_000)
+    assert config.propose_timeout == 600
+    assert ClusterConfig.create(replicas(4), propose_timeout_ms=300).propose_timeout == 300
+    with pytest.raises(ConfigError, match="propose_timeout_ms"):
+        ClusterConfig.create(replicas(4), batch_delay_ms=300, propose_timeout_ms=300)
+    with pytest.raises(ConfigError, match="propose_timeout_ms"):
+        ClusterConfig.create(replicas(4), request_timeout_ms=1_000, propose_timeout_ms=1_001)
 
 
 @pytest.mark.parametrize(
@@ -285,8 +299,8 @@ def cluster_configs(draw) -> ClusterConfig:
     bounds["log_window"] = k * draw(st.integers(2, 64))
     bounds["batch_size_max"] = draw(st.integers(1, 10_000))
     bounds["batch_delay_ms"] = draw(st.integers(0, bounds["request_timeout_ms"] - 1))
-    bounds["propose_timeout_ms"] = draw(
-        st.integers(bounds["batch_delay_ms"] + 1, bounds["request_timeout_ms"]))
+    bounds["propose_timeout_ms"] = draw(st.just(0) | st.integers(
+        bounds["batch_delay_ms"] + 1, bounds["request_timeout_ms"]))
     # The size bounds are drawn as room above what the bound below them needs.
     largest_request = sizes.REQUEST_OVERHEAD_BYTES + bounds["operation_bytes_max"]
     bounds["batch_bytes_max"] = (sizes.PRE_PREPARE_OVERHEAD_BYTES + largest_request

@@ -38,16 +38,27 @@ def test_n1_primary_receiving_a_request_proposes_it():
     assert pp.requests[0].timestamp == 1 and pp.sequence == 1
 
 
-def test_n1_backup_relays_a_request_to_the_primary_and_starts_its_timer():
-    """N1: a backup that receives a request directly relays it to the primary, proposes nothing,
-    and remembers it as waiting (the request timer of V1)."""
+def test_n1_prime_a_backup_waits_on_a_request_and_relays_it_only_when_its_proposal_is_late():
+    """N1': clients send every request to all replicas. A backup proposes nothing, remembers
+    the request as waiting (the request timer of V1), and relays it to the primary only once
+    propose_timeout_ms passed without a PRE-PREPARE carrying it (V1'')."""
     backup = make_replica(2)
     req = request(1)
     backup.receive(req)
     ready = drain(backup)
-    assert sent(ready, Request) == [((0,), req)]
+    assert sent(ready, Request) == []
     assert sent(ready, PrePrepare) == []
     assert backup.waiting_requests() == {CLIENT.public_key: (1, 0)}
+    backup.tick(backup.config.propose_timeout)
+    assert sent(drain(backup), Request) == [((0,), req)]
+
+
+def test_n1_prime_the_client_sends_a_request_to_every_replica():
+    """N1': so that every backup times the primary's proposal from the start."""
+    session = ClientSession(make_replica(0).config, CLIENT, 0)
+    session.submit(b"op")
+    (outbound,) = session.ready().messages
+    assert outbound.to == (0, 1, 2, 3)
 
 
 def test_n1_a_request_with_a_bad_client_signature_is_refused():
@@ -249,12 +260,16 @@ def test_n3_second_pre_prepare_with_another_digest_is_refused():
 
 
 def test_n3_pre_prepare_outside_the_watermarks_is_refused():
-    """N3: h < n ≤ H; sequence 0 and sequence H + 1 are refused."""
+    """N3: h < n ≤ H; sequence 0 and sequences beyond H + L are refused. (Between H and
+    H + L a PRE-PREPARE is kept for when the window advances, C2': not accepted now.)"""
     backup = make_replica(1, log_window=8, checkpoint_interval=4)
-    backup.receive(pre_prepare(9))
+    backup.receive(pre_prepare(17))
     backup.receive(pre_prepare(0))
+    backup.receive(pre_prepare(9))
     assert backup.dropped["above_high_watermark"] == 1
     assert backup.dropped["below_low_watermark"] == 1
+    assert backup.log_size() == 0 and backup.memory_footprint()["stash"] == 1
+    assert sent(drain(backup), Prepare) == []
 
 
 def test_n3_pre_prepare_checks_are_ordered_cheapest_first():
@@ -488,13 +503,14 @@ def test_n8_a_request_proposed_twice_executes_once():
 
 
 def test_n9_client_multicasts_on_timeout_and_backs_off():
-    """N9: no result within client_retry_timeout_ms → the request goes to every replica."""
+    """N9: no result within client_retry_timeout_ms → the request goes to every replica again
+    (N1': it went to every replica the first time too)."""
     config = make_config(client_retry_timeout_ms=100)
     session = ClientSession(config, CLIENT)
     req = session.submit(b"op")
     first = session.ready()
     session.advance()
-    assert [o.to for o in first.messages] == [(0,)]
+    assert [o.to for o in first.messages] == [(0, 1, 2, 3)]
     session.tick(99)
     assert not session.has_ready()
     session.tick(100)
@@ -516,10 +532,11 @@ def test_n10_votes_outside_the_view_or_watermarks_or_from_strangers_are_not_coun
     pp = pre_prepare(1)
     backup.receive(pp)
     backup.receive(sign(Prepare(1, 1, pp.digest, 2, b"")))
-    backup.receive(sign(Prepare(0, 9, pp.digest, 2, b"")))
+    backup.receive(sign(Prepare(0, 17, pp.digest, 2, b"")))  # beyond H + L
+    backup.receive(sign(Prepare(0, 9, pp.digest, 2, b"")))  # above H: kept, not counted (C2')
     backup.receive(Prepare(0, 1, pp.digest, 7, bytes(64)))
     backup.receive(replace(prepare(pp, 2), signature=bytes(64)))
-    assert backup.memory_footprint()["stash"] == 1, "the view-1 vote waits for view 1"
+    assert backup.memory_footprint()["stash"] == 2, "the view-1 vote waits for view 1"
     assert backup.dropped == {
         "above_high_watermark": 1,
         "unknown_replica": 1,

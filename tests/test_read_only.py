@@ -54,7 +54,7 @@ def test_r1_disagreeing_replies_make_the_client_retry_as_an_ordered_request():
     retry = session.outstanding
     assert retry is not None and not retry.read_only and retry.timestamp > request.timestamp
     (outbound,) = session.ready().messages
-    assert outbound.message == retry and outbound.to == (0,)
+    assert outbound.message == retry and outbound.to == (0, 1, 2, 3)
 
 
 def test_r1_read_only_timeout_falls_back_to_an_ordered_request():

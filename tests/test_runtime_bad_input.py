@@ -124,7 +124,8 @@ async def test_forged_signatures_are_dropped_and_logged(cluster):
     """N1, N10: a request whose signature does not verify is never ordered; neither is a
     protocol message a client connection passes off as a replica's."""
     since = time.time()
-    forger, victim = Ed25519Signer.generate(), Ed25519Signer.generate()
+    # The forger is an admitted client (N8'): its request reaches the signature check.
+    forger, victim = cluster.files.client_signers()[1], Ed25519Signer.generate()
     stream = await open_tls(cluster, forger)
     own = replace(signed_request(forger, 1, kv_put("forged", b"1")), signature=b"\x01" * 64)
     # Someone else's request, to steal its replies: the route check verifies it and refuses.

@@ -110,8 +110,9 @@ def test_the_module_docstring_example_is_a_working_behaviour():
 
 
 def test_the_client_behaviour_docstring_example_is_a_working_client():
-    """N1: a client that sends only to backup 1 still gets its requests ordered (the backup
-    relays them to the primary); the example from `ClientBehaviour`'s docstring, as written."""
+    """N1', V1'': a client that sends only to backup 1 still gets its requests ordered (the
+    backup relays each to the primary once its proposal is late); the example from
+    `ClientBehaviour`'s docstring, as written."""
     code = _docstring_code(ClientBehaviour.__doc__, "override what they need:", "\0")
     sim = Simulation(seed=1)
     namespace = {"ClientBehaviour": ClientBehaviour, "add_byzantine_client": add_byzantine_client,
@@ -120,6 +121,7 @@ def test_the_client_behaviour_docstring_example_is_a_working_client():
     mallory = sim.clients[-1]
     assert mallory.record.name == "mallory" and not mallory.record.correct
     sent = _count_sends(sim)
+    sim.at(20_000, lambda s: None, fault=False)  # the run waits for correct clients only
     _run(sim)
     requests = [(to, m) for source, to, m in sent if source == mallory.session.client]
     assert requests and all(to == (1,) for to, _ in requests)
@@ -420,11 +422,11 @@ def test_equivocating_new_view_is_safe():
 
 
 def test_future_view_flood_fills_the_stash_bound_only():
-    """Bounded memory: the future-view stash stops at stash_max (`stash_full`), and the view
-    change still completes."""
+    """V3': messages of a far-future view are not kept at all (no view change could use
+    them), so the flood costs no memory, and the view change still completes."""
     sim = run("byz_future_view_flood")
-    assert dropped(sim, "stash_full") > 0
-    assert all(sim.replicas[r].memory_footprint()["stash"] <= 1_000 for r in range(4))
+    assert dropped(sim, "useless_future_message") >= 1_000
+    assert all(sim.replicas[r].memory_footprint()["stash"] == 0 for r in range(4))
     assert min(correct_views(sim)) >= 1
 
 
@@ -529,8 +531,8 @@ def test_replaying_client_executes_each_request_once():
 
 
 def test_request_sent_to_backups_only_is_relayed_and_executed():
-    """N1: a backup relays a request to the primary; the client never talked to the primary
-    and still gets every request executed."""
+    """N1', V1'': a backup relays a request to the primary when its proposal is late; the
+    client never talked to the primary and still gets every request executed."""
     sim = run("byz_client_partial_send")
     client = sim.clients[-1]
     sent_to = client.session.behaviour.sent_to
@@ -549,7 +551,6 @@ def test_equivocating_client_gets_one_of_its_two_requests_executed():
         assert len({q.timestamp for q in requests}) == len(requests)
         per_replica.append([(q.timestamp, q.operation) for q in requests])
     assert per_replica[0] and all(p == per_replica[0] for p in per_replica)
-    assert dropped(sim, "duplicate_request") > 0
 
 
 def test_flooding_client_is_served_without_starving_the_others():

@@ -8,12 +8,12 @@ from __future__ import annotations
 import pytest
 
 from pbft.app import ExecutionContext, KeyValueStore, kv_append
-from pbft.core import ExecutedBatch, ExecutedRequest, Replica
+from pbft.core import ExecutedBatch, ExecutedRequest, Replica, sizes
 from pbft.messages import NewView, PrePrepare, Request
 from simulations import checkers
 from simulations.broken import BROKEN, use_replica_class
 from simulations.engine import Simulation
-from simulations.scenarios import CATALOGUE, run_scenario
+from simulations.scenarios import CATALOGUE, Scenario, run_scenario
 from simulations.search import run_schedule
 
 # ------------------------------------------------------------------ hand-made run records
@@ -256,3 +256,98 @@ def test_single_vote_counts_the_pre_prepares_of_a_new_view_as_the_new_primary_s_
     assert noted, "the scenario's view change sent no NEW-VIEW with PRE-PREPAREs"
     for source, pp in noted:
         assert sim.votes_sent[(source, PrePrepare, pp.view, pp.sequence)] == pp.digest
+
+
+# ------------------------------------------------------------------ availability oracles (issue 11)
+
+
+def test_request_wait_bound_follows_from_the_timeouts():
+    """Goal (a): R + (f + 1) 2 T_request + (2^(f+1) - 1) T_view_change."""
+    sim = _sim()
+    assert checkers.request_wait_bound_ms(sim.config) == 500 + 2 * 2 * 1_000 + 3 * 2_000
+    seven = Simulation(seed=1, replicas=7, clients=0)
+    assert checkers.request_wait_bound_ms(seven.config) == 500 + 3 * 2 * 1_000 + 7 * 2_000
+
+
+def test_request_wait_flags_the_longest_wait_also_of_a_request_still_waiting():
+    sim = _sim()
+    sim.clients[0].record.operations = [(b"a", 0, 1_000_000, b"r"), (b"b", 2_000_000, None, None)]
+    sim.clients[1].record.operations = [(b"c", 0, 3_000_000, b"r")]
+    sim.now_us = 6_000_000
+    assert checkers.request_wait(sim, 4_000) == []
+    (violation,) = checkers.request_wait(sim, 3_500)
+    assert violation.checker == "request_wait"
+    assert "client-0's request 1, 4000 ms" in violation.message
+    sim.clients[1].record.correct = False  # a faulty client's waits are not judged
+    sim.clients[0].record.operations = [(b"a", 0, 1_000_000, b"r")]
+    sim.clients[1].record.operations = [(b"c", 0, None, None)]
+    assert checkers.request_wait(sim, 1_000) == []
+
+
+def test_bytes_held_flags_a_correct_replica_above_the_bound_and_unsampled_runs():
+    sim = _sim()
+    (unsampled,) = checkers.bytes_held(sim, 10)
+    assert unsampled.checker == "bytes_held" and "never sampled" in unsampled.message
+    sim.peak_bytes_held = {0: 100, 1: 5_000, 2: 99, 3: 20_000}
+    sim.peak_bytes_held_at_ms = {0: 10, 1: 20, 2: 30, 3: 40}
+    sim.faulty = {3}
+    (violation,) = checkers.bytes_held(sim, 1_000)
+    assert violation.replicas == (1,) and "5,000 bytes at 20 ms" in violation.message
+    assert checkers.bytes_held(sim, 5_000) == []
+
+
+def test_needless_view_changes_counts_views_left_behind_a_correct_primary():
+    sim = _sim()
+    assert checkers.needless_view_changes(sim) == []
+    sim.view_changes_sent = {(1, 1), (2, 1), (2, 2)}
+    (violation,) = checkers.needless_view_changes(sim)
+    assert violation.checker == "needless_view_change" and violation.replicas == (1, 2)
+    assert "2 view changes" in violation.message
+    assert checkers.needless_view_changes(sim, allowed=2) == []
+    sim.faulty = {0}  # leaving view 0 of a faulty primary is needed; view 1's primary is correct
+    (violation,) = checkers.needless_view_changes(sim)
+    assert "1 view changes" in violation.message and violation.replicas == (2,)
+    sim.faulty = {0, 1}
+    assert checkers.needless_view_changes(sim) == []
+
+
+def test_throughput_compares_correct_clients_with_the_fault_free_run():
+    fast, slow = _sim(), _sim()
+    for sim, step_us in ((fast, 100_000), (slow, 300_000)):
+        for client in sim.clients:
+            client.record.operations = [(b"x", i * step_us, (i + 1) * step_us, b"r")
+                                        for i in range(10)]
+            client.done = True
+    assert checkers.correct_throughput(fast) == pytest.approx(20.0)
+    assert checkers.correct_throughput(slow) == pytest.approx(20 / 3)
+    (violation,) = checkers.throughput(slow, fast, 0.5)
+    assert violation.checker == "throughput" and "33%" in violation.message
+    assert checkers.throughput(slow, fast, 0.3) == []
+    assert checkers.throughput(fast, fast, 0.5) == []
+
+
+def test_run_scenario_reports_the_oracles_a_scenario_switches_on():
+    """`python -m simulations run` shows oracle violations like any checker's: a fault-free run
+    judged with impossible bounds violates each oracle; with the real bounds, none."""
+    def crash_primary(seed):
+        sim = Simulation(seed=seed)
+        sim.at(300, lambda s: s.crash(0))
+        return sim
+
+    strict = Scenario("strict", "", crash_primary, request_wait_bound_ms=lambda c: 1,
+                      bytes_held_bound=lambda c: 1, needless_view_changes=0,
+                      fault_free=lambda seed: Simulation(seed=seed, think_ms=0.01),
+                      throughput_ratio_min=1.0)
+    result = run_scenario(strict, 1)
+    assert {v.checker for v in result.violations} == {
+        "request_wait", "bytes_held", "throughput"}  # view 1's change was needed
+    fair = Scenario("fair", "", crash_primary,
+                    request_wait_bound_ms=checkers.request_wait_bound_ms,
+                    bytes_held_bound=sizes.replica_bytes_budget, needless_view_changes=0,
+                    fault_free=lambda seed: Simulation(seed=seed), throughput_ratio_min=0.3)
+    assert run_scenario(fair, 1).violations == []
+    # The oracle counts every view change away from a correct primary, also one cut off (so
+    # only scenarios whose primary stays reachable switch it on): here it flags one.
+    cut_off = Scenario("cut_off", "", CATALOGUE["partition_primary"].build,
+                       needless_view_changes=0)
+    assert {v.checker for v in run_scenario(cut_off, 1).violations} == {"needless_view_change"}

@@ -1,16 +1,22 @@
-"""The simulator itself: determinism (same seed, same trace hash; different seeds differ), every
-scenario of the catalogue passing its CI seeds under every checker, and the command line."""
+"""The simulator itself: determinism (same seed, same trace hash; different seeds differ), the
+transport's frame limit, slow message types and memory samples, every scenario of the catalogue
+passing its CI seeds under every checker, and the command line."""
 
 from __future__ import annotations
 
 import gc
 import json
+import random
 import subprocess
 import sys
 
 import pytest
 
+from pbft.codec import batch_digest, encode
+from pbft.core import sizes
+from pbft.messages import Checkpoint, LoggedBatch, Prepare, PrePrepare, Request
 from simulations.engine import Simulation
+from simulations.network import Network, NetworkProfile
 from simulations.scenarios import CATALOGUE, run_scenario
 
 
@@ -78,13 +84,115 @@ def test_a_run_relaxes_young_collections_and_restores_the_thresholds(gc_threshol
     assert gc.get_threshold() == before
 
 
-CI_RUNS = [(name, seed) for name, entry in CATALOGUE.items() for seed in entry.seeds]
+# ------------------------------------------------------------------ transport limits, slow
+# message types, memory samples (the availability oracles of issue 11 rely on them)
 
 
-@pytest.mark.parametrize(("name", "seed"), CI_RUNS, ids=[f"{n}-{s}" for n, s in CI_RUNS])
+def test_the_engine_drops_a_batch_larger_than_a_frame_and_counts_it():
+    """A transport refuses a frame above `frame_bytes_max`: the engine drops a PRE-PREPARE or
+    LOGGED-BATCH that does not fit (each copy counted in `oversized_dropped`) and delivers one
+    that does."""
+    sim = Simulation(seed=1, clients=0)
+    operation = b"x" * sim.config.operation_bytes_max
+    requests = tuple(Request(operation, t, b"c" * 32, False, b"") for t in range(1, 5))
+    large = PrePrepare(0, 1, batch_digest(0, requests), 0, requests, 0, b"")
+    small = PrePrepare(0, 2, batch_digest(0, requests[:2]), 0, requests[:2], 0, b"")
+    frame = sim.config.frame_bytes_max
+    assert sizes.message_bytes(large) > frame >= len(encode(small))
+    # Above the frame by the size bound only: the encoding, which fits, decides.
+    bounded = (frame - sizes.PRE_PREPARE_OVERHEAD_BYTES) // 4 - sizes.REQUEST_OVERHEAD_BYTES + 8
+    close = tuple(Request(b"x" * bounded, t, b"c" * 32, False, b"") for t in range(1, 5))
+    borderline = PrePrepare(0, 3, batch_digest(0, close), 0, close, 0, b"")
+    assert sizes.message_bytes(borderline) > frame >= len(encode(borderline))
+    received: list = []
+    sim.replicas[1].receive = received.append  # what arrives, unprocessed
+    sim.send(0, (1, 2, 3), large)
+    sim.send(0, (1,), small)
+    sim.send(0, (1,), LoggedBatch(large, ()))
+    sim.send(0, (1,), borderline)
+    sim.network.isolate(3, [0])  # the faulty-network path of `send` measures too
+    sim.send(0, (1, 2), large)
+    sim.run(until_ms=100)
+    assert sim.oversized_dropped == 3 + 1 + 2
+    assert sorted(received, key=lambda m: m.sequence) == [small, borderline]
+
+
+def test_the_engine_drops_an_oversized_frame_in_wire_mode_too():
+    """In wire mode every message is encoded: one whose frame exceeds `frame_bytes_max` is
+    dropped and counted before it reaches the network."""
+    sim = Simulation(seed=1, clients=0, wire=True)
+    operation = b"x" * sim.config.operation_bytes_max
+    requests = tuple(Request(operation, t, b"c" * 32, False, b"") for t in range(1, 5))
+    large = PrePrepare(0, 1, batch_digest(0, requests), 0, requests, 0, b"\x00" * 64)
+    sim.send(0, (1, 2), large)
+    assert sim.oversized_dropped == 2
+
+
+def test_network_slows_one_message_type_to_chosen_destinations_only():
+    """`Network.slow_down`: CHECKPOINTs to replicas 1 and 2 arrive 150-300 ms later than their
+    latency; to replica 3, or any other message type, as usual; `heal` lifts the rule."""
+    network = Network(random.Random(1), NetworkProfile(1, 5))
+    assert network.plain_latency_us() is not None
+    network.slow_down(Checkpoint, 150, 300, destinations=[1, 2])
+    assert network.plain_latency_us() is None
+    checkpoint = Checkpoint(8, b"\x00" * 32, 0, b"")
+    prepare = Prepare(0, 1, b"\x00" * 32, 0, b"")
+    for _ in range(50):
+        for destination in (1, 2):
+            (at_us,) = network.arrivals_us(0, destination, 0, checkpoint)
+            assert 151_000 <= at_us <= 305_000
+        (at_us,) = network.arrivals_us(0, 3, 0, checkpoint)
+        assert at_us <= 5_000
+        (at_us,) = network.arrivals_us(0, 1, 0, prepare)
+        assert at_us <= 5_000
+    network.heal()
+    assert network.plain_latency_us() is not None
+    with pytest.raises(ValueError):
+        network.slow_down(Checkpoint, 300, 150)
+
+
+def test_memory_is_sampled_only_when_asked_and_keeps_each_replicas_peak():
+    """`sample_memory_every_ms`: `Replica.bytes_held()` of every replica every that many virtual
+    ms, keeping each one's largest; a simulation that does not ask never walks its replicas."""
+    quiet = Simulation(seed=1, clients=2, requests_per_client=5)
+    assert quiet.run(until_ms=5_000) and quiet.peak_bytes_held == {}
+    sim = Simulation(seed=1, clients=2, requests_per_client=5, sample_memory_every_ms=20)
+    held: dict[int, list[int]] = {r: [] for r in range(4)}
+    for r, replica in enumerate(sim.replicas):
+        bytes_held = replica.bytes_held
+
+        def recording(r=r, bytes_held=bytes_held):
+            held[r].append(bytes_held())
+            return held[r][-1]
+
+        replica.bytes_held = recording
+    assert sim.run(until_ms=5_000)
+    for r in range(4):
+        assert len(held[r]) >= sim.now_us // 20_000 - 1
+        assert sim.peak_bytes_held[r] == max(held[r]) > 0
+    with pytest.raises(ValueError):
+        sim.sample_memory(0)
+
+
+def test_the_engine_notes_the_view_changes_correct_replicas_ask_for():
+    """V1: after the primary crashes, the correct replicas' VIEW-CHANGEs for view 1 are noted
+    (checkers.needless_view_changes judges them)."""
+    sim = Simulation(seed=1)
+    sim.at(300, lambda s: s.crash(0))
+    assert sim.run()
+    assert {view for _, view in sim.view_changes_sent} == {1}
+    assert {replica for replica, _ in sim.view_changes_sent} == {1, 2, 3}
+
+
+CI_RUNS = [pytest.param(name, seed, id=f"{name}-{seed}")
+           for name, entry in CATALOGUE.items() for seed in entry.seeds]
+
+
+@pytest.mark.parametrize(("name", "seed"), CI_RUNS)
 def test_catalogue_scenario_is_safe_and_live(name, seed):
-    """Every scenario in the catalogue, with its seeds: no checker reports a violation, and
-    every correct client's requests complete (liveness, at most f faulty)."""
+    """Every scenario in the catalogue, with its seeds: no checker or availability oracle
+    reports a violation, and every correct client's requests complete (liveness, at most f
+    faulty)."""
     result = run_scenario(CATALOGUE[name], seed)
     assert result.violations == [], [v.as_dict() for v in result.violations]
     assert result.liveness

@@ -12,7 +12,7 @@ from pbft.app import kv_append
 from pbft.codec import batch_digest, signing_payload
 from pbft.core import quorum
 from pbft.core.view_change import new_view_plan
-from pbft.messages import NULL_DIGEST, Commit, NewView, Prepare, PrePrepare, ViewChange
+from pbft.messages import NULL_DIGEST, Commit, NewView, Prepare, PrePrepare, Request, ViewChange
 
 from simulations.cluster import InProcessCluster
 
@@ -37,8 +37,8 @@ def _prepared_certificate(pp: PrePrepare):
 def test_v1_request_timer_expiry_sends_a_view_change_with_prepared_certificates():
     """V1: a backup waiting on a request past request_timeout_ms moves to view 1 and multicasts
     VIEW-CHANGE ⟨1, h, C, P, i⟩ with a certificate for what prepared at it; it then refuses
-    messages of view 0."""
-    backup = make_replica(2, request_timeout_ms=500)
+    messages of view 0. (The propose timer, V1'', is set to the request timeout here.)"""
+    backup = make_replica(2, request_timeout_ms=500, propose_timeout_ms=500)
     pp = pre_prepare(1)
     backup.receive(pp)
     backup.receive(prepare(pp, 1))  # prepared: own PREPARE + replica 1's
@@ -56,21 +56,104 @@ def test_v1_request_timer_expiry_sends_a_view_change_with_prepared_certificates(
     assert backup.last_executed == 0, "view-0 messages no longer count"
 
 
-def test_v1_progress_restarts_the_request_timer():
-    """V1: execution of a batch restarts the timer, so a busy but live primary is not replaced."""
-    backup = make_replica(1, request_timeout_ms=500)
-    backup.receive(request(5, key="a"))
+def test_v1_prime_only_the_timed_request_executing_restarts_the_timer():
+    """V1': the request timer runs for the oldest waiting request until that request executes;
+    executions of other clients' requests do not reset it, so a primary that orders everyone
+    but one client is suspected."""
+    backup = make_replica(1, request_timeout_ms=500, propose_timeout_ms=500)
+    backup.receive(request(5, key="a"))  # waits from 0 ms: the timer runs for it
     backup.tick(400)
     pp = pre_prepare(1, requests=(request(1, key="b", client=_other()),))
     backup.receive(pp)
     backup.receive(prepare(pp, 2))
     for r in (0, 2):
         backup.receive(commit(pp, r))
+    assert backup.last_executed == 1, "another client's request executed at 400 ms"
+    backup.tick(499)
+    assert backup.view_active
+    backup.tick(500)
+    assert not backup.view_active and backup.view == 1, "the censored request timed out"
+
+
+def test_v1_prime_the_timer_restarts_from_now_for_the_next_oldest():
+    """V1': when the timed request executes, the timer starts again, from that moment, for the
+    oldest request still waiting (a busy but live primary is not replaced)."""
+    backup = make_replica(1, request_timeout_ms=500, propose_timeout_ms=500)
+    first = request(5, key="a")
+    backup.receive(first)
+    backup.tick(100)
+    second = request(7, key="b", client=_other())
+    backup.receive(second)  # waits from 100 ms
+    backup.tick(400)
+    pp = pre_prepare(1, requests=(first,))
+    backup.receive(pp)
+    backup.receive(pre_prepare(2, requests=(second,)))  # proposed, not committed
+    backup.receive(prepare(pp, 2))
+    for r in (0, 2):
+        backup.receive(commit(pp, r))
     assert backup.last_executed == 1
     backup.tick(899)
-    assert backup.view_active, "the timer restarted at 400 ms"
+    assert backup.view_active, "restarted at 400 ms for the other client's request"
     backup.tick(900)
     assert not backup.view_active
+
+
+def test_v1_second_prime_a_backup_suspects_a_primary_that_does_not_propose_a_request():
+    """V1'': a request no PRE-PREPARE carried after propose_timeout_ms is relayed to the primary
+    (the client may have skipped it); still unproposed one more propose timeout later, the
+    backup suspects the primary, long before the request timeout."""
+    backup = make_replica(1, request_timeout_ms=2_000, propose_timeout_ms=300)
+    waiting = request(5, key="a")
+    backup.receive(waiting)
+    assert sent(drain(backup), Request) == [], "N1': the client sent it to the primary itself"
+    backup.tick(299)
+    assert sent(drain(backup), Request) == []
+    backup.tick(300)
+    assert sent(drain(backup), Request) == [((0,), waiting)]
+    assert backup.view_active
+    backup.tick(599)
+    assert backup.view_active
+    backup.tick(600)
+    assert not backup.view_active and backup.view == 1
+    assert backup.dropped["primary_slow_to_propose"] == 1
+
+
+def test_v1_second_prime_a_relayed_request_proposed_in_time_keeps_the_primary():
+    """V1'': the primary that gets the relayed request and proposes it is not suspected."""
+    backup = make_replica(1, request_timeout_ms=2_000, propose_timeout_ms=300)
+    waiting = request(5, key="a")
+    backup.receive(waiting)
+    backup.tick(300)
+    backup.receive(pre_prepare(1, requests=(waiting,)))
+    backup.tick(1_999)
+    assert backup.view_active and backup.dropped["primary_slow_to_propose"] == 0
+
+
+def test_v1_second_prime_a_proposed_request_stops_the_propose_timer():
+    """V1'': once a PRE-PREPARE carrying the request is accepted, only the request timer runs
+    for it (its batch may take time to commit)."""
+    backup = make_replica(1, request_timeout_ms=2_000, propose_timeout_ms=300)
+    waiting = request(5, key="a")
+    backup.receive(waiting)
+    backup.tick(200)
+    backup.receive(pre_prepare(1, requests=(waiting,)))
+    backup.tick(1_999)
+    assert backup.view_active, "proposed at 200 ms: no V1'' suspicion"
+    backup.tick(2_000)
+    assert not backup.view_active, "the request timer (V1') still runs until it executes"
+
+
+def test_v1_second_prime_a_primary_with_a_full_window_is_not_suspected():
+    """V1'': a primary whose PRE-PREPAREs reached the high watermark cannot propose until a
+    checkpoint is stable: a waiting request then does not make it look slow."""
+    backup = make_replica(1, request_timeout_ms=2_000, propose_timeout_ms=300,
+                          log_window=4, checkpoint_interval=2)
+    for sequence in range(1, 5):
+        backup.receive(pre_prepare(sequence, requests=(request(sequence, key="w"),)))
+    backup.receive(request(9, key="late", client=_other()))
+    backup.tick(1_999)
+    assert backup.view_active
+    assert backup.dropped["primary_slow_to_propose"] == 0
 
 
 def _other():

@@ -3,8 +3,8 @@
 Execution of one operation, in order:
 1. decode (MALFORMED, UNKNOWN_COMMAND);
 2. the actor is the participant whose key signed (`context.client`): unknown key
-   UNKNOWN_PARTICIPANT; a payload naming another actor ACTOR_MISMATCH; suspended
-   PARTICIPANT_SUSPENDED;
+   UNKNOWN_PARTICIPANT (replicated by PBFT, such a command never gets here: `admits`); a
+   payload naming another actor ACTOR_MISMATCH; suspended PARTICIPANT_SUSPENDED;
 3. a read (get.*, report.*) is answered, filtered by the reader;
 4. a command is authorised from the transition tables (role, record, party, status) and handed
    to its handler, which checks the business rules before it mutates anything;
@@ -163,6 +163,15 @@ class TradeLedger:
             problems = violations(self._state, self._audit)
             assert not problems, problems
         return result
+
+    def admits(self, client: bytes) -> bool:
+        """The PBFT admission hook (`pbft.app.Admission`): the ledger serves the keys of its
+        participants, founders and participants admitted by `party.admit` alike, suspended
+        ones too (they get PARTICIPANT_SUSPENDED, and stay in the reply cache for when they are
+        reinstated). A command signed by any other key is not executed under PBFT: no reply,
+        no audit event (its reads still get UNKNOWN_PARTICIPANT from `query`). Participants
+        are never removed, so the replicas' reply caches hold only participants' records."""
+        return client in self._state.participant_by_key
 
     def query(self, operation: bytes, client: bytes) -> bytes:
         """Answer a read (get.*, report.*) for the participant whose key is `client`, from the

@@ -45,6 +45,10 @@ class LedgerService:
     def execute(self, operation: bytes, context: ExecutionContext) -> bytes:
         return self.ledger.execute(operation, context)
 
+    def admits(self, client: bytes) -> bool:
+        """The ledger's participants only (`TradeLedger.admits`)."""
+        return self.ledger.admits(client)
+
     def query(self, operation: bytes, client: bytes) -> bytes:
         if operation == DIGEST_OPERATION:
             return encode_accepted(

@@ -76,9 +76,16 @@ class ClientSession:
         return self._outstanding
 
     def submit(self, operation: bytes, read_only: bool = False) -> Request:
-        """Sign and send a request. Raises RuntimeError if one is still outstanding."""
+        """Sign and send a request. Raises RuntimeError if one is still outstanding, and
+        ValueError if `operation` is longer than the cluster's `operation_bytes_max` (replicas
+        would refuse it: no batch could carry it)."""
         if self._outstanding is not None:
             raise RuntimeError("a request is still outstanding; wait for its result")
+        if len(operation) > self.config.operation_bytes_max:
+            raise ValueError(
+                f"operation of {len(operation)} bytes exceeds the cluster's "
+                f"operation_bytes_max = {self.config.operation_bytes_max}"
+            )
         self._operation = operation
         return self._send_new(operation, read_only)
 
@@ -96,9 +103,9 @@ class ClientSession:
         self._replies = {}
         self._sent_at_ms = self.now_ms
         self._retry_timeout_ms = self.config.client_retry_timeout_ms
-        # R1: read-only requests go to every replica; N1: others to the primary.
-        to = self._all if read_only else (self.view % self._n,)
-        self._messages.append(Outbound(to, request))
+        # R1: read-only requests go to every replica; N1': so do the others, so that every
+        # backup times the primary's proposal of it from the start (V1'').
+        self._messages.append(Outbound(self._all, request))
         return request
 
     def receive(self, reply: Reply) -> None:

@@ -35,7 +35,7 @@ from ..messages import (
     VoteHorizon,
 )
 from . import quorum, sizes
-from .client_table import ClientTable
+from .client_table import ClientRecord, ClientTable
 from .log import LogEntry
 from .ready import ExecutedBatch, ExecutedRequest, Outbound, Ready, Status
 from .rate_limit import RateLimit
@@ -103,7 +103,10 @@ class Replica:
         self.stable_checkpoint_proof: tuple[Checkpoint, ...] = ()
         #: The timestamp the last executed batch was executed with (D1).
         self.last_batch_timestamp_ms = 0
-        self.client_table = ClientTable(config.client_table_max)
+        self.client_table = ClientTable(config.client_capacity)
+        #: N8': the listed clients (empty: any key is a client) and the application's say.
+        self._admitted = frozenset(config.clients)
+        self._app_admits = getattr(app, "admits", None)
         self.dropped: Counter[str] = Counter()
         self.view_changes_started = 0
         self.state_transfers_completed = 0
@@ -112,6 +115,12 @@ class Replica:
         #: Batches by digest, with their sequence number, for h < n (to execute entries whose
         #: NEW-VIEW PRE-PREPARE came without its batch, and to answer FETCH-LOG).
         self._batches: dict[bytes, PrePrepare] = {}
+        #: C2': per batch digest, the highest sequence number that refers to it. A batch lives
+        #: while any n > h does (one batch may be proposed at several n by a faulty primary).
+        self._batch_last_use: dict[bytes, int] = {}
+        #: V3: batches a NEW-VIEW named that we asked for, by digest, with the sequence number
+        #: that needs each.
+        self._missing_batches: dict[bytes, int] = {}
         #: The prepared certificate of the highest view for each n > h (V1's P).
         self._prepared_certificates: dict[int, PreparedCertificate] = {}
         #: CHECKPOINT messages by sequence number, then by sender (C1, C2).
@@ -139,15 +148,29 @@ class Replica:
         self._last_assigned = 0
         self._last_proposed_timestamp_ms = 0
         self._pending: dict[RequestKey, Request] = {}
+        self._pending_bytes = 0
         #: N2 with `batch_delay_ms`: when the batch in `_pending` began to fill (None: empty).
         self._batch_opened_ms: int | None = None
         self._batch_delay_ms = config.batch_delay_ms
+        self._propose_timeout_ms = config.propose_timeout
         self._proposed: set[RequestKey] = set()
-        #: Backups: per client, the request it waits on (N1, V1).
+        #: Per client, the request we wait on (N1, V1), oldest first, since when, and their
+        #: bytes (bounded by pending_bytes_max).
         self._waiting: dict[bytes, Request] = {}
         self._waiting_since: dict[bytes, int] = {}
+        self._waiting_bytes = 0
+        #: V1': the client whose waiting request runs the request timer (the oldest waiting
+        #: when the timer started): only its execution restarts the timer.
+        self._timed: bytes | None = None
         #: V1: when the request timer fires, if a request is waiting.
         self._request_deadline_ms: int | None = None
+        #: V1'' (backups): waiting requests no PRE-PREPARE of this view has carried yet, oldest
+        #: first, with the time they started waiting for one; and the highest sequence number
+        #: of this view's PRE-PREPAREs (a primary whose window is full may not propose).
+        self._unproposed: dict[bytes, int] = {}
+        #: Clients whose unproposed request we already relayed to the primary (V1'').
+        self._relayed: set[bytes] = set()
+        self._last_pre_prepared = 0
         #: V1: the timer already gave us one more period to catch up since the last progress.
         self._timer_deferred = False
         #: V4: when the view change in progress is given up for the next view.
@@ -160,8 +183,13 @@ class Replica:
         self._view_change_messages: dict[int, ViewChange] = {}
         #: The NEW-VIEW that installed `view` (resent to replicas still asking for it).
         self._new_view: NewView | None = None
-        #: Messages of future views, kept until the view is installed (bounded by stash_max).
-        self._stash: list[Message] = []
+        #: V3', C2': per sender, messages kept for later: of the next view we can install, or
+        #: of this view within one window above the high watermark. At most stash_bytes_max
+        #: bytes per sender; released when the view is installed or the window advances.
+        self._stash: dict[int, list[Message]] = {}
+        self._stash_bytes: dict[int, int] = {}
+        #: The low watermark advanced: stashed messages above the old high watermark are due.
+        self._stash_due = False
         #: Per replica, the highest view we saw it working in above ours (V5 for late joiners).
         self._higher_view_seen: dict[int, int] = {}
         #: Catch-up (S1): the highest sequence others have shown us, and when we last executed.
@@ -282,7 +310,7 @@ class Replica:
         self._prepared_certificates = {s: c for s, c in certificates.items() if s > h}
         for pre_prepare in pre_prepares.values():
             if pre_prepare.requests and pre_prepare.sequence > h:
-                self._batches[pre_prepare.digest] = pre_prepare
+                self._keep_batch(pre_prepare, pre_prepare.sequence)
         if not active:
             self._view_change_retransmit_ms = self.now_ms + self._view_change_retransmit_interval
             self._send(self._others, self._view_change_messages[self.id])
@@ -315,7 +343,10 @@ class Replica:
         if pre_prepare.requests or pre_prepare.digest == NULL_DIGEST:
             return pre_prepare
         known = self._batches.get(pre_prepare.digest)
-        return pre_prepare if known is None else replace(pre_prepare, requests=known.requests)
+        if known is None:
+            return pre_prepare
+        self._keep_batch(known, pre_prepare.sequence)
+        return replace(pre_prepare, requests=known.requests)
 
     # ------------------------------------------------------------------ the driver's interface
 
@@ -326,6 +357,8 @@ class Replica:
             self.dropped["unexpected_message_type"] += 1
             return
         handler(message)
+        if self._stash_due:
+            self._replay_stash()
         self._check_invariants()
 
     def tick(self, now_ms: int) -> None:
@@ -347,6 +380,8 @@ class Replica:
                     self._request_log(self._log_fetch_source)
                 else:
                     self._start_view_change(self.view + 1)  # V1
+            elif self._unproposed and self._primary_should_propose(now):
+                self._proposal_late(now)
         elif self._view_change_deadline_ms is not None and now >= self._view_change_deadline_ms:
             self._view_change_timeout_ms *= 2  # V4: 2T, 4T, ... until progress
             self._start_view_change(self.view + 1)
@@ -367,6 +402,8 @@ class Replica:
             self._propose_batches()  # N2: a batch whose delay is over closes now
         if self._highest_seen > self.last_executed:
             self._maybe_catch_up()
+        if self._stash_due:
+            self._replay_stash()
         self._check_invariants()
 
     def has_ready(self) -> bool:
@@ -442,7 +479,7 @@ class Replica:
             "prepared_certificates": len(self._prepared_certificates),
             "checkpoint_sequences": len(self._checkpoints),
             "snapshots": len(self._snapshots),
-            "stash": len(self._stash),
+            "stash": sum(len(messages) for messages in self._stash.values()),
             "pending": len(self._pending),
             "proposed": len(self._proposed),
             "waiting": len(self._waiting),
@@ -466,7 +503,7 @@ class Replica:
         total += sizes.VOTE_BYTES * sum(len(v) for v in self._checkpoints.values())
         total += sum(size(r) for r in self._pending.values())
         total += sum(size(r) for r in self._waiting.values())
-        total += sum(size(m) for m in self._stash)
+        total += sum(self._stash_bytes.values())
         total += sum(size(vc) for vc in self._view_change_messages.values())
         if self._new_view is not None:
             total += size(self._new_view)
@@ -492,8 +529,17 @@ class Replica:
                 self.dropped["old_request"] += 1
             return
         key = (request.client, request.timestamp)
-        if key in self._pending or key in self._proposed:
+        if key in self._pending or (key in self._proposed and self.is_primary):
+            # (A backup that saw it in a PRE-PREPARE still waits for it: its request timer is
+            # what replaces a primary whose batch never commits.)
             self.dropped["duplicate_request"] += 1
+            return
+        if len(request.operation) > self.config.operation_bytes_max:
+            # N2': no batch could carry it (the codec refuses it on the wire already).
+            self.dropped["request_too_large"] += 1
+            return
+        if (reason := self._refuse_client(request, record)) is not None:
+            self.dropped[reason] += 1
             return
         if not self._verify_request(request):
             self.dropped["bad_request_signature"] += 1
@@ -501,31 +547,124 @@ class Replica:
         if request.read_only:
             self._execute_read_only(request)
         elif self.is_primary and self.view_active:
-            if len(self._pending) >= self.config.pending_requests_max:
+            size = sizes.request_bytes(request)
+            if (len(self._pending) >= self.config.pending_requests_max
+                    or self._pending_bytes + size > self.config.pending_bytes_max):
                 self.dropped["pending_requests_full"] += 1
                 return
-            self._pending[key] = request
             # V1 for the primary too: a primary whose batches cannot commit (it was left
-            # behind in an old view, or its backups are cut off) must give up its view.
-            self._wait_for(request)
+            # behind in an old view, or its backups are cut off) must give up its view. What
+            # it cannot wait on (bounded like a backup's), it does not propose either.
+            if not self._wait_for(request):
+                return
+            self._pending[key] = request
+            self._pending_bytes += size
             self._propose_batches()
         else:
-            # N1/N9: a backup relays the request to the primary and starts its timer.
-            if self.view_active:
-                self._send((self.primary,), request)
+            # N1', N9: a backup waits on the request and times its proposal (V1''); the client
+            # sent it to the primary too, so it is relayed only if the proposal is late.
             self._wait_for(request)
 
-    def _wait_for(self, request: Request) -> None:
-        waiting = self._waiting.get(request.client)
+    def _refuse_client(self, request: Request, record: ClientRecord | None) -> str | None:
+        """N8' at arrival, before the signature is checked: a client not listed; for ordered
+        requests also one the application does not admit in our current state (a lagging
+        replica may refuse a client just admitted; the client's retransmission reaches the
+        others), or a new client when the reply cache is full. Execution decides again
+        (`_refused_at_execution`). A read-only request (R1) leaves no record: the
+        application's `query` answers it as it sees fit."""
+        admitted = self._admitted
+        if admitted and request.client not in admitted:
+            return "client_not_admitted"
+        if request.read_only:
+            return None
+        admits = self._app_admits
+        if admits is not None and not admits(request.client):
+            return "client_not_admitted"
+        if record is None and self.client_table.full:
+            return "client_table_full"
+        return None
+
+    def _wait_for(self, request: Request) -> bool:
+        """Start waiting on `request` (V1); False if the waiting requests' bounds refuse it."""
+        client = request.client
+        waiting = self._waiting.get(client)
         if waiting is not None and waiting.timestamp >= request.timestamp:
-            return
-        if waiting is None and len(self._waiting) >= self.config.pending_requests_max:
+            return True
+        size = sizes.request_bytes(request)
+        freed = 0 if waiting is None else sizes.request_bytes(waiting)
+        if (waiting is None and len(self._waiting) >= self.config.pending_requests_max) or (
+            self._waiting_bytes - freed + size > self.config.pending_bytes_max
+        ):
             self.dropped["pending_requests_full"] += 1
-            return
-        self._waiting[request.client] = request
-        self._waiting_since[request.client] = self.now_ms
-        if self._request_deadline_ms is None:
+            return False
+        if waiting is not None:
+            self._stop_waiting(client)
+        self._waiting[client] = request
+        self._waiting_since[client] = self.now_ms
+        self._waiting_bytes += size
+        if not self.is_primary and (client, request.timestamp) not in self._proposed:
+            self._unproposed[client] = self.now_ms
+        if self._timed is None:
+            self._restart_request_timer()
+        return True
+
+    def _stop_waiting(self, client: bytes) -> None:
+        """The request `client` waited on executed (or was superseded): V1' restarts the timer
+        if it was the one the timer ran for."""
+        request = self._waiting.pop(client)
+        del self._waiting_since[client]
+        self._unproposed.pop(client, None)
+        self._relayed.discard(client)
+        self._waiting_bytes -= sizes.request_bytes(request)
+        if self._timed == client:
+            self._restart_request_timer()
+
+    def _restart_request_timer(self) -> None:
+        """V1': the request timer runs for one request, the oldest waiting, until that request
+        executes; then it starts again, from now, for the next oldest. (Executions of other
+        requests do not reset it: a primary that orders everyone but one client is suspected.)"""
+        self._timer_deferred = False
+        if self._waiting:
+            self._timed = next(iter(self._waiting))
             self._request_deadline_ms = self.now_ms + self.config.request_timeout_ms
+        else:
+            self._timed = None
+            self._request_deadline_ms = None
+
+    def _primary_should_propose(self, now: int) -> bool:
+        """V1'': the oldest request we know of and no PRE-PREPARE has carried has waited longer
+        than propose_timeout_ms, while the primary had room in its window and we are not
+        behind (a lagging backup may simply have missed the PRE-PREPARE)."""
+        since = next(iter(self._unproposed.values()))
+        return (now >= since + self._propose_timeout_ms
+                and self._last_pre_prepared < self.high_watermark
+                and self._highest_seen <= self.last_executed)
+
+    def _proposal_late(self, now: int) -> None:
+        """V1'': the oldest unproposed request is late. The first time, the primary may never
+        have had it (a client may send to the backups only): relay it and give the primary
+        another propose timeout. The second time, suspect the primary."""
+        client = next(iter(self._unproposed))
+        if client not in self._relayed:
+            self._relayed.add(client)
+            del self._unproposed[client]
+            self._unproposed[client] = now
+            self._send((self.primary,), self._waiting[client])
+            return
+        self.dropped["primary_slow_to_propose"] += 1
+        self._start_view_change(self.view + 1)
+
+    def _mark_proposed(self, pre_prepare: PrePrepare) -> None:
+        """V1'': the requests of an accepted PRE-PREPARE have been proposed."""
+        if pre_prepare.sequence > self._last_pre_prepared:
+            self._last_pre_prepared = pre_prepare.sequence
+        proposed, unproposed, waiting = self._proposed, self._unproposed, self._waiting
+        for request in pre_prepare.requests:
+            client = request.client
+            proposed.add((client, request.timestamp))
+            if client in unproposed and waiting[client].timestamp <= request.timestamp:
+                del unproposed[client]
+                self._relayed.discard(client)
 
     def _verify_request(self, request: Request) -> bool:
         return self._verifier.verify(request.client, signing_payload(request), request.signature)
@@ -538,9 +677,11 @@ class Replica:
     # ------------------------------------------------------------------ the primary (N2, D1)
 
     def _propose_batches(self) -> None:
-        """N2: close a batch when it is full or, when no batch is in flight, once it has been
+        """N2, N2': close a batch when it is full (batch_size_max requests, or no room for the
+        next request within batch_bytes_max) or, when no batch is in flight, once it has been
         filling for `batch_delay_ms` (0: at once)."""
         size_max = self.config.batch_size_max
+        bytes_max = self.config.batch_bytes_max - sizes.PRE_PREPARE_OVERHEAD_BYTES
         if not self._pending:
             self._batch_opened_ms = None
         elif self._batch_opened_ms is None:
@@ -548,7 +689,7 @@ class Replica:
         while self._pending and self._last_assigned < self.high_watermark:
             if self._withholds(self._last_assigned + 1):
                 return  # our recovered view's sequence numbers: a view change will move on
-            if len(self._pending) < size_max:
+            if len(self._pending) < size_max and self._pending_bytes <= bytes_max:
                 if self._last_assigned > self.last_executed:
                     return  # a batch is in flight
                 if self._batch_delay_ms and (
@@ -556,12 +697,19 @@ class Replica:
                 ):
                     return  # tick() closes it when the delay is over
             keys = []
-            for key in self._pending:
+            batch_bytes = 0
+            pending = self._pending
+            for key, request in pending.items():
+                size = sizes.REQUEST_OVERHEAD_BYTES + len(request.operation)
+                if keys and batch_bytes + size > bytes_max:
+                    break
                 keys.append(key)
+                batch_bytes += size
                 if len(keys) == size_max:
                     break
-            requests = tuple(self._pending.pop(key) for key in keys)
-            self._batch_opened_ms = self.now_ms if self._pending else None
+            requests = tuple(pending.pop(key) for key in keys)
+            self._pending_bytes -= batch_bytes
+            self._batch_opened_ms = self.now_ms if pending else None
             self._proposed.update(keys)
             self._pre_prepare(requests)
 
@@ -586,7 +734,7 @@ class Replica:
             self.dropped["mismatched_vote"] += discarded
         self._persist.append(pre_prepare)
         if pre_prepare.requests:
-            self._batches[pre_prepare.digest] = pre_prepare
+            self._keep_batch(pre_prepare, pre_prepare.sequence)
         return entry
 
     # ------------------------------------------------------------------ backups (N3, N4, D1)
@@ -598,6 +746,7 @@ class Replica:
             self.dropped[reason] += 1
             return
         entry = self._accept_pre_prepare(pre_prepare)
+        self._mark_proposed(pre_prepare)
         self._prepare(entry)
 
     def _prepare(self, entry: LogEntry) -> None:
@@ -645,6 +794,8 @@ class Replica:
             return "duplicate_pre_prepare"
         if not m.requests or len(m.requests) > self.config.batch_size_max:
             return "bad_batch_size"
+        if sizes.pre_prepare_bytes(m) > self.config.batch_bytes_max:
+            return "batch_too_large"  # N2': a correct primary never builds one
         if not self._verify_replica_signature(m):
             return "bad_signature"
         if batch_digest(m.timestamp_ms, m.requests) != m.digest:
@@ -652,12 +803,17 @@ class Replica:
         if (reason := self._reject_batch_timestamp(m)) is not None:
             return reason
         seen: set[RequestKey] = set()
+        waiting = self._waiting
+        admitted = self._admitted
         for request in m.requests:
             key = (request.client, request.timestamp)
             if request.read_only or key in seen:
                 return "bad_batch_request"
             seen.add(key)
-            if not self._verify_request(request):
+            if admitted and request.client not in admitted:
+                return "batch_client_not_admitted"  # N8': only a faulty primary proposes it
+            # The very request we verified when it arrived needs no second check (N1').
+            if waiting.get(request.client) != request and not self._verify_request(request):
                 return "bad_request_signature"
         return None
 
@@ -826,6 +982,7 @@ class Replica:
         known = self._batches.get(pre_prepare.digest)
         if known is None:
             return None
+        self._keep_batch(known, entry.sequence)
         entry.pre_prepare = replace(pre_prepare, requests=known.requests)
         return entry.pre_prepare
 
@@ -844,11 +1001,12 @@ class Replica:
                 proposed.discard((client, timestamp))
             if timestamp <= table.last_timestamp(client):
                 continue  # N8: already executed (a retransmission proposed twice)
+            if self._refused_at_execution(client, timestamp):
+                continue  # N8'
             result = execute(request.operation, ExecutionContext(sequence, client, timestamp_ms))
             table.record(client, timestamp, result, sequence)
             if client in waiting and waiting[client].timestamp <= timestamp:
-                del waiting[client]
-                del self._waiting_since[client]
+                self._stop_waiting(client)
             replies.append(Reply(view, timestamp, client, me, result, False))  # N7
             executed.append(ExecutedRequest(request, result))
         self.last_executed = sequence
@@ -857,15 +1015,45 @@ class Replica:
         self._executed.append(
             ExecutedBatch(sequence, entry.view, pre_prepare.digest, timestamp_ms, tuple(executed))
         )
-        # V1: progress restarts the request timer; V4: and resets the view-change timeout.
-        self._request_deadline_ms = (
-            self.now_ms + self.config.request_timeout_ms if self._waiting else None
-        )
-        self._timer_deferred = False
+        # V1' restarts the request timer only when the request it runs for executes (in
+        # _stop_waiting); V4: progress resets the view-change timeout.
         if executed:
             self._view_change_timeout_ms = self.config.view_change_timeout_ms
         if sequence % self.config.checkpoint_interval == 0:
             self._take_checkpoint(sequence)
+
+    def _refused_at_execution(self, client: bytes, timestamp: int) -> bool:
+        """N8': a request of a client the application does not admit, or of a new client when
+        the reply cache is full, is not executed and gets no record and no reply. Decided from
+        the replicated state alone, in sequence order, so every correct replica refuses the
+        same requests; we stop waiting for it (V1: it will never execute). The listed
+        clients need no check here: no correct replica accepts another key's request, at
+        arrival or in a PRE-PREPARE, so no batch holding one commits."""
+        admits = self._app_admits
+        table = self.client_table
+        if admits is not None and not admits(client):
+            self.dropped["client_not_admitted_at_execution"] += 1
+        elif table.get(client) is not None:
+            return False
+        elif len(table) < table.capacity:
+            if len(table) + 1 == table.capacity:
+                self._stop_waiting_for_new_clients(client)
+            return False
+        else:
+            self.dropped["client_table_full_at_execution"] += 1
+        waiting = self._waiting.get(client)
+        if waiting is not None and waiting.timestamp <= timestamp:
+            self._stop_waiting(client)
+        return True
+
+    def _stop_waiting_for_new_clients(self, last: bytes) -> None:
+        """`last` takes the reply cache's last place: no request of a client not in it will
+        ever execute (N8'), and a primary whose cache filled first already refused them on
+        arrival. V1: waiting for them would blame a correct primary; forget them (once: the
+        cache never empties)."""
+        table = self.client_table
+        for client in [c for c in self._waiting if c != last and table.get(c) is None]:
+            self._stop_waiting(client)
 
     def _send_reply(self, client: bytes, timestamp: int, result: bytes, read_only: bool) -> None:
         self._replies.append(Reply(self.view, timestamp, client, self.id, result, read_only))
@@ -962,6 +1150,8 @@ class Replica:
         if self._lagging is not None and self._lagging[0] <= sequence:
             self._lagging = None
         self._collect_garbage(sequence)
+        if self._stash:
+            self._stash_due = True
 
     def _collect_garbage(self, sequence: int) -> None:
         """C2: discard everything at or below the stable checkpoint."""
@@ -973,8 +1163,12 @@ class Replica:
             del self._snapshots[s]
         for s in [s for s in self._prepared_certificates if s <= sequence]:
             del self._prepared_certificates[s]
-        for d in [d for d, pp in self._batches.items() if pp.sequence <= sequence]:
+        last_use = self._batch_last_use
+        for d in [d for d, used in last_use.items() if used <= sequence]:
             del self._batches[d]
+            del last_use[d]
+        for d in [d for d, used in self._missing_batches.items() if used <= sequence]:
+            del self._missing_batches[d]
         self._last_assigned = max(self._last_assigned, sequence)
 
     # ------------------------------------------------------------------ state transfer (S1)
@@ -1064,8 +1258,7 @@ class Replica:
         self.state_transfers_completed += 1
         for client in [c for c, r in self._waiting.items()
                        if r.timestamp <= self.client_table.last_timestamp(c)]:
-            del self._waiting[client]
-            del self._waiting_since[client]
+            self._stop_waiting(client)
         # The batches after the checkpoint: ask the replica that served the last chunk.
         self._request_log(source)
         self._execute_committed()
@@ -1105,9 +1298,19 @@ class Replica:
         message = self._sign(FetchLog(self.last_executed + 1, NULL_DIGEST, self.id, b""))
         self._send((source,), message)
 
+    def _keep_batch(self, pre_prepare: PrePrepare, sequence: int) -> None:
+        """C2': hold `pre_prepare`'s batch for as long as `sequence` (and any later sequence
+        number that names the same digest) is above the low watermark."""
+        digest = pre_prepare.digest
+        if digest not in self._batches:
+            self._batches[digest] = pre_prepare
+        if self._batch_last_use.get(digest, 0) < sequence:
+            self._batch_last_use[digest] = sequence
+
     def _fetch_batch(self, entry: LogEntry) -> None:
         """V3: ask everyone for the batch a NEW-VIEW named but we never received."""
         assert entry.pre_prepare is not None
+        self._missing_batches[entry.pre_prepare.digest] = entry.sequence
         message = self._sign(FetchLog(entry.sequence, entry.pre_prepare.digest, self.id, b""))
         self._send(self._others, message)
 
@@ -1157,20 +1360,29 @@ class Replica:
 
     def _on_logged_batch(self, message: LoggedBatch) -> None:
         pre_prepare = message.pre_prepare
-        if (reason := self._reject_sequence(pre_prepare.sequence)) is not None:
-            self.dropped[reason] += 1
-            return
         if len(pre_prepare.requests) > self.config.batch_size_max or (
             batch_digest(pre_prepare.timestamp_ms, pre_prepare.requests) != pre_prepare.digest
             and not (pre_prepare.digest == NULL_DIGEST and not pre_prepare.requests)
         ):
             self.dropped["batch_digest_mismatch"] += 1
             return
+        wanted = self._missing_batches.pop(pre_prepare.digest, None)
+        if wanted is not None and pre_prepare.requests:
+            # V3: a batch a NEW-VIEW named, answered by digest. It may have been logged under
+            # another sequence number (a faulty primary proposed it twice): the digest is what
+            # 2f + 1 replicas vouched for.
+            self._keep_batch(pre_prepare, wanted)
+            self._execute_committed()
+            if not message.commits:
+                return
+        if (reason := self._reject_sequence(pre_prepare.sequence)) is not None:
+            self.dropped[reason] += 1
+            return
         entry = self._log.get(pre_prepare.sequence)
         if entry is not None and entry.digest == pre_prepare.digest:
             # V3: the batch a NEW-VIEW named; its digest was vouched for by 2f + 1 replicas.
             if pre_prepare.requests:
-                self._batches[pre_prepare.digest] = pre_prepare
+                self._keep_batch(pre_prepare, pre_prepare.sequence)
             if entry.committed:
                 self._execute_committed()
                 return
@@ -1185,7 +1397,7 @@ class Replica:
         entry.commits = {c.replica: c for c in message.commits}
         entry.prepared = entry.committed = True
         if pre_prepare.requests:
-            self._batches[pre_prepare.digest] = pre_prepare
+            self._keep_batch(pre_prepare, pre_prepare.sequence)
         self._persist.append(pre_prepare)
         self._execute_committed()
 
@@ -1223,6 +1435,7 @@ class Replica:
         self.view_changes_started += 1
         self._new_view = None
         self._request_deadline_ms = None
+        self._timed = None
         self._view_change_deadline_ms = None
         self._view_change_retransmit_ms = self.now_ms + self._view_change_retransmit_interval
         prepared = tuple(
@@ -1235,7 +1448,7 @@ class Replica:
         self._view_change_messages[self.id] = message
         self._persist.append(message)
         self._send(self._others, message)
-        self._stash = [m for m in self._stash if m.view >= new_view]
+        self._prune_stash()
         self._arm_view_change_timer()
         self._try_new_view()
 
@@ -1357,42 +1570,107 @@ class Replica:
             entry = self._entry(pre_prepare.sequence)
             entry.pre_prepare = pre_prepare
             self._persist.append(pre_prepare)
-            self._batch_of(entry)
+            if self._batch_of(entry) is not None:
+                self._mark_proposed(entry.pre_prepare)
             if not self.is_primary:
                 self._prepare(entry)
+        self._last_pre_prepared = last
         timestamps = [pp.timestamp_ms for pp in new_view.pre_prepares]
         self._last_assigned = max(last, self.last_executed)
         self._last_proposed_timestamp_ms = max([self.last_batch_timestamp_ms, *timestamps])
         # V1: a fresh request timer for what still waits, and the new primary learns of it.
-        self._request_deadline_ms = (
-            self.now_ms + self.config.request_timeout_ms if self._waiting else None
-        )
+        self._restart_request_timer()
+        self._unproposed = {}
+        self._relayed = set()
         if self.is_primary:
             for request in self._waiting.values():
-                self._pending.setdefault((request.client, request.timestamp), request)
+                key = (request.client, request.timestamp)
+                if key not in self._pending:
+                    self._pending[key] = request
+                    self._pending_bytes += sizes.request_bytes(request)
         else:
             for request in self._pending.values():
                 self._wait_for(request)
             self._pending.clear()
+            self._pending_bytes = 0
             self._batch_opened_ms = None
-            for request in self._waiting.values():
+            now = self.now_ms
+            for client, request in self._waiting.items():
+                if (client, request.timestamp) not in self._proposed:
+                    self._unproposed[client] = now
                 self._send((self.primary,), request)
-        stash, self._stash = self._stash, []
-        for message in stash:
-            self.receive(message)
+        self._replay_stash()
         self._execute_committed()
 
-    def _stash_if_future(self, message: Message, view: int) -> bool:
-        """Keep messages of a view we have not installed yet (bounded); True if stashed."""
+    def _stash_if_future(self, message: PrePrepare | Prepare | Commit, view: int) -> bool:
+        """True if `message` is not for now. V3': a message of the next view we can install is
+        kept for when it is installed; C2': one of this view above the high watermark (within
+        one more window) is kept for when the window advances. Far-future views are not kept:
+        no view change could use them (they still count towards V5)."""
+        sequence = message.sequence
         if view < self.view or (view == self.view and self.view_active):
-            return False
-        if len(self._stash) >= self.config.stash_max:
-            self.dropped["stash_full"] += 1
-        else:
-            self._stash.append(message)
+            if view != self.view or sequence <= self.high_watermark:
+                return False
+            if sequence > self.high_watermark + self._log_window:
+                return False  # refused as above_high_watermark by its handler
+            self._stash_message(message)
+            return True
         if view > self.view:
             self._note_higher_view(message, view)
+        if view != self._next_view() or sequence <= self.stable_checkpoint or (
+            sequence > self.high_watermark + self._log_window
+        ):
+            self.dropped["useless_future_message"] += 1
+            return True
+        self._stash_message(message)
         return True
+
+    def _next_view(self) -> int:
+        """The view whose messages a view change may use: the one we wait to install, or the
+        one after the active view."""
+        return self.view + 1 if self.view_active else self.view
+
+    def _stash_message(self, message: PrePrepare | Prepare | Commit) -> None:
+        sender = message.replica
+        if not 0 <= sender < self._n or sender == self.id:
+            self.dropped["unknown_replica"] += 1
+            return
+        size = sizes.message_bytes(message)
+        held = self._stash_bytes.get(sender, 0)
+        if held + size > self.config.stash_bytes_max or (
+            len(self._stash.get(sender, ())) >= self.config.stash_max
+        ):
+            self.dropped["stash_full"] += 1
+            return
+        # Verified before it is kept: forgeries must not use up an honest sender's share.
+        if not self._verify_replica_signature(message):
+            self.dropped["bad_signature"] += 1
+            return
+        self._stash.setdefault(sender, []).append(message)
+        self._stash_bytes[sender] = held + size
+
+    def _prune_stash(self) -> None:
+        """After moving to another view: drop what that view can no longer use."""
+        keep_view = self._next_view()
+        for sender in list(self._stash):
+            kept = [m for m in self._stash[sender] if m.view == keep_view]
+            if kept:
+                self._stash[sender] = kept
+                self._stash_bytes[sender] = sum(sizes.message_bytes(m) for m in kept)
+            else:
+                del self._stash[sender]
+                del self._stash_bytes[sender]
+
+    def _replay_stash(self) -> None:
+        """Deliver the stash again (after a view is installed, or the window advanced): what is
+        usable now is processed, what is still early is kept again, the rest dropped."""
+        self._stash_due = False
+        stash = self._stash
+        self._stash, self._stash_bytes = {}, {}
+        handlers = self._handlers
+        for messages in stash.values():
+            for message in messages:
+                handlers[type(message)](message)
 
     def _note_higher_view(self, message: Message, view: int) -> None:
         """V5, for a replica that missed a view change (it was down, or cut off): f + 1

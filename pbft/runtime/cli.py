@@ -1,6 +1,7 @@
 """The `pbft` command: keys and configuration, replica processes, local clusters, status, bench.
 
-    pbft keygen  --replicas 4 --clients N --out DIR       configuration + key files (mode 0600)
+    pbft keygen  --replicas 4 --clients N --out DIR       configuration (admitting just these
+                 [--open-admission]                       clients) + key files (mode 0600)
     pbft replica --config FILE --id N --key FILE --data DIR
     pbft cluster --replicas 4 [--dir DIR]                 a local cluster until Ctrl-C / SIGTERM
     pbft status  --config FILE                            each replica's view, progress, health
@@ -118,12 +119,15 @@ def cmd_keygen(args: argparse.Namespace) -> int:
     files = generate_cluster(
         out, replicas=args.replicas, clients=args.clients, host=args.host,
         base_port=args.base_port, bounds=_parse_bounds(args.set),
+        admit_clients=not args.open_admission,
     )  # fmt: skip
     config = files.config
     print(f"wrote {files.config_path} (n = {config.n}, f = {config.f})")
     for info, path in zip(config.replicas, files.replica_keys):
         print(f"  replica {info.id}: {info.host}:{info.port}  key {path}")
-    print(f"  {len(files.client_keys)} client keys in {out / 'keys'}")
+    admission = (f"the only {len(config.clients)} admitted" if config.clients
+                 else "open admission: any key is a client")  # fmt: skip
+    print(f"  {len(files.client_keys)} client keys in {out / 'keys'} ({admission})")
     return 0
 
 
@@ -240,6 +244,7 @@ def cmd_cluster(args: argparse.Namespace) -> int:
         files = generate_cluster(
             directory, replicas=args.replicas, clients=args.clients, host="127.0.0.1",
             base_port=args.base_port, bounds=_parse_bounds(args.set),
+            admit_clients=not args.open_admission,
         )  # fmt: skip
     replica_args = ["--app", args.app]
 
@@ -355,6 +360,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------- main
 
 
+OPEN_ADMISSION_HELP = (
+    "list no client keys in the configuration: any key is a client (the reply cache then "
+    "holds the first client_table_max), or the application admits its own (e.g. "
+    "tradeapp.service:ledger, its participants). By default only the generated clients are "
+    "served"
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pbft", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -368,6 +381,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="replica i listens on base-port + i (metrics: + 1000)")
     keygen.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                         help="a configuration bound, e.g. request_timeout_ms=1000")
+    keygen.add_argument("--open-admission", action="store_true", help=OPEN_ADMISSION_HELP)
     keygen.set_defaults(handler=cmd_keygen)
 
     replica = commands.add_parser("replica", help="run one replica until SIGTERM/SIGINT")
@@ -406,6 +420,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help="replica i listens on base-port + i (default: free ports)")
     cluster.add_argument("--app", default="kv")
     cluster.add_argument("--set", action="append", default=[], metavar="NAME=VALUE")
+    cluster.add_argument("--open-admission", action="store_true", help=OPEN_ADMISSION_HELP)
     cluster.set_defaults(handler=cmd_cluster)
 
     status = commands.add_parser("status", help="each replica's view, progress and health")

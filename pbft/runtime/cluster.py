@@ -1,7 +1,8 @@
 """Local clusters: generated keys and configuration, and replica processes on one machine.
 
 `generate_cluster` writes what `pbft keygen` writes: `cluster.toml` (the configuration every
-replica and client reads) and one key file per replica and client (mode 0600). `LocalCluster`
+replica and client reads, listing the admitted clients' keys unless asked not to) and one key
+file per replica and client (mode 0600). `LocalCluster`
 runs `python -m pbft.runtime.cli replica ...` processes for such a directory: start, kill (any
 signal, SIGKILL included), restart, and stop them all; it is what `pbft cluster`, `pbft bench`
 and the process tests use.
@@ -116,11 +117,15 @@ def generate_cluster(
     host: str = "127.0.0.1",
     base_port: int | None = None,
     bounds: dict[str, int] | None = None,
+    admit_clients: bool = True,
 ) -> ClusterFiles:
     """Write a configuration for `replicas` replicas on `host` and key files for them and for
     `clients` clients into `directory` (created; existing key files are never overwritten:
     FileExistsError). Ports are base_port, base_port + 1, ... or, without `base_port`, free
     ports (with their metrics ports free too). `bounds` override configuration defaults.
+    With `admit_clients` the configuration lists the clients' keys and the replicas serve no
+    other (N8'); without it, or with no clients, it lists none: open admission, or admission
+    by the application (e.g. `tradeapp.service:ledger` serves its participants).
     Raises ConfigError for an invalid configuration (fewer than 4 replicas, bad bounds)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -132,8 +137,10 @@ def generate_cluster(
     else:
         ports = [base_port + i for i in range(replicas)]
     signers = [Ed25519Signer.generate() for _ in range(replicas)]
+    client_signers = [Ed25519Signer.generate() for _ in range(clients)]
     config = ClusterConfig.create(
         [ReplicaInfo(i, s.public_key, host, ports[i]) for i, s in enumerate(signers)],
+        clients=[s.public_key for s in client_signers] if admit_clients else [],
         **(bounds or {}),
     )
     replica_keys = []
@@ -142,9 +149,9 @@ def generate_cluster(
         write_key_file(path, s)
         replica_keys.append(path)
     client_keys = []
-    for j in range(clients):
+    for j, s in enumerate(client_signers):
         path = keys / f"client-{j}.key"
-        write_key_file(path, Ed25519Signer.generate())
+        write_key_file(path, s)
         client_keys.append(path)
     config_path = directory / CONFIG_NAME
     config_module.dump(config, config_path)

@@ -88,6 +88,7 @@ SUSPICIOUS_DROPS = frozenset(
         "bad_state_chunk", "pre_prepare_not_from_primary", "prepare_from_primary",
         "unknown_replica", "unexpected_message_type", "batch_timestamp_skew",
         "diverged_from_checkpoint", "bad_view_change", "bad_new_view",
+        "batch_client_not_admitted",
     }
 )  # fmt: skip
 #: Messages that never travel on the network.

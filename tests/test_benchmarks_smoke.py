@@ -1,0 +1,42 @@
+"""Benchmarks run end to end: `benchmarks/under_attack.py --quick` (issue 11's availability
+benchmark) prints its table and, as its last line, the JSON object its documentation promises.
+
+Method: run its `main` in this process with `--quick` and parse what it prints; the figures are
+checked for consistency with each other, not for speed.
+"""
+
+from __future__ import annotations
+
+import json
+
+from benchmarks import under_attack
+from simulations import byzantine
+
+
+def test_under_attack_quick_prints_a_row_and_a_ratio_per_attack_and_the_summary(capsys):
+    """Goals (a), (b), (c) of issue 11 as one table: every attack whose behaviours exist is a
+    row with its ratio to the fault-free run of the same n; the summary's minimum, maximum and
+    peak are those of the rows."""
+    under_attack.main(["--quick"])
+    lines = capsys.readouterr().out.strip().splitlines()
+    summary = json.loads(lines[-1])
+    measured = [a for a in under_attack.ATTACKS if all(hasattr(byzantine, n) for n in a.needs)]
+    assert {a.key for a in measured} >= {"large_requests", "censoring_primary",
+                                         "duplicate_batch", "stash_flood", "late_checkpoints",
+                                         "slow_primary_accomplice"}
+    assert summary["skipped"] == [a.key for a in under_attack.ATTACKS if a not in measured]
+    rows = {row["attack"]: row for row in summary["runs"] if row["attack"] != "fault-free"}
+    assert set(rows) == {a.key for a in measured}
+    fault_free = {row["replicas"]: row for row in summary["runs"] if row["attack"] == "fault-free"}
+    assert set(fault_free) == {4, 7} and all(row["completed"] > 0 for row in fault_free.values())
+    for attack in measured:
+        row = rows[attack.key]
+        assert row["replicas"] == attack.replicas and row["scenario"] == attack.scenario
+        reference = fault_free[attack.replicas]["requests_per_s"]
+        assert summary[f"ratio_{attack.key}"] == row["ratio"]
+        assert abs(row["ratio"] - row["requests_per_s"] / reference) < 0.01
+        assert any(line.startswith(attack.key) for line in lines)
+    assert summary["min_throughput_ratio"] == min(r["ratio"] for r in rows.values())
+    assert summary["max_request_wait_ms"] == max(r["max_request_wait_ms"] for r in rows.values())
+    assert summary["peak_replica_bytes"] == max(r["peak_replica_bytes"] for r in rows.values())
+    assert summary["virtual_s"] == 5.0
