@@ -5,7 +5,7 @@ S1' (pbft.core.state_transfer): the CHECKPOINT digest commits to the snapshot's 
 Merkle root over its chunks; every STATE-CHUNK carries the size and the chunk's proof, so each
 chunk is verified as it arrives and kept whoever sent it. A fetch asks several sources at once,
 paced to what their rate limits accept, demotes slow sources and drops lying ones, and ends
-within (⌈C / (g·q)⌉ + (S − g) + 2) · T. Every request type that makes a replica work for a peer
+within (⌈C / (g·q)⌉ + (S − g) + 3) · T. Every request type that makes a replica work for a peer
 is rate-limited per peer (S1''), the NEW-VIEW resent to a replica still asking for its view too.
 
 Method: the pure pieces (digest, proofs, `StateFetch`) with hand-made chunks and a small
@@ -161,9 +161,11 @@ def test_s1_prime_config_refuses_a_chunk_size_whose_state_chunk_cannot_fit_a_fra
 
 
 def _fetch(prepared: ChunkedSnapshot, sources=(0, 1, 2), *, window: int = 12,
-           snapshot_bytes_max: int = 1 << 20, now_ms: int = 0) -> StateFetch:
+           snapshot_bytes_max: int = 1 << 20, now_ms: int = 0,
+           pacer: FetchPacer | None = None) -> StateFetch:
     q = -(-window // len(sources))
-    return StateFetch(1, prepared.digest, list(sources), FetchPacer(q, T_MS),
+    pacer = pacer if pacer is not None else FetchPacer(q, T_MS)
+    return StateFetch(1, prepared.digest, list(sources), pacer,
                       chunk_bytes=prepared.chunk_bytes, snapshot_bytes_max=snapshot_bytes_max,
                       window=window, timeout_ms=T_MS, now_ms=now_ms)
 
@@ -331,23 +333,31 @@ def test_s1_prime_a_source_that_answers_in_time_again_is_trusted_again():
 
 
 def _bound_ms(chunks: int, correct: int, sources: int, window: int) -> int:
-    """The S1' bound: (⌈C / (g·q)⌉ + (S − g) + 2) · T."""
+    """The S1' bound: (⌈C / (g·q)⌉ + (S − g) + 3) · T."""
     q = -(-window // sources)
-    return (math.ceil(chunks / (correct * q)) + (sources - correct) + 2) * T_MS
+    return (math.ceil(chunks / (correct * q)) + (sources - correct) + 3) * T_MS
 
 
 def _run_fetch(byzantine: dict[int, str], sources=(0, 1, 2), *, chunks: int = 300,
-               window: int = 12, latency_ms: int = 7) -> tuple[int, StateFetch]:
+               window: int = 12, latency_ms: int = 7,
+               replacing: bool = False) -> tuple[int, StateFetch]:
     """Virtual time until a fetch of `chunks` chunks completes: correct sources answer each
     request after `latency_ms`; a Byzantine one is "silent", "trickle" (valid chunks just under
-    the timeout), "liar" (tampered chunks) or "fickle" (one timely answer, then silence)."""
+    the timeout), "liar" (tampered chunks) or "fickle" (one timely answer, then silence). With
+    `replacing`, the fetch starts just after one it replaces used every source's quota."""
     prepared = ChunkedSnapshot(bytes(range(251)) * (chunks * 16 // 251 + 1), 16)
     prepared = ChunkedSnapshot(prepared.snapshot[: chunks * 16 - 3], 16)
-    fetch = _fetch(prepared, sources, window=window)
+    q = -(-window // len(sources))
+    pacer = FetchPacer(q, T_MS)
+    if replacing:
+        for source in sources:
+            for _ in range(q):
+                pacer.note(source, 0)
+    fetch = _fetch(prepared, sources, window=window, pacer=pacer, now_ms=1 if replacing else 0)
     answers: list[tuple[int, int, StateChunk]] = []
     counter = 0
     answered: dict[int, int] = {}
-    now = 0
+    now = fetch.started_ms
     while not fetch.complete:
         assert now < 200 * T_MS, "the fetch does not end"
         for source, index in fetch.requests(now):
@@ -378,6 +388,16 @@ def test_s1_prime_one_byzantine_source_adds_at_most_a_few_timeouts(kind):
     alone_ms, _ = _run_fetch({}, sources=(0, 1), window=8)  # the same q = 4 per source
     assert took_ms <= _bound_ms(300, correct=2, sources=3, window=12)
     assert took_ms <= alone_ms + 3 * T_MS, (took_ms, alone_ms)
+
+
+@pytest.mark.parametrize("kind", ["silent", "trickle"])
+def test_s1_prime_the_bound_holds_for_a_fetch_that_replaced_another(kind):
+    """S1': a fetch that starts when the one it replaced has just used every source's quota
+    (a newer checkpoint became stable) waits up to T for it, and still ends within the bound."""
+    took_ms, _ = _run_fetch({2: kind}, replacing=True)
+    assert took_ms <= _bound_ms(300, correct=2, sources=3, window=12)
+    took_ms, _ = _run_fetch({2: kind}, chunks=5, replacing=True)
+    assert T_MS <= took_ms <= _bound_ms(5, correct=2, sources=3, window=12)
 
 
 def test_s1_prime_the_bound_holds_with_f_byzantine_sources_among_more_replicas():
@@ -567,7 +587,7 @@ def _fetch_bound_ms(config: ClusterConfig, chunks: int, correct: int) -> int:
     sources = config.n - 1
     q = -(-config.state_fetch_window // sources)
     t = config.state_transfer_timeout_ms
-    return (math.ceil(chunks / (correct * q)) + (sources - correct) + 2) * t
+    return (math.ceil(chunks / (correct * q)) + (sources - correct) + 3) * t
 
 
 def _run_scenario(name: str, seed: int):
@@ -582,7 +602,7 @@ def _run_scenario(name: str, seed: int):
 def test_s1_prime_a_slow_state_source_cannot_delay_catch_up_beyond_the_bound(seed):
     """S1', `byz_slow_state_source`: replica 3 serves every chunk just under the fetch timeout;
     replica 2, cut off while the others passed many checkpoints, restores the state by a fetch
-    that ends within (⌈C / (g·q)⌉ + (S − g) + 2) · T of its start (g = 2 correct sources),
+    that ends within (⌈C / (g·q)⌉ + (S − g) + 3) · T of its start (g = 2 correct sources),
     computed from the configuration, and then executes what the others did. (On 4b9cd76 it
     fetched from 3 alone, one chunk per timeout, and had not caught up 27 s later.)"""
     sim = _run_scenario("byz_slow_state_source", seed)
@@ -617,8 +637,8 @@ def test_s1_prime_the_slow_source_is_asked_less_than_the_correct_ones():
 
 
 def test_s1_second_a_fetch_state_flood_costs_each_replica_a_bounded_amount_of_work():
-    """S1', S1'', `byz_fetch_state_flood`: replica 3 sends every other replica 10 FETCH-STATEs and 20
-    FETCH-LOGs a tick for the whole run. Each correct replica serves it at most 2q chunks at
+    """S1', S1'', `byz_fetch_state_flood`: replica 3 sends every other replica 10 FETCH-STATEs
+    and 20 FETCH-LOGs a tick for the whole run. Each correct replica serves it at most 2q chunks at
     once and q per state_transfer_timeout_ms, and at most one catch-up answer and a log
     window of batches by digest per period; replica 2 still fetches the state within the
     bound. (On 4b9cd76 each victim served it ~32,000 chunks and ~18,600 batches in 32 s.)"""

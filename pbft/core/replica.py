@@ -1195,9 +1195,9 @@ class Replica:
             self._send((source,), self._sign(FetchState(fetch.sequence, chunk, self.id, b"")))
 
     def _on_fetch_state(self, message: FetchState) -> None:
-        """S1', S1'': serve one chunk of a snapshot we hold, with its proof, from the chunks prepared
-        at checkpoint time; each requester is served at most 2q chunks at once and q per
-        state_transfer_timeout_ms (`fetch_state_rate_limited` beyond)."""
+        """S1', S1'': serve one chunk of a snapshot we hold, with its proof, from the chunks
+        prepared at checkpoint time; each requester is served at most 2q chunks at once and q
+        per state_transfer_timeout_ms (`fetch_state_rate_limited` beyond)."""
         if not 0 <= message.replica < self._n or message.replica == self.id:
             self.dropped["unknown_replica"] += 1
             return

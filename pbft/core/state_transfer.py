@@ -218,15 +218,17 @@ class StateFetch:
     and suppose that, once the network is stable, g ≥ 1 sources are correct, hold the
     snapshot and answer within T/2. Then the fetch ends within
 
-        (⌈C / (g · q)⌉ + (S − g) + 2) · T
+        (⌈C / (g · q)⌉ + (S − g) + 3) · T
 
-    of its start, whatever the other S − g sources do (silent, slow or lying): the size is
-    known within T (chunk 0 from everyone); from then on each of the g correct sources serves
-    q chunks per T, however the others answer, for ⌈C / (g · q)⌉ · T; a chunk held by one of
-    the others comes back within T (answered, timed out or refused) and is next asked of a
-    source that has not failed it, so the last chunk waits behind at most the S − g others,
-    plus T for a correct source's quota to free up. One Byzantine source among f can thus
-    add at most a constant number of timeouts to what the correct sources alone take.
+    of its start, whatever the other S − g sources do (silent, slow or lying): chunk 0 is
+    asked of everyone within T (the quota a fetch it replaced used frees up by then) and
+    answered within T/2, which fixes the size; from then on each of the g correct sources
+    serves q chunks per T, however the others answer, for ⌈C / (g · q)⌉ · T; a chunk held by
+    one of the others comes back within T (answered, timed out or refused) and is next asked
+    of a source that has not failed it, so the last chunk waits behind at most the S − g
+    others, then at most T for a correct source's quota and T/2 for its answer. One
+    Byzantine source among f can thus add at most a constant number of timeouts to what the
+    correct sources alone take.
     """
 
     __slots__ = (
