@@ -789,6 +789,7 @@ def test_limits_from_config():
         batch_size_max=50,
         log_window=128,
         frame_bytes_max=2_000_000,
+        batch_bytes_max=1_000_000,
         operation_bytes_max=1000,
         result_bytes_max=2000,
     )
