@@ -450,11 +450,16 @@ def test_corrupted_snapshot_is_refused_and_fetched_elsewhere():
 
 
 def test_corrupted_logged_batches_are_refused():
-    """S1: a logged batch must match its digest (`batch_digest_mismatch`)."""
-    sim = run("byz_corrupt_logged_batches")
-    assert sim.behaviours[3].corrupted > 0
-    assert sim.replicas[2].dropped["batch_digest_mismatch"] > 0
-    assert sim.replicas[2].last_executed == sim.replicas[0].last_executed
+    """S1: a logged batch must match its digest (`batch_digest_mismatch`). Whether the
+    catching-up replica asks the liar before the state transfer makes it moot depends on the
+    seed: a few seeds are swept, and every one must end with replica 2 caught up."""
+    corrupted = refused = 0
+    for seed in range(1, 6):
+        sim = run("byz_corrupt_logged_batches", seed)
+        corrupted += sim.behaviours[3].corrupted
+        refused += sim.replicas[2].dropped["batch_digest_mismatch"]
+        assert sim.replicas[2].last_executed == sim.replicas[0].last_executed
+    assert corrupted > 0 and refused > 0
 
 
 # ------------------------------------------------------------------ Twins
