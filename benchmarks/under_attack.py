@@ -33,15 +33,18 @@ its ratio to the fault-free run with the same n, the longest wait of any correct
 request (invocation to result, or to the end of the run if it never completed; the large
 requests included), the number of view changes (the highest view a correct replica reached),
 and the largest `Replica.bytes_held()` of a correct replica (sampled every 100 ms of virtual
-time). An attack whose behaviours `simulations.byzantine` does not have yet is skipped with a
-note. Nothing here is tuned to the attacks: each row is one seeded run of the same workload.
+time). Nothing here is tuned to the attacks: each row is one seeded run of the same workload.
+
+With `--slow-primary-sweep`, a second table: a primary (otherwise correct, no accomplice, n = 4)
+that holds each PRE-PREPARE for a given delay, from well under the proposal delay the backups
+tolerate (2 × propose_timeout_ms, V1'') to above it: what the guarantees do not cover, measured.
 
     python benchmarks/under_attack.py [--virtual-s 60] [--clients 8] [--think-ms 20]
-                                      [--seed 1] [--quick]
+                                      [--seed 1] [--quick] [--slow-primary-sweep]
 
 Prints the table, then one JSON object as its last line: `min_throughput_ratio`,
-`max_request_wait_ms`, `peak_replica_bytes` (over the attacks), one `ratio_<attack>` per attack
-measured, and each run's figures under `runs`.
+`max_request_wait_ms`, `peak_replica_bytes` (over the attacks), one `ratio_<attack>` per attack,
+`slow_primary_ratio_by_delay_ms` with the sweep, and each run's figures under `runs`.
 """
 
 from __future__ import annotations
@@ -88,8 +91,6 @@ class Attack:
     #: install(simulation, run length in virtual ms)
     install: Callable[[Simulation, float], None]
     replicas: int = 4
-    #: Behaviours this row takes from `simulations.byzantine` (written by other changes).
-    needs: tuple[str, ...] = ()
 
 
 def _large_requests(sim: Simulation, _: float) -> None:
@@ -138,13 +139,10 @@ ATTACKS = (
     Attack("large_requests", "byz_large_requests", _large_requests),
     Attack("censoring_primary", "byz_censoring_primary", _censoring_primary),
     Attack("duplicate_batch", "byz_duplicate_batch", _duplicate_batch),
-    Attack("slow_state_source", "byz_slow_state_source", _state_source("SlowStateSource"),
-           needs=("SlowStateSource",)),
-    Attack("client_key_flood", "byz_client_key_flood_replay", _client_key_flood,
-           needs=("SybilFlood", "ClientRequestReplay")),
+    Attack("slow_state_source", "byz_slow_state_source", _state_source("SlowStateSource")),
+    Attack("client_key_flood", "byz_client_key_flood_replay", _client_key_flood),
     Attack("stash_flood", "byz_stash_flood", _stash_flood),
-    Attack("fetch_state_flood", "byz_fetch_state_flood", _state_source("FetchStateFlooder"),
-           needs=("FetchStateFlooder",)),
+    Attack("fetch_state_flood", "byz_fetch_state_flood", _state_source("FetchStateFlooder")),
     Attack("late_checkpoints", "byz_late_checkpoints", _late_checkpoints),
     Attack("slow_primary_accomplice", "byz_slow_primary_withholding_accomplice",
            _slow_primary_accomplice, replicas=7),
@@ -192,6 +190,29 @@ def measure(attack: Attack | None, seed: int, replicas: int, clients: int, think
     }
 
 
+#: The sweep's delays (ms) for a slow primary, under and over what backups tolerate (V1'').
+SLOW_PRIMARY_DELAYS_MS = (50, 100, 200, 400, 600, 900)
+
+
+def _slow_primary_sweep(run: Callable[[Attack | None, int], dict],
+                        fault_free: dict) -> dict[str, float]:
+    """Throughput ratio per delay of a primary that holds each PRE-PREPARE that long."""
+    tolerated_ms = 2 * _workload(1, 4, 1, 20.0, 1.0).config.propose_timeout
+    print(f"\na slow primary (n = 4, no accomplice); backups tolerate a proposal delay of up to "
+          f"2 x propose_timeout = {tolerated_ms} ms (V1'')")
+    print(f"{'delay ms':>8} {'req/s':>7} {'ratio':>6} {'max wait ms':>11} {'views':>5}")
+    ratios = {}
+    for delay_ms in SLOW_PRIMARY_DELAYS_MS:
+        attack = Attack(f"slow_primary_{delay_ms}ms", "byz_slow_primary_withholding_accomplice",
+                        lambda sim, _, d=delay_ms: sim.add_behaviour(0, SlowPrimary(delay_ms=d)))
+        row = run(attack, 4)
+        ratio = round(row["requests_per_s"] / fault_free["requests_per_s"], 3)
+        ratios[str(delay_ms)] = ratio
+        print(f"{delay_ms:>8} {row['requests_per_s']:>7.1f} {ratio:>6.2f} "
+              f"{row['max_request_wait_ms']:>11,.0f} {row['view_changes']:>5}")
+    return ratios
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--virtual-s", type=float, default=60.0)
@@ -200,6 +221,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--quick", action="store_true",
                         help="a smoke run: 5 virtual seconds (the figures mean little)")
+    parser.add_argument("--slow-primary-sweep", action="store_true",
+                        help="also measure a primary that delays each PRE-PREPARE by 50-900 ms")
     args = parser.parse_args(argv)
     virtual_s = 5.0 if args.quick else args.virtual_s
 
@@ -209,13 +232,7 @@ def main(argv: list[str] | None = None) -> None:
     started = time.perf_counter()
     fault_free = {4: run(None, 4)}
     rows: list[dict] = [fault_free[4]]
-    skipped: list[str] = []
     for attack in ATTACKS:
-        missing = [name for name in attack.needs if not hasattr(byzantine, name)]
-        if missing:
-            skipped.append(f"{attack.key}: simulations.byzantine has no {', '.join(missing)} "
-                           f"yet")
-            continue
         if attack.replicas not in fault_free:
             fault_free[attack.replicas] = run(None, attack.replicas)
             rows.append(fault_free[attack.replicas])
@@ -237,9 +254,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{row['attack']:<24} {row['replicas']:>2} {row['requests_per_s']:>7.1f} "
               f"{row['ratio']:>6.2f} {row['max_request_wait_ms']:>11,.0f} "
               f"{row['view_changes']:>5} {row['peak_replica_bytes']:>15,}")
-    for note in skipped:
-        print(f"skipped {note}")
-    print(f"{len(rows)} runs in {time.perf_counter() - started:.1f} s wall")
+    sweep = _slow_primary_sweep(run, fault_free[4]) if args.slow_primary_sweep else {}
+    print(f"{len(rows) + len(sweep)} runs in {time.perf_counter() - started:.1f} s wall")
 
     attacked = [row for row in rows if row["attack"] != "fault-free"]
     summary = {
@@ -247,7 +263,7 @@ def main(argv: list[str] | None = None) -> None:
         "max_request_wait_ms": max((r["max_request_wait_ms"] for r in attacked), default=None),
         "peak_replica_bytes": max((r["peak_replica_bytes"] for r in attacked), default=None),
         **{f"ratio_{r['attack']}": r["ratio"] for r in attacked},
-        "skipped": [note.split(":", 1)[0] for note in skipped],
+        **({"slow_primary_ratio_by_delay_ms": sweep} if sweep else {}),
         "virtual_s": virtual_s,
         "runs": rows,
     }
