@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import random
 
 import pytest
@@ -14,6 +15,7 @@ import trio
 
 from pbft.app import KeyValueStore, kv_append, kv_decode_result, kv_get, kv_put
 from pbft.config import ClusterConfig, ReplicaInfo
+from pbft.core.sizes import replica_bytes_budget
 from pbft.ed25519 import Ed25519Signer
 from pbft.messages import Reply
 from pbft.runtime.client import NoQuorumError, RequestRejectedError, connect
@@ -87,6 +89,9 @@ async def test_nodes_serve_ordered_and_read_only_requests_and_expose_metrics(tmp
                          "pbft_queue_depth", "pbft_request_latency_seconds_bucket"):  # fmt: skip
                 assert name in metrics, name
             assert "# TYPE pbft_request_latency_seconds histogram" in metrics
+            held = int(re.search(r"^pbft_core_bytes_held (\d+)$", metrics, re.M).group(1))
+            budget = int(re.search(r"^pbft_core_bytes_budget (\d+)$", metrics, re.M).group(1))
+            assert 0 < held < budget == replica_bytes_budget(nodes[0].replica.config)
             status = json.loads(await fetch("127.0.0.1", nodes[2].metrics_port, "/status"))
             assert status["replica"] == 2 and status["health"] == "ok"
             assert status["connected_peers"] == [0, 1, 3]

@@ -59,6 +59,7 @@ from pbft.app import StateMachine
 from pbft.codec import signing_payload
 from pbft.config import ClusterConfig
 from pbft.core import Ready, Replica
+from pbft.core.sizes import replica_bytes_budget
 from pbft.crypto import Signer
 from pbft.ed25519 import Ed25519Verifier
 from pbft.messages import (
@@ -509,6 +510,12 @@ class ReplicaNode:
         m.labelled("pbft_core_structure_size", "gauge",
                    "Entries in each bounded structure of the core.", "structure",
                    replica.memory_footprint())
+        m.metric("pbft_core_bytes_held", "gauge",
+                 "Protocol bytes the core holds (log, batches, waiting requests, stash).",
+                 replica.bytes_held())
+        m.metric("pbft_core_bytes_budget", "gauge",
+                 "The most protocol bytes the core may hold with this configuration.",
+                 replica_bytes_budget(replica.config))
         m.metric("pbft_connections", "gauge", "Open connections, inbound.",
                  transport.connections_inbound, {"direction": "inbound"})
         m.sample("pbft_connections", transport.connections_outbound, {"direction": "outbound"})
