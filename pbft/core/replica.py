@@ -9,7 +9,9 @@ breaks a rule is dropped and counted in `dropped[reason]`, never raised.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import replace
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from enum import Enum
 
 from ..app import ExecutionContext, StateMachine
 from ..codec import batch_digest, signing_payload
@@ -39,6 +41,7 @@ from .client_table import ClientRecord, ClientTable
 from .log import LogEntry
 from .ready import ExecutedBatch, ExecutedRequest, Outbound, Ready, Status
 from .rate_limit import RateLimit
+from .timeout import Timeout
 from .recovery import read_records
 from .state_transfer import (
     ChunkedSnapshot,
@@ -56,6 +59,40 @@ RequestKey = tuple[bytes, int]  # (client, timestamp)
 #: Records that a Ready may send ahead of (`Ready.durable_first` False), a vote horizon covering
 #: them: PRE-PREPAREs (the primary's, or accepted) and our PREPAREs.
 _VOTE_RECORDS = frozenset((PrePrepare, Prepare))
+
+
+class Mode(Enum):
+    """What a replica is doing: the one value that says whether its view is active and whether
+    it is fetching a state.
+
+    A state fetch (S1) and a view change (V1) can overlap: a VIEW-CHANGE, or a NEW-VIEW, may
+    prove a stable checkpoint above our state in the middle of a view change, and a view change
+    may start during a fetch. VIEW_CHANGE takes precedence: the fetch (`Replica._fetch`, the
+    data of FETCHING_STATE) goes on through the view change, and when the view is installed the
+    mode is FETCHING_STATE again if the fetch has not ended. Hence (`_check_invariants`):
+    NORMAL never has a fetch, FETCHING_STATE always has one, VIEW_CHANGE may have one.
+    """
+
+    #: The view is active and our state is our own: we order and execute.
+    NORMAL = "normal"
+    #: Between sending a VIEW-CHANGE for `view` and installing its NEW-VIEW (V1–V5).
+    VIEW_CHANGE = "view_change"
+    #: The view is active, and the state of the stable checkpoint is being fetched (S1):
+    #: we vote, but execute nothing until it is restored.
+    FETCHING_STATE = "fetching_state"
+
+
+_NORMAL, _VIEW_CHANGE, _FETCHING_STATE = Mode.NORMAL, Mode.VIEW_CHANGE, Mode.FETCHING_STATE
+
+
+@dataclass(frozen=True, slots=True)
+class Lagging:
+    """S1: a stable checkpoint proven above what we executed, which we give the batches in
+    flight `state_transfer_timeout_ms` to reach before we fetch its state."""
+
+    sequence: int
+    digest: bytes
+    proof: tuple[Checkpoint, ...]
 
 
 
@@ -95,8 +132,7 @@ class Replica:
         self._log_window = config.log_window
 
         self.view = 0
-        #: False between sending a VIEW-CHANGE for `view` and installing its NEW-VIEW.
-        self.view_active = True
+        self._mode = _NORMAL
         self.last_executed = 0
         #: h of C2: the sequence number of the last stable checkpoint.
         self.stable_checkpoint = 0
@@ -130,6 +166,7 @@ class Replica:
         self._snapshots: dict[int, ChunkedSnapshot] = {
             self.stable_checkpoint: ChunkedSnapshot(self._snapshot(), config.state_chunk_bytes)
         }
+        #: The state fetch in progress (the data of Mode.FETCHING_STATE; see Mode).
         self._fetch: StateFetch | None = None
         #: The last completed state transfer (what, and how long its fetch took).
         self.last_state_transfer: StateTransferRecord | None = None
@@ -140,8 +177,8 @@ class Replica:
         chunks_per_period = chunk_requests_per_source(config.state_fetch_window, config.n - 1)
         self._fetch_pacer = FetchPacer(chunks_per_period, period_ms)
         self._fetch_state_limit = RateLimit(chunks_per_period, period_ms, 2 * chunks_per_period)
-        #: A stable checkpoint proven above what we executed: (n, digest, proof, fetch deadline).
-        self._lagging: tuple[int, bytes, tuple[Checkpoint, ...], int] | None = None
+        #: A stable checkpoint proven above what we executed, waited for (`_lagging_timer`).
+        self._lagging: Lagging | None = None
 
         # Primary only: the last sequence number assigned, the requests waiting for a batch (in
         # arrival order) and those proposed but not executed yet.
@@ -149,8 +186,6 @@ class Replica:
         self._last_proposed_timestamp_ms = 0
         self._pending: dict[RequestKey, Request] = {}
         self._pending_bytes = 0
-        #: N2 with `batch_delay_ms`: when the batch in `_pending` began to fill (None: empty).
-        self._batch_opened_ms: int | None = None
         self._batch_delay_ms = config.batch_delay_ms
         self._propose_timeout_ms = config.propose_timeout
         self._proposed: set[RequestKey] = set()
@@ -162,8 +197,6 @@ class Replica:
         #: V1': the client whose waiting request runs the request timer (the oldest waiting
         #: when the timer started): only its execution restarts the timer.
         self._timed: bytes | None = None
-        #: V1: when the request timer fires, if a request is waiting.
-        self._request_deadline_ms: int | None = None
         #: V1'' (backups): waiting requests no PRE-PREPARE of this view has carried yet, oldest
         #: first, with the time they started waiting for one; and the highest sequence number
         #: of this view's PRE-PREPAREs (a primary whose window is full may not propose).
@@ -173,12 +206,11 @@ class Replica:
         self._last_pre_prepared = 0
         #: V1: the timer already gave us one more period to catch up since the last progress.
         self._timer_deferred = False
-        #: V4: when the view change in progress is given up for the next view.
-        self._view_change_deadline_ms: int | None = None
+        #: V4: the view change in progress is given up for the next view after this, doubled at
+        #: each view change without progress.
         self._view_change_timeout_ms = config.view_change_timeout_ms
         #: While a view change is in progress, our VIEW-CHANGE is sent again this often.
         self._view_change_retransmit_interval = max(1, config.view_change_timeout_ms // 4)
-        self._view_change_retransmit_ms = 0
         #: Each replica's VIEW-CHANGE for the highest view it asked for (V2, V5).
         self._view_change_messages: dict[int, ViewChange] = {}
         #: The NEW-VIEW that installed `view` (resent to replicas still asking for it).
@@ -195,7 +227,6 @@ class Replica:
         #: Catch-up (S1): the highest sequence others have shown us, and when we last executed.
         self._highest_seen = 0
         self._last_progress_ms = now_ms
-        self._log_fetch_deadline_ms = 0
         self._log_fetch_source = replica_id
         #: Per requesting replica: one catch-up FETCH-LOG answer per state_transfer_timeout_ms,
         #: and a log window of batches by digest per period (S1'').
@@ -237,6 +268,42 @@ class Replica:
             FetchLog: self._on_fetch_log,
             LoggedBatch: self._on_logged_batch,
         }
+
+        #: V1, V1': runs for the request of client `_timed` (also during a view change, when
+        #: it is ignored: V4's timers run instead).
+        self._request_timer = Timeout()
+        #: V1'': propose_timeout_ms after the oldest unproposed request began to wait for a
+        #: PRE-PREPARE (kept so wherever `_unproposed` changes).
+        self._proposal_timer = Timeout()
+        #: V4: the view change in progress is given up for the next view.
+        self._view_change_timer = Timeout()
+        #: Our VIEW-CHANGE is sent again: runs exactly while a view change is in progress.
+        self._view_change_resend_timer = Timeout()
+        #: S1: the batches in flight have had their time to reach `_lagging`.
+        self._lagging_timer = Timeout()
+        #: S1': runs while a fetch does; due at every tick from its start (the fetch's requests
+        #: time out one by one, and its sources' quotas free up as time passes).
+        self._fetch_timer = Timeout()
+        #: N2 with batch_delay_ms: the open batch may close (batch_delay_ms after it opened;
+        #: at once if it is full and waits only for room in the window).
+        self._batch_timer = Timeout()
+        #: S1: the next catch-up FETCH-LOG may go (one per state_transfer_timeout_ms).
+        self._catch_up_timer = Timeout()
+        self._catch_up_timer.start(now_ms, 0)
+        #: What tick() walks, in this order. The first four are the normal case's and the view
+        #: change's timers: exactly one of the two pairs may fire in a tick, since each handler
+        #: checks the mode and a handler that changes the mode restarts the other pair's timers
+        #: (`_start_view_change`, `_install_view`).
+        self._timers: tuple[tuple[Timeout, Callable[[int], None]], ...] = (
+            (self._request_timer, self._on_request_timeout),
+            (self._proposal_timer, self._on_proposal_timeout),
+            (self._view_change_timer, self._on_view_change_timeout),
+            (self._view_change_resend_timer, self._on_view_change_resend),
+            (self._lagging_timer, self._on_lagging_timeout),
+            (self._fetch_timer, self._on_fetch_timer),
+            (self._batch_timer, self._on_batch_timeout),
+            (self._catch_up_timer, self._on_catch_up_timer),
+        )
 
     @classmethod
     def recover(
@@ -299,7 +366,9 @@ class Replica:
             state.certificates, state.pre_prepares, state.own_votes
         )
         h = self.stable_checkpoint
-        self.view, self.view_active = view, active
+        self.view = view
+        if not active:
+            self._mode = _VIEW_CHANGE
         horizon = state.vote_horizon
         if horizon is not None and horizon.view == view:
             # Votes up to the horizon may have left before they were durable: not again.
@@ -312,7 +381,7 @@ class Replica:
             if pre_prepare.requests and pre_prepare.sequence > h:
                 self._keep_batch(pre_prepare, pre_prepare.sequence)
         if not active:
-            self._view_change_retransmit_ms = self.now_ms + self._view_change_retransmit_interval
+            self._view_change_resend_timer.start(self.now_ms, self._view_change_retransmit_interval)
             self._send(self._others, self._view_change_messages[self.id])
             return
         # The current view's log: our PRE-PREPAREs and votes, sent again to whoever lost them.
@@ -362,49 +431,75 @@ class Replica:
         self._check_invariants()
 
     def tick(self, now_ms: int) -> None:
-        """Let time pass and fire the timers that are due (V1, V4, S1). `now_ms` never goes
-        backwards (a smaller value is ignored)."""
+        """Let time pass and run the handlers of the timers that are due (V1, V4, S1, N2), in
+        the order of `_timers`. `now_ms` never goes backwards (a smaller value is ignored)."""
         if now_ms > self.now_ms:
             self.now_ms = now_ms
         now = self.now_ms
-        if self.view_active:
-            if self._request_deadline_ms is not None and now >= self._request_deadline_ms:
-                if self._highest_seen > self.last_executed and not self._timer_deferred:
-                    # Others are ahead of us: the request may well have executed there. Catch
-                    # up first and blame the primary only if that does not help (V1).
-                    self._timer_deferred = True
-                    self._request_deadline_ms = now + self.config.request_timeout_ms
-                    self._log_fetch_source = (self._log_fetch_source + 1) % self._n
-                    if self._log_fetch_source == self.id:
-                        self._log_fetch_source = (self._log_fetch_source + 1) % self._n
-                    self._request_log(self._log_fetch_source)
-                else:
-                    self._start_view_change(self.view + 1)  # V1
-            elif self._unproposed and self._primary_should_propose(now):
-                self._proposal_late(now)
-        elif self._view_change_deadline_ms is not None and now >= self._view_change_deadline_ms:
-            self._view_change_timeout_ms *= 2  # V4: 2T, 4T, ... until progress
-            self._start_view_change(self.view + 1)
-        elif now >= self._view_change_retransmit_ms:
-            # Lost VIEW-CHANGEs must not strand a view change: say it again until it ends.
-            self._view_change_retransmit_ms = now + self._view_change_retransmit_interval
-            self._send(self._others, self._view_change_messages[self.id])
-        lagging = self._lagging
-        if lagging is not None and now >= lagging[3]:
-            self._lagging = None
-            self._stable_checkpoint_proven(lagging[0], lagging[1], lagging[2], wait=False)
-        fetch = self._fetch
-        if fetch is not None:
-            if timeouts := fetch.expire(now):
-                self.dropped["state_fetch_timeout"] += timeouts
-            self._request_chunks()
-        if self._batch_delay_ms and self._pending and self.view_active and self.is_primary:
-            self._propose_batches()  # N2: a batch whose delay is over closes now
-        if self._highest_seen > self.last_executed:
-            self._maybe_catch_up()
+        for timer, handler in self._timers:
+            if timer.fired(now):
+                handler(now)
         if self._stash_due:
             self._replay_stash()
         self._check_invariants()
+
+    # ------------------------------------------------------------------ the timers' handlers
+
+    def _on_request_timeout(self, now: int) -> None:
+        """V1, V1': the request the timer runs for has not executed in request_timeout_ms."""
+        if self._mode is _VIEW_CHANGE:
+            return
+        if self._highest_seen > self.last_executed and not self._timer_deferred:
+            # Others are ahead of us: the request may well have executed there. Catch up
+            # first and blame the primary only if that does not help (V1).
+            self._timer_deferred = True
+            self._request_timer.start(now, self.config.request_timeout_ms)
+            self._log_fetch_source = (self._log_fetch_source + 1) % self._n
+            if self._log_fetch_source == self.id:
+                self._log_fetch_source = (self._log_fetch_source + 1) % self._n
+            self._request_log(self._log_fetch_source)
+        else:
+            self._start_view_change(self.view + 1)
+
+    def _on_proposal_timeout(self, now: int) -> None:
+        """V1'': the oldest request no PRE-PREPARE has carried waited propose_timeout_ms."""
+        if self._mode is not _VIEW_CHANGE and self._primary_should_propose():
+            self._proposal_late(now)
+
+    def _on_view_change_timeout(self, now: int) -> None:
+        """V4: the view change had its quorum but no NEW-VIEW in T: on to the next, with 2T."""
+        self._view_change_timeout_ms *= 2  # 2T, 4T, ... until progress
+        self._start_view_change(self.view + 1)
+
+    def _on_view_change_resend(self, now: int) -> None:
+        # Lost VIEW-CHANGEs must not strand a view change: say it again until it ends.
+        self._view_change_resend_timer.start(now, self._view_change_retransmit_interval)
+        self._send(self._others, self._view_change_messages[self.id])
+
+    def _on_lagging_timeout(self, now: int) -> None:
+        """S1: the batches in flight did not bring us to the proven checkpoint: fetch it."""
+        lagging = self._lagging
+        assert lagging is not None
+        self._lagging = None
+        self._lagging_timer.stop()
+        self._stable_checkpoint_proven(lagging.sequence, lagging.digest, lagging.proof, wait=False)
+
+    def _on_fetch_timer(self, now: int) -> None:
+        """S1': time out the fetch's late requests and send those its sources may take now."""
+        fetch = self._fetch
+        assert fetch is not None
+        if timeouts := fetch.expire(now):
+            self.dropped["state_fetch_timeout"] += timeouts
+        self._request_chunks()
+
+    def _on_batch_timeout(self, now: int) -> None:
+        """N2: the open batch's delay is over (or it is full): close it if there is room."""
+        if self._pending and self._mode is not _VIEW_CHANGE and self.is_primary:
+            self._propose_batches()
+
+    def _on_catch_up_timer(self, now: int) -> None:
+        if self._highest_seen > self.last_executed:
+            self._maybe_catch_up()
 
     def has_ready(self) -> bool:
         return bool(self._persist or self._messages or self._replies or self._executed)
@@ -465,7 +560,17 @@ class Replica:
         return self.stable_checkpoint + self.config.log_window
 
     @property
+    def mode(self) -> Mode:
+        return self._mode
+
+    @property
+    def view_active(self) -> bool:
+        """False between sending a VIEW-CHANGE for `view` and installing its NEW-VIEW."""
+        return self._mode is not _VIEW_CHANGE
+
+    @property
     def fetching_state(self) -> bool:
+        """A state fetch runs (in Mode.FETCHING_STATE, or through a view change)."""
         return self._fetch is not None
 
     def log_size(self) -> int:
@@ -604,6 +709,7 @@ class Replica:
         self._waiting_bytes += size
         if not self.is_primary and (client, request.timestamp) not in self._proposed:
             self._unproposed[client] = self.now_ms
+            self._rearm_proposal_timer()
         if self._timed is None:
             self._restart_request_timer()
         return True
@@ -613,7 +719,8 @@ class Replica:
         if it was the one the timer ran for."""
         request = self._waiting.pop(client)
         del self._waiting_since[client]
-        self._unproposed.pop(client, None)
+        if self._unproposed.pop(client, None) is not None:
+            self._rearm_proposal_timer()
         self._relayed.discard(client)
         self._waiting_bytes -= sizes.request_bytes(request)
         if self._timed == client:
@@ -626,18 +733,15 @@ class Replica:
         self._timer_deferred = False
         if self._waiting:
             self._timed = next(iter(self._waiting))
-            self._request_deadline_ms = self.now_ms + self.config.request_timeout_ms
+            self._request_timer.start(self.now_ms, self.config.request_timeout_ms)
         else:
             self._timed = None
-            self._request_deadline_ms = None
+            self._request_timer.stop()
 
-    def _primary_should_propose(self, now: int) -> bool:
-        """V1'': the oldest request we know of and no PRE-PREPARE has carried has waited longer
-        than propose_timeout_ms, while the primary had room in its window and we are not
-        behind (a lagging backup may simply have missed the PRE-PREPARE)."""
-        since = next(iter(self._unproposed.values()))
-        return (now >= since + self._propose_timeout_ms
-                and self._last_pre_prepared < self.high_watermark
+    def _primary_should_propose(self) -> bool:
+        """V1'' (the proposal timer has fired): the primary had room in its window and we are
+        not behind (a lagging backup may simply have missed the PRE-PREPARE)."""
+        return (self._last_pre_prepared < self.high_watermark
                 and self._highest_seen <= self.last_executed)
 
     def _proposal_late(self, now: int) -> None:
@@ -649,6 +753,7 @@ class Replica:
             self._relayed.add(client)
             del self._unproposed[client]
             self._unproposed[client] = now
+            self._rearm_proposal_timer()
             self._send((self.primary,), self._waiting[client])
             return
         self.dropped["primary_slow_to_propose"] += 1
@@ -659,12 +764,23 @@ class Replica:
         if pre_prepare.sequence > self._last_pre_prepared:
             self._last_pre_prepared = pre_prepare.sequence
         proposed, unproposed, waiting = self._proposed, self._unproposed, self._waiting
+        changed = False
         for request in pre_prepare.requests:
             client = request.client
             proposed.add((client, request.timestamp))
             if client in unproposed and waiting[client].timestamp <= request.timestamp:
                 del unproposed[client]
                 self._relayed.discard(client)
+                changed = True
+        if changed:
+            self._rearm_proposal_timer()
+
+    def _rearm_proposal_timer(self) -> None:
+        unproposed = self._unproposed
+        if unproposed:
+            self._proposal_timer.start(next(iter(unproposed.values())), self._propose_timeout_ms)
+        else:
+            self._proposal_timer.stop()
 
     def _verify_request(self, request: Request) -> bool:
         return self._verifier.verify(request.client, signing_payload(request), request.signature)
@@ -682,23 +798,24 @@ class Replica:
         filling for `batch_delay_ms` (0: at once)."""
         size_max = self.config.batch_size_max
         bytes_max = self.config.batch_bytes_max - sizes.PRE_PREPARE_OVERHEAD_BYTES
-        if not self._pending:
-            self._batch_opened_ms = None
-        elif self._batch_opened_ms is None:
-            self._batch_opened_ms = self.now_ms
-        while self._pending and self._last_assigned < self.high_watermark:
+        pending = self._pending
+        delay_ms = self._batch_delay_ms
+        batch_timer = self._batch_timer
+        if delay_ms:
+            if not pending:
+                batch_timer.stop()
+            elif not batch_timer.running:
+                batch_timer.start(self.now_ms, delay_ms)  # a batch opens
+        while pending and self._last_assigned < self.high_watermark:
             if self._withholds(self._last_assigned + 1):
                 return  # our recovered view's sequence numbers: a view change will move on
-            if len(self._pending) < size_max and self._pending_bytes <= bytes_max:
+            if len(pending) < size_max and self._pending_bytes <= bytes_max:
                 if self._last_assigned > self.last_executed:
                     return  # a batch is in flight
-                if self._batch_delay_ms and (
-                    self.now_ms < self._batch_opened_ms + self._batch_delay_ms
-                ):
+                if delay_ms and not batch_timer.fired(self.now_ms):
                     return  # tick() closes it when the delay is over
             keys = []
             batch_bytes = 0
-            pending = self._pending
             for key, request in pending.items():
                 size = sizes.REQUEST_OVERHEAD_BYTES + len(request.operation)
                 if keys and batch_bytes + size > bytes_max:
@@ -709,9 +826,19 @@ class Replica:
                     break
             requests = tuple(pending.pop(key) for key in keys)
             self._pending_bytes -= batch_bytes
-            self._batch_opened_ms = self.now_ms if pending else None
+            if delay_ms:
+                if pending:
+                    batch_timer.start(self.now_ms, delay_ms)  # the next batch opens
+                else:
+                    batch_timer.stop()
             self._proposed.update(keys)
             self._pre_prepare(requests)
+        if delay_ms and pending and (
+            len(pending) >= size_max or self._pending_bytes > bytes_max
+        ):
+            # A full batch waits only for room in the window, which may come without a
+            # proposal (a state fetch moves it): offer it at every tick until then.
+            batch_timer.start(self.now_ms, 0)
 
     def _pre_prepare(self, requests: tuple[Request, ...]) -> None:
         self._last_assigned += 1
@@ -844,7 +971,7 @@ class Replica:
 
     def _on_prepare(self, prepare: Prepare) -> None:
         sender, sequence = prepare.replica, prepare.sequence
-        if not (prepare.view == self.view and self.view_active and 0 <= sender < self._n
+        if not (prepare.view == self.view and self._mode is not _VIEW_CHANGE and 0 <= sender < self._n
                 and sender != self.view % self._n
                 and self.stable_checkpoint < sequence <= self.stable_checkpoint + self._log_window):
             # Off the common path: the checks one by one, for the right reason (the common
@@ -874,7 +1001,7 @@ class Replica:
 
     def _on_commit(self, commit: Commit) -> None:
         sender, sequence = commit.replica, commit.sequence
-        if not (commit.view == self.view and self.view_active and 0 <= sender < self._n
+        if not (commit.view == self.view and self._mode is not _VIEW_CHANGE and 0 <= sender < self._n
                 and self.stable_checkpoint < sequence <= self.stable_checkpoint + self._log_window):
             # Off the common path: the checks one by one, for the right reason.
             if self._stash_if_future(commit, commit.view):
@@ -1136,9 +1263,9 @@ class Replica:
         if sequence <= self.last_executed:
             self.dropped["diverged_from_checkpoint"] += 1
         elif wait and sequence <= self.last_executed + self.config.log_window:
-            if self._lagging is None or self._lagging[0] < sequence:
-                deadline = self.now_ms + self.config.state_transfer_timeout_ms
-                self._lagging = (sequence, digest, proof, deadline)
+            if self._lagging is None or self._lagging.sequence < sequence:
+                self._lagging = Lagging(sequence, digest, proof)
+                self._lagging_timer.start(self.now_ms, self.config.state_transfer_timeout_ms)
             return
         self._advance_stable_checkpoint(sequence, proof)
         self._start_fetch(sequence, digest)
@@ -1147,8 +1274,9 @@ class Replica:
         self.stable_checkpoint = sequence
         self.stable_checkpoint_proof = proof
         self._persist.extend(proof)
-        if self._lagging is not None and self._lagging[0] <= sequence:
+        if self._lagging is not None and self._lagging.sequence <= sequence:
             self._lagging = None
+            self._lagging_timer.stop()
         self._collect_garbage(sequence)
         if self._stash:
             self._stash_due = True
@@ -1186,6 +1314,9 @@ class Replica:
             window=config.state_fetch_window, timeout_ms=config.state_transfer_timeout_ms,
             now_ms=self.now_ms,
         )
+        self._fetch_timer.start(self.now_ms, 0)
+        if self._mode is _NORMAL:
+            self._mode = _FETCHING_STATE
         self._request_chunks()
 
     def _request_chunks(self) -> None:
@@ -1255,6 +1386,9 @@ class Replica:
             sequence, len(snapshot), fetch.chunks, fetch.started_ms, self.now_ms
         )
         self._fetch = None
+        self._fetch_timer.stop()
+        if self._mode is _FETCHING_STATE:
+            self._mode = _NORMAL
         self.state_transfers_completed += 1
         for client in [c for c, r in self._waiting.items()
                        if r.timestamp <= self.client_table.last_timestamp(c)]:
@@ -1277,13 +1411,12 @@ class Replica:
     # ------------------------------------------------------------------ fetching batches
 
     def _maybe_catch_up(self) -> None:
-        """S1: if others are ahead and we have made no progress for a while, ask one replica
-        (in turn) for the committed batches we lack; also ask again for missing batches."""
+        """S1 (the catch-up timer has fired): if others are ahead and we have made no progress
+        for a while, ask one replica (in turn) for the committed batches we lack; also ask
+        again for missing batches."""
         if self._fetch is not None or self._highest_seen <= self.last_executed:
             return
         if self.now_ms < self._last_progress_ms + self.config.state_transfer_timeout_ms:
-            return
-        if self.now_ms < self._log_fetch_deadline_ms:
             return
         self._log_fetch_source = (self._log_fetch_source + 1) % self._n
         if self._log_fetch_source == self.id:
@@ -1294,7 +1427,7 @@ class Replica:
             self._fetch_batch(entry)
 
     def _request_log(self, source: int) -> None:
-        self._log_fetch_deadline_ms = self.now_ms + self.config.state_transfer_timeout_ms
+        self._catch_up_timer.start(self.now_ms, self.config.state_transfer_timeout_ms)
         message = self._sign(FetchLog(self.last_executed + 1, NULL_DIGEST, self.id, b""))
         self._send((source,), message)
 
@@ -1431,13 +1564,13 @@ class Replica:
         """V1: stop taking part in the current view and ask for `new_view`."""
         assert new_view > self.view or (new_view == self.view and not self.view_active)
         self.view = new_view
-        self.view_active = False
+        self._mode = _VIEW_CHANGE
         self.view_changes_started += 1
         self._new_view = None
-        self._request_deadline_ms = None
+        self._request_timer.stop()
         self._timed = None
-        self._view_change_deadline_ms = None
-        self._view_change_retransmit_ms = self.now_ms + self._view_change_retransmit_interval
+        self._view_change_timer.stop()
+        self._view_change_resend_timer.start(self.now_ms, self._view_change_retransmit_interval)
         prepared = tuple(
             self._prepared_certificates[s] for s in sorted(self._prepared_certificates)
             if s > self.stable_checkpoint
@@ -1457,12 +1590,12 @@ class Replica:
         view or a later one, as in PBFT §4.5.2: a replica alone cannot race ahead into views
         the others never reach, and a view change that has its quorum but no NEW-VIEW in T
         moves on to the next view."""
-        if self.view_active or self._view_change_deadline_ms is not None:
+        if self.view_active or self._view_change_timer.running:
             return
         supporters = sum(1 for vc in self._view_change_messages.values()
                          if vc.new_view >= self.view)
         if supporters >= quorum.quorum(self._n):
-            self._view_change_deadline_ms = self.now_ms + self._view_change_timeout_ms
+            self._view_change_timer.start(self.now_ms, self._view_change_timeout_ms)
 
     def _on_view_change(self, message: ViewChange) -> None:
         sender = message.replica
@@ -1552,9 +1685,10 @@ class Replica:
         """V3: enter the view: the NEW-VIEW's PRE-PREPAREs replace the log above h, and are
         prepared and committed as in the normal case (executed ones are not executed again)."""
         self.view = new_view.view
-        self.view_active = True
+        self._mode = _NORMAL if self._fetch is None else _FETCHING_STATE
         self._new_view = new_view
-        self._view_change_deadline_ms = None
+        self._view_change_timer.stop()
+        self._view_change_resend_timer.stop()
         self._persist.append(new_view)
         self._view_change_messages = {
             r: vc for r, vc in self._view_change_messages.items() if vc.new_view > self.view
@@ -1581,6 +1715,7 @@ class Replica:
         # V1: a fresh request timer for what still waits, and the new primary learns of it.
         self._restart_request_timer()
         self._unproposed = {}
+        self._proposal_timer.stop()
         self._relayed = set()
         if self.is_primary:
             for request in self._waiting.values():
@@ -1593,11 +1728,12 @@ class Replica:
                 self._wait_for(request)
             self._pending.clear()
             self._pending_bytes = 0
-            self._batch_opened_ms = None
+            self._batch_timer.stop()
             now = self.now_ms
             for client, request in self._waiting.items():
                 if (client, request.timestamp) not in self._proposed:
                     self._unproposed[client] = now
+                    self._rearm_proposal_timer()
                 self._send((self.primary,), request)
         self._replay_stash()
         self._execute_committed()
@@ -1724,6 +1860,15 @@ class Replica:
         )
         assert self.last_executed <= self.high_watermark
         assert self._fetch is None or self._fetch.sequence == self.stable_checkpoint
+        # The mode and the data it stands for agree (see Mode).
+        mode = self._mode
+        assert (mode is not _NORMAL or self._fetch is None) and (
+            mode is not _FETCHING_STATE or self._fetch is not None), (mode, self._fetch)
+        assert self._fetch_timer.running == (self._fetch is not None)
+        assert self._view_change_resend_timer.running == (mode is _VIEW_CHANGE)
+        assert not self._view_change_timer.running or mode is _VIEW_CHANGE
+        assert self._lagging_timer.running == (self._lagging is not None)
+        assert self._proposal_timer.running == bool(self._unproposed)
 
 
 def _sender(vote: Prepare) -> int:
