@@ -42,6 +42,7 @@ from .log import LogEntry
 from .ready import ExecutedBatch, ExecutedRequest, Outbound, Ready, Status
 from .rate_limit import RateLimit
 from .timeout import Timeout
+from .waiting import WaitingRequests
 from .recovery import read_records
 from .state_transfer import (
     ChunkedSnapshot,
@@ -187,22 +188,17 @@ class Replica:
         self._pending: dict[RequestKey, Request] = {}
         self._pending_bytes = 0
         self._batch_delay_ms = config.batch_delay_ms
-        self._propose_timeout_ms = config.propose_timeout
         self._proposed: set[RequestKey] = set()
-        #: Per client, the request we wait on (N1, V1), oldest first, since when, and their
-        #: bytes (bounded by pending_bytes_max).
-        self._waiting: dict[bytes, Request] = {}
-        self._waiting_since: dict[bytes, int] = {}
-        self._waiting_bytes = 0
+        #: Per client, the request we wait on (N1, V1), oldest first, bounded like `_pending`;
+        #: and (backups, V1'') which of them no PRE-PREPARE of this view has carried yet.
+        self._waiting = WaitingRequests(
+            config.pending_requests_max, config.pending_bytes_max, config.propose_timeout
+        )
         #: V1': the client whose waiting request runs the request timer (the oldest waiting
         #: when the timer started): only its execution restarts the timer.
         self._timed: bytes | None = None
-        #: V1'' (backups): waiting requests no PRE-PREPARE of this view has carried yet, oldest
-        #: first, with the time they started waiting for one; and the highest sequence number
-        #: of this view's PRE-PREPAREs (a primary whose window is full may not propose).
-        self._unproposed: dict[bytes, int] = {}
-        #: Clients whose unproposed request we already relayed to the primary (V1'').
-        self._relayed: set[bytes] = set()
+        #: V1'': the highest sequence number of this view's PRE-PREPAREs (a primary whose
+        #: window is full may not propose).
         self._last_pre_prepared = 0
         #: V1: the timer already gave us one more period to catch up since the last progress.
         self._timer_deferred = False
@@ -272,9 +268,6 @@ class Replica:
         #: V1, V1': runs for the request of client `_timed` (also during a view change, when
         #: it is ignored: V4's timers run instead).
         self._request_timer = Timeout()
-        #: V1'': propose_timeout_ms after the oldest unproposed request began to wait for a
-        #: PRE-PREPARE (kept so wherever `_unproposed` changes).
-        self._proposal_timer = Timeout()
         #: V4: the view change in progress is given up for the next view.
         self._view_change_timer = Timeout()
         #: Our VIEW-CHANGE is sent again: runs exactly while a view change is in progress.
@@ -296,7 +289,7 @@ class Replica:
         #: (`_start_view_change`, `_install_view`).
         self._timers: tuple[tuple[Timeout, Callable[[int], None]], ...] = (
             (self._request_timer, self._on_request_timeout),
-            (self._proposal_timer, self._on_proposal_timeout),
+            (self._waiting.proposal_timer, self._on_proposal_timeout),
             (self._view_change_timer, self._on_view_change_timeout),
             (self._view_change_resend_timer, self._on_view_change_resend),
             (self._lagging_timer, self._on_lagging_timeout),
@@ -607,7 +600,7 @@ class Replica:
         total += sum(size(c) for c in self._prepared_certificates.values())
         total += sizes.VOTE_BYTES * sum(len(v) for v in self._checkpoints.values())
         total += sum(size(r) for r in self._pending.values())
-        total += sum(size(r) for r in self._waiting.values())
+        total += sum(size(r) for r in self._waiting.requests.values())
         total += sum(self._stash_bytes.values())
         total += sum(size(vc) for vc in self._view_change_messages.values())
         if self._new_view is not None:
@@ -616,7 +609,7 @@ class Replica:
 
     def waiting_requests(self) -> dict[bytes, tuple[int, int]]:
         """Backups: per client, the timestamp of the request it waits on and since when (ms)."""
-        return {c: (r.timestamp, self._waiting_since[c]) for c, r in self._waiting.items()}
+        return self._waiting.by_client()
 
     def state_digest(self) -> bytes:
         """The digest a CHECKPOINT of the current state would carry (C1, S1')."""
@@ -692,24 +685,16 @@ class Replica:
     def _wait_for(self, request: Request) -> bool:
         """Start waiting on `request` (V1); False if the waiting requests' bounds refuse it."""
         client = request.client
-        waiting = self._waiting.get(client)
+        waiting = self._waiting.requests.get(client)
         if waiting is not None and waiting.timestamp >= request.timestamp:
             return True
-        size = sizes.request_bytes(request)
-        freed = 0 if waiting is None else sizes.request_bytes(waiting)
-        if (waiting is None and len(self._waiting) >= self.config.pending_requests_max) or (
-            self._waiting_bytes - freed + size > self.config.pending_bytes_max
-        ):
+        if not self._waiting.fits(request):
             self.dropped["pending_requests_full"] += 1
             return False
         if waiting is not None:
             self._stop_waiting(client)
-        self._waiting[client] = request
-        self._waiting_since[client] = self.now_ms
-        self._waiting_bytes += size
-        if not self.is_primary and (client, request.timestamp) not in self._proposed:
-            self._unproposed[client] = self.now_ms
-            self._rearm_proposal_timer()
+        unproposed = not self.is_primary and (client, request.timestamp) not in self._proposed
+        self._waiting.add(request, self.now_ms, unproposed=unproposed)
         if self._timed is None:
             self._restart_request_timer()
         return True
@@ -717,12 +702,7 @@ class Replica:
     def _stop_waiting(self, client: bytes) -> None:
         """The request `client` waited on executed (or was superseded): V1' restarts the timer
         if it was the one the timer ran for."""
-        request = self._waiting.pop(client)
-        del self._waiting_since[client]
-        if self._unproposed.pop(client, None) is not None:
-            self._rearm_proposal_timer()
-        self._relayed.discard(client)
-        self._waiting_bytes -= sizes.request_bytes(request)
+        self._waiting.remove(client)
         if self._timed == client:
             self._restart_request_timer()
 
@@ -731,11 +711,10 @@ class Replica:
         executes; then it starts again, from now, for the next oldest. (Executions of other
         requests do not reset it: a primary that orders everyone but one client is suspected.)"""
         self._timer_deferred = False
-        if self._waiting:
-            self._timed = next(iter(self._waiting))
+        self._timed = self._waiting.oldest()
+        if self._timed is not None:
             self._request_timer.start(self.now_ms, self.config.request_timeout_ms)
         else:
-            self._timed = None
             self._request_timer.stop()
 
     def _primary_should_propose(self) -> bool:
@@ -748,13 +727,11 @@ class Replica:
         """V1'': the oldest unproposed request is late. The first time, the primary may never
         have had it (a client may send to the backups only): relay it and give the primary
         another propose timeout. The second time, suspect the primary."""
-        client = next(iter(self._unproposed))
-        if client not in self._relayed:
-            self._relayed.add(client)
-            del self._unproposed[client]
-            self._unproposed[client] = now
-            self._rearm_proposal_timer()
-            self._send((self.primary,), self._waiting[client])
+        waiting = self._waiting
+        client = waiting.oldest_unproposed()
+        if not waiting.relayed(client):
+            waiting.note_relayed(client, now)
+            self._send((self.primary,), waiting.requests[client])
             return
         self.dropped["primary_slow_to_propose"] += 1
         self._start_view_change(self.view + 1)
@@ -763,24 +740,10 @@ class Replica:
         """V1'': the requests of an accepted PRE-PREPARE have been proposed."""
         if pre_prepare.sequence > self._last_pre_prepared:
             self._last_pre_prepared = pre_prepare.sequence
-        proposed, unproposed, waiting = self._proposed, self._unproposed, self._waiting
-        changed = False
+        proposed = self._proposed
         for request in pre_prepare.requests:
-            client = request.client
-            proposed.add((client, request.timestamp))
-            if client in unproposed and waiting[client].timestamp <= request.timestamp:
-                del unproposed[client]
-                self._relayed.discard(client)
-                changed = True
-        if changed:
-            self._rearm_proposal_timer()
-
-    def _rearm_proposal_timer(self) -> None:
-        unproposed = self._unproposed
-        if unproposed:
-            self._proposal_timer.start(next(iter(unproposed.values())), self._propose_timeout_ms)
-        else:
-            self._proposal_timer.stop()
+            proposed.add((request.client, request.timestamp))
+        self._waiting.proposed(pre_prepare.requests)
 
     def _verify_request(self, request: Request) -> bool:
         return self._verifier.verify(request.client, signing_payload(request), request.signature)
@@ -930,7 +893,7 @@ class Replica:
         if (reason := self._reject_batch_timestamp(m)) is not None:
             return reason
         seen: set[RequestKey] = set()
-        waiting = self._waiting
+        waiting = self._waiting.requests
         admitted = self._admitted
         for request in m.requests:
             key = (request.client, request.timestamp)
@@ -1120,7 +1083,7 @@ class Replica:
         executed: list[ExecutedRequest] = []
         table = self.client_table
         execute = self._app.execute
-        proposed, waiting, replies = self._proposed, self._waiting, self._replies
+        proposed, waiting, replies = self._proposed, self._waiting.requests, self._replies
         view, me = self.view, self.id
         for request in pre_prepare.requests:
             client, timestamp = request.client, request.timestamp
@@ -1168,7 +1131,7 @@ class Replica:
             return False
         else:
             self.dropped["client_table_full_at_execution"] += 1
-        waiting = self._waiting.get(client)
+        waiting = self._waiting.requests.get(client)
         if waiting is not None and waiting.timestamp <= timestamp:
             self._stop_waiting(client)
         return True
@@ -1179,7 +1142,7 @@ class Replica:
         arrival. V1: waiting for them would blame a correct primary; forget them (once: the
         cache never empties)."""
         table = self.client_table
-        for client in [c for c in self._waiting if c != last and table.get(c) is None]:
+        for client in [c for c in self._waiting.requests if c != last and table.get(c) is None]:
             self._stop_waiting(client)
 
     def _send_reply(self, client: bytes, timestamp: int, result: bytes, read_only: bool) -> None:
@@ -1390,7 +1353,7 @@ class Replica:
         if self._mode is _FETCHING_STATE:
             self._mode = _NORMAL
         self.state_transfers_completed += 1
-        for client in [c for c, r in self._waiting.items()
+        for client in [c for c, r in self._waiting.requests.items()
                        if r.timestamp <= self.client_table.last_timestamp(c)]:
             self._stop_waiting(client)
         # The batches after the checkpoint: ask the replica that served the last chunk.
@@ -1714,11 +1677,9 @@ class Replica:
         self._last_proposed_timestamp_ms = max([self.last_batch_timestamp_ms, *timestamps])
         # V1: a fresh request timer for what still waits, and the new primary learns of it.
         self._restart_request_timer()
-        self._unproposed = {}
-        self._proposal_timer.stop()
-        self._relayed = set()
+        self._waiting.forget_proposals()
         if self.is_primary:
-            for request in self._waiting.values():
+            for request in self._waiting.requests.values():
                 key = (request.client, request.timestamp)
                 if key not in self._pending:
                     self._pending[key] = request
@@ -1730,10 +1691,9 @@ class Replica:
             self._pending_bytes = 0
             self._batch_timer.stop()
             now = self.now_ms
-            for client, request in self._waiting.items():
+            for client, request in self._waiting.requests.items():
                 if (client, request.timestamp) not in self._proposed:
-                    self._unproposed[client] = now
-                    self._rearm_proposal_timer()
+                    self._waiting.await_proposal(client, now)
                 self._send((self.primary,), request)
         self._replay_stash()
         self._execute_committed()
@@ -1868,7 +1828,7 @@ class Replica:
         assert self._view_change_resend_timer.running == (mode is _VIEW_CHANGE)
         assert not self._view_change_timer.running or mode is _VIEW_CHANGE
         assert self._lagging_timer.running == (self._lagging is not None)
-        assert self._proposal_timer.running == bool(self._unproposed)
+        self._waiting.check()
 
 
 def _sender(vote: Prepare) -> int:
