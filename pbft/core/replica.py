@@ -41,6 +41,7 @@ from .client_table import ClientRecord, ClientTable
 from .log import LogEntry
 from .ready import ExecutedBatch, ExecutedRequest, Outbound, Ready, Status
 from .rate_limit import RateLimit
+from .stash import Stash
 from .timeout import Timeout
 from .waiting import WaitingRequests
 from .recovery import read_records
@@ -214,8 +215,7 @@ class Replica:
         #: V3', C2': per sender, messages kept for later: of the next view we can install, or
         #: of this view within one window above the high watermark. At most stash_bytes_max
         #: bytes per sender; released when the view is installed or the window advances.
-        self._stash: dict[int, list[Message]] = {}
-        self._stash_bytes: dict[int, int] = {}
+        self._stash = Stash(config.stash_max, config.stash_bytes_max)
         #: The low watermark advanced: stashed messages above the old high watermark are due.
         self._stash_due = False
         #: Per replica, the highest view we saw it working in above ours (V5 for late joiners).
@@ -577,7 +577,7 @@ class Replica:
             "prepared_certificates": len(self._prepared_certificates),
             "checkpoint_sequences": len(self._checkpoints),
             "snapshots": len(self._snapshots),
-            "stash": sum(len(messages) for messages in self._stash.values()),
+            "stash": len(self._stash),
             "pending": len(self._pending),
             "proposed": len(self._proposed),
             "waiting": len(self._waiting),
@@ -601,7 +601,7 @@ class Replica:
         total += sizes.VOTE_BYTES * sum(len(v) for v in self._checkpoints.values())
         total += sum(size(r) for r in self._pending.values())
         total += sum(size(r) for r in self._waiting.requests.values())
-        total += sum(self._stash_bytes.values())
+        total += self._stash.bytes
         total += sum(size(vc) for vc in self._view_change_messages.values())
         if self._new_view is not None:
             total += size(self._new_view)
@@ -1732,41 +1732,27 @@ class Replica:
             self.dropped["unknown_replica"] += 1
             return
         size = sizes.message_bytes(message)
-        held = self._stash_bytes.get(sender, 0)
-        if held + size > self.config.stash_bytes_max or (
-            len(self._stash.get(sender, ())) >= self.config.stash_max
-        ):
+        if not self._stash.has_room(sender, size):
             self.dropped["stash_full"] += 1
             return
         # Verified before it is kept: forgeries must not use up an honest sender's share.
         if not self._verify_replica_signature(message):
             self.dropped["bad_signature"] += 1
             return
-        self._stash.setdefault(sender, []).append(message)
-        self._stash_bytes[sender] = held + size
+        self._stash.add(sender, message, size)
 
     def _prune_stash(self) -> None:
         """After moving to another view: drop what that view can no longer use."""
         keep_view = self._next_view()
-        for sender in list(self._stash):
-            kept = [m for m in self._stash[sender] if m.view == keep_view]
-            if kept:
-                self._stash[sender] = kept
-                self._stash_bytes[sender] = sum(sizes.message_bytes(m) for m in kept)
-            else:
-                del self._stash[sender]
-                del self._stash_bytes[sender]
+        self._stash.keep_only(lambda message: message.view == keep_view)
 
     def _replay_stash(self) -> None:
         """Deliver the stash again (after a view is installed, or the window advanced): what is
         usable now is processed, what is still early is kept again, the rest dropped."""
         self._stash_due = False
-        stash = self._stash
-        self._stash, self._stash_bytes = {}, {}
         handlers = self._handlers
-        for messages in stash.values():
-            for message in messages:
-                handlers[type(message)](message)
+        for message in self._stash.take_all():
+            handlers[type(message)](message)
 
     def _note_higher_view(self, message: Message, view: int) -> None:
         """V5, for a replica that missed a view change (it was down, or cut off): f + 1
