@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from pbft.core import sizes
-from pbft.core.replica import Mode
+from pbft.core.mode import Mode
 from pbft.core.stash import Stash
 from pbft.core.timeout import Timeout
 from pbft.core.waiting import WaitingRequests

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, replace
-from enum import Enum
+from dataclasses import replace
 
 from ..app import ExecutionContext, StateMachine
 from ..codec import batch_digest, signing_payload
@@ -39,6 +38,7 @@ from ..messages import (
 from . import quorum, sizes
 from .client_table import ClientRecord, ClientTable
 from .log import LogEntry
+from .mode import Mode
 from .ready import ExecutedBatch, ExecutedRequest, Outbound, Ready, Status
 from .rate_limit import RateLimit
 from .stash import Stash
@@ -48,6 +48,7 @@ from .recovery import read_records
 from .state_transfer import (
     ChunkedSnapshot,
     FetchPacer,
+    Lagging,
     StateFetch,
     StateTransferRecord,
     chunk_requests_per_source,
@@ -61,41 +62,8 @@ RequestKey = tuple[bytes, int]  # (client, timestamp)
 #: Records that a Ready may send ahead of (`Ready.durable_first` False), a vote horizon covering
 #: them: PRE-PREPAREs (the primary's, or accepted) and our PREPAREs.
 _VOTE_RECORDS = frozenset((PrePrepare, Prepare))
-
-
-class Mode(Enum):
-    """What a replica is doing: the one value that says whether its view is active and whether
-    it is fetching a state.
-
-    A state fetch (S1) and a view change (V1) can overlap: a VIEW-CHANGE, or a NEW-VIEW, may
-    prove a stable checkpoint above our state in the middle of a view change, and a view change
-    may start during a fetch. VIEW_CHANGE takes precedence: the fetch (`Replica._fetch`, the
-    data of FETCHING_STATE) goes on through the view change, and when the view is installed the
-    mode is FETCHING_STATE again if the fetch has not ended. Hence (`_check_invariants`):
-    NORMAL never has a fetch, FETCHING_STATE always has one, VIEW_CHANGE may have one.
-    """
-
-    #: The view is active and our state is our own: we order and execute.
-    NORMAL = "normal"
-    #: Between sending a VIEW-CHANGE for `view` and installing its NEW-VIEW (V1–V5).
-    VIEW_CHANGE = "view_change"
-    #: The view is active, and the state of the stable checkpoint is being fetched (S1):
-    #: we vote, but execute nothing until it is restored.
-    FETCHING_STATE = "fetching_state"
-
-
+# (Module names: the mode is compared on the path of every vote.)
 _NORMAL, _VIEW_CHANGE, _FETCHING_STATE = Mode.NORMAL, Mode.VIEW_CHANGE, Mode.FETCHING_STATE
-
-
-@dataclass(frozen=True, slots=True)
-class Lagging:
-    """S1: a stable checkpoint proven above what we executed, which we give the batches in
-    flight `state_transfer_timeout_ms` to reach before we fetch its state."""
-
-    sequence: int
-    digest: bytes
-    proof: tuple[Checkpoint, ...]
-
 
 
 class Replica:
