@@ -41,10 +41,8 @@ from .log import LogEntry
 from .mode import Mode
 from .ready import ExecutedBatch, ExecutedRequest, Outbound, Ready, Status
 from .rate_limit import RateLimit
-from .stash import Stash
-from .timeout import Timeout
-from .waiting import WaitingRequests
 from .recovery import read_records
+from .stash import Stash
 from .state_transfer import (
     ChunkedSnapshot,
     FetchPacer,
@@ -56,13 +54,15 @@ from .state_transfer import (
     encode_snapshot,
     snapshot_digest,
 )
+from .timeout import Timeout
 from .view_change import new_view_plan, new_view_reason, view_change_reason
+from .waiting import WaitingRequests
 
 RequestKey = tuple[bytes, int]  # (client, timestamp)
 #: Records that a Ready may send ahead of (`Ready.durable_first` False), a vote horizon covering
 #: them: PRE-PREPAREs (the primary's, or accepted) and our PREPAREs.
 _VOTE_RECORDS = frozenset((PrePrepare, Prepare))
-# (Module names: the mode is compared on the path of every vote.)
+# Module-level names for the modes: one is compared on the path of every vote.
 _NORMAL, _VIEW_CHANGE, _FETCHING_STATE = Mode.NORMAL, Mode.VIEW_CHANGE, Mode.FETCHING_STATE
 
 
@@ -251,10 +251,7 @@ class Replica:
         #: S1: the next catch-up FETCH-LOG may go (one per state_transfer_timeout_ms).
         self._catch_up_timer = Timeout()
         self._catch_up_timer.start(now_ms, 0)
-        #: What tick() walks, in this order. The first four are the normal case's and the view
-        #: change's timers: exactly one of the two pairs may fire in a tick, since each handler
-        #: checks the mode and a handler that changes the mode restarts the other pair's timers
-        #: (`_start_view_change`, `_install_view`).
+        #: What tick() walks, in this order (see there).
         self._timers: tuple[tuple[Timeout, Callable[[int], None]], ...] = (
             (self._request_timer, self._on_request_timeout),
             (self._waiting.proposal_timer, self._on_proposal_timeout),
@@ -393,7 +390,15 @@ class Replica:
 
     def tick(self, now_ms: int) -> None:
         """Let time pass and run the handlers of the timers that are due (V1, V4, S1, N2), in
-        the order of `_timers`. `now_ms` never goes backwards (a smaller value is ignored)."""
+        the order of `_timers`. `now_ms` never goes backwards (a smaller value is ignored).
+
+        The request and proposal handlers act only outside a view change, the view change's
+        two timers run only during one, and whatever changes the mode restarts the other
+        mode's timers (`_start_view_change`, `_install_view`): none of them is due in the tick
+        that changed the mode. At most one of the request and proposal handlers acts in a
+        tick: a request timer that defers does so because we are behind, when the proposal
+        timer does not blame the primary; one that starts a view change leaves no request
+        unproposed (a new primary that installs its view at once expects no proposal)."""
         if now_ms > self.now_ms:
             self.now_ms = now_ms
         now = self.now_ms
