@@ -617,7 +617,7 @@ class Replica:
             return
         if request.read_only:
             self._execute_read_only(request)
-        elif self.is_primary and self.view_active:
+        elif self.is_primary and self._mode is not _VIEW_CHANGE:
             size = sizes.request_bytes(request)
             if (len(self._pending) >= self.config.pending_requests_max
                     or self._pending_bytes + size > self.config.pending_bytes_max):
@@ -842,7 +842,7 @@ class Replica:
 
     def _reject_pre_prepare(self, m: PrePrepare) -> str | None:
         """N3 and D1, cheapest checks first; None if `m` is acceptable."""
-        if m.view != self.view or not self.view_active:
+        if m.view != self.view or self._mode is _VIEW_CHANGE:
             return "wrong_view"
         if m.replica != self.primary:
             return "pre_prepare_not_from_primary"
@@ -1033,7 +1033,7 @@ class Replica:
                 self._fetch_batch(entry)
                 break
             self._execute(entry, pre_prepare)
-        if self.is_primary and self.view_active:
+        if self.is_primary and self._mode is not _VIEW_CHANGE:
             self._propose_batches()
 
     def _batch_of(self, entry: LogEntry) -> PrePrepare | None:
@@ -1677,7 +1677,7 @@ class Replica:
         one more window) is kept for when the window advances. Far-future views are not kept:
         no view change could use them (they still count towards V5)."""
         sequence = message.sequence
-        if view < self.view or (view == self.view and self.view_active):
+        if view < self.view or (view == self.view and self._mode is not _VIEW_CHANGE):
             if view != self.view or sequence <= self.high_watermark:
                 return False
             if sequence > self.high_watermark + self._log_window:
