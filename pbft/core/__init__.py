@@ -5,6 +5,7 @@ No I/O, no clock, no randomness: time arrives through `tick(now_ms)`, messages t
 """
 
 from .client import ClientReady, ClientResult, ClientSession
+from .mode import Mode
 from .ready import ExecutedBatch, ExecutedRequest, Outbound, Ready, Status
 from .replica import Replica
 
@@ -14,6 +15,7 @@ __all__ = [
     "ClientSession",
     "ExecutedBatch",
     "ExecutedRequest",
+    "Mode",
     "Outbound",
     "Ready",
     "Replica",

@@ -9,6 +9,7 @@ breaks a rule is dropped and counted in `dropped[reason]`, never raised.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import replace
 
 from ..app import ExecutionContext, StateMachine
@@ -37,12 +38,15 @@ from ..messages import (
 from . import quorum, sizes
 from .client_table import ClientRecord, ClientTable
 from .log import LogEntry
+from .mode import Mode
 from .ready import ExecutedBatch, ExecutedRequest, Outbound, Ready, Status
 from .rate_limit import RateLimit
 from .recovery import read_records
+from .stash import Stash
 from .state_transfer import (
     ChunkedSnapshot,
     FetchPacer,
+    Lagging,
     StateFetch,
     StateTransferRecord,
     chunk_requests_per_source,
@@ -50,13 +54,16 @@ from .state_transfer import (
     encode_snapshot,
     snapshot_digest,
 )
+from .timeout import Timeout
 from .view_change import new_view_plan, new_view_reason, view_change_reason
+from .waiting import WaitingRequests
 
 RequestKey = tuple[bytes, int]  # (client, timestamp)
 #: Records that a Ready may send ahead of (`Ready.durable_first` False), a vote horizon covering
 #: them: PRE-PREPAREs (the primary's, or accepted) and our PREPAREs.
 _VOTE_RECORDS = frozenset((PrePrepare, Prepare))
-
+# Module-level names for the modes: one is compared on the path of every vote.
+_NORMAL, _VIEW_CHANGE, _FETCHING_STATE = Mode.NORMAL, Mode.VIEW_CHANGE, Mode.FETCHING_STATE
 
 
 class Replica:
@@ -95,8 +102,7 @@ class Replica:
         self._log_window = config.log_window
 
         self.view = 0
-        #: False between sending a VIEW-CHANGE for `view` and installing its NEW-VIEW.
-        self.view_active = True
+        self._mode = _NORMAL
         self.last_executed = 0
         #: h of C2: the sequence number of the last stable checkpoint.
         self.stable_checkpoint = 0
@@ -130,6 +136,7 @@ class Replica:
         self._snapshots: dict[int, ChunkedSnapshot] = {
             self.stable_checkpoint: ChunkedSnapshot(self._snapshot(), config.state_chunk_bytes)
         }
+        #: The state fetch in progress (the data of Mode.FETCHING_STATE; see Mode).
         self._fetch: StateFetch | None = None
         #: The last completed state transfer (what, and how long its fetch took).
         self.last_state_transfer: StateTransferRecord | None = None
@@ -140,8 +147,8 @@ class Replica:
         chunks_per_period = chunk_requests_per_source(config.state_fetch_window, config.n - 1)
         self._fetch_pacer = FetchPacer(chunks_per_period, period_ms)
         self._fetch_state_limit = RateLimit(chunks_per_period, period_ms, 2 * chunks_per_period)
-        #: A stable checkpoint proven above what we executed: (n, digest, proof, fetch deadline).
-        self._lagging: tuple[int, bytes, tuple[Checkpoint, ...], int] | None = None
+        #: A stable checkpoint proven above what we executed, waited for (`_lagging_timer`).
+        self._lagging: Lagging | None = None
 
         # Primary only: the last sequence number assigned, the requests waiting for a batch (in
         # arrival order) and those proposed but not executed yet.
@@ -149,36 +156,26 @@ class Replica:
         self._last_proposed_timestamp_ms = 0
         self._pending: dict[RequestKey, Request] = {}
         self._pending_bytes = 0
-        #: N2 with `batch_delay_ms`: when the batch in `_pending` began to fill (None: empty).
-        self._batch_opened_ms: int | None = None
         self._batch_delay_ms = config.batch_delay_ms
-        self._propose_timeout_ms = config.propose_timeout
         self._proposed: set[RequestKey] = set()
-        #: Per client, the request we wait on (N1, V1), oldest first, since when, and their
-        #: bytes (bounded by pending_bytes_max).
-        self._waiting: dict[bytes, Request] = {}
-        self._waiting_since: dict[bytes, int] = {}
-        self._waiting_bytes = 0
+        #: Per client, the request we wait on (N1, V1), oldest first, bounded like `_pending`;
+        #: and (backups, V1'') which of them no PRE-PREPARE of this view has carried yet.
+        self._waiting = WaitingRequests(
+            config.pending_requests_max, config.pending_bytes_max, config.propose_timeout
+        )
         #: V1': the client whose waiting request runs the request timer (the oldest waiting
         #: when the timer started): only its execution restarts the timer.
         self._timed: bytes | None = None
-        #: V1: when the request timer fires, if a request is waiting.
-        self._request_deadline_ms: int | None = None
-        #: V1'' (backups): waiting requests no PRE-PREPARE of this view has carried yet, oldest
-        #: first, with the time they started waiting for one; and the highest sequence number
-        #: of this view's PRE-PREPAREs (a primary whose window is full may not propose).
-        self._unproposed: dict[bytes, int] = {}
-        #: Clients whose unproposed request we already relayed to the primary (V1'').
-        self._relayed: set[bytes] = set()
+        #: V1'': the highest sequence number of this view's PRE-PREPAREs (a primary whose
+        #: window is full may not propose).
         self._last_pre_prepared = 0
         #: V1: the timer already gave us one more period to catch up since the last progress.
         self._timer_deferred = False
-        #: V4: when the view change in progress is given up for the next view.
-        self._view_change_deadline_ms: int | None = None
+        #: V4: the view change in progress is given up for the next view after this, doubled at
+        #: each view change without progress.
         self._view_change_timeout_ms = config.view_change_timeout_ms
         #: While a view change is in progress, our VIEW-CHANGE is sent again this often.
         self._view_change_retransmit_interval = max(1, config.view_change_timeout_ms // 4)
-        self._view_change_retransmit_ms = 0
         #: Each replica's VIEW-CHANGE for the highest view it asked for (V2, V5).
         self._view_change_messages: dict[int, ViewChange] = {}
         #: The NEW-VIEW that installed `view` (resent to replicas still asking for it).
@@ -186,8 +183,7 @@ class Replica:
         #: V3', C2': per sender, messages kept for later: of the next view we can install, or
         #: of this view within one window above the high watermark. At most stash_bytes_max
         #: bytes per sender; released when the view is installed or the window advances.
-        self._stash: dict[int, list[Message]] = {}
-        self._stash_bytes: dict[int, int] = {}
+        self._stash = Stash(config.stash_max, config.stash_bytes_max)
         #: The low watermark advanced: stashed messages above the old high watermark are due.
         self._stash_due = False
         #: Per replica, the highest view we saw it working in above ours (V5 for late joiners).
@@ -195,7 +191,6 @@ class Replica:
         #: Catch-up (S1): the highest sequence others have shown us, and when we last executed.
         self._highest_seen = 0
         self._last_progress_ms = now_ms
-        self._log_fetch_deadline_ms = 0
         self._log_fetch_source = replica_id
         #: Per requesting replica: one catch-up FETCH-LOG answer per state_transfer_timeout_ms,
         #: and a log window of batches by digest per period (S1'').
@@ -237,6 +232,36 @@ class Replica:
             FetchLog: self._on_fetch_log,
             LoggedBatch: self._on_logged_batch,
         }
+
+        #: V1, V1': runs for the request of client `_timed` (also during a view change, when
+        #: it is ignored: V4's timers run instead).
+        self._request_timer = Timeout()
+        #: V4: the view change in progress is given up for the next view.
+        self._view_change_timer = Timeout()
+        #: Our VIEW-CHANGE is sent again: runs exactly while a view change is in progress.
+        self._view_change_resend_timer = Timeout()
+        #: S1: the batches in flight have had their time to reach `_lagging`.
+        self._lagging_timer = Timeout()
+        #: S1': runs while a fetch does; due at every tick from its start (the fetch's requests
+        #: time out one by one, and its sources' quotas free up as time passes).
+        self._fetch_timer = Timeout()
+        #: N2 with batch_delay_ms: the open batch may close (batch_delay_ms after it opened;
+        #: at once if it is full and waits only for room in the window).
+        self._batch_timer = Timeout()
+        #: S1: the next catch-up FETCH-LOG may go (one per state_transfer_timeout_ms).
+        self._catch_up_timer = Timeout()
+        self._catch_up_timer.start(now_ms, 0)
+        #: What tick() walks, in this order (see there).
+        self._timers: tuple[tuple[Timeout, Callable[[int], None]], ...] = (
+            (self._request_timer, self._on_request_timeout),
+            (self._waiting.proposal_timer, self._on_proposal_timeout),
+            (self._view_change_timer, self._on_view_change_timeout),
+            (self._view_change_resend_timer, self._on_view_change_resend),
+            (self._lagging_timer, self._on_lagging_timeout),
+            (self._fetch_timer, self._on_fetch_timer),
+            (self._batch_timer, self._on_batch_timeout),
+            (self._catch_up_timer, self._on_catch_up_timer),
+        )
 
     @classmethod
     def recover(
@@ -299,7 +324,9 @@ class Replica:
             state.certificates, state.pre_prepares, state.own_votes
         )
         h = self.stable_checkpoint
-        self.view, self.view_active = view, active
+        self.view = view
+        if not active:
+            self._mode = _VIEW_CHANGE
         horizon = state.vote_horizon
         if horizon is not None and horizon.view == view:
             # Votes up to the horizon may have left before they were durable: not again.
@@ -312,7 +339,7 @@ class Replica:
             if pre_prepare.requests and pre_prepare.sequence > h:
                 self._keep_batch(pre_prepare, pre_prepare.sequence)
         if not active:
-            self._view_change_retransmit_ms = self.now_ms + self._view_change_retransmit_interval
+            self._view_change_resend_timer.start(self.now_ms, self._view_change_retransmit_interval)
             self._send(self._others, self._view_change_messages[self.id])
             return
         # The current view's log: our PRE-PREPAREs and votes, sent again to whoever lost them.
@@ -362,49 +389,83 @@ class Replica:
         self._check_invariants()
 
     def tick(self, now_ms: int) -> None:
-        """Let time pass and fire the timers that are due (V1, V4, S1). `now_ms` never goes
-        backwards (a smaller value is ignored)."""
+        """Let time pass and run the handlers of the timers that are due (V1, V4, S1, N2), in
+        the order of `_timers`. `now_ms` never goes backwards (a smaller value is ignored).
+
+        The request and proposal handlers act only outside a view change, the view change's
+        two timers run only during one, and whatever changes the mode restarts the other
+        mode's timers (`_start_view_change`, `_install_view`): none of them is due in the tick
+        that changed the mode. At most one of the request and proposal handlers acts in a
+        tick: a request timer that defers does so because we are behind, when the proposal
+        timer does not blame the primary; one that starts a view change leaves no request
+        unproposed (a new primary that installs its view at once expects no proposal)."""
         if now_ms > self.now_ms:
             self.now_ms = now_ms
         now = self.now_ms
-        if self.view_active:
-            if self._request_deadline_ms is not None and now >= self._request_deadline_ms:
-                if self._highest_seen > self.last_executed and not self._timer_deferred:
-                    # Others are ahead of us: the request may well have executed there. Catch
-                    # up first and blame the primary only if that does not help (V1).
-                    self._timer_deferred = True
-                    self._request_deadline_ms = now + self.config.request_timeout_ms
-                    self._log_fetch_source = (self._log_fetch_source + 1) % self._n
-                    if self._log_fetch_source == self.id:
-                        self._log_fetch_source = (self._log_fetch_source + 1) % self._n
-                    self._request_log(self._log_fetch_source)
-                else:
-                    self._start_view_change(self.view + 1)  # V1
-            elif self._unproposed and self._primary_should_propose(now):
-                self._proposal_late(now)
-        elif self._view_change_deadline_ms is not None and now >= self._view_change_deadline_ms:
-            self._view_change_timeout_ms *= 2  # V4: 2T, 4T, ... until progress
-            self._start_view_change(self.view + 1)
-        elif now >= self._view_change_retransmit_ms:
-            # Lost VIEW-CHANGEs must not strand a view change: say it again until it ends.
-            self._view_change_retransmit_ms = now + self._view_change_retransmit_interval
-            self._send(self._others, self._view_change_messages[self.id])
-        lagging = self._lagging
-        if lagging is not None and now >= lagging[3]:
-            self._lagging = None
-            self._stable_checkpoint_proven(lagging[0], lagging[1], lagging[2], wait=False)
-        fetch = self._fetch
-        if fetch is not None:
-            if timeouts := fetch.expire(now):
-                self.dropped["state_fetch_timeout"] += timeouts
-            self._request_chunks()
-        if self._batch_delay_ms and self._pending and self.view_active and self.is_primary:
-            self._propose_batches()  # N2: a batch whose delay is over closes now
-        if self._highest_seen > self.last_executed:
-            self._maybe_catch_up()
+        for timer, handler in self._timers:
+            if timer.fired(now):
+                handler(now)
         if self._stash_due:
             self._replay_stash()
         self._check_invariants()
+
+    # ------------------------------------------------------------------ the timers' handlers
+
+    def _on_request_timeout(self, now: int) -> None:
+        """V1, V1': the request the timer runs for has not executed in request_timeout_ms."""
+        if self._mode is _VIEW_CHANGE:
+            return
+        if self._highest_seen > self.last_executed and not self._timer_deferred:
+            # Others are ahead of us: the request may well have executed there. Catch up
+            # first and blame the primary only if that does not help (V1).
+            self._timer_deferred = True
+            self._request_timer.start(now, self.config.request_timeout_ms)
+            self._log_fetch_source = (self._log_fetch_source + 1) % self._n
+            if self._log_fetch_source == self.id:
+                self._log_fetch_source = (self._log_fetch_source + 1) % self._n
+            self._request_log(self._log_fetch_source)
+        else:
+            self._start_view_change(self.view + 1)
+
+    def _on_proposal_timeout(self, now: int) -> None:
+        """V1'': the oldest request no PRE-PREPARE has carried waited propose_timeout_ms."""
+        if self._mode is not _VIEW_CHANGE and self._primary_should_propose():
+            self._proposal_late(now)
+
+    def _on_view_change_timeout(self, now: int) -> None:
+        """V4: the view change had its quorum but no NEW-VIEW in T: on to the next, with 2T."""
+        self._view_change_timeout_ms *= 2  # 2T, 4T, ... until progress
+        self._start_view_change(self.view + 1)
+
+    def _on_view_change_resend(self, now: int) -> None:
+        # Lost VIEW-CHANGEs must not strand a view change: say it again until it ends.
+        self._view_change_resend_timer.start(now, self._view_change_retransmit_interval)
+        self._send(self._others, self._view_change_messages[self.id])
+
+    def _on_lagging_timeout(self, now: int) -> None:
+        """S1: the batches in flight did not bring us to the proven checkpoint: fetch it."""
+        lagging = self._lagging
+        assert lagging is not None
+        self._lagging = None
+        self._lagging_timer.stop()
+        self._stable_checkpoint_proven(lagging.sequence, lagging.digest, lagging.proof, wait=False)
+
+    def _on_fetch_timer(self, now: int) -> None:
+        """S1': time out the fetch's late requests and send those its sources may take now."""
+        fetch = self._fetch
+        assert fetch is not None
+        if timeouts := fetch.expire(now):
+            self.dropped["state_fetch_timeout"] += timeouts
+        self._request_chunks()
+
+    def _on_batch_timeout(self, now: int) -> None:
+        """N2: the open batch's delay is over (or it is full): close it if there is room."""
+        if self._pending and self._mode is not _VIEW_CHANGE and self.is_primary:
+            self._propose_batches()
+
+    def _on_catch_up_timer(self, now: int) -> None:
+        if self._highest_seen > self.last_executed:
+            self._maybe_catch_up()
 
     def has_ready(self) -> bool:
         return bool(self._persist or self._messages or self._replies or self._executed)
@@ -465,7 +526,17 @@ class Replica:
         return self.stable_checkpoint + self.config.log_window
 
     @property
+    def mode(self) -> Mode:
+        return self._mode
+
+    @property
+    def view_active(self) -> bool:
+        """False between sending a VIEW-CHANGE for `view` and installing its NEW-VIEW."""
+        return self._mode is not _VIEW_CHANGE
+
+    @property
     def fetching_state(self) -> bool:
+        """A state fetch runs (in Mode.FETCHING_STATE, or through a view change)."""
         return self._fetch is not None
 
     def log_size(self) -> int:
@@ -479,7 +550,7 @@ class Replica:
             "prepared_certificates": len(self._prepared_certificates),
             "checkpoint_sequences": len(self._checkpoints),
             "snapshots": len(self._snapshots),
-            "stash": sum(len(messages) for messages in self._stash.values()),
+            "stash": len(self._stash),
             "pending": len(self._pending),
             "proposed": len(self._proposed),
             "waiting": len(self._waiting),
@@ -502,8 +573,8 @@ class Replica:
         total += sum(size(c) for c in self._prepared_certificates.values())
         total += sizes.VOTE_BYTES * sum(len(v) for v in self._checkpoints.values())
         total += sum(size(r) for r in self._pending.values())
-        total += sum(size(r) for r in self._waiting.values())
-        total += sum(self._stash_bytes.values())
+        total += sum(size(r) for r in self._waiting.requests.values())
+        total += self._stash.bytes
         total += sum(size(vc) for vc in self._view_change_messages.values())
         if self._new_view is not None:
             total += size(self._new_view)
@@ -511,7 +582,7 @@ class Replica:
 
     def waiting_requests(self) -> dict[bytes, tuple[int, int]]:
         """Backups: per client, the timestamp of the request it waits on and since when (ms)."""
-        return {c: (r.timestamp, self._waiting_since[c]) for c, r in self._waiting.items()}
+        return self._waiting.by_client()
 
     def state_digest(self) -> bytes:
         """The digest a CHECKPOINT of the current state would carry (C1, S1')."""
@@ -546,7 +617,7 @@ class Replica:
             return
         if request.read_only:
             self._execute_read_only(request)
-        elif self.is_primary and self.view_active:
+        elif self.is_primary and self._mode is not _VIEW_CHANGE:
             size = sizes.request_bytes(request)
             if (len(self._pending) >= self.config.pending_requests_max
                     or self._pending_bytes + size > self.config.pending_bytes_max):
@@ -587,23 +658,16 @@ class Replica:
     def _wait_for(self, request: Request) -> bool:
         """Start waiting on `request` (V1); False if the waiting requests' bounds refuse it."""
         client = request.client
-        waiting = self._waiting.get(client)
+        waiting = self._waiting.requests.get(client)
         if waiting is not None and waiting.timestamp >= request.timestamp:
             return True
-        size = sizes.request_bytes(request)
-        freed = 0 if waiting is None else sizes.request_bytes(waiting)
-        if (waiting is None and len(self._waiting) >= self.config.pending_requests_max) or (
-            self._waiting_bytes - freed + size > self.config.pending_bytes_max
-        ):
+        if not self._waiting.fits(request):
             self.dropped["pending_requests_full"] += 1
             return False
         if waiting is not None:
             self._stop_waiting(client)
-        self._waiting[client] = request
-        self._waiting_since[client] = self.now_ms
-        self._waiting_bytes += size
-        if not self.is_primary and (client, request.timestamp) not in self._proposed:
-            self._unproposed[client] = self.now_ms
+        unproposed = not self.is_primary and (client, request.timestamp) not in self._proposed
+        self._waiting.add(request, self.now_ms, unproposed=unproposed)
         if self._timed is None:
             self._restart_request_timer()
         return True
@@ -611,11 +675,7 @@ class Replica:
     def _stop_waiting(self, client: bytes) -> None:
         """The request `client` waited on executed (or was superseded): V1' restarts the timer
         if it was the one the timer ran for."""
-        request = self._waiting.pop(client)
-        del self._waiting_since[client]
-        self._unproposed.pop(client, None)
-        self._relayed.discard(client)
-        self._waiting_bytes -= sizes.request_bytes(request)
+        self._waiting.remove(client)
         if self._timed == client:
             self._restart_request_timer()
 
@@ -624,32 +684,27 @@ class Replica:
         executes; then it starts again, from now, for the next oldest. (Executions of other
         requests do not reset it: a primary that orders everyone but one client is suspected.)"""
         self._timer_deferred = False
-        if self._waiting:
-            self._timed = next(iter(self._waiting))
-            self._request_deadline_ms = self.now_ms + self.config.request_timeout_ms
+        self._timed = self._waiting.oldest()
+        if self._timed is not None:
+            self._request_timer.start(self.now_ms, self.config.request_timeout_ms)
         else:
-            self._timed = None
-            self._request_deadline_ms = None
+            self._request_timer.stop()
 
-    def _primary_should_propose(self, now: int) -> bool:
-        """V1'': the oldest request we know of and no PRE-PREPARE has carried has waited longer
-        than propose_timeout_ms, while the primary had room in its window and we are not
-        behind (a lagging backup may simply have missed the PRE-PREPARE)."""
-        since = next(iter(self._unproposed.values()))
-        return (now >= since + self._propose_timeout_ms
-                and self._last_pre_prepared < self.high_watermark
+    def _primary_should_propose(self) -> bool:
+        """V1'' (the proposal timer has fired): the primary had room in its window and we are
+        not behind (a lagging backup may simply have missed the PRE-PREPARE)."""
+        return (self._last_pre_prepared < self.high_watermark
                 and self._highest_seen <= self.last_executed)
 
     def _proposal_late(self, now: int) -> None:
         """V1'': the oldest unproposed request is late. The first time, the primary may never
         have had it (a client may send to the backups only): relay it and give the primary
         another propose timeout. The second time, suspect the primary."""
-        client = next(iter(self._unproposed))
-        if client not in self._relayed:
-            self._relayed.add(client)
-            del self._unproposed[client]
-            self._unproposed[client] = now
-            self._send((self.primary,), self._waiting[client])
+        waiting = self._waiting
+        client = waiting.oldest_unproposed()
+        if not waiting.relayed(client):
+            waiting.note_relayed(client, now)
+            self._send((self.primary,), waiting.requests[client])
             return
         self.dropped["primary_slow_to_propose"] += 1
         self._start_view_change(self.view + 1)
@@ -658,13 +713,10 @@ class Replica:
         """V1'': the requests of an accepted PRE-PREPARE have been proposed."""
         if pre_prepare.sequence > self._last_pre_prepared:
             self._last_pre_prepared = pre_prepare.sequence
-        proposed, unproposed, waiting = self._proposed, self._unproposed, self._waiting
+        proposed = self._proposed
         for request in pre_prepare.requests:
-            client = request.client
-            proposed.add((client, request.timestamp))
-            if client in unproposed and waiting[client].timestamp <= request.timestamp:
-                del unproposed[client]
-                self._relayed.discard(client)
+            proposed.add((request.client, request.timestamp))
+        self._waiting.proposed(pre_prepare.requests)
 
     def _verify_request(self, request: Request) -> bool:
         return self._verifier.verify(request.client, signing_payload(request), request.signature)
@@ -682,23 +734,24 @@ class Replica:
         filling for `batch_delay_ms` (0: at once)."""
         size_max = self.config.batch_size_max
         bytes_max = self.config.batch_bytes_max - sizes.PRE_PREPARE_OVERHEAD_BYTES
-        if not self._pending:
-            self._batch_opened_ms = None
-        elif self._batch_opened_ms is None:
-            self._batch_opened_ms = self.now_ms
-        while self._pending and self._last_assigned < self.high_watermark:
+        pending = self._pending
+        delay_ms = self._batch_delay_ms
+        batch_timer = self._batch_timer
+        if delay_ms:
+            if not pending:
+                batch_timer.stop()
+            elif not batch_timer.running:
+                batch_timer.start(self.now_ms, delay_ms)  # a batch opens
+        while pending and self._last_assigned < self.high_watermark:
             if self._withholds(self._last_assigned + 1):
                 return  # our recovered view's sequence numbers: a view change will move on
-            if len(self._pending) < size_max and self._pending_bytes <= bytes_max:
+            if len(pending) < size_max and self._pending_bytes <= bytes_max:
                 if self._last_assigned > self.last_executed:
                     return  # a batch is in flight
-                if self._batch_delay_ms and (
-                    self.now_ms < self._batch_opened_ms + self._batch_delay_ms
-                ):
+                if delay_ms and not batch_timer.fired(self.now_ms):
                     return  # tick() closes it when the delay is over
             keys = []
             batch_bytes = 0
-            pending = self._pending
             for key, request in pending.items():
                 size = sizes.REQUEST_OVERHEAD_BYTES + len(request.operation)
                 if keys and batch_bytes + size > bytes_max:
@@ -709,9 +762,19 @@ class Replica:
                     break
             requests = tuple(pending.pop(key) for key in keys)
             self._pending_bytes -= batch_bytes
-            self._batch_opened_ms = self.now_ms if pending else None
+            if delay_ms:
+                if pending:
+                    batch_timer.start(self.now_ms, delay_ms)  # the next batch opens
+                else:
+                    batch_timer.stop()
             self._proposed.update(keys)
             self._pre_prepare(requests)
+        if delay_ms and pending and (
+            len(pending) >= size_max or self._pending_bytes > bytes_max
+        ):
+            # A full batch waits only for room in the window, which may come without a
+            # proposal (a state fetch moves it): offer it at every tick until then.
+            batch_timer.start(self.now_ms, 0)
 
     def _pre_prepare(self, requests: tuple[Request, ...]) -> None:
         self._last_assigned += 1
@@ -779,7 +842,7 @@ class Replica:
 
     def _reject_pre_prepare(self, m: PrePrepare) -> str | None:
         """N3 and D1, cheapest checks first; None if `m` is acceptable."""
-        if m.view != self.view or not self.view_active:
+        if m.view != self.view or self._mode is _VIEW_CHANGE:
             return "wrong_view"
         if m.replica != self.primary:
             return "pre_prepare_not_from_primary"
@@ -803,7 +866,7 @@ class Replica:
         if (reason := self._reject_batch_timestamp(m)) is not None:
             return reason
         seen: set[RequestKey] = set()
-        waiting = self._waiting
+        waiting = self._waiting.requests
         admitted = self._admitted
         for request in m.requests:
             key = (request.client, request.timestamp)
@@ -844,7 +907,7 @@ class Replica:
 
     def _on_prepare(self, prepare: Prepare) -> None:
         sender, sequence = prepare.replica, prepare.sequence
-        if not (prepare.view == self.view and self.view_active and 0 <= sender < self._n
+        if not (prepare.view == self.view and self._mode is not _VIEW_CHANGE and 0 <= sender < self._n
                 and sender != self.view % self._n
                 and self.stable_checkpoint < sequence <= self.stable_checkpoint + self._log_window):
             # Off the common path: the checks one by one, for the right reason (the common
@@ -874,7 +937,7 @@ class Replica:
 
     def _on_commit(self, commit: Commit) -> None:
         sender, sequence = commit.replica, commit.sequence
-        if not (commit.view == self.view and self.view_active and 0 <= sender < self._n
+        if not (commit.view == self.view and self._mode is not _VIEW_CHANGE and 0 <= sender < self._n
                 and self.stable_checkpoint < sequence <= self.stable_checkpoint + self._log_window):
             # Off the common path: the checks one by one, for the right reason.
             if self._stash_if_future(commit, commit.view):
@@ -970,7 +1033,7 @@ class Replica:
                 self._fetch_batch(entry)
                 break
             self._execute(entry, pre_prepare)
-        if self.is_primary and self.view_active:
+        if self.is_primary and self._mode is not _VIEW_CHANGE:
             self._propose_batches()
 
     def _batch_of(self, entry: LogEntry) -> PrePrepare | None:
@@ -993,7 +1056,7 @@ class Replica:
         executed: list[ExecutedRequest] = []
         table = self.client_table
         execute = self._app.execute
-        proposed, waiting, replies = self._proposed, self._waiting, self._replies
+        proposed, waiting, replies = self._proposed, self._waiting.requests, self._replies
         view, me = self.view, self.id
         for request in pre_prepare.requests:
             client, timestamp = request.client, request.timestamp
@@ -1041,7 +1104,7 @@ class Replica:
             return False
         else:
             self.dropped["client_table_full_at_execution"] += 1
-        waiting = self._waiting.get(client)
+        waiting = self._waiting.requests.get(client)
         if waiting is not None and waiting.timestamp <= timestamp:
             self._stop_waiting(client)
         return True
@@ -1052,7 +1115,7 @@ class Replica:
         arrival. V1: waiting for them would blame a correct primary; forget them (once: the
         cache never empties)."""
         table = self.client_table
-        for client in [c for c in self._waiting if c != last and table.get(c) is None]:
+        for client in [c for c in self._waiting.requests if c != last and table.get(c) is None]:
             self._stop_waiting(client)
 
     def _send_reply(self, client: bytes, timestamp: int, result: bytes, read_only: bool) -> None:
@@ -1136,9 +1199,9 @@ class Replica:
         if sequence <= self.last_executed:
             self.dropped["diverged_from_checkpoint"] += 1
         elif wait and sequence <= self.last_executed + self.config.log_window:
-            if self._lagging is None or self._lagging[0] < sequence:
-                deadline = self.now_ms + self.config.state_transfer_timeout_ms
-                self._lagging = (sequence, digest, proof, deadline)
+            if self._lagging is None or self._lagging.sequence < sequence:
+                self._lagging = Lagging(sequence, digest, proof)
+                self._lagging_timer.start(self.now_ms, self.config.state_transfer_timeout_ms)
             return
         self._advance_stable_checkpoint(sequence, proof)
         self._start_fetch(sequence, digest)
@@ -1147,8 +1210,9 @@ class Replica:
         self.stable_checkpoint = sequence
         self.stable_checkpoint_proof = proof
         self._persist.extend(proof)
-        if self._lagging is not None and self._lagging[0] <= sequence:
+        if self._lagging is not None and self._lagging.sequence <= sequence:
             self._lagging = None
+            self._lagging_timer.stop()
         self._collect_garbage(sequence)
         if self._stash:
             self._stash_due = True
@@ -1186,6 +1250,9 @@ class Replica:
             window=config.state_fetch_window, timeout_ms=config.state_transfer_timeout_ms,
             now_ms=self.now_ms,
         )
+        self._fetch_timer.start(self.now_ms, 0)
+        if self._mode is _NORMAL:
+            self._mode = _FETCHING_STATE
         self._request_chunks()
 
     def _request_chunks(self) -> None:
@@ -1255,8 +1322,11 @@ class Replica:
             sequence, len(snapshot), fetch.chunks, fetch.started_ms, self.now_ms
         )
         self._fetch = None
+        self._fetch_timer.stop()
+        if self._mode is _FETCHING_STATE:
+            self._mode = _NORMAL
         self.state_transfers_completed += 1
-        for client in [c for c, r in self._waiting.items()
+        for client in [c for c, r in self._waiting.requests.items()
                        if r.timestamp <= self.client_table.last_timestamp(c)]:
             self._stop_waiting(client)
         # The batches after the checkpoint: ask the replica that served the last chunk.
@@ -1277,13 +1347,12 @@ class Replica:
     # ------------------------------------------------------------------ fetching batches
 
     def _maybe_catch_up(self) -> None:
-        """S1: if others are ahead and we have made no progress for a while, ask one replica
-        (in turn) for the committed batches we lack; also ask again for missing batches."""
+        """S1 (the catch-up timer has fired): if others are ahead and we have made no progress
+        for a while, ask one replica (in turn) for the committed batches we lack; also ask
+        again for missing batches."""
         if self._fetch is not None or self._highest_seen <= self.last_executed:
             return
         if self.now_ms < self._last_progress_ms + self.config.state_transfer_timeout_ms:
-            return
-        if self.now_ms < self._log_fetch_deadline_ms:
             return
         self._log_fetch_source = (self._log_fetch_source + 1) % self._n
         if self._log_fetch_source == self.id:
@@ -1294,7 +1363,7 @@ class Replica:
             self._fetch_batch(entry)
 
     def _request_log(self, source: int) -> None:
-        self._log_fetch_deadline_ms = self.now_ms + self.config.state_transfer_timeout_ms
+        self._catch_up_timer.start(self.now_ms, self.config.state_transfer_timeout_ms)
         message = self._sign(FetchLog(self.last_executed + 1, NULL_DIGEST, self.id, b""))
         self._send((source,), message)
 
@@ -1431,13 +1500,13 @@ class Replica:
         """V1: stop taking part in the current view and ask for `new_view`."""
         assert new_view > self.view or (new_view == self.view and not self.view_active)
         self.view = new_view
-        self.view_active = False
+        self._mode = _VIEW_CHANGE
         self.view_changes_started += 1
         self._new_view = None
-        self._request_deadline_ms = None
+        self._request_timer.stop()
         self._timed = None
-        self._view_change_deadline_ms = None
-        self._view_change_retransmit_ms = self.now_ms + self._view_change_retransmit_interval
+        self._view_change_timer.stop()
+        self._view_change_resend_timer.start(self.now_ms, self._view_change_retransmit_interval)
         prepared = tuple(
             self._prepared_certificates[s] for s in sorted(self._prepared_certificates)
             if s > self.stable_checkpoint
@@ -1457,12 +1526,12 @@ class Replica:
         view or a later one, as in PBFT §4.5.2: a replica alone cannot race ahead into views
         the others never reach, and a view change that has its quorum but no NEW-VIEW in T
         moves on to the next view."""
-        if self.view_active or self._view_change_deadline_ms is not None:
+        if self.view_active or self._view_change_timer.running:
             return
         supporters = sum(1 for vc in self._view_change_messages.values()
                          if vc.new_view >= self.view)
         if supporters >= quorum.quorum(self._n):
-            self._view_change_deadline_ms = self.now_ms + self._view_change_timeout_ms
+            self._view_change_timer.start(self.now_ms, self._view_change_timeout_ms)
 
     def _on_view_change(self, message: ViewChange) -> None:
         sender = message.replica
@@ -1552,9 +1621,10 @@ class Replica:
         """V3: enter the view: the NEW-VIEW's PRE-PREPAREs replace the log above h, and are
         prepared and committed as in the normal case (executed ones are not executed again)."""
         self.view = new_view.view
-        self.view_active = True
+        self._mode = _NORMAL if self._fetch is None else _FETCHING_STATE
         self._new_view = new_view
-        self._view_change_deadline_ms = None
+        self._view_change_timer.stop()
+        self._view_change_resend_timer.stop()
         self._persist.append(new_view)
         self._view_change_messages = {
             r: vc for r, vc in self._view_change_messages.items() if vc.new_view > self.view
@@ -1580,10 +1650,9 @@ class Replica:
         self._last_proposed_timestamp_ms = max([self.last_batch_timestamp_ms, *timestamps])
         # V1: a fresh request timer for what still waits, and the new primary learns of it.
         self._restart_request_timer()
-        self._unproposed = {}
-        self._relayed = set()
+        self._waiting.forget_proposals()
         if self.is_primary:
-            for request in self._waiting.values():
+            for request in self._waiting.requests.values():
                 key = (request.client, request.timestamp)
                 if key not in self._pending:
                     self._pending[key] = request
@@ -1593,11 +1662,11 @@ class Replica:
                 self._wait_for(request)
             self._pending.clear()
             self._pending_bytes = 0
-            self._batch_opened_ms = None
+            self._batch_timer.stop()
             now = self.now_ms
-            for client, request in self._waiting.items():
+            for client, request in self._waiting.requests.items():
                 if (client, request.timestamp) not in self._proposed:
-                    self._unproposed[client] = now
+                    self._waiting.await_proposal(client, now)
                 self._send((self.primary,), request)
         self._replay_stash()
         self._execute_committed()
@@ -1608,7 +1677,7 @@ class Replica:
         one more window) is kept for when the window advances. Far-future views are not kept:
         no view change could use them (they still count towards V5)."""
         sequence = message.sequence
-        if view < self.view or (view == self.view and self.view_active):
+        if view < self.view or (view == self.view and self._mode is not _VIEW_CHANGE):
             if view != self.view or sequence <= self.high_watermark:
                 return False
             if sequence > self.high_watermark + self._log_window:
@@ -1636,41 +1705,27 @@ class Replica:
             self.dropped["unknown_replica"] += 1
             return
         size = sizes.message_bytes(message)
-        held = self._stash_bytes.get(sender, 0)
-        if held + size > self.config.stash_bytes_max or (
-            len(self._stash.get(sender, ())) >= self.config.stash_max
-        ):
+        if not self._stash.has_room(sender, size):
             self.dropped["stash_full"] += 1
             return
         # Verified before it is kept: forgeries must not use up an honest sender's share.
         if not self._verify_replica_signature(message):
             self.dropped["bad_signature"] += 1
             return
-        self._stash.setdefault(sender, []).append(message)
-        self._stash_bytes[sender] = held + size
+        self._stash.add(sender, message, size)
 
     def _prune_stash(self) -> None:
         """After moving to another view: drop what that view can no longer use."""
         keep_view = self._next_view()
-        for sender in list(self._stash):
-            kept = [m for m in self._stash[sender] if m.view == keep_view]
-            if kept:
-                self._stash[sender] = kept
-                self._stash_bytes[sender] = sum(sizes.message_bytes(m) for m in kept)
-            else:
-                del self._stash[sender]
-                del self._stash_bytes[sender]
+        self._stash.keep_only(lambda message: message.view == keep_view)
 
     def _replay_stash(self) -> None:
         """Deliver the stash again (after a view is installed, or the window advanced): what is
         usable now is processed, what is still early is kept again, the rest dropped."""
         self._stash_due = False
-        stash = self._stash
-        self._stash, self._stash_bytes = {}, {}
         handlers = self._handlers
-        for messages in stash.values():
-            for message in messages:
-                handlers[type(message)](message)
+        for message in self._stash.take_all():
+            handlers[type(message)](message)
 
     def _note_higher_view(self, message: Message, view: int) -> None:
         """V5, for a replica that missed a view change (it was down, or cut off): f + 1
@@ -1724,6 +1779,15 @@ class Replica:
         )
         assert self.last_executed <= self.high_watermark
         assert self._fetch is None or self._fetch.sequence == self.stable_checkpoint
+        # The mode and the data it stands for agree (see Mode).
+        mode = self._mode
+        assert (mode is not _NORMAL or self._fetch is None) and (
+            mode is not _FETCHING_STATE or self._fetch is not None), (mode, self._fetch)
+        assert self._fetch_timer.running == (self._fetch is not None)
+        assert self._view_change_resend_timer.running == (mode is _VIEW_CHANGE)
+        assert not self._view_change_timer.running or mode is _VIEW_CHANGE
+        assert self._lagging_timer.running == (self._lagging is not None)
+        self._waiting.check()
 
 
 def _sender(vote: Prepare) -> int:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from ..codec import packb_canonical, unpackb_canonical
 from ..crypto import sha256
-from ..messages import StateChunk
+from ..messages import Checkpoint, StateChunk
 
 _DIGEST_TAG = b"pbft/snapshot/1"
 # Domain separation: a leaf can never be read as an inner node, nor the other way round.
@@ -142,6 +142,16 @@ def verify_chunk(digest: bytes, chunk_bytes: int, chunk: StateChunk) -> bool:
 
 
 # ---------------------------------------------------------------------- fetching (S1')
+
+
+@dataclass(frozen=True, slots=True)
+class Lagging:
+    """S1: a stable checkpoint proven above what we executed, which we give the batches in
+    flight `state_transfer_timeout_ms` to reach before we fetch its state."""
+
+    sequence: int
+    digest: bytes
+    proof: tuple[Checkpoint, ...]
 
 
 @dataclass(frozen=True, slots=True)
