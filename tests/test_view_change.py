@@ -101,10 +101,13 @@ def test_v1_prime_the_timer_restarts_from_now_for_the_next_oldest():
 def test_v1_second_prime_a_backup_suspects_a_primary_that_does_not_propose_a_request():
     """V1'': a request no PRE-PREPARE carried after propose_timeout_ms is relayed to the primary
     (the client may have skipped it); still unproposed one more propose timeout later, the
-    backup suspects the primary, long before the request timeout."""
+    backup suspects the primary, long before the request timeout. (Another backup's vote
+    shows it is not cut off: tests/test_primary_monitor.py.)"""
     backup = make_replica(1, request_timeout_ms=2_000, propose_timeout_ms=300)
     waiting = request(5, key="a")
     backup.receive(waiting)
+    backup.tick(1)
+    backup.receive(prepare(pre_prepare(7), 2))
     assert sent(drain(backup), Request) == [], "N1': the client sent it to the primary itself"
     backup.tick(299)
     assert sent(drain(backup), Request) == []

@@ -17,6 +17,7 @@ class LogEntry:
         "commits",
         "prepared",
         "committed",
+        "accepted_ms",
     )
 
     def __init__(self, view: int, sequence: int) -> None:
@@ -29,6 +30,9 @@ class LogEntry:
         self.prepared = False
         #: committed-local of N5 holds; the batch may execute once its predecessors have.
         self.committed = False
+        #: When a backup accepted the PRE-PREPARE in the normal case (V1'': the commit round
+        #: that follows is timed), else None.
+        self.accepted_ms: int | None = None
 
     @property
     def digest(self) -> bytes | None:

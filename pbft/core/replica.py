@@ -59,6 +59,8 @@ from .view_change import new_view_plan, new_view_reason, view_change_reason
 from .waiting import WaitingRequests
 
 RequestKey = tuple[bytes, int]  # (client, timestamp)
+#: V1'': the proposal delay a backup tolerates, in commit rounds it measured itself.
+PROPOSAL_ROUNDS = 3
 #: Records that a Ready may send ahead of (`Ready.durable_first` False), a vote horizon covering
 #: them: PRE-PREPAREs (the primary's, or accepted) and our PREPAREs.
 _VOTE_RECORDS = frozenset((PrePrepare, Prepare))
@@ -166,9 +168,16 @@ class Replica:
         #: V1': the client whose waiting request runs the request timer (the oldest waiting
         #: when the timer started): only its execution restarts the timer.
         self._timed: bytes | None = None
-        #: V1'': the highest sequence number of this view's PRE-PREPAREs (a primary whose
-        #: window is full may not propose).
+        #: V1'': the highest sequence number of this view's PRE-PREPAREs (while one is not
+        #: executed here, the primary has a batch in flight and need not propose).
         self._last_pre_prepared = 0
+        #: V1'': how long a batch takes here from its PRE-PREPARE to its execution (a moving
+        #: average: about two message delays among correct replicas, which no faulty replica
+        #: can lengthen, since 2f + 1 correct ones make every quorum).
+        self._commit_round_ms: int | None = None
+        #: V1'': per replica, when a vote of it last reached us (its signature is not checked
+        #: for this: it only tells a slow primary from our own isolation).
+        self._heard_ms = [-(1 << 62)] * config.n
         #: V1: the timer already gave us one more period to catch up since the last progress.
         self._timer_deferred = False
         #: V4: the view change in progress is given up for the next view after this, doubled at
@@ -428,7 +437,7 @@ class Replica:
             self._start_view_change(self.view + 1)
 
     def _on_proposal_timeout(self, now: int) -> None:
-        """V1'': the oldest request no PRE-PREPARE has carried waited propose_timeout_ms."""
+        """V1'': the oldest request no PRE-PREPARE has carried waited the proposal delay."""
         if self._mode is not _VIEW_CHANGE and self._primary_should_propose():
             self._proposal_late(now)
 
@@ -633,8 +642,15 @@ class Replica:
             self._propose_batches()
         else:
             # N1', N9: a backup waits on the request and times its proposal (V1''); the client
-            # sent it to the primary too, so it is relayed only if the proposal is late.
+            # sent it to the primary too, so it is relayed only if the proposal is late (or one
+            # of this client's requests was: it may not talk to the primary at all).
             self._wait_for(request)
+            waiting = self._waiting
+            client = request.client
+            if (waiting.relay_at_once(client) and waiting.requests.get(client) is request
+                    and not waiting.relayed(client) and waiting.awaits_proposal(client)):
+                waiting.note_relayed(client, self.now_ms)
+                self._send((self.primary,), request)
 
     def _refuse_client(self, request: Request, record: ClientRecord | None) -> str | None:
         """N8' at arrival, before the signature is checked: a client not listed; for ordered
@@ -691,23 +707,66 @@ class Replica:
             self._request_timer.stop()
 
     def _primary_should_propose(self) -> bool:
-        """V1'' (the proposal timer has fired): the primary had room in its window and we are
-        not behind (a lagging backup may simply have missed the PRE-PREPARE)."""
-        return (self._last_pre_prepared < self.high_watermark
+        """V1'' (the proposal timer has fired): no batch of the primary is in flight here (it
+        proposes a batch that is not full only once its batch in flight executed, and a full
+        window is a batch in flight), and we are not behind (a lagging backup may simply have
+        missed the PRE-PREPARE)."""
+        return (self._last_pre_prepared <= self.last_executed
                 and self._highest_seen <= self.last_executed)
+
+    def _hears_other_backups(self, since_ms: int) -> bool:
+        """V1'': votes of f backups other than us reached us after `since_ms`. A backup cut off
+        from the others cannot tell a slow primary from its own isolation: it leaves the
+        primary to its request timer (V1)."""
+        primary = self.view % self._n
+        heard = 0
+        for replica, heard_ms in enumerate(self._heard_ms):
+            if heard_ms > since_ms and replica != primary and replica != self.id:
+                heard += 1
+        return heard >= self.config.f
+
+    def proposal_slack_ms(self) -> int:
+        """V1'': how long a correct primary may take to propose a request it has (beyond the
+        batching delay): PROPOSAL_ROUNDS of the commit rounds measured here (a request reaches
+        the primary and its PRE-PREPARE reaches us in about one), at least
+        propose_timeout_ms / 5 (fast networks jitter too), at most propose_timeout_ms (which
+        is also what is tolerated before any round was measured)."""
+        timeout_ms = self.config.propose_timeout
+        round_ms = self._commit_round_ms
+        if round_ms is None:
+            return timeout_ms
+        return min(timeout_ms, max(timeout_ms // 5, round_ms * PROPOSAL_ROUNDS))
 
     def _proposal_late(self, now: int) -> None:
         """V1'': the oldest unproposed request is late. The first time, the primary may never
         have had it (a client may send to the backups only): relay it and give the primary
-        another propose timeout. The second time, suspect the primary."""
+        another proposal delay. The second time, suspect the primary, unless we hear no other
+        backup (then it waits for the request timer)."""
         waiting = self._waiting
         client = waiting.oldest_unproposed()
         if not waiting.relayed(client):
+            # (And its next requests in this view are relayed on arrival: the primary then
+            # gets one proposal delay for them, not two.)
             waiting.note_relayed(client, now)
             self._send((self.primary,), waiting.requests[client])
             return
-        self.dropped["primary_slow_to_propose"] += 1
-        self._start_view_change(self.view + 1)
+        if self._hears_other_backups(waiting.since(client)):
+            self.dropped["primary_slow_to_propose"] += 1
+            self._start_view_change(self.view + 1)
+
+    def _time_commit_round(self, round_ms: int) -> None:
+        """V1'': a batch executed `round_ms` after its PRE-PREPARE: update the moving average of
+        commit rounds and the proposal delay derived from it; and until now the primary may
+        have had this batch in flight, so the proposal clocks restart."""
+        average = self._commit_round_ms
+        self._commit_round_ms = (
+            round_ms if average is None else average + (round_ms - average + 4) // 8
+        )
+        waiting = self._waiting
+        waiting.set_proposal_delay(
+            min(self.config.propose_timeout, self._batch_delay_ms + self.proposal_slack_ms())
+        )
+        waiting.restart_proposal_clocks(self.now_ms)
 
     def _mark_proposed(self, pre_prepare: PrePrepare) -> None:
         """V1'': the requests of an accepted PRE-PREPARE have been proposed."""
@@ -809,6 +868,7 @@ class Replica:
             self.dropped[reason] += 1
             return
         entry = self._accept_pre_prepare(pre_prepare)
+        entry.accepted_ms = self.now_ms
         self._mark_proposed(pre_prepare)
         self._prepare(entry)
 
@@ -917,6 +977,7 @@ class Replica:
             if (reason := self._reject_vote(prepare, sender == self.primary)) is not None:
                 self.dropped[reason] += 1
                 return
+        self._heard_ms[sender] = self.now_ms  # V1''
         entry = self._entry(sequence)
         if prepare.replica in entry.prepares:
             self.dropped["duplicate_vote"] += 1
@@ -945,6 +1006,7 @@ class Replica:
             if (reason := self._reject_vote(commit, False)) is not None:
                 self.dropped[reason] += 1
                 return
+        self._heard_ms[sender] = self.now_ms  # V1''
         entry = self._entry(sequence)
         if sender in entry.commits:
             self.dropped["duplicate_vote"] += 1
@@ -1075,6 +1137,9 @@ class Replica:
         self.last_executed = sequence
         self.last_batch_timestamp_ms = timestamp_ms
         self._last_progress_ms = self.now_ms
+        accepted_ms = entry.accepted_ms
+        if accepted_ms is not None:
+            self._time_commit_round(self.now_ms - accepted_ms)
         self._executed.append(
             ExecutedBatch(sequence, entry.view, pre_prepare.digest, timestamp_ms, tuple(executed))
         )
@@ -1314,6 +1379,7 @@ class Replica:
         self.last_batch_timestamp_ms = timestamp_ms
         self.last_executed = sequence
         self._last_progress_ms = self.now_ms
+        self._waiting.restart_proposal_clocks(self.now_ms)  # V1'': we were behind until now
         self._snapshots[sequence] = ChunkedSnapshot(snapshot, self.config.state_chunk_bytes)
         self._persist.append(SnapshotRecord(sequence, snapshot))
         fetch = self._fetch
@@ -1713,6 +1779,11 @@ class Replica:
             self.dropped["bad_signature"] += 1
             return
         self._stash.add(sender, message, size)
+        if type(message) is PrePrepare and message.view == self.view and (
+            message.sequence > self._last_pre_prepared
+        ):
+            # V1'': the primary has proposed up to here; our window, not its, is full.
+            self._last_pre_prepared = message.sequence
 
     def _prune_stash(self) -> None:
         """After moving to another view: drop what that view can no longer use."""

@@ -17,8 +17,10 @@ class WaitingRequests:
 
     Of those, the unproposed ones (V1'', backups): no PRE-PREPARE of this view has carried them
     yet. Each has the time it began to wait for one, oldest first, and whether it was relayed
-    to the primary already. `proposal_timer` fires `propose_timeout_ms` after the oldest of
-    them began to wait; it runs exactly while one is unproposed.
+    to the primary already. `proposal_timer` fires `proposal_delay_ms` after the oldest of them
+    began to wait, or after the proposal clocks were last restarted if that is later; it runs
+    exactly while one is unproposed. Clients that needed a relay are relayed on arrival for
+    the rest of the view (`relay_at_once`).
 
     `requests` (client → request) is for reading only: everything that changes the set goes
     through the methods, which keep the bytes, the unproposed requests and the timer right.
@@ -32,9 +34,11 @@ class WaitingRequests:
         "_since",
         "_unproposed",
         "_relayed",
+        "_relay_at_once",
+        "_clocks_from_ms",
         "_count_max",
         "_bytes_max",
-        "_propose_timeout_ms",
+        "proposal_delay_ms",
     )
 
     def __init__(self, count_max: int, bytes_max: int, propose_timeout_ms: int) -> None:
@@ -45,9 +49,12 @@ class WaitingRequests:
         self._since: dict[bytes, int] = {}
         self._unproposed: dict[bytes, int] = {}
         self._relayed: set[bytes] = set()
+        self._relay_at_once: set[bytes] = set()
+        self._clocks_from_ms = 0
         self._count_max = count_max
         self._bytes_max = bytes_max
-        self._propose_timeout_ms = propose_timeout_ms
+        #: How long a request may wait for a PRE-PREPARE (the replica adapts it, V1'').
+        self.proposal_delay_ms = propose_timeout_ms
 
     def __len__(self) -> int:
         return len(self.requests)
@@ -55,6 +62,10 @@ class WaitingRequests:
     def oldest(self) -> bytes | None:
         """The client whose request has waited longest, if any."""
         return next(iter(self.requests), None)
+
+    def since(self, client: bytes) -> int:
+        """When `client`'s request began to wait (KeyError if it does not)."""
+        return self._since[client]
 
     def by_client(self) -> dict[bytes, tuple[int, int]]:
         """Per client, the timestamp of the request it waits on and since when (ms)."""
@@ -121,7 +132,28 @@ class WaitingRequests:
         """A new view: no request is expected in a PRE-PREPARE (nor was relayed) any more."""
         self._unproposed = {}
         self._relayed = set()
+        self._relay_at_once = set()
         self.proposal_timer.stop()
+
+    def set_proposal_delay(self, delay_ms: int) -> None:
+        """From now on a request may wait `delay_ms` for a PRE-PREPARE."""
+        if delay_ms != self.proposal_delay_ms:
+            self.proposal_delay_ms = delay_ms
+            self._arm_proposal_timer()
+
+    def restart_proposal_clocks(self, now_ms: int) -> None:
+        """Count every unproposed request's wait from `now_ms` at the earliest (the primary may
+        not have been able to propose before: it had a batch in flight, or we were behind)."""
+        self._clocks_from_ms = now_ms
+        if self._unproposed:
+            self._arm_proposal_timer()
+
+    def awaits_proposal(self, client: bytes) -> bool:
+        return client in self._unproposed
+
+    def relay_at_once(self, client: bytes) -> bool:
+        """Whether `client`'s requests go to the primary on arrival (one needed a relay)."""
+        return client in self._relay_at_once
 
     def oldest_unproposed(self) -> bytes:
         """The client whose request has waited longest for a PRE-PREPARE (one must)."""
@@ -134,6 +166,9 @@ class WaitingRequests:
         """`client`'s unproposed request was relayed to the primary at `now_ms`: it waits for
         a PRE-PREPARE again from then, behind the others."""
         self._relayed.add(client)
+        if len(self._relay_at_once) >= self._count_max:
+            self._relay_at_once.clear()  # bounded like the requests themselves
+        self._relay_at_once.add(client)
         del self._unproposed[client]
         self.await_proposal(client, now_ms)
 
@@ -143,7 +178,8 @@ class WaitingRequests:
     def _arm_proposal_timer(self) -> None:
         unproposed = self._unproposed
         if unproposed:
-            self.proposal_timer.start(next(iter(unproposed.values())), self._propose_timeout_ms)
+            since = max(next(iter(unproposed.values())), self._clocks_from_ms)
+            self.proposal_timer.start(since, self.proposal_delay_ms)
         else:
             self.proposal_timer.stop()
 
