@@ -455,9 +455,9 @@ def test_corrupted_snapshot_is_refused_and_fetched_elsewhere():
 def test_corrupted_logged_batches_are_refused():
     """S1: a logged batch must match its digest (`batch_digest_mismatch`). Whether the
     catching-up replica asks the liar before the state transfer makes it moot depends on the
-    seed: a few seeds are swept, and every one must end with replica 2 caught up."""
+    seed (pinned: 2 and 10 ask it), and each must end with replica 2 caught up."""
     corrupted = refused = 0
-    for seed in range(1, 6):
+    for seed in (2, 10):
         sim = run("byz_corrupt_logged_batches", seed)
         corrupted += sim.behaviours[3].corrupted
         refused += sim.replicas[2].dropped["batch_digest_mismatch"]
