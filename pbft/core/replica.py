@@ -171,6 +171,8 @@ class Replica:
         #: V1'': the highest sequence number of this view's PRE-PREPAREs (while one is not
         #: executed here, the primary has a batch in flight and need not propose).
         self._last_pre_prepared = 0
+        #: V1'': when we last executed a batch.
+        self._last_execution_ms = now_ms
         #: V1'': how long a batch takes here from its PRE-PREPARE to its execution (a moving
         #: average: about two message delays among correct replicas, which no faulty replica
         #: can lengthen, since 2f + 1 correct ones make every quorum).
@@ -709,9 +711,11 @@ class Replica:
     def _primary_should_propose(self) -> bool:
         """V1'' (the proposal timer has fired): no batch of the primary is in flight here (it
         proposes a batch that is not full only once its batch in flight executed, and a full
-        window is a batch in flight), and we are not behind (a lagging backup may simply have
-        missed the PRE-PREPARE)."""
+        window is a batch in flight), nor was one until the proposal delay ago (the primary may
+        execute it after us), and we are not behind (a lagging backup may simply have missed
+        the PRE-PREPARE)."""
         return (self._last_pre_prepared <= self.last_executed
+                and self.now_ms >= self._last_execution_ms + self._waiting.proposal_delay_ms
                 and self._highest_seen <= self.last_executed)
 
     def _hears_other_backups(self, since_ms: int) -> bool:
@@ -756,8 +760,9 @@ class Replica:
 
     def _time_commit_round(self, round_ms: int) -> None:
         """V1'': a batch executed `round_ms` after its PRE-PREPARE: update the moving average of
-        commit rounds and the proposal delay derived from it; and until now the primary may
-        have had this batch in flight, so the proposal clocks restart."""
+        commit rounds and the proposal delay derived from it. (The proposal clocks do not
+        restart: a request older than the batch could have been in it; while a batch is in
+        flight, `_primary_should_propose` holds the verdict back instead.)"""
         average = self._commit_round_ms
         self._commit_round_ms = (
             round_ms if average is None else average + (round_ms - average + 4) // 8
@@ -766,7 +771,6 @@ class Replica:
         waiting.set_proposal_delay(
             min(self.config.propose_timeout, self._batch_delay_ms + self.proposal_slack_ms())
         )
-        waiting.restart_proposal_clocks(self.now_ms)
 
     def _mark_proposed(self, pre_prepare: PrePrepare) -> None:
         """V1'': the requests of an accepted PRE-PREPARE have been proposed."""
@@ -1137,6 +1141,7 @@ class Replica:
         self.last_executed = sequence
         self.last_batch_timestamp_ms = timestamp_ms
         self._last_progress_ms = self.now_ms
+        self._last_execution_ms = self.now_ms
         accepted_ms = entry.accepted_ms
         if accepted_ms is not None:
             self._time_commit_round(self.now_ms - accepted_ms)
@@ -1747,6 +1752,7 @@ class Replica:
             if view != self.view or sequence <= self.high_watermark:
                 return False
             if sequence > self.high_watermark + self._log_window:
+                self._note_primary_ahead(message)
                 return False  # refused as above_high_watermark by its handler
             self._stash_message(message)
             return True
@@ -1759,6 +1765,18 @@ class Replica:
             return True
         self._stash_message(message)
         return True
+
+    def _note_primary_ahead(self, message: PrePrepare | Prepare | Commit) -> None:
+        """V1'': a PRE-PREPARE of our view beyond everything we may keep: the primary is a
+        window or more ahead of us (our checkpoints are late), not idle; and we are behind.
+        Checked (once per sequence number at most) before it counts."""
+        sequence = message.sequence
+        if (type(message) is PrePrepare and sequence > self._last_pre_prepared
+                and message.replica == self.view % self._n
+                and self._verify_replica_signature(message)):
+            self._last_pre_prepared = sequence
+            if sequence > self._highest_seen:
+                self._highest_seen = sequence
 
     def _next_view(self) -> int:
         """The view whose messages a view change may use: the one we wait to install, or the
