@@ -1769,9 +1769,11 @@ class Replica:
     def _note_primary_ahead(self, message: PrePrepare | Prepare | Commit) -> None:
         """V1'': a PRE-PREPARE of our view beyond everything we may keep: the primary is a
         window or more ahead of us (our checkpoints are late), not idle; and we are behind.
-        Checked (once per sequence number at most) before it counts."""
+        Its signature is checked before it counts, and only within one more window: a
+        far-off sequence number costs no check (N3)."""
         sequence = message.sequence
         if (type(message) is PrePrepare and sequence > self._last_pre_prepared
+                and sequence <= self.high_watermark + 2 * self._log_window
                 and message.replica == self.view % self._n
                 and self._verify_replica_signature(message)):
             self._last_pre_prepared = sequence
