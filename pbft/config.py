@@ -112,10 +112,11 @@ class ClusterConfig:
     #: Per sending replica: bytes of messages for the next view, or above the high watermark,
     #: kept until the view is installed or the window advances (V3', C2').
     stash_bytes_max: int = 16 * 1024 * 1024
-    #: V1'': a backup that knows of a waiting request expects a PRE-PREPARE carrying it within
-    #: this long (while the primary's window has room); otherwise it suspects the primary.
-    #: Above batch_delay_ms (plus a few network round trips), at most request_timeout_ms.
-    #: 0: batch_delay_ms + request_timeout_ms // 4 (see `propose_timeout`).
+    #: V1'': the longest a backup lets a request it waits on go without a PRE-PREPARE carrying
+    #: it (twice: once before relaying it to the primary, once before suspecting the primary).
+    #: Backups tolerate three of their own measured commit rounds, at least a fifth of this,
+    #: at most this. Above batch_delay_ms, at most request_timeout_ms; 0 means
+    #: batch_delay_ms + request_timeout_ms // 4 (see `propose_timeout`).
     propose_timeout_ms: int = 0
 
     def __post_init__(self) -> None:

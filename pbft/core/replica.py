@@ -1,5 +1,7 @@
 """One PBFT replica, sans-I/O: the normal case (N1–N10, D1), checkpoints (C1, C2), view change
-(V1–V6), state transfer (S1) and read-only requests (R1).
+(V1–V6), state transfer (S1) and read-only requests (R1), with this library's extensions that
+keep it live under the faults it tolerates (docs/PBFT-RULES.md: N1', N2', N8', C2', V1', V1'',
+V3', S1', S1'').
 
 Driven only through `receive(message)` and `tick(now_ms)`; it answers through `ready()` and
 `advance()` (ARCHITECTURE.md). Everything that arrives from the network is data: a message that
