@@ -340,3 +340,31 @@ def test_bytes_held_counts_what_peers_and_clients_make_a_replica_hold():
     before = backup.bytes_held()
     backup.receive(pre_prepare(1, requests=(_big(1, 1_000),), view=1, replica=1))
     assert backup.bytes_held() >= before + 1_000
+
+
+# ------------------------------------------------------------------ sizes of certificates
+
+
+def test_n2_prime_a_prepared_certificate_carries_exactly_2f_prepares():
+    """N4, N2': PREPAREs that arrived before the PRE-PREPARE are all kept, but a certificate
+    (and so every VIEW-CHANGE of a full window) carries exactly 2f: the size validated."""
+    from pbft.messages import ViewChange
+
+    backup = make_replica(1)
+    pp = pre_prepare(1)
+    for r in (2, 3):
+        backup.receive(prepare(pp, r))
+    backup.receive(pp)  # with our own PREPARE, three match
+    backup._start_view_change(1)
+    (view_change,) = [m for _, m in sent(drain(backup), ViewChange)]
+    (certificate,) = view_change.prepared
+    assert len(certificate.prepares) == 2
+
+
+def test_c2_a_checkpoint_proof_carries_exactly_2f_plus_1_checkpoints():
+    """C2, N2': n matching CHECKPOINTs make a proof of 2f + 1 (the size validated)."""
+    from pbft.core.quorum import proven_checkpoint
+
+    votes = [sign(Checkpoint(8, b"d" * 32, r, b"")) for r in range(4)]
+    digest, proof = proven_checkpoint(votes, 4)
+    assert digest == b"d" * 32 and [c.replica for c in proof] == [0, 1, 2]

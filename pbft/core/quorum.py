@@ -42,11 +42,13 @@ def proven_checkpoint(
     votes: Iterable[Checkpoint], n: int
 ) -> tuple[bytes, tuple[Checkpoint, ...]] | None:
     """C2: the digest that 2f + 1 of `votes` (one sequence number, distinct senders) agree on,
-    with those CHECKPOINTs sorted by sender as its proof; None if no digest has a quorum."""
+    with exactly 2f + 1 of those CHECKPOINTs, sorted by sender, as its proof (a proof's size
+    is what message sizes are validated with); None if no digest has a quorum."""
     by_digest: dict[bytes, list[Checkpoint]] = {}
     for checkpoint in votes:
         by_digest.setdefault(checkpoint.digest, []).append(checkpoint)
+    needed = quorum(n)
     for digest, proof in by_digest.items():
-        if len(proof) >= quorum(n):
-            return digest, tuple(sorted(proof, key=lambda c: c.replica))
+        if len(proof) >= needed:
+            return digest, tuple(sorted(proof, key=lambda c: c.replica)[:needed])
     return None

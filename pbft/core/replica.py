@@ -122,8 +122,9 @@ class Replica:
         self.state_transfers_completed = 0
 
         self._log: dict[int, LogEntry] = {}
-        #: Batches by digest, with their sequence number, for h < n (to execute entries whose
-        #: NEW-VIEW PRE-PREPARE came without its batch, and to answer FETCH-LOG).
+        #: Batches by digest, while a sequence number above h names them (`_batch_last_use`):
+        #: to execute entries whose NEW-VIEW PRE-PREPARE came without its batch, and to answer
+        #: FETCH-LOG. (The kept PRE-PREPARE's own sequence number means nothing here.)
         self._batches: dict[bytes, PrePrepare] = {}
         #: C2': per batch digest, the highest sequence number that refers to it. A batch lives
         #: while any n > h does (one batch may be proposed at several n by a faulty primary).
@@ -176,8 +177,8 @@ class Replica:
         #: V1'': when we last executed a batch.
         self._last_execution_ms = now_ms
         #: V1'': how long a batch takes here from its PRE-PREPARE to its execution (a moving
-        #: average: about two message delays among correct replicas, which no faulty replica
-        #: can lengthen, since 2f + 1 correct ones make every quorum).
+        #: average: about two message delays. A faulty primary can lengthen it, by sending its
+        #: PRE-PREPAREs late to some backups; propose_timeout_ms caps what that buys it).
         self._commit_round_ms: int | None = None
         #: V1'': per replica, when a vote of it last reached us (its signature is not checked
         #: for this: it only tells a slow primary from our own isolation).
@@ -1078,12 +1079,14 @@ class Replica:
         entry.prepared = True
         pre_prepare = entry.pre_prepare
         primary = self.config.primary(entry.view)
+        # Exactly 2f PREPAREs (more may have arrived before the PRE-PREPARE): a VIEW-CHANGE
+        # of a full window of certificates must stay within the size validated (N2').
         prepares = tuple(
             sorted(
                 (p for p in entry.prepares.values()
                  if p.digest == pre_prepare.digest and p.replica != primary),
                 key=_sender,
-            )
+            )[: self._prepare_quorum]
         )
         certificate = PreparedCertificate(_without_batch(pre_prepare), prepares)
         self._prepared_certificates[entry.sequence] = certificate
@@ -1112,7 +1115,8 @@ class Replica:
                 break
             pre_prepare = self._batch_of(entry)
             if pre_prepare is None:
-                self._fetch_batch(entry)
+                if entry.pre_prepare.digest not in self._missing_batches:
+                    self._fetch_batch(entry)  # (asked again by the catch-up timer only)
                 break
             self._execute(entry, pre_prepare)
         if self.is_primary and self._mode is not _VIEW_CHANGE:
@@ -1413,9 +1417,12 @@ class Replica:
         if self._mode is _FETCHING_STATE:
             self._mode = _NORMAL
         self.state_transfers_completed += 1
+        last_timestamp = self.client_table.last_timestamp
         for client in [c for c, r in self._waiting.requests.items()
-                       if r.timestamp <= self.client_table.last_timestamp(c)]:
+                       if r.timestamp <= last_timestamp(c)]:
             self._stop_waiting(client)
+        # Requests proposed in batches the snapshot covers will not execute here: forget them.
+        self._proposed = {key for key in self._proposed if key[1] > last_timestamp(key[0])}
         # The batches after the checkpoint: ask the replica that served the last chunk.
         self._request_log(source)
         self._execute_committed()

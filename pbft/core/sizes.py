@@ -10,6 +10,7 @@ headers at their widest); tests/test_sizes.py checks every bound against `encode
 
 from __future__ import annotations
 
+from .quorum import quorum
 from ..messages import (
     Checkpoint,
     Commit,
@@ -90,18 +91,18 @@ def message_bytes(message: object) -> int:
 
 
 def view_change_bytes_max(config) -> int:
-    """The largest VIEW-CHANGE a correct replica sends: its checkpoint proof and a prepared
-    certificate (a PRE-PREPARE without its batch and 2f PREPAREs) for every n in its window."""
-    quorum = (config.n + (config.n - 1) // 3 + 2) // 2
-    certificate = CONTAINER_OVERHEAD_BYTES + PRE_PREPARE_OVERHEAD_BYTES + VOTE_BYTES * (quorum - 1)
-    return VIEW_CHANGE_OVERHEAD_BYTES + VOTE_BYTES * quorum + certificate * config.log_window
+    """The largest VIEW-CHANGE a correct replica sends: its checkpoint proof (2f + 1
+    CHECKPOINTs, `quorum.proven_checkpoint`) and a prepared certificate (a PRE-PREPARE without
+    its batch and 2f PREPAREs, `Replica._check_prepared`) for every n in its window."""
+    needed = quorum(config.n)
+    certificate = CONTAINER_OVERHEAD_BYTES + PRE_PREPARE_OVERHEAD_BYTES + VOTE_BYTES * (needed - 1)
+    return VIEW_CHANGE_OVERHEAD_BYTES + VOTE_BYTES * needed + certificate * config.log_window
 
 
 def new_view_bytes_max(config) -> int:
     """The largest NEW-VIEW a correct primary sends: 2f + 1 VIEW-CHANGEs and a PRE-PREPARE
     without its batch for every n of the window."""
-    quorum = (config.n + (config.n - 1) // 3 + 2) // 2
-    return (NEW_VIEW_OVERHEAD_BYTES + quorum * view_change_bytes_max(config)
+    return (NEW_VIEW_OVERHEAD_BYTES + quorum(config.n) * view_change_bytes_max(config)
             + PRE_PREPARE_OVERHEAD_BYTES * config.log_window)
 
 
