@@ -190,37 +190,3 @@ def test_v1_second_prime_a_backup_cannot_fill_the_stash_with_pre_prepares():
     backup.receive(pre_prepare(5, replica=2))
     assert backup.memory_footprint()["stash"] == 0
     assert backup.dropped["pre_prepare_not_from_primary"] == 1
-
-
-def test_v1_prime_a_censored_request_is_timed_from_when_it_began_to_wait():
-    """V1': when the request the timer ran for executes, the timer runs for the next oldest
-    until request_timeout_ms after that one began to wait (at least propose_timeout_ms from
-    now): clients the primary serves just in time cannot keep a victim waiting for long."""
-    backup = make_replica(1, **TIMEOUTS)
-    served = request(1, key="s", client=OTHER_CLIENT)
-    backup.receive(served)  # the oldest: the timer runs for it
-    backup.receive(request(5, key="victim"))
-    backup.tick(1_900)
-    batch = pre_prepare(1, requests=(served,), timestamp_ms=1_900)
-    backup.receive(batch)
-    backup.receive(prepare(batch, 2))
-    for r in (0, 2):
-        backup.receive(commit(batch, r))
-    assert backup.last_executed == 1
-    # 2 s after the victim's request would be 2,000; at least a propose timeout from now.
-    assert backup._request_timer.deadline_ms == 1_900 + 500
-    _ticks(backup, 1_900, 2_400)
-    assert not backup.view_active, "(here V1'' suspects the primary even sooner)"
-
-
-def test_v1_prime_a_client_moving_on_keeps_the_timer_running():
-    """V1': a newer request of the client the timer runs for (the older one executed
-    elsewhere, or never will) keeps the timer's deadline: it does not start over."""
-    backup = make_replica(1, **TIMEOUTS)
-    backup.receive(request(5, key="a"))
-    backup.tick(1_500)
-    backup.receive(request(6, key="a"))
-    _ticks(backup, 1_500, 1_990)
-    assert backup.view_active
-    _ticks(backup, 2_000, 2_010)
-    assert not backup.view_active

@@ -688,9 +688,7 @@ class Replica:
             self.dropped["pending_requests_full"] += 1
             return False
         if waiting is not None:
-            # Superseded, not executed: if it ran the request timer, the client's newer request
-            # keeps that deadline (V1': a client that moves on must not reset the timer).
-            self._waiting.remove(client)
+            self._stop_waiting(client)
         unproposed = not self.is_primary and (client, request.timestamp) not in self._proposed
         self._waiting.add(request, self.now_ms, unproposed=unproposed)
         if self._timed is None:
@@ -698,32 +696,22 @@ class Replica:
         return True
 
     def _stop_waiting(self, client: bytes) -> None:
-        """The request `client` waited on executed (or will not): V1' restarts the timer if it
-        was the one the timer ran for."""
+        """The request `client` waited on executed (or was superseded, or will not): V1'
+        restarts the timer if it was the one the timer ran for."""
         self._waiting.remove(client)
         if self._timed == client:
-            self._restart_request_timer(executed=True)
+            self._restart_request_timer()
 
-    def _restart_request_timer(self, *, executed: bool = False) -> None:
+    def _restart_request_timer(self) -> None:
         """V1': the request timer runs for one request, the oldest waiting, until that request
-        executes; then it runs for the next oldest, until request_timeout_ms after that one
-        began to wait, but at least propose_timeout_ms from now (a fair primary with a queue
-        orders the oldest next). Executions of other requests do not reset it, so a primary
-        that orders everyone but one client, or that serves colluding clients just in time, is
-        suspected within request_timeout_ms of the victim's request plus one propose timeout.
-        In a new view (`executed` False) it starts from now."""
+        executes; then it starts again, from now, for the next oldest. (Executions of other
+        requests do not reset it: a primary that orders everyone but one client is suspected.)"""
         self._timer_deferred = False
-        client = self._timed = self._waiting.oldest()
-        if client is None:
-            self._request_timer.stop()
-            return
-        now, timeout_ms = self.now_ms, self.config.request_timeout_ms
-        if executed:
-            deadline = max(now + self.config.propose_timeout,
-                           self._waiting.since(client) + timeout_ms)
-            self._request_timer.start(now, deadline - now)
+        self._timed = self._waiting.oldest()
+        if self._timed is not None:
+            self._request_timer.start(self.now_ms, self.config.request_timeout_ms)
         else:
-            self._request_timer.start(now, timeout_ms)
+            self._request_timer.stop()
 
     def _primary_should_propose(self) -> bool:
         """V1'' (the proposal timer has fired): no batch of the primary is in flight here (it
