@@ -250,6 +250,8 @@ def test_v3_a_batch_asked_for_by_digest_is_accepted_whatever_sequence_it_was_log
     asked = [m for _, m in sent(ready, FetchLog) if m.digest == pp3.digest]
     assert asked, "the batch of n = 3 was asked for by digest"
     assert backup.last_executed == 2
+    backup._execute_committed()  # another attempt: asked once, retried by the catch-up timer
+    assert [m for _, m in sent(drain(backup), FetchLog) if m.digest == pp3.digest] == []
     # The answer: the same batch, logged by its sender at n = 2.
     backup.receive(LoggedBatch(pre_prepare(2, requests=batch), ()))
     assert backup.last_executed == 3

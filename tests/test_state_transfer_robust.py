@@ -678,3 +678,24 @@ def test_s1_prime_the_slow_source_lying_about_the_size_is_dropped_at_once():
     record = victim.last_state_transfer
     assert record is not None
     assert record.duration_ms <= _fetch_bound_ms(sim.config, record.chunks, correct=2)
+
+
+def test_s1_a_restore_forgets_the_proposed_requests_its_snapshot_covers():
+    """S1, V1'': a request the fetcher saw proposed before it fell behind executed within
+    the snapshot it restores: it is not kept as proposed (bounded memory, and a retransmission
+    of it is answered from the reply cache, not taken for a duplicate in flight)."""
+    server = _server(state_fetch_window=3 * 1000)  # (serves everything asked at once)
+    verifier = CountingVerifier()
+    fetcher = Replica(server.config, 3, SIGNERS[3], verifier, KeyValueStore())
+    fetcher.receive(pre_prepare(1, requests=(request(1),)))
+    assert fetcher.memory_footprint()["proposed"] == 1
+    digest = server.state_digest()
+    for r in (0, 1, 2):
+        fetcher.receive(sign(Checkpoint(2, digest, r, b"")))
+    fetcher.tick(server.config.state_transfer_timeout_ms)
+    while fetcher.fetching_state:
+        for to, message in sent(drain(fetcher), FetchState):
+            fetcher.receive(_served(server, message.chunk, to[0]))
+        fetcher.tick(fetcher.now_ms + fetcher.config.state_transfer_timeout_ms)
+    assert fetcher.last_executed == 2
+    assert fetcher.memory_footprint()["proposed"] == 0
