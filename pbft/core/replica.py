@@ -436,10 +436,7 @@ class Replica:
             # first and blame the primary only if that does not help (V1).
             self._timer_deferred = True
             self._request_timer.start(now, self.config.request_timeout_ms)
-            self._log_fetch_source = (self._log_fetch_source + 1) % self._n
-            if self._log_fetch_source == self.id:
-                self._log_fetch_source = (self._log_fetch_source + 1) % self._n
-            self._request_log(self._log_fetch_source)
+            self._request_log_in_turn()
         else:
             self._start_view_change(self.view + 1)
 
@@ -1174,11 +1171,9 @@ class Replica:
         table = self.client_table
         if admits is not None and not admits(client):
             self.dropped["client_not_admitted_at_execution"] += 1
-        elif table.get(client) is not None:
-            return False
-        elif len(table) < table.capacity:
-            if len(table) + 1 == table.capacity:
-                self._stop_waiting_for_new_clients(client)
+        elif table.has_room_for(client):
+            if table.get(client) is None and len(table) + 1 == table.capacity:
+                self._stop_waiting_for_new_clients(client)  # it takes the last place
             return False
         else:
             self.dropped["client_table_full_at_execution"] += 1
@@ -1436,13 +1431,18 @@ class Replica:
             return
         if self.now_ms < self._last_progress_ms + self.config.state_transfer_timeout_ms:
             return
-        self._log_fetch_source = (self._log_fetch_source + 1) % self._n
-        if self._log_fetch_source == self.id:
-            self._log_fetch_source = (self._log_fetch_source + 1) % self._n
-        self._request_log(self._log_fetch_source)
+        self._request_log_in_turn()
         entry = self._log.get(self.last_executed + 1)
         if entry is not None and entry.committed and self._batch_of(entry) is None:
             self._fetch_batch(entry)
+
+    def _request_log_in_turn(self) -> None:
+        """S1: ask the next other replica, in turn, for the committed batches we lack."""
+        source = (self._log_fetch_source + 1) % self._n
+        if source == self.id:
+            source = (source + 1) % self._n
+        self._log_fetch_source = source
+        self._request_log(source)
 
     def _request_log(self, source: int) -> None:
         self._catch_up_timer.start(self.now_ms, self.config.state_transfer_timeout_ms)

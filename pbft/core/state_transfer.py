@@ -247,7 +247,6 @@ class StateFetch:
         "started_ms",
         "size",
         "requests_sent",
-        "last_source",
         "_sources",
         "_pacer",
         "_chunk_bytes",
@@ -284,8 +283,6 @@ class StateFetch:
         self.size: int | None = None
         #: Chunk requests sent, per source (the test of "used less").
         self.requests_sent: Counter[int] = Counter()
-        #: Who sent the last chunk that verified (a responsive replica to ask for the log).
-        self.last_source: int | None = None
         self._sources = tuple(sources)
         self._pacer = pacer
         self._chunk_bytes = chunk_bytes
@@ -445,7 +442,6 @@ class StateFetch:
             if chunk.chunk != 0:
                 self._queue.appendleft(0)
         self._chunks[chunk.chunk] = chunk.data
-        self.last_source = source
         sent = self._forget(chunk.chunk, source)
         if sent is not None:
             if now_ms - sent > self._timeout_ms // 2:
