@@ -52,3 +52,19 @@ def test_under_attack_slow_primary_sweep_reports_a_ratio_per_delay(capsys):
     assert all(0 <= ratio <= 1.5 for ratio in sweep.values())
     assert summary["min_throughput_ratio"] == min(
         row["ratio"] for row in summary["runs"] if row["attack"] != "fault-free")
+
+
+def test_the_readme_runs_the_availability_benchmark_as_this_test_does(capsys):
+    """The README's command lines for benchmarks/under_attack.py, as written, parse and run
+    (with --quick added, to keep CI short): the options the README shows exist."""
+    import shlex
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    lines = [line for line in readme.splitlines()
+             if line.startswith(".venv/bin/python benchmarks/under_attack.py")]
+    assert len(lines) == 2
+    for line in lines:
+        under_attack.main([*shlex.split(line)[2:], "--quick"])
+        summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        assert ("slow_primary_ratio_by_delay_ms" in summary) == ("--slow-primary-sweep" in line)
