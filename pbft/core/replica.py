@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import replace
 
-from ..app import ExecutionContext, StateMachine
+from ..app import ExecutionContext, StateMachine, application_error_result
 from ..codec import batch_digest, signing_payload
 from ..config import ClusterConfig
 from ..crypto import Signer, Verifier
@@ -118,6 +118,8 @@ class Replica:
         self._admitted = frozenset(config.clients)
         self._app_admits = getattr(app, "admits", None)
         self.dropped: Counter[str] = Counter()
+        #: Exceptions the application raised, by type (see `_application_raised`).
+        self.application_errors: Counter[str] = Counter()
         self.view_changes_started = 0
         self.state_transfers_completed = 0
 
@@ -668,12 +670,21 @@ class Replica:
             return "client_not_admitted"
         if request.read_only:
             return None
-        admits = self._app_admits
-        if admits is not None and not admits(request.client):
+        if self._app_admits is not None and not self._admits(request.client):
             return "client_not_admitted"
         if record is None and self.client_table.full:
             return "client_table_full"
         return None
+
+    def _admits(self, client: bytes) -> bool:
+        """The application's `admits` (N8'); one that raises refuses (and is counted, as
+        `execute` raising is): a client's key must not stop the replica."""
+        assert self._app_admits is not None
+        try:
+            return bool(self._app_admits(client))
+        except Exception as error:  # noqa: BLE001 - see StateMachine
+            self.application_errors[type(error).__name__] += 1
+            return False
 
     def _wait_for(self, request: Request) -> bool:
         """Start waiting on `request` (V1); False if the waiting requests' bounds refuse it."""
@@ -788,8 +799,17 @@ class Replica:
 
     def _execute_read_only(self, request: Request) -> None:
         """R1: answer from the current state, unordered; the client needs 2f + 1 matching."""
-        result = self._app.query(request.operation, request.client)
+        try:
+            result = self._app.query(request.operation, request.client)
+        except Exception as error:  # noqa: BLE001 - as at execution
+            result = self._application_raised(error)
         self._send_reply(request.client, request.timestamp, result, True)
+
+    def _application_raised(self, error: Exception) -> bytes:
+        """The application raised on a request: its result says so, the same on every
+        correct replica (`pbft.app.application_error_result`); counted by exception type."""
+        self.application_errors[type(error).__name__] += 1
+        return application_error_result(error)
 
     # ------------------------------------------------------------------ the primary (N2, D1)
 
@@ -1137,7 +1157,10 @@ class Replica:
                 continue  # N8: already executed (a retransmission proposed twice)
             if self._refused_at_execution(client, timestamp):
                 continue  # N8'
-            result = execute(request.operation, ExecutionContext(sequence, client, timestamp_ms))
+            try:
+                result = execute(request.operation, ExecutionContext(sequence, client, timestamp_ms))
+            except Exception as error:  # noqa: BLE001 - see StateMachine: one request must not
+                result = self._application_raised(error)  # stop the service
             table.record(client, timestamp, result, sequence)
             if client in waiting and waiting[client].timestamp <= timestamp:
                 self._stop_waiting(client)
@@ -1167,9 +1190,8 @@ class Replica:
         same requests; we stop waiting for it (V1: it will never execute). The listed
         clients need no check here: no correct replica accepts another key's request, at
         arrival or in a PRE-PREPARE, so no batch holding one commits."""
-        admits = self._app_admits
         table = self.client_table
-        if admits is not None and not admits(client):
+        if self._app_admits is not None and not self._admits(client):
             self.dropped["client_not_admitted_at_execution"] += 1
         elif table.has_room_for(client):
             if table.get(client) is None and len(table) + 1 == table.capacity:
