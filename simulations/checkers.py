@@ -3,25 +3,37 @@ linearizability of what clients saw, and liveness. Each returns the violations i
 the checker, the sequence number and the replicas involved.
 
 Only correct replicas are judged (a Byzantine replica may execute whatever it likes); crashed
-and restarted replicas are correct.
+and restarted replicas are correct, and so are replicas still down when the run ends: what they
+did while up is judged (their executed history survives crashes, `Simulation.executed`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from pbft.app import kv_decode_result
 from pbft.codec import unpackb_canonical
 
 from .engine import Simulation, Violation
+from .linearizability import linearizability
+
+__all__ = ["linearizability"]  # re-exported: it runs with the other safety checkers
 
 Checker = Callable[[Simulation], list[Violation]]
 
 
 def agreement(sim: Simulation) -> list[Violation]:
-    """No two correct replicas execute different batches at the same sequence number."""
+    """No two correct replicas execute different batches at the same sequence number, and no
+    correct replica executes a sequence number again (after a restart, from an older
+    snapshot) differently from the first time (`Simulation.reexecuted_differently`)."""
     first: dict[int, tuple[bytes, int]] = {}
-    violations = []
+    correct = set(sim.correct_replicas())
+    violations = [
+        Violation("agreement", f"replica {replica} executed sequence {sequence} again with "
+                               f"{difference}", sequence, (replica,))
+        for replica, sequence, difference in sim.reexecuted_differently if replica in correct
+    ]
     for replica in sim.correct_replicas():
         for batch in sim.executed[replica]:
             seen = first.setdefault(batch.sequence, (batch.digest, replica))
@@ -133,15 +145,67 @@ def kv_append_linearizability(sim: Simulation) -> list[Violation]:
 
 
 def liveness(sim: Simulation, finished: bool) -> list[Violation]:
-    """With at most f faulty replicas, every request of a correct client completed within the
-    liveness bound after the last fault healed."""
-    if finished or len(sim.faulty) > sim.config.f:
+    """With at most f faulty replicas (Byzantine, or down when the run ends), every request of
+    a correct client completed within the liveness bound after the last fault healed."""
+    if finished or len(sim.faulty | sim.down) > sim.config.f:
         return []
     pending = [c.record.name for c in sim.clients if c.record.correct and not c.done]
     return [Violation("liveness", f"clients still waiting after the bound: {pending[:5]}")]
 
 
-SAFETY_CHECKERS: tuple[Checker, ...] = (agreement, single_vote, validity, exactly_once)
+def runaway(sim: Simulation) -> list[Violation]:
+    """The run was stopped by its event budget (`Simulation.events_max`): something grew
+    without end (a message storm), or the budget is too small for the scenario."""
+    if not sim.runaway:
+        return []
+    return [Violation("runaway", f"stopped after {sim.events:,} events at "
+                                 f"{sim.now_us / 1000:.0f} ms of virtual time (events_max)")]
+
+
+SAFETY_CHECKERS: tuple[Checker, ...] = (agreement, single_vote, validity, exactly_once,
+                                        linearizability)
+
+
+@dataclass
+class CatchUpWatch:
+    """Recovery without new load (issue 12, item 2): every correct replica running
+    `bound_ms` after the last fault has executed at least the highest sequence number any
+    correct replica had executed by the last fault. `install` before the run schedules the
+    two observations (they are not faults, and keep the run going until the second);
+    `violations` after it."""
+
+    bound_ms: float
+    #: The highest sequence number correct replicas had executed at the last fault.
+    target: int | None = None
+    #: Each correct running replica's `last_executed` at the deadline (None: not reached).
+    reached: dict[int, int] | None = None
+
+    def install(self, sim: Simulation) -> "CatchUpWatch":
+        start_ms = sim.last_fault_us / 1000
+        sim.at(start_ms, self._note_target, fault=False)
+        sim.at(start_ms + self.bound_ms, self._note_reached, fault=False)
+        return self
+
+    def _note_target(self, sim: Simulation) -> None:
+        self.target = max((batch.sequence for r in sim.correct_replicas()
+                           for batch in sim.executed[r][-1:]), default=0)
+
+    def _note_reached(self, sim: Simulation) -> None:
+        self.reached = {r: sim.replicas[r].last_executed for r in sim.correct_replicas()
+                        if r not in sim.down}
+
+    def violations(self, sim: Simulation) -> list[Violation]:
+        if self.target is None or self.reached is None:
+            return [Violation("catch_up", f"the run ended before the catch-up deadline "
+                                          f"({self.bound_ms:.0f} ms after the last fault)")]
+        behind = {r: at for r, at in self.reached.items() if at < self.target}
+        if not behind:
+            return []
+        return [Violation(
+            "catch_up", f"{self.bound_ms:.0f} ms after the last fault, replicas "
+                        f"{sorted(behind)} had executed only up to {behind} while sequence "
+                        f"{self.target} had been executed before it",
+            self.target, tuple(sorted(behind)))]
 
 
 # ------------------------------------------------------------------ availability (issue 11)

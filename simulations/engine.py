@@ -8,9 +8,11 @@ and the trace hash printed with every run proves it.
 
 from __future__ import annotations
 
+import bisect
 import gc
 import hashlib
 import heapq
+import inspect
 import random
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -24,7 +26,16 @@ from pbft.core import ClientResult, ClientSession, ExecutedBatch, Replica
 from pbft.crypto import Signer, Verifier
 from pbft.ed25519 import Ed25519Verifier
 from pbft.core.sizes import message_bytes
-from pbft.messages import Commit, LoggedBatch, NewView, Prepare, PrePrepare, Reply, ViewChange
+from pbft.messages import (
+    Commit,
+    LoggedBatch,
+    NewView,
+    Prepare,
+    PrePrepare,
+    Reply,
+    Request,
+    ViewChange,
+)
 
 from .cluster import deterministic_signer
 from .network import Network, NetworkProfile
@@ -121,13 +132,38 @@ class InsecureVerifier:
         return expected == signature
 
 
+#: What a workload's `make_operation(client_index, i, rng)` returns: the operation, or the
+#: operation and whether to submit it read-only (R1).
+Operation = bytes | tuple[bytes, bool]
+#: `make_operation`: (client index, operation index, the client's own seeded `random.Random`)
+#: -> `Operation`. A callable of two parameters, (client index, operation index), is called
+#: without the generator.
+MakeOperation = Callable[..., Operation]
+
+
+@dataclass
+class RequestMarks:
+    """How one operation of a client went to the replicas: whether it was submitted read-only
+    (R1), the timestamp of every request sent for it (a read-only request that falls back to
+    ordering is sent again under a new timestamp), and, once a result is accepted, the
+    timestamp of the request it answers and whether it came by the read-only path."""
+
+    read_only: bool
+    timestamps: list[int]
+    result_timestamp: int | None = None
+    answered_read_only: bool | None = None
+
+
 @dataclass
 class ClientRecord:
-    """What one client did: each operation with its invocation and completion (virtual µs)."""
+    """What one client did: each operation with its invocation and completion (virtual µs),
+    and by operation index the `RequestMarks` the engine saw (for every operation whose
+    requests went through the engine; records made by hand may have none)."""
 
     name: str
     correct: bool = True
     operations: list[tuple[bytes, int, int | None, bytes | None]] = field(default_factory=list)
+    marks: dict[int, RequestMarks] = field(default_factory=dict)
 
 
 class SessionProxy:
@@ -153,13 +189,16 @@ class SessionProxy:
 
 class SimClient:
     """A closed-loop client: submits its next operation after a think time drawn from the
-    simulation's generator, until it has submitted `requests` operations."""
+    simulation's generator, until it has submitted `requests` operations. `rng` is its own
+    generator for `make_operation`, seeded from the simulation's seed and the client's name
+    (so a workload's draws neither depend on nor disturb the network's)."""
 
     __slots__ = ("session", "record", "remaining", "think_ms", "make_operation", "index",
-                 "invoked_us", "done")
+                 "invoked_us", "done", "rng", "_takes_rng")
 
     def __init__(self, session: ClientSession, record: ClientRecord, index: int, requests: int,
-                 think_ms: float, make_operation: Callable[[int, int], bytes]) -> None:
+                 think_ms: float, make_operation: MakeOperation,
+                 rng: random.Random | None = None) -> None:
         self.session = session
         self.record = record
         self.index = index
@@ -168,6 +207,29 @@ class SimClient:
         self.make_operation = make_operation
         self.invoked_us = 0
         self.done = requests == 0
+        self.rng = rng if rng is not None else random.Random(record.name)
+        self._takes_rng = _takes_rng(make_operation)
+
+    def next_operation(self, i: int) -> tuple[bytes, bool]:
+        """Operation `i` of this client and whether it is read-only."""
+        if self._takes_rng:
+            made = self.make_operation(self.index, i, self.rng)
+        else:
+            made = self.make_operation(self.index, i)
+        if type(made) is tuple:
+            operation, read_only = made
+            return operation, bool(read_only)
+        return made, False
+
+
+def _takes_rng(make_operation: Callable) -> bool:
+    """Whether `make_operation` takes a third positional argument (the generator)."""
+    try:
+        parameters = inspect.signature(make_operation).parameters.values()
+    except (TypeError, ValueError):  # a builtin without a signature: the two-argument form
+        return False
+    positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return len(positional) >= 3 or any(p.kind is p.VAR_POSITIONAL for p in parameters)
 
 
 @dataclass
@@ -237,7 +299,7 @@ class Simulation:
         clients: int = 4,
         requests_per_client: int = 40,
         think_ms: float = 50.0,
-        make_operation: Callable[[int, int], bytes] | None = None,
+        make_operation: MakeOperation | None = None,
         app_factory: Callable[[], StateMachine] | None = None,
         network: NetworkProfile | None = None,
         config_overrides: dict[str, Any] | None = None,
@@ -293,7 +355,17 @@ class Simulation:
         #: votes may leave before they are durable, `Ready.durable_first` False).
         self._torn_next: dict[int, bool] = {}
         self._compacted = [0] * replicas
+        #: Every batch each replica executed, in sequence order, across crashes, restarts and
+        #: wiped disks: executing a sequence number again (after a restart, from an older
+        #: snapshot) is not recorded twice; if it differs from the first execution it is noted
+        #: in `reexecuted_differently` (see `_note_executed`).
         self.executed: list[list[ExecutedBatch]] = [[] for _ in range(replicas)]
+        self._executed_at: list[dict[int, ExecutedBatch]] = [{} for _ in range(replicas)]
+        #: (replica, sequence, what differs) for every execution of a sequence number that
+        #: differs from that replica's first execution of it (checkers.agreement).
+        self.reexecuted_differently: list[tuple[int, int, str]] = []
+        #: Virtual µs at which each replica first executed each sequence number.
+        self.executed_at_us: list[dict[int, int]] = [{} for _ in range(replicas)]
         #: The digest of every vote each replica without a behaviour sent, by (replica, kind,
         #: view, sequence), and the votes that contradicted an earlier one (N10).
         self.votes_sent: dict[tuple[int, type, int, int], bytes] = {}
@@ -326,6 +398,12 @@ class Simulation:
         for c in range(clients):
             self.add_client(f"client-{c}", requests_per_client, think_ms, operation)
 
+        #: Clients submit nothing new before this virtual time (`pause_clients`).
+        self.clients_paused_until_us = 0
+        #: The run stops after this many events (None: no limit), with `runaway` set: a storm
+        #: of messages that grows without end must end a sweep's run, not hang it.
+        self.events_max: int | None = None
+        self.runaway = False
         #: Virtual time (µs) of the last fault; liveness is judged from there.
         self.last_fault_us = 0
         #: The run goes on at least until every scheduled action has happened.
@@ -342,10 +420,15 @@ class Simulation:
         self.faulty.add(replica_id)
 
     def add_client(self, name: str, requests: int, think_ms: float,
-                   make_operation: Callable[[int, int], bytes], correct: bool = True) -> SimClient:
+                   make_operation: MakeOperation, correct: bool = True) -> SimClient:
+        """A closed-loop client `name` submitting `requests` operations made by
+        `make_operation` (see `MakeOperation`), which gets a generator of its own derived from
+        the simulation's seed and `name`."""
         session = ClientSession(self.config, self.make_signer(name), 0)
         record = ClientRecord(name, correct)
-        client = SimClient(session, record, len(self.clients), requests, think_ms, make_operation)
+        rng = random.Random(f"pbft-sim-operations:{self.seed}:{name}")
+        client = SimClient(session, record, len(self.clients), requests, think_ms, make_operation,
+                           rng)
         self.clients.append(client)
         self._clients_by_key[session.client] = client
         if requests:
@@ -375,6 +458,14 @@ class Simulation:
             self.last_fault_us = max(self.last_fault_us, us)
         self._schedule(us, _ACTION, action, None, None)
 
+    def pause_clients(self, until_ms: float) -> None:
+        """From now on, clients submit nothing new before virtual time `until_ms` (a request
+        already outstanding goes on): an idle period. Raises ValueError if `until_ms` is
+        negative."""
+        if until_ms < 0:
+            raise ValueError(f"until_ms must not be negative, got {until_ms!r}")
+        self.clients_paused_until_us = max(self.clients_paused_until_us, int(until_ms * 1000))
+
     # ------------------------------------------------------------------ faults
 
     def crash(self, replica_id: int, torn: bool = False, after_early_sends: bool = False) -> None:
@@ -398,12 +489,8 @@ class Simulation:
         )
         self.down.discard(replica_id)
         self._torn_next.pop(replica_id, None)
-        # What it executed after its last durable snapshot is gone with the crash; what it
-        # executes again from there is a new history, not a second execution.
-        recovered = self.replicas[replica_id].last_executed
-        self.executed[replica_id] = [
-            b for b in self.executed[replica_id] if b.sequence <= recovered
-        ]
+        # What it executed before the crash stays in `executed` (clients may have seen its
+        # replies); what it executes again from its snapshot on is checked against that.
         self._flush(replica_id)
 
     # ------------------------------------------------------------------ the loop
@@ -424,10 +511,15 @@ class Simulation:
         deliver = self._deliver
         until_us = int(until_ms * 1000)
         bound_us = int(liveness_bound_ms * 1000)
+        events_max = self.events_max if self.events_max is not None else float("inf")
         while heap:
             at_us, _, kind, a, b, c = pop(heap)
             if at_us > until_us or at_us > self.last_fault_us + bound_us:
                 heapq.heappush(heap, (at_us, 0, kind, a, b, c))
+                break
+            if self.events >= events_max:
+                heapq.heappush(heap, (at_us, 0, kind, a, b, c))
+                self.runaway = True
                 break
             self.now_us = at_us
             self.events += 1
@@ -601,7 +693,8 @@ class Simulation:
                 # go first (the worst case for recovery), before them otherwise.
                 if not ready.durable_first:
                     self._send_ready(replica_id, behaviour, ready)
-                    self.executed[replica_id].extend(ready.executed)
+                    if ready.executed:
+                        self._note_executed(replica_id, ready.executed)
                 storage.append_torn(ready.persist, self.rng)
                 del self._torn_next[replica_id]
                 self.down.add(replica_id)
@@ -609,12 +702,37 @@ class Simulation:
             storage.append(ready.persist)
             self._send_ready(replica_id, behaviour, ready)
             if ready.executed:
-                self.executed[replica_id].extend(ready.executed)
+                self._note_executed(replica_id, ready.executed)
             low = ready.status.low_watermark
             if low > self._compacted[replica_id]:
                 self._compacted[replica_id] = low
                 storage.compact(low)
             replica.advance()
+
+    def _note_executed(self, replica_id: int, batches: tuple[ExecutedBatch, ...]) -> None:
+        """Add what a replica executed to its history. A sequence number it executed before
+        (a restart recovers from its last snapshot and executes the log after it again; a
+        state transfer may restore an older state) is not added again: it must be the same
+        batch, at the same timestamp, with the same requests and results (the view may
+        differ: a view change re-proposes committed batches), or it is noted in
+        `reexecuted_differently`."""
+        history = self.executed[replica_id]
+        first = self._executed_at[replica_id]
+        first_at = self.executed_at_us[replica_id]
+        for batch in batches:
+            sequence = batch.sequence
+            earlier = first.get(sequence)
+            if earlier is None:
+                first[sequence] = batch
+                first_at[sequence] = self.now_us
+                if not history or history[-1].sequence < sequence:
+                    history.append(batch)
+                else:  # a sequence number it had skipped by state transfer
+                    bisect.insort(history, batch, key=_sequence_of)
+                continue
+            difference = _execution_difference(earlier, batch)
+            if difference is not None:
+                self.reexecuted_differently.append((replica_id, sequence, difference))
 
     def _send_ready(self, replica_id: int, behaviour: Any, ready: Any) -> None:
         plain = None
@@ -670,10 +788,16 @@ class Simulation:
         session = client.session
         if client.remaining <= 0 or session.outstanding is not None:
             return
+        if self.now_us < self.clients_paused_until_us:
+            self._schedule(self.clients_paused_until_us, _CLIENT, client, None, None)
+            return
         i = len(client.record.operations)
-        operation = client.make_operation(client.index, i)
+        operation, read_only = client.next_operation(i)
         session.now_ms = max(session.now_ms, self.now_us // 1000)
-        session.submit(operation)
+        if read_only:
+            session.submit(operation, read_only=True)
+        else:
+            session.submit(operation)
         client.remaining -= 1
         client.record.operations.append((operation, self.now_us, None, None))
         self._flush_client(client)
@@ -681,16 +805,36 @@ class Simulation:
     def _flush_client(self, client: SimClient) -> None:
         session = client.session
         ready = session.ready()
+        key = session.client
         for outbound in ready.messages:
-            self.send(session.client, outbound.to, outbound.message)
+            message = outbound.message
+            if type(message) is Request and message.client == key:
+                self._mark_request(client.record, message)
+            self.send(key, outbound.to, message)
         for result in ready.results:
             self._client_result(client, result)
         session.advance()
+
+    @staticmethod
+    def _mark_request(record: ClientRecord, request: Request) -> None:
+        """Note a request sent for the client's latest operation (`RequestMarks`)."""
+        index = len(record.operations) - 1
+        if index < 0:
+            return
+        marks = record.marks.get(index)
+        if marks is None:
+            record.marks[index] = RequestMarks(request.read_only, [request.timestamp])
+        elif request.timestamp not in marks.timestamps:
+            marks.timestamps.append(request.timestamp)
 
     def _client_result(self, client: SimClient, result: ClientResult) -> None:
         operations = client.record.operations
         operation, invoked_us, _, _ = operations[-1]
         operations[-1] = (operation, invoked_us, self.now_us, result.result)
+        marks = client.record.marks.get(len(operations) - 1)
+        if marks is not None:
+            marks.result_timestamp = result.timestamp
+            marks.answered_read_only = result.read_only
         if client.remaining > 0:
             think_us = int(self.rng.expovariate(1.0 / max(client.think_ms, 0.001)) * 1000)
             self._schedule(self.now_us + think_us, _CLIENT, client, None, None)
@@ -710,3 +854,20 @@ class Simulation:
     def correct_replicas(self) -> list[int]:
         return [r for r in range(len(self.replicas)) if r not in self.faulty]
 
+
+
+def _sequence_of(batch: ExecutedBatch) -> int:
+    return batch.sequence
+
+
+def _execution_difference(first: ExecutedBatch, again: ExecutedBatch) -> str | None:
+    """What differs between two executions of one sequence number by one replica, or None."""
+    if first.digest != again.digest:
+        return "another batch"
+    if first.timestamp_ms != again.timestamp_ms:
+        return f"timestamp {again.timestamp_ms} instead of {first.timestamp_ms}"
+    if [e.request for e in first.requests] != [e.request for e in again.requests]:
+        return "other requests executed"
+    if [e.result for e in first.requests] != [e.result for e in again.requests]:
+        return "other results"
+    return None

@@ -50,8 +50,21 @@ class NetworkProfile:
 
 @dataclass
 class _Link:
-    blocked: bool = False
+    #: The partitions that block this link (it is blocked while any does).
+    blocked_by: set = field(default_factory=set)
     clogged_until_us: int = 0
+
+    @property
+    def blocked(self) -> bool:
+        return bool(self.blocked_by)
+
+
+@dataclass(frozen=True, eq=False)
+class Partition:
+    """A handle on one `Network.partition` call: `Network.heal(partition)` lifts it alone.
+    Compared by identity: two calls with the same groups are two partitions."""
+
+    links: frozenset[tuple[Node, Node]]
 
 
 @dataclass(frozen=True)
@@ -116,16 +129,21 @@ class Network:
 
     # ------------------------------------------------------------------ faults
 
-    def partition(self, group_a: list[Node], group_b: list[Node], one_way: bool = False) -> None:
-        """Block links from group_a to group_b (and back, unless `one_way`)."""
-        for a in group_a:
-            for b in group_b:
-                self._link(a, b).blocked = True
-                if not one_way:
-                    self._link(b, a).blocked = True
+    def partition(self, group_a: list[Node], group_b: list[Node],
+                  one_way: bool = False) -> Partition:
+        """Block links from group_a to group_b (and back, unless `one_way`). Returns a handle
+        for `heal(partition)`; a link blocked by several partitions stays blocked until each
+        is healed (or everything is, by `heal()`)."""
+        links = {(a, b) for a in group_a for b in group_b}
+        if not one_way:
+            links |= {(b, a) for a, b in links}
+        partition = Partition(frozenset(links))
+        for source, destination in partition.links:
+            self._link(source, destination).blocked_by.add(partition)
+        return partition
 
-    def isolate(self, node: Node, others: list[Node]) -> None:
-        self.partition([node], [o for o in others if o != node])
+    def isolate(self, node: Node, others: list[Node]) -> Partition:
+        return self.partition([node], [o for o in others if o != node])
 
     def clog(self, source: Node, destination: Node, until_us: int) -> None:
         """Hold every message on one link until `until_us` (then they arrive in a burst)."""
@@ -144,8 +162,21 @@ class Network:
             None if destinations is None else frozenset(destinations), low_ms * 1000,
             high_ms * 1000)
 
-    def heal(self) -> None:
-        """Remove every partition, clog and slowdown; loss and duplication stop too."""
-        self._links.clear()
-        self._slowdowns.clear()
-        self.faulty = False
+    def heal(self, partition: Partition | None = None) -> None:
+        """Without an argument: remove every partition, clog and slowdown; loss and duplication
+        stop too. With `partition` (what `partition` or `isolate` returned): lift that one
+        partition only; other partitions, clogs, slowdowns, loss and duplication stay, and
+        healing it a second time changes nothing."""
+        if partition is None:
+            self._links.clear()
+            self._slowdowns.clear()
+            self.faulty = False
+            return
+        for key in partition.links:
+            link = self._links.get(key)
+            if link is None:
+                continue
+            link.blocked_by.discard(partition)
+            if not link.blocked_by and not link.clogged_until_us:
+                # An idle link record would keep `plain_latency_us` off the fast path.
+                del self._links[key]

@@ -9,13 +9,14 @@ random in it (latencies, which replica, when) comes from the simulation's own ge
 from __future__ import annotations
 
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from pbft.config import ClusterConfig
 
 from . import checkers
-from .engine import RunResult, Simulation
+from .engine import RunResult, Simulation, Violation
 from .network import NetworkProfile
 
 
@@ -26,10 +27,19 @@ class Scenario:
     build: Callable[[int], Simulation]
     #: Seeds run in CI for this scenario.
     seeds: tuple[int, ...] = (1, 2, 3)
+    #: False: registered (`python -m simulations run` and `sweep` know it) but left out of the
+    #: CI sweep of the catalogue (tests/test_simulator.py), e.g. while it exposes a known bug.
+    ci: bool = True
     until_ms: float = 120_000
     liveness_bound_ms: float = 30_000
-    #: Application-specific linearizability checker (the default knows kv_append).
+    #: An application-specific checker, run after the safety checkers (which include the
+    #: linearizability checker for any application); the default knows kv_append.
     linearizability: checkers.Checker = checkers.kv_append_linearizability
+    #: The run stops after this many events (`Simulation.events_max`), a "runaway" violation.
+    events_max: int | None = None
+    #: Recovery without new load: checkers.CatchUpWatch with this bound (less than
+    #: `liveness_bound_ms`, or the run may end first).
+    catch_up_bound_ms: float | None = None
     # Availability oracles (issue 11), off unless a scenario asks for them:
     #: The longest a correct client's request may wait, from the configuration (typically
     #: `checkers.request_wait_bound_ms`): checkers.request_wait.
@@ -64,19 +74,39 @@ def scenario(name: str, description: str, **options) -> Callable:
 
 def run_scenario(entry: Scenario, seed: int, simulation: Simulation | None = None) -> RunResult:
     """Run one scenario with one seed and check it. `simulation` overrides the built one (the
-    hypothesis search passes its own)."""
+    hypothesis search passes its own).
+
+    An exception inside the run (a broken invariant of the core, an application that stops a
+    replica) ends the run and is reported as a violation of the "invariant" checker, with
+    where it was raised; the checkers then judge what happened until then. Replicas down at
+    the end are judged for safety like the other correct ones (`checkers`), and count as
+    faulty for liveness and in the result."""
     sim = simulation if simulation is not None else entry.build(seed)
     if entry.bytes_held_bound is not None and not sim.samples_memory:
         sim.sample_memory(entry.memory_sample_every_ms)
-    started = time.perf_counter()
-    finished = sim.run(until_ms=entry.until_ms, liveness_bound_ms=entry.liveness_bound_ms)
-    wall_s = time.perf_counter() - started
-    faulty = sorted(sim.faulty | sim.down)
-    sim.faulty = set(faulty)
+    if entry.events_max is not None:
+        sim.events_max = entry.events_max
+    watch = None
+    if entry.catch_up_bound_ms is not None:
+        watch = checkers.CatchUpWatch(entry.catch_up_bound_ms).install(sim)
     violations = []
+    started = time.perf_counter()
+    try:
+        finished = sim.run(until_ms=entry.until_ms, liveness_bound_ms=entry.liveness_bound_ms)
+    except Exception as error:  # noqa: BLE001 - any crash of the run is a finding
+        finished = False
+        violations.append(Violation("invariant", _describe(error)))
+    wall_s = time.perf_counter() - started
     for check in (*checkers.SAFETY_CHECKERS, entry.linearizability):
         violations.extend(check(sim))
     violations.extend(checkers.liveness(sim, finished))
+    violations.extend(checkers.runaway(sim))
+    if watch is not None:
+        violations.extend(watch.violations(sim))
+    faulty = sorted(sim.faulty | sim.down)
+    # Afterwards (availability oracles, readers of the finished run) replicas that are down
+    # count as faulty: a crashed primary's view change is needed.
+    sim.faulty = set(faulty)
     violations.extend(availability_violations(entry, sim, seed))
     return RunResult(
         scenario=entry.name, seed=seed, replicas=len(sim.replicas), faulty=faulty,
@@ -84,6 +114,14 @@ def run_scenario(entry: Scenario, seed: int, simulation: Simulation | None = Non
         virtual_s=sim.now_us / 1e6, wall_s=wall_s, events=sim.events,
         deliveries=sim.deliveries, trace_hash=sim.trace_hash(),
     )
+
+
+def _describe(error: Exception) -> str:
+    """An exception's type, message and the innermost frame that raised it."""
+    frames = traceback.extract_tb(error.__traceback__)
+    where = f" at {'/'.join(frames[-1].filename.split('/')[-2:])}:{frames[-1].lineno} " \
+            f"({frames[-1].name})" if frames else ""
+    return f"{type(error).__name__}: {error}{where}"
 
 
 def availability_violations(entry: Scenario, sim: Simulation, seed: int) -> list:
