@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from pbft.config import ClusterConfig
+from pbft.core import Replica
 
 from . import checkers
 from .engine import RunResult, Simulation, Violation
@@ -95,7 +96,7 @@ def run_scenario(entry: Scenario, seed: int, simulation: Simulation | None = Non
         finished = sim.run(until_ms=entry.until_ms, liveness_bound_ms=entry.liveness_bound_ms)
     except Exception as error:  # noqa: BLE001 - any crash of the run is a finding
         finished = False
-        violations.append(Violation("invariant", _describe(error)))
+        violations.append(_invariant_violation(error))
     wall_s = time.perf_counter() - started
     for check in (*checkers.SAFETY_CHECKERS, entry.linearizability):
         violations.extend(check(sim))
@@ -116,12 +117,25 @@ def run_scenario(entry: Scenario, seed: int, simulation: Simulation | None = Non
     )
 
 
-def _describe(error: Exception) -> str:
-    """An exception's type, message and the innermost frame that raised it."""
+def _invariant_violation(error: Exception) -> Violation:
+    """An exception's type and message, the replica whose code raised it (if one did), and
+    the innermost frame: where, and its source line (an assert often has no message)."""
+    replica = None
+    tb = error.__traceback__
+    while tb is not None:
+        owner = tb.tb_frame.f_locals.get("self")
+        if isinstance(owner, Replica):
+            replica = owner.id
+        tb = tb.tb_next
     frames = traceback.extract_tb(error.__traceback__)
-    where = f" at {'/'.join(frames[-1].filename.split('/')[-2:])}:{frames[-1].lineno} " \
-            f"({frames[-1].name})" if frames else ""
-    return f"{type(error).__name__}: {error}{where}"
+    text = f"{type(error).__name__}: {error}".rstrip(": ")
+    if replica is not None:
+        text += f" in replica {replica}"
+    if frames:
+        last = frames[-1]
+        text += (f" at {'/'.join(last.filename.split('/')[-2:])}:{last.lineno} ({last.name}: "
+                 f"{last.line})")
+    return Violation("invariant", text, replicas=() if replica is None else (replica,))
 
 
 def availability_violations(entry: Scenario, sim: Simulation, seed: int) -> list:
@@ -296,3 +310,4 @@ def _three_primaries(seed: int) -> Simulation:
 from . import scenarios_byzantine  # noqa: F401
 from . import scenarios_trade  # noqa: F401
 from . import scenarios_attacks  # noqa: F401
+from . import scenarios_recovery  # noqa: F401
