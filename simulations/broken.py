@@ -22,6 +22,7 @@ What exposes each (found by `simulations.search`; tests/test_sim_checkers.py swe
                             arrive: single_vote
     forgetful_new_primary   V3  a view change (the primary cut off or crashed) while the new
                             primary lags behind its NEW-VIEW: single_vote
+    stale_reads        R1   any workload with reads (the bank's): linearizability
 
 `BROKEN` names them for the command line and for replay files
 (`python -m simulations.search --broken NAME`).
@@ -29,6 +30,7 @@ What exposes each (found by `simulations.search`; tests/test_sim_checkers.py swe
 
 from __future__ import annotations
 
+import copy
 from dataclasses import replace
 
 from pbft.core import Replica, quorum
@@ -132,6 +134,23 @@ class ForgetfulNewPrimary(Replica):
         self._last_assigned = self.last_executed
 
 
+class StaleReadsReplica(Replica):
+    """Breaks R1 ("answer from the current state"): from its first checkpoint on, it answers
+    read-only requests from a copy of its application taken then, never updated (as a replica
+    answering from its last snapshot would)."""
+
+    _frozen = None
+
+    def _execute_read_only(self, request) -> None:
+        if self._frozen is None and self.last_executed >= self.config.checkpoint_interval:
+            self._frozen = copy.deepcopy(self._app)
+        if self._frozen is None:
+            super()._execute_read_only(request)
+            return
+        result = self._frozen.query(request.operation, request.client)
+        self._send_reply(request.client, request.timestamp, result, True)
+
+
 #: Broken replica classes by name (for `--broken NAME` and for replay files).
 BROKEN: dict[str, type[Replica]] = {
     "double_vote": DoubleVoteReplica,
@@ -140,6 +159,7 @@ BROKEN: dict[str, type[Replica]] = {
     "reexecute": ReexecutingReplica,
     "amnesiac": AmnesiacReplica,
     "forgetful_new_primary": ForgetfulNewPrimary,
+    "stale_reads": StaleReadsReplica,
 }
 
 

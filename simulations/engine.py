@@ -364,6 +364,8 @@ class Simulation:
         #: (replica, sequence, what differs) for every execution of a sequence number that
         #: differs from that replica's first execution of it (checkers.agreement).
         self.reexecuted_differently: list[tuple[int, int, str]] = []
+        #: How many executions repeated an earlier one of the same replica exactly.
+        self.reexecutions = 0
         #: Virtual µs at which each replica first executed each sequence number.
         self.executed_at_us: list[dict[int, int]] = [{} for _ in range(replicas)]
         #: The digest of every vote each replica without a behaviour sent, by (replica, kind,
@@ -731,7 +733,9 @@ class Simulation:
                     bisect.insort(history, batch, key=_sequence_of)
                 continue
             difference = _execution_difference(earlier, batch)
-            if difference is not None:
+            if difference is None:
+                self.reexecutions += 1
+            else:
                 self.reexecuted_differently.append((replica_id, sequence, difference))
 
     def _send_ready(self, replica_id: int, behaviour: Any, ready: Any) -> None:
