@@ -1045,6 +1045,53 @@ class FetchStateFlooder(Behaviour):
 # ====================================================================== Byzantine clients
 
 
+class LaggingReads(Behaviour):
+    """Answers read-only requests (R1) from the state it had `behind_ms` earlier, and does
+    everything else honestly (it executes, votes and replies to ordered requests on time).
+    Alone it cannot mislead a client, which needs 2f + 1 matching read-only replies; with f + 1
+    correct replicas that lag as much (late COMMITs) it can: a write completes on the replies
+    of the up-to-date ones, a read on this one's and the laggards' (issue 12, item 5)."""
+
+    description = "answers reads from the state it had a while ago"
+
+    def __init__(self, behind_ms: int = 250) -> None:
+        self.behind_ms = behind_ms
+        #: (virtual ms, last executed, application snapshot) from `behind_ms` ago onwards.
+        self._states: list[tuple[int, int, bytes]] = []
+        #: The operation of each read-only request seen, by (client, timestamp).
+        self._reads: dict[tuple[bytes, int], bytes] = {}
+        self.lies = 0
+
+    def incoming(self, source: Any, message: Message) -> Message | None:
+        if type(message) is Request and message.read_only:
+            if len(self._reads) >= 4096:
+                self._reads.clear()
+            self._reads[(message.client, message.timestamp)] = message.operation
+        return message
+
+    def on_tick(self, now_ms: int) -> None:
+        context = self.context
+        executed = context.replica.last_executed
+        states = self._states
+        if not states or states[-1][1] != executed:
+            states.append((now_ms, executed,
+                           context.simulation.apps[context.replica_id].snapshot()))
+        while len(states) > 1 and states[1][0] <= now_ms - self.behind_ms:
+            del states[0]
+
+    def outgoing(self, to: tuple, message: Message) -> Send:
+        if type(message) is Reply and message.read_only and self._states:
+            operation = self._reads.get((message.client, message.timestamp))
+            if operation is not None:
+                app = self.context.simulation.app_factory()
+                app.restore(self._states[0][2])
+                result = app.query(operation, message.client)
+                if result != message.result:
+                    self.lies += 1
+                    message = replace(message, result=result)
+        return [(to, message)]
+
+
 class ClientContext:
     """What a client behaviour may use: the client's key (`client`, its identity), its signer,
     its honest `session`, the configuration, the simulation's generator and clock, and a way to
