@@ -18,8 +18,9 @@ import pytest
 from pbft.app import ExecutionContext, KeyValueStore, kv_append, kv_get
 from pbft.codec import packb_canonical
 from pbft.core import ExecutedBatch, ExecutedRequest, Replica
-from pbft.messages import Request
+from pbft.messages import Reply, Request
 from simulations import checkers
+from simulations.byzantine import Silent
 from simulations.bank import (
     BANK_INSUFFICIENT_FUNDS,
     BANK_MALFORMED,
@@ -230,15 +231,15 @@ def test_two_argument_make_operation_still_works():
     assert _operations(sim)[1] == [kv_append("k", b"1.%d;" % i) for i in range(3)]
 
 
+def _every_other_read(c, i, rng):
+    return (kv_get("k"), True) if i % 2 else (kv_append("k", b"%d;" % i), False)
+
+
 def test_read_only_operations_are_submitted_read_only_and_marked():
     """R1 in the workload: an operation made as (operation, True) is submitted read-only;
-    the record marks it, the request timestamps sent for it and how its result came (the
-    read-only path, or ordering after a fallback, under a second timestamp)."""
-    def make(c, i, rng):
-        return (kv_get("k"), True) if i % 2 else (kv_append("k", b"%d;" % i), False)
-
-    sim = Simulation(seed=1, clients=2, requests_per_client=6, make_operation=make,
-                     network=NetworkProfile(1, 30))
+    the record marks it, the request timestamp sent for it and that its result came by the
+    read-only path."""
+    sim = Simulation(seed=1, clients=2, requests_per_client=6, make_operation=_every_other_read)
     sent = []
     send = sim.send
 
@@ -253,17 +254,28 @@ def test_read_only_operations_are_submitted_read_only_and_marked():
         marks = client.record.marks
         assert sorted(marks) == list(range(6))
         for i, mark in marks.items():
-            assert mark.read_only == bool(i % 2)
-            assert mark.result_timestamp == mark.timestamps[-1]
-            if not mark.read_only:
-                assert mark.answered_read_only is False and len(mark.timestamps) == 1
-            elif mark.answered_read_only is False:  # fell back to ordering (R1)
-                assert len(mark.timestamps) == 2
+            assert mark.read_only == bool(i % 2) == mark.answered_read_only
+            assert mark.timestamps == [mark.result_timestamp]
     read_only_sent = {(r.client, r.timestamp) for r in sent if r.read_only}
     marked = {(c.session.client, m.timestamps[0]) for c in sim.clients
               for m in c.record.marks.values() if m.read_only}
     assert read_only_sent == marked
-    assert any(m.answered_read_only for c in sim.clients for m in c.record.marks.values())
+
+
+def test_a_read_that_falls_back_to_ordering_is_marked_with_both_timestamps():
+    """R1: with two replicas withholding their replies no read gets 2f + 1 matching ones; the
+    client orders it under a new timestamp, and the record keeps both, the ordered one as the
+    one its result answers."""
+    quiet = {2: Silent(types=(Reply,)), 3: Silent(types=(Reply,))}
+    sim = Simulation(seed=1, clients=2, requests_per_client=6, make_operation=_every_other_read,
+                     behaviours=quiet)
+    assert sim.run()
+    reads = [m for c in sim.clients for m in c.record.marks.values() if m.read_only]
+    assert len(reads) == 6
+    for mark in reads:
+        assert mark.answered_read_only is False
+        assert len(mark.timestamps) == 2 and mark.result_timestamp == mark.timestamps[1]
+    assert checkers.linearizability(sim) == []
 
 
 def test_pause_clients_holds_new_operations_until_then():
@@ -530,3 +542,29 @@ def test_recovery_scenarios_over_many_seeds(name):
         if result.violations:
             failing[seed] = [v.as_dict() for v in result.violations]
     assert failing == {}
+
+
+def test_lagging_reads_answers_reads_from_an_old_state_and_alone_misleads_nobody():
+    """The `LaggingReads` behaviour really lies: its read-only replies differ from the correct
+    replicas' for the same request (an older state); alone, with the others on time, every
+    read still gets 2f + 1 matching true answers (R1) and the run passes every checker."""
+    from simulations.byzantine import LaggingReads
+
+    liar = LaggingReads(behind_ms=300)
+    sim = Simulation(seed=2, clients=2, requests_per_client=30, think_ms=100.0,
+                     app_factory=Bank, make_operation=bank_workload(read_fraction=0.5),
+                     behaviours={3: liar})
+    replies: dict[tuple[bytes, int], dict[int, bytes]] = {}
+    send = sim.send
+
+    def recording(source, destinations, message):
+        if isinstance(message, Reply) and message.read_only:
+            replies.setdefault((message.client, message.timestamp), {})[source] = message.result
+        send(source, destinations, message)
+
+    sim.send = recording
+    result = run_scenario(Scenario("liar", "", lambda seed: sim, linearizability=check_bank),
+                          2, sim)
+    assert result.violations == [] and result.liveness
+    differing = [r for r in replies.values() if 3 in r and 0 in r and r[3] != r[0]]
+    assert liar.lies == len(differing) > 5
