@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import gc
 import json
+import os
 import random
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -199,9 +201,15 @@ def test_catalogue_scenario_is_safe_and_live(name, seed):
     assert result.committed > 0
 
 
+#: The checkout under test: its `simulations` must be the one the command line imports (not an
+#: installed copy of another checkout), whatever the working directory.
+ROOT = Path(__file__).resolve().parent.parent
+
+
 def _cli(*args, cwd):
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
     return subprocess.run([sys.executable, "-m", "simulations", *args], capture_output=True,
-                          text=True, cwd=cwd, timeout=300)
+                          text=True, cwd=cwd, timeout=300, env={**os.environ, "PYTHONPATH": path})
 
 
 def test_cli_list_run_and_sweep(tmp_path):
