@@ -189,7 +189,6 @@ CAUGHT = [
     ("no_conflict_check", _EQUIVOCATING, range(10), "agreement"),
     ("amnesiac", "byz_equivocating_primary_amnesiac_backup", range(1, 10), "single_vote"),
     ("forgetful_new_primary", "crash_primary", range(1, 10), "single_vote"),
-    ("stale_reads", "recovery_bank_crash_all", range(1, 4), "linearizability"),
 ]
 
 
@@ -210,8 +209,7 @@ def _caught_id(case) -> str:
 def test_broken_replica_is_caught_by_the_right_checker(broken, where, seeds, checker):
     """A sweep of a few seeds with the broken replica everywhere makes `checker` report a
     violation (N10 double votes, N5 2f commits, N3 a second digest, N8 re-execution, N10 across
-    a crash: votes sent before they were durable, forgotten and cast again, R1 reads answered
-    from an old state), whose
+    a crash: votes sent before they were durable, forgotten and cast again), whose
     sequence and replicas name correct replicas; the correct `Replica` passes the same run."""
     cls = BROKEN[broken]
     failing = []

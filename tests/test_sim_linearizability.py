@@ -2,8 +2,7 @@
 run records: the committed order is what correct replicas executed, the application replayed
 on it is the model. Each test names the property (a), (b) or (c) of the module's docstring
 that it checks; R1 (read-only requests) and N6 (execution in sequence order) are the rules
-behind them. The end-to-end case (a replica answering reads from an old state, caught in a
-real run) is in tests/test_sim_checkers.py (`stale_reads`)."""
+behind them. The last tests run it end to end."""
 
 from __future__ import annotations
 
@@ -12,6 +11,7 @@ from pbft.codec import packb_canonical
 from pbft.core import ExecutedBatch, ExecutedRequest
 from pbft.crypto import sha256
 from pbft.messages import Request
+from simulations.broken import StaleReadsReplica, use_replica_class
 from simulations.engine import RequestMarks, Simulation
 from simulations.linearizability import linearizability
 from simulations.scenarios import CATALOGUE, run_scenario
@@ -305,3 +305,15 @@ def test_the_checker_runs_with_every_scenario():
     sim.at(2_000, alter, fault=False)
     result = run_scenario(entry, 1, sim)
     assert [(v.checker, v.replicas) for v in result.violations] == [("linearizability", (1,))]
+
+
+def test_replicas_answering_reads_from_an_old_state_are_caught_in_a_real_run():
+    """R1, (c) end to end: with every replica a `StaleReadsReplica` (reads answered from the
+    state of its first checkpoint), the bank scenario with all replicas crashing reports
+    stale reads, each saying how old its state was; the correct replica passes the same run."""
+    entry = CATALOGUE["recovery_bank_crash_all"]
+    broken = run_scenario(entry, 1, use_replica_class(entry.build(1), StaleReadsReplica))
+    stale = [v for v in broken.violations if v.checker == "linearizability"]
+    assert stale and all("(read-only, invoked at" in v.message for v in stale)
+    assert "fits the prefix of" in stale[0].message
+    assert run_scenario(entry, 1).violations == []
