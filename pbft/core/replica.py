@@ -43,6 +43,7 @@ from .log import LogEntry
 from .mode import Mode
 from .ready import ExecutedBatch, ExecutedRequest, Outbound, Ready, Status
 from .rate_limit import RateLimit
+from .reads import DeferredReads
 from .recovery import read_records
 from .stash import Stash
 from .state_transfer import (
@@ -170,6 +171,10 @@ class Replica:
         self._waiting = WaitingRequests(
             config.pending_requests_max, config.pending_bytes_max, config.propose_timeout
         )
+        #: R1': the highest sequence number we prepared, and the reads waiting until we have
+        #: executed as far as a read needs (bounded like `_pending`).
+        self._prepared_horizon = 0
+        self._deferred_reads = DeferredReads(config.pending_requests_max, config.pending_bytes_max)
         #: V1': the client whose waiting request runs the request timer (the oldest waiting
         #: when the timer started): only its execution restarts the timer.
         self._timed: bytes | None = None
@@ -351,6 +356,7 @@ class Replica:
         # the state at h must not propose again at numbers it used before, N10).
         self._last_assigned = max(self._last_assigned, self.last_executed)
         self._prepared_certificates = {s: c for s, c in certificates.items() if s > h}
+        self._prepared_horizon = max(self._prepared_certificates, default=0)  # R1'
         for pre_prepare in pre_prepares.values():
             if pre_prepare.requests and pre_prepare.sequence > h:
                 self._keep_batch(pre_prepare, pre_prepare.sequence)
@@ -569,14 +575,15 @@ class Replica:
             "pending": len(self._pending),
             "proposed": len(self._proposed),
             "waiting": len(self._waiting),
+            "deferred_reads": len(self._deferred_reads),
             "view_change_messages": len(self._view_change_messages),
             "clients": len(self.client_table),
         }
 
     def bytes_held(self) -> int:
         """The protocol bytes this replica holds (encoded-size bounds, `pbft.core.sizes`): its
-        log, batches, prepared certificates, CHECKPOINTs, waiting requests, stash and view-change
-        messages. Never above `sizes.replica_bytes_budget(config)`. Walks every structure: for
+        log, batches, prepared certificates, CHECKPOINTs, waiting requests, deferred reads,
+        stash and view-change messages. Never above `sizes.replica_bytes_budget(config)`. Walks every structure: for
         tests, metrics and the simulator's memory oracle, not for the path of every message."""
         size = sizes.message_bytes
         total = 0
@@ -589,6 +596,7 @@ class Replica:
         total += sizes.VOTE_BYTES * sum(len(v) for v in self._checkpoints.values())
         total += sum(size(r) for r in self._pending.values())
         total += sum(size(r) for r in self._waiting.requests.values())
+        total += self._deferred_reads.bytes
         total += self._stash.bytes
         total += sum(size(vc) for vc in self._view_change_messages.values())
         if self._new_view is not None:
@@ -631,7 +639,7 @@ class Replica:
             self.dropped["bad_request_signature"] += 1
             return
         if request.read_only:
-            self._execute_read_only(request)
+            self._read(request)
         elif self.is_primary and self._mode is not _VIEW_CHANGE:
             size = sizes.request_bytes(request)
             if (len(self._pending) >= self.config.pending_requests_max
@@ -796,6 +804,36 @@ class Replica:
 
     def _verify_request(self, request: Request) -> bool:
         return self._verifier.verify(request.client, signing_payload(request), request.signature)
+
+    def _read(self, request: Request) -> None:
+        """R1': answer a read-only request once our state reflects everything we know to be
+        prepared or stable: every sequence number we prepared (in any view, before a crash
+        too: prepared certificates are durable before our COMMIT leaves), the stable
+        checkpoint, and a checkpoint proven beyond us. Until then the read waits
+        (`DeferredReads`, answered as execution reaches it).
+
+        Why that suffices for linearizability: a request whose result a client accepted was
+        executed by a correct replica, so 2f + 1 replicas sent COMMIT for it, having prepared
+        it; f + 1 of them are correct. Any 2f + 1 matching read replies include one of those,
+        which answers only from a state that holds the request; so the matching result does.
+        (Reads alone, answering at once, give 2f + 1 stale replies when f liars meet f + 1
+        correct replicas whose COMMITs are late.)"""
+        needs = self._read_needs()
+        if self.last_executed >= needs:
+            self._execute_read_only(request)
+        elif not self._deferred_reads.add(request, needs):
+            self.dropped["deferred_reads_full"] += 1
+
+    def _read_needs(self) -> int:
+        """R1': how far we must have executed to answer a read now."""
+        needs = max(self._prepared_horizon, self.stable_checkpoint)
+        if self._lagging is not None and self._lagging.sequence > needs:
+            needs = self._lagging.sequence
+        return needs
+
+    def _answer_due_reads(self) -> None:
+        for request in self._deferred_reads.due(self.last_executed):
+            self._execute_read_only(request)
 
     def _execute_read_only(self, request: Request) -> None:
         """R1: answer from the current state, unordered; the client needs 2f + 1 matching."""
@@ -1082,6 +1120,8 @@ class Replica:
         if entry.matching_prepares() < self._prepare_quorum:
             return
         entry.prepared = True
+        if entry.sequence > self._prepared_horizon:
+            self._prepared_horizon = entry.sequence  # R1'
         pre_prepare = entry.pre_prepare
         primary = self.config.primary(entry.view)
         # Exactly 2f PREPAREs (more may have arrived before the PRE-PREPARE): a VIEW-CHANGE
@@ -1124,6 +1164,8 @@ class Replica:
                     self._fetch_batch(entry)  # (asked again by the catch-up timer only)
                 break
             self._execute(entry, pre_prepare)
+        if self._deferred_reads:
+            self._answer_due_reads()
         if self.is_primary and self._mode is not _VIEW_CHANGE:
             self._propose_batches()
 
