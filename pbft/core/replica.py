@@ -119,6 +119,9 @@ class Replica:
         self._admitted = frozenset(config.clients)
         self._app_admits = getattr(app, "admits", None)
         self.dropped: Counter[str] = Counter()
+        #: Our state differed from a proven checkpoint's: we execute nothing more and fetch
+        #: the next proven checkpoint instead (S1).
+        self._diverged = False
         #: Exceptions the application raised, by type (see `_application_raised`).
         self.application_errors: Counter[str] = Counter()
         self.view_changes_started = 0
@@ -826,6 +829,8 @@ class Replica:
 
     def _read_needs(self) -> int:
         """R1': how far we must have executed to answer a read now."""
+        if self._diverged:
+            return self.last_executed + 1  # a state we know is wrong answers nothing
         needs = max(self._prepared_horizon, self.stable_checkpoint)
         if self._lagging is not None and self._lagging.sequence > needs:
             needs = self._lagging.sequence
@@ -1153,8 +1158,9 @@ class Replica:
     # ------------------------------------------------------------------ execution (N6–N8)
 
     def _execute_committed(self) -> None:
-        """N6: execute committed batches strictly in sequence order."""
-        while self._fetch is None:
+        """N6: execute committed batches strictly in sequence order (none while our state is
+        known to have diverged: we wait to fetch a correct one)."""
+        while self._fetch is None and not self._diverged:
             entry = self._log.get(self.last_executed + 1)
             if entry is None or not entry.committed:
                 break
@@ -1328,14 +1334,22 @@ class Replica:
         if sequence <= self.stable_checkpoint:
             return
         own = self._snapshots.get(sequence)
-        if own is not None and own.digest == digest:
+        if sequence <= self.last_executed:
+            # S1 never rolls back: a state older than what we executed is not restored.
+            if own is not None and own.digest != digest:
+                # Our state differs from the proven one (a faulty disk or a nondeterministic
+                # application): stop executing, let the others move on, and fetch the next
+                # checkpoint they prove, beyond us (`_diverged`).
+                self.dropped["diverged_from_checkpoint"] += 1
+                self._diverged = True
+                return
+            # Ours matches, or is gone (we restarted from a later snapshot of our own): the
+            # proof alone makes it stable.
             self._advance_stable_checkpoint(sequence, proof)
             if self.is_primary and self.view_active:
                 self._propose_batches()
             return
-        if sequence <= self.last_executed:
-            self.dropped["diverged_from_checkpoint"] += 1
-        elif wait and sequence <= self.last_executed + self.config.log_window:
+        if wait and sequence <= self.last_executed + self.config.log_window:
             if self._lagging is None or self._lagging.sequence < sequence:
                 self._lagging = Lagging(sequence, digest, proof)
                 self._lagging_timer.start(self.now_ms, self.config.state_transfer_timeout_ms)
@@ -1379,6 +1393,7 @@ class Replica:
         whose snapshot the others are about to discard)."""
         if self._fetch is not None and self._fetch.sequence >= sequence:
             return
+        assert sequence > self.last_executed, (sequence, self.last_executed)  # never roll back
         config = self.config
         sources = [(self.id + k) % self._n for k in range(1, self._n)]
         self._fetch = StateFetch(
@@ -1445,6 +1460,8 @@ class Replica:
         self._restore(fetch.sequence, fetch.snapshot(), chunk.replica)
 
     def _restore(self, sequence: int, snapshot: bytes, source: int) -> None:
+        assert sequence > self.last_executed, (sequence, self.last_executed)  # see _start_fetch
+        self._diverged = False
         app_snapshot, table_snapshot, timestamp_ms = decode_snapshot(snapshot)
         self._app.restore(app_snapshot)
         self.client_table.restore(table_snapshot)
