@@ -231,6 +231,13 @@ class Replica:
         #: up to n; we send none of ours there. Counted in `votes_withheld`.
         self._withheld: tuple[int, int] | None = None
         self.votes_withheld = 0
+        #: V5': the view we last worked in, its NEW-VIEW, and, during a view change of ours,
+        #: the other replicas seen still working in it; the view we follow without voting.
+        self._left_view = 0
+        self._left_new_view: NewView | None = None
+        self._left_view_active: set[int] = set()
+        self._passive_view: int | None = None
+        self.view_changes_abandoned = 0
         #: Votes that arrived once their quorum was complete: not verified, not kept.
         self.surplus_votes = 0
 
@@ -343,6 +350,8 @@ class Replica:
         if state.own_view_change is not None:
             self._view_change_messages[self.id] = state.own_view_change
         self._new_view = state.new_view
+        if state.new_view is not None:
+            self._left_view, self._left_new_view = state.new_view.view, state.new_view
         view, active = state.view, state.view_active
         certificates, pre_prepares, own_votes = (
             state.certificates, state.pre_prepares, state.own_votes
@@ -935,6 +944,8 @@ class Replica:
             return
         if (reason := self._reject_pre_prepare(pre_prepare)) is not None:
             self.dropped[reason] += 1
+            if reason == "wrong_view":
+                self._note_left_view(pre_prepare)
             return
         entry = self._accept_pre_prepare(pre_prepare)
         entry.accepted_ms = self.now_ms
@@ -955,9 +966,11 @@ class Replica:
         self._check_prepared(entry)
 
     def _withholds(self, sequence: int) -> bool:
-        """Whether recovery forbids our vote at `sequence` of this view (see VoteHorizon)."""
+        """Whether recovery forbids our vote at `sequence` of this view (see VoteHorizon), or
+        we follow this view without voting (V5')."""
         withheld = self._withheld
-        return withheld is not None and withheld[0] == self.view and sequence <= withheld[1]
+        return (withheld is not None and withheld[0] == self.view and sequence <= withheld[1]
+                or self._passive_view == self.view)
 
     def _note_vote(self, sequence: int) -> None:
         """Before voting at `sequence`: extend the vote horizon if the vote is beyond it. The
@@ -1045,6 +1058,8 @@ class Replica:
                 return
             if (reason := self._reject_vote(prepare, sender == self.primary)) is not None:
                 self.dropped[reason] += 1
+                if reason == "wrong_view":
+                    self._note_left_view(prepare)
                 return
         self._heard_ms[sender] = self.now_ms  # V1''
         entry = self._entry(sequence)
@@ -1074,6 +1089,8 @@ class Replica:
                 return
             if (reason := self._reject_vote(commit, False)) is not None:
                 self.dropped[reason] += 1
+                if reason == "wrong_view":
+                    self._note_left_view(commit)
                 return
         self._heard_ms[sender] = self.now_ms  # V1''
         entry = self._entry(sequence)
@@ -1141,6 +1158,10 @@ class Replica:
         certificate = PreparedCertificate(_without_batch(pre_prepare), prepares)
         self._prepared_certificates[entry.sequence] = certificate
         self._persist.append(certificate)  # V1 must still report it after a restart
+        if self._passive_view == self.view:
+            self.votes_withheld += 1  # V5': the others' 2f + 1 COMMITs commit it here
+            self._check_committed(entry)
+            return
         commit = self._sign(Commit(self.view, entry.sequence, entry.digest, self.id, b""))
         entry.commits[self.id] = commit
         self._persist.append(commit)
@@ -1662,6 +1683,9 @@ class Replica:
     def _start_view_change(self, new_view: int) -> None:
         """V1: stop taking part in the current view and ask for `new_view`."""
         assert new_view > self.view or (new_view == self.view and not self.view_active)
+        if self.view_active:
+            self._left_view, self._left_new_view = self.view, self._new_view
+        self._left_view_active = set()
         self.view = new_view
         self._mode = _VIEW_CHANGE
         self.view_changes_started += 1
@@ -1683,6 +1707,48 @@ class Replica:
         self._prune_stash()
         self._arm_view_change_timer()
         self._try_new_view()
+
+    def _note_left_view(self, message: PrePrepare | Prepare | Commit) -> None:
+        """V5': during our view change, a signed message of the view we left. Once 2f + 1
+        other replicas are seen working in it, our view change has no support: return."""
+        if self._mode is not _VIEW_CHANGE or message.view != self._left_view:
+            return
+        sender = message.replica
+        active = self._left_view_active
+        if sender in active or sender == self.id or not 0 <= sender < self._n:
+            return
+        if not self._verify_replica_signature(message):
+            return  # (counted as wrong_view by the caller; at most n - 1 checks per view change)
+        active.add(sender)
+        if len(active) >= self._quorum:
+            self._return_to_left_view()
+
+    def _return_to_left_view(self) -> None:
+        """V5': 2f + 1 others work in the view we left, so no view change of ours can gather
+        2f + 1 VIEW-CHANGEs: go back to that view, but only to follow it. We send no
+        PRE-PREPARE, PREPARE or COMMIT there (we prepare and execute on the others' votes),
+        because our VIEW-CHANGE, which the others may hold, does not report what we would
+        prepare now: a primary of that next view could build its NEW-VIEW from it and lose a
+        request that our vote helped commit. From the next view on, we vote again."""
+        view = self._left_view
+        self.view = view
+        self._mode = _NORMAL if self._fetch is None else _FETCHING_STATE
+        self._passive_view = view
+        self._new_view = self._left_new_view
+        self._view_change_messages.clear()
+        self._left_view_active = set()
+        self._view_change_timer.stop()
+        self._view_change_resend_timer.stop()
+        self.view_changes_abandoned += 1
+        self._waiting.forget_proposals()
+        self._restart_request_timer()
+        self._prune_stash()
+        self._request_log_in_turn()  # what executed while we were away
+
+    @property
+    def following(self) -> bool:
+        """V5': whether we follow the current view without voting in it."""
+        return self._passive_view == self.view
 
     def _arm_view_change_timer(self) -> None:
         """V4: the view-change timer runs only once 2f + 1 replicas (us included) ask for this
