@@ -703,7 +703,8 @@ class Replica:
             self._wait_for(request)
             waiting = self._waiting
             client = request.client
-            if (waiting.relay_at_once(client) and waiting.requests.get(client) is request
+            if (waiting.relay_at_once(client) and self._mode is not _VIEW_CHANGE
+                    and waiting.requests.get(client) is request
                     and not waiting.relayed(client) and waiting.awaits_proposal(client)):
                 waiting.note_relayed(client, self.now_ms)
                 self._send((self.primary,), request)
