@@ -1339,9 +1339,31 @@ class Replica:
         if (reason := self._reject_checkpoint(checkpoint)) is not None:
             self.dropped[reason] += 1
             return
-        self._checkpoints.setdefault(checkpoint.sequence, {})[checkpoint.replica] = checkpoint
-        self._highest_seen = max(self._highest_seen, checkpoint.sequence)
-        self._check_stable(checkpoint.sequence)
+        sequence = checkpoint.sequence
+        self._checkpoints.setdefault(sequence, {})[checkpoint.replica] = checkpoint
+        if sequence > self._highest_seen:
+            self._highest_seen = self._checkpoint_claimed(sequence)
+        self._check_stable(sequence)
+
+    def _checkpoint_claimed(self, sequence: int) -> int:
+        """S1: how far others are, after a CHECKPOINT at `sequence`. Within the high
+        watermark, as it says (a lie costs a window at most). Beyond it, only as far as f + 1
+        replicas claim, one of them correct: a lone faulty replica claiming a far checkpoint
+        would otherwise keep every replica asking for a log that does not exist, and looking
+        behind (which V1'' takes as a reason not to suspect the primary)."""
+        high = self.high_watermark
+        if sequence <= high:
+            return max(self._highest_seen, sequence)
+        claims: dict[int, int] = {}
+        for s, votes in self._checkpoints.items():
+            if s > high:
+                for replica in votes:
+                    if s > claims.get(replica, 0):
+                        claims[replica] = s
+        f = self.config.f
+        if len(claims) <= f:
+            return max(self._highest_seen, high)
+        return max(self._highest_seen, sorted(claims.values(), reverse=True)[f])
 
     def _reject_checkpoint(self, c: Checkpoint) -> str | None:
         """C2 and S1: CHECKPOINTs within the watermarks are kept; above H, only each sender's
