@@ -4,7 +4,8 @@
                  [--open-admission]                       clients) + key files (mode 0600)
     pbft replica --config FILE --id N --key FILE --data DIR
     pbft cluster --replicas 4 [--dir DIR]                 a local cluster until Ctrl-C / SIGTERM
-    pbft status  --config FILE                            each replica's view, progress, health
+    pbft status  --config FILE                            each replica's progress, lag, state
+                                                          digest and health
     pbft bench   [--duration S] [--clients N]             the PBFT paper's micro-benchmarks
 
 Exit codes: 0 success, 1 a runtime failure (storage corrupt, replica unreachable, ...), 2 bad
@@ -325,8 +326,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(results))
     else:
-        print(f"{'replica':>7} {'view':>5} {'primary':>7} {'last executed':>13} {'behind':>6} "
-              f"{'stable':>7} {'committed':>10} {'peers':>5} {'state digest':<16}  health")  # fmt: skip
+        print(f"{'replica':>7} {'view':>5} {'primary':>7} {'last executed':>13} "
+              f"{'behind':>6} {'stable':>7} {'committed':>10} {'peers':>5} "
+              f"{'state digest':<16}  health")  # fmt: skip
     for replica_id, (result, (health, behind)) in enumerate(zip(results, judged)):
         if isinstance(result, str):
             line = (f"{replica_id:>7} {'-':>5} {'-':>7} {'-':>13} {'-':>6} {'-':>7} {'-':>10} "
@@ -447,7 +449,8 @@ def build_parser() -> argparse.ArgumentParser:
     cluster.add_argument("--open-admission", action="store_true", help=OPEN_ADMISSION_HELP)
     cluster.set_defaults(handler=cmd_cluster)
 
-    status = commands.add_parser("status", help="each replica's view, progress and health")
+    status = commands.add_parser("status",
+                                 help="each replica's progress, lag, state digest and health")
     status.add_argument("--config", required=True)
     status.add_argument("--metrics-offset", type=int, default=1000)
     status.add_argument("--metrics-host", default=None)
