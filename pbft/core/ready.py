@@ -1,4 +1,5 @@
-"""What one step of the core asks its driver to do (ARCHITECTURE.md: persist, send, advance)."""
+"""What one step of the core asks its driver to do (docs/ARCHITECTURE.md: persist, send,
+advance)."""
 
 from __future__ import annotations
 

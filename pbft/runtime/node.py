@@ -1,4 +1,4 @@
-"""The replica node: one PBFT core on a real network, with durable storage (ARCHITECTURE.md).
+"""The replica node: one PBFT core on a real network, with durable storage (docs/ARCHITECTURE.md).
 
 `serve_replica` opens the replica's storage, rebuilds the core from it (`Replica.recover`),
 starts the TLS transport and the metrics endpoint, and runs the one loop that owns the core:
@@ -7,7 +7,7 @@ starts the TLS transport and the metrics endpoint, and runs the one loop that ow
     → receive each, tick when due
     → while the core has work: persist (fsync) → send → advance
 
-Nothing the core sends leaves before the records it depends on are durable (ARCHITECTURE.md,
+Nothing the core sends leaves before the records it depends on are durable (docs/ARCHITECTURE.md,
 "persist first"). The one exception is the core's to make: a Ready whose `durable_first` is
 False holds only PRE-PREPAREs and PREPAREs under a vote horizon already on disk
 (`pbft.messages.VoteHorizon`), so its messages go out first and its fsync overlaps their trip
