@@ -90,7 +90,7 @@ def test_every_cited_document_path_exists_in_the_repository():
 
 
 def test_the_documents_the_code_cites_are_in_docs():
-    for name in ("ARCHITECTURE.md", "PBFT-RULES.md", "TRADE-DOMAIN.md"):
+    for name in ("ARCHITECTURE.md", "PBFT-RULES.md", "STYLE.md", "TRADE-DOMAIN.md"):
         assert (ROOT / "docs" / name).is_file(), name
 
 
