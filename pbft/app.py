@@ -38,8 +38,14 @@ class StateMachine(Protocol):
     """A deterministic replicated service.
 
     Operations and results are opaque bytes to the core. Bad operations (malformed, unauthorised)
-    must produce an error *result*, deterministically; an exception raised by `execute` is a bug
-    in the application and stops the replica.
+    should produce an error *result* of the application's own, deterministically. An exception
+    raised by `execute` (or `query`) is a bug in the application, but one request must not stop
+    the service: the core catches it (any `Exception`) and gives the request the result
+    `application_error_result(error)`, which names only the exception's type, so that every
+    correct replica gives the same bytes (`decode_application_error` reads it back). The core
+    does not undo what `execute` changed before raising: an `execute` that raises must have
+    changed the state deterministically, or not at all (check first, then change). A
+    `snapshot`, `restore` or `digest` that raises still stops the replica: its state is lost.
 
     Optional: `admits(client: bytes) -> bool` (see `Admission`), the application's say in who
     is a client (N8'). Without it the application has no opinion: the configuration's
@@ -65,6 +71,34 @@ class StateMachine(Protocol):
     def digest(self) -> bytes:
         """A 32-byte digest of the current state; equal on replicas in equal states."""
         ...
+
+
+#: The first element of `application_error_result`'s msgpack array.
+APPLICATION_ERROR_TAG = "pbft/application_error"
+
+
+def application_error_result(error: Exception) -> bytes:
+    """The result of a request whose `execute` or `query` raised `error`: a msgpack array
+    [APPLICATION_ERROR_TAG, the exception's class name]. The message is left out: it may hold
+    what differs between replicas (object addresses, paths)."""
+    return packb_canonical([APPLICATION_ERROR_TAG, type(error).__name__])
+
+
+def decode_application_error(result: bytes) -> str | None:
+    """The exception's class name if `result` is an `application_error_result`, else None."""
+    if not result.startswith(_APPLICATION_ERROR_PREFIX):
+        return None
+    try:
+        decoded = msgpack.unpackb(result, raw=False)
+    except (ValueError, TypeError, msgpack.UnpackException):
+        return None
+    match decoded:
+        case [str() as tag, str() as name] if tag == APPLICATION_ERROR_TAG:
+            return name
+    return None
+
+
+_APPLICATION_ERROR_PREFIX = packb_canonical([APPLICATION_ERROR_TAG, ""])[:-1]
 
 
 class Admission(Protocol):

@@ -210,6 +210,7 @@ class ReplicaNode:
         self._epoch_trio = trio.current_time()
         self._started_at = self._epoch_trio
         self.node_dropped: Counter[str] = Counter()
+        self._application_errors_logged = 0
         self._drops_logged: Counter[str] = Counter()
         self._arrivals: OrderedDict[tuple[bytes, int], float] = OrderedDict()
         #: Client key -> the key of the connection its replies go to (see the module docstring).
@@ -361,10 +362,22 @@ class ReplicaNode:
             for executed in ready.executed:
                 self.committed_batches += 1
                 self.committed_requests += len(executed.requests)
+            if replica.application_errors.total() != self._application_errors_logged:
+                self._log_application_errors()
             replica.advance()
             self._note_view(ready.status.view)
             if ready.status.last_executed != self._progress[0]:
                 self._progress = (ready.status.last_executed, trio.current_time())
+
+    def _log_application_errors(self) -> None:
+        errors = self.replica.application_errors
+        self._application_errors_logged = errors.total()
+        log.warning(
+            "replica %d: the application raised (%s); those requests got an application-error "
+            "result and the replica goes on", self.id,
+            ", ".join(f"{name} x{count}" for name, count in sorted(errors.items())),
+            extra={"replica": self.id, "application_errors": dict(errors)},
+        )
 
     async def _persist(self, ready: Ready, in_thread: bool) -> None:
         low_watermark = ready.status.low_watermark
@@ -576,6 +589,10 @@ class ReplicaNode:
             for reason in sorted(counts):
                 m.sample("pbft_dropped_messages_total", counts[reason],
                          {"layer": layer, "reason": reason})
+        m.labelled("pbft_application_errors_total", "counter",
+                   "Requests whose execution or query raised in the application, by exception "
+                   "type (each got an application-error result).",
+                   "type", replica.application_errors)
         m.labelled("pbft_connections_refused_total", "counter",
                    "Inbound connections refused or closed for bad behaviour, by reason.",
                    "reason", transport.refused)
