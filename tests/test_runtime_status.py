@@ -18,7 +18,7 @@ from pbft.messages import Checkpoint
 from pbft.runtime.cli import cluster_health
 from pbft.runtime.client import connect
 from pbft.runtime.metrics import fetch
-from pbft.runtime.node import NodeSettings, is_recovering, serve_replica
+from pbft.runtime.node import NodeSettings, is_recovering, replica_health, serve_replica
 from pbft.runtime.transport import Transport
 from tests.test_runtime_node import CLIENTS, QUICK, SIGNERS, make_config
 
@@ -82,11 +82,13 @@ async def test_replicas_in_step_show_one_state_digest_and_no_lag(tmp_path):
             assert len(digests) == 1 and len(digests.pop()) == 64, statuses
             for s in statuses:
                 assert (s["behind"], s["recovering"], s["health"]) == (0, False, "ok"), s
+                assert s["following"] is False
                 assert s["highest_seen"] <= s["last_executed"]
                 assert s["behind_max"] == config.checkpoint_interval
             metrics = (await fetch("127.0.0.1", nodes[1].metrics_port, "/metrics")).decode()
             assert gauge(metrics, "pbft_sequences_behind") == 0
             assert gauge(metrics, "pbft_recovering") == 0
+            assert gauge(metrics, "pbft_following") == 0
             assert gauge(metrics, "pbft_sequences_behind_max") == config.checkpoint_interval
             before = statuses[0]["state_digest"]
             async with connect(config, CLIENTS, settings=QUICK, wait_connected_s=10) as client:
@@ -196,3 +198,26 @@ def test_recovering_means_fetching_changing_view_or_behind(
         fetching_state=fetching_state, view_active=view_active, behind=behind, behind_max=64,
         stalled_ms=stalled_ms, stall_ms_max=500,
     ) is recovering
+
+
+HEALTHY = {"view_active": True, "fetching_state": False, "behind": 0, "behind_max": 64,
+           "following": False, "peers_connected": 3, "f": 1}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("changes", "health"),
+    [
+        ({}, "ok"),
+        ({"behind": 64}, "ok"),
+        ({"peers_connected": 2}, "ok"),
+        ({"behind": 65}, "behind"),
+        ({"following": True}, "following"),
+        ({"peers_connected": 1}, "isolated"),
+        ({"fetching_state": True, "behind": 300}, "catching_up"),
+        ({"view_active": False, "fetching_state": True}, "view_change"),
+    ],
+)
+def test_health_names_the_first_thing_wrong(changes, health):
+    """S1 (behind, catching up), V1 (view change), V5' (following without voting), and 2f
+    connected peers: what health in /status says, case by case."""
+    assert replica_health(**{**HEALTHY, **changes}) == health

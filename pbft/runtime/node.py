@@ -76,7 +76,10 @@ from .metrics import Histogram, MetricsText, serve_metrics
 from .storage import ReplicaStorage, StorageStatistics
 from .transport import Peer, Transport, TransportSettings, TransportStatistics
 
-__all__ = ["NodeSettings", "NodeStatistics", "ReplicaNode", "is_recovering", "serve_replica"]
+__all__ = [
+    "NodeSettings", "NodeStatistics", "ReplicaNode", "is_recovering", "replica_health",
+    "serve_replica",
+]  # fmt: skip
 
 log = logging.getLogger("pbft.runtime.node")
 
@@ -183,6 +186,28 @@ def is_recovering(
     if fetching_state or not view_active:
         return True
     return behind > behind_max or (behind > 0 and stalled_ms >= stall_ms_max)
+
+
+def replica_health(
+    *, view_active: bool, fetching_state: bool, behind: int, behind_max: int, following: bool,
+    peers_connected: int, f: int,
+) -> str:
+    """One word for an operator, the first that applies: "view_change" (no view installed),
+    "catching_up" (fetching state, S1), "behind" (more than `behind_max` sequence numbers
+    behind what others have shown), "following" (V5': back in the view the others are in,
+    executing but not voting until the next view, so the cluster runs without this replica's
+    votes), "isolated" (fewer than 2f other replicas connected), else "ok"."""
+    if not view_active:
+        return "view_change"
+    if fetching_state:
+        return "catching_up"
+    if behind > behind_max:
+        return "behind"
+    if following:
+        return "following"
+    if peers_connected < 2 * f:
+        return "isolated"
+    return "ok"
 
 
 class ReplicaNode:
@@ -463,19 +488,17 @@ class ReplicaNode:
         )
 
     def health(self) -> str:
-        """"ok", "view_change" (no view installed), "catching_up" (fetching state), "behind"
-        (more than `behind_max` sequence numbers behind what others have shown us) or
-        "isolated" (fewer than 2f other replicas connected)."""
+        """See `replica_health`."""
         replica = self.replica
-        if not replica.view_active:
-            return "view_change"
-        if replica.fetching_state:
-            return "catching_up"
-        if self.behind() > self.behind_max:
-            return "behind"
-        if len(self.transport.connected_peers()) < 2 * self.config.f:
-            return "isolated"
-        return "ok"
+        return replica_health(
+            view_active=replica.view_active,
+            fetching_state=replica.fetching_state,
+            behind=self.behind(),
+            behind_max=self.behind_max,
+            following=replica.following,
+            peers_connected=len(self.transport.connected_peers()),
+            f=self.config.f,
+        )
 
     def state_digest(self) -> bytes:
         """The digest of the replica's state (application, reply cache, last batch timestamp)
@@ -535,6 +558,7 @@ class ReplicaNode:
             "behind": self.behind(),
             "behind_max": self.behind_max,
             "recovering": self.recovering(),
+            "following": replica.following,
             "state_digest": self.state_digest().hex(),
             "committed_requests": self.committed_requests,
             "view_changes_started": replica.view_changes_started,
@@ -577,6 +601,9 @@ class ReplicaNode:
         m.metric("pbft_recovering", "gauge",
                  "1 while fetching state, changing view, or behind and not executing.",
                  int(self.recovering()))
+        m.metric("pbft_following", "gauge",
+                 "1 while following the view without voting in it (V5').",
+                 int(replica.following))
         m.metric("pbft_view_changes_total", "counter", "View changes this replica started.",
                  replica.view_changes_started)
         m.metric("pbft_state_transfers_total", "counter", "State transfers completed (S1).",
