@@ -375,6 +375,7 @@ class Replica:
         if not active:
             self._view_change_resend_timer.start(self.now_ms, self._view_change_retransmit_interval)
             self._send(self._others, self._view_change_messages[self.id])
+            self._announce_recovery()
             return
         # The current view's log: our PRE-PREPAREs and votes, sent again to whoever lost them.
         for (v, sequence), pre_prepare in sorted(pre_prepares.items()):
@@ -399,6 +400,35 @@ class Replica:
         )
         self._highest_seen = self._last_assigned
         self._last_progress_ms = self.now_ms - self.config.state_transfer_timeout_ms
+        # V1: the requests of batches we accepted but did not execute are requests we wait
+        # on. If nobody can commit them any more (say the primary lost its disk), the request
+        # timer moves the view on, with no client sending anything new.
+        last_timestamp = self.client_table.last_timestamp
+        for sequence in sorted(s for s in self._log if s > self.last_executed):
+            pre_prepare = self._log[sequence].pre_prepare
+            if pre_prepare is None or not pre_prepare.requests:
+                continue
+            for request in pre_prepare.requests:
+                if request.timestamp > last_timestamp(request.client):
+                    self._wait_for(request)
+            self._mark_proposed(pre_prepare)
+        self._announce_recovery()
+
+    def _announce_recovery(self) -> None:
+        """S1 after a restart, so that recovery completes without new requests: show the
+        others how far we got (our CHECKPOINTs above the stable one: a replica further behind
+        learns it is behind and catches up) and ask each of them, once, for the committed
+        batches we lack (or, from one whose stable checkpoint is above us, its proof). The
+        answers are bounded like any catch-up answer (S1''). Whoever is down now does the same
+        when it restarts, and so finds us."""
+        for sequence in sorted(self._checkpoints):
+            own = self._checkpoints[sequence].get(self.id)
+            if own is not None:
+                self._send(self._others, own)
+        if self._fetch is None:
+            fetch_log = self._sign(FetchLog(self.last_executed + 1, NULL_DIGEST, self.id, b""))
+            self._send(self._others, fetch_log)
+        self._catch_up_timer.start(self.now_ms, self.config.state_transfer_timeout_ms)
 
     def _batch_of_recovered(self, pre_prepare: PrePrepare) -> PrePrepare:
         if pre_prepare.requests or pre_prepare.digest == NULL_DIGEST:
@@ -675,7 +705,8 @@ class Replica:
             self._wait_for(request)
             waiting = self._waiting
             client = request.client
-            if (waiting.relay_at_once(client) and waiting.requests.get(client) is request
+            if (waiting.relay_at_once(client) and self._mode is not _VIEW_CHANGE
+                    and waiting.requests.get(client) is request
                     and not waiting.relayed(client) and waiting.awaits_proposal(client)):
                 waiting.note_relayed(client, self.now_ms)
                 self._send((self.primary,), request)
