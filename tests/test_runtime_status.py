@@ -169,8 +169,9 @@ def _status(last_executed: int, behind: int = 0, health: str = "ok") -> dict:
 
 def test_pbft_status_calls_a_replica_behind_the_others_not_ok():
     """`pbft status` compares the replicas: one that executed more than its bound fewer than
-    the one most advanced is "behind" even if it does not know it (an idle cluster sends it
-    nothing); within the bound it stays ok; its own verdicts and unreachable replicas stand."""
+    the one most advanced is "behind" even if it does not know it (it has not heard from the
+    others lately); within the bound it stays ok; its own verdicts and unreachable replicas
+    stand."""
     results = [_status(300), _status(300), _status(0), _status(236, behind=1), "unreachable"]
     assert cluster_health(results) == [
         ("ok", 0), ("ok", 0), ("behind", 300), ("ok", 64), ("unreachable", None),

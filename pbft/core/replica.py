@@ -4,8 +4,8 @@ keep it live under the faults it tolerates (docs/PBFT-RULES.md: N1', N2', N8', C
 V3', S1', S1'').
 
 Driven only through `receive(message)` and `tick(now_ms)`; it answers through `ready()` and
-`advance()` (docs/ARCHITECTURE.md). Everything that arrives from the network is data: a message that
-breaks a rule is dropped and counted in `dropped[reason]`, never raised.
+`advance()` (docs/ARCHITECTURE.md). Everything that arrives from the network is data: a
+message that breaks a rule is dropped and counted in `dropped[reason]`, never raised.
 """
 
 from __future__ import annotations

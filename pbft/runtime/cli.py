@@ -354,8 +354,9 @@ def cluster_health(results: list[dict | str]) -> list[tuple[str, int | None]]:
     """Each replica's (health, sequence numbers behind) as `pbft status` judges them from every
     replica's /status object (a str: the replica did not answer, and that is its health; None
     behind). Behind is the larger of what the replica knows and how far the replica that
-    executed most is ahead of it: a replica restarted at an idle cluster may not know yet that
-    it is behind. Its "ok" becomes "behind" beyond its `behind_max`."""
+    executed most is ahead of it: a replica that has not heard from the others lately (just
+    restarted, or cut off) does not know how far behind it is. Its "ok" becomes "behind"
+    beyond its `behind_max`."""
     executed = [r["last_executed"] for r in results if isinstance(r, dict)]
     highest = max(executed, default=0)
     judged: list[tuple[str, int | None]] = []
