@@ -4,8 +4,8 @@ keep it live under the faults it tolerates (docs/PBFT-RULES.md: N1', N2', N8', C
 V3', S1', S1'').
 
 Driven only through `receive(message)` and `tick(now_ms)`; it answers through `ready()` and
-`advance()` (ARCHITECTURE.md). Everything that arrives from the network is data: a message that
-breaks a rule is dropped and counted in `dropped[reason]`, never raised.
+`advance()` (docs/ARCHITECTURE.md). Everything that arrives from the network is data: a
+message that breaks a rule is dropped and counted in `dropped[reason]`, never raised.
 """
 
 from __future__ import annotations
@@ -247,7 +247,7 @@ class Replica:
         self._executed: list[ExecutedBatch] = []
         self._awaiting_advance = False
         #: The last `status()` and what it was built from (reused while that is unchanged).
-        self._status_key: tuple[int, int, int, int] | None = None
+        self._status_key: tuple[int, int, int, int, int] | None = None
         self._status: Status | None = None
 
         self._handlers = {
@@ -560,7 +560,8 @@ class Replica:
 
     def status(self) -> Status:
         # Every ready() carries one; most steps change none of it, so the last one is reused.
-        key = (self.view, self.last_executed, self.stable_checkpoint, len(self._pending))
+        key = (self.view, self.last_executed, self.stable_checkpoint, len(self._pending),
+               self._highest_seen)
         if key != self._status_key:
             self._status_key = key
             self._status = Status(
@@ -571,6 +572,7 @@ class Replica:
                 low_watermark=self.stable_checkpoint,
                 high_watermark=self.high_watermark,
                 pending_requests=len(self._pending),
+                highest_seen=self._highest_seen,
             )
         return self._status
 

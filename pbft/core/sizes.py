@@ -5,7 +5,7 @@ The primary closes a batch before its PRE-PREPARE could exceed `batch_bytes_max`
 validation proves that every message a correct replica builds fits `frame_bytes_max`, and
 `Replica.bytes_held()` reports what peers and clients make a replica hold. Each constant is the
 largest fixed part of one message in `pbft.codec`'s encoding (integers at their widest, container
-headers at their widest); tests/test_sizes.py checks every bound against `encode`.
+headers at their widest); tests/test_robust_core.py checks every bound against `encode`.
 """
 
 from __future__ import annotations
