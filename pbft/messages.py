@@ -1,6 +1,6 @@
 """The PBFT wire vocabulary: one frozen, slotted dataclass per message type.
 
-Field conventions (Castro & Liskov, OSDI 1999 §4; rules in PBFT-RULES.md):
+Field conventions (Castro & Liskov, OSDI 1999 §4; rules in docs/PBFT-RULES.md):
 
 - `view`, `sequence`, `timestamp`, `timestamp_ms` are non-negative integers; the codec
   refuses negative ones.

@@ -1,4 +1,4 @@
-"""An application that raises (issue 12, item 6): one request must not stop the service.
+"""A1: an application that raises (issue 12, item 6): one request must not stop the service.
 
 The core turns an exception from `execute` or `query` into a deterministic error result
 (`pbft.app.application_error_result`), the same on every correct replica, counts it and goes

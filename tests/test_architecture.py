@@ -1,4 +1,5 @@
-"""ARCHITECTURE.md allowed imports: walk the AST of every module in pbft, tradeapp, simulations."""
+"""docs/ARCHITECTURE.md, allowed imports: walk the AST of every module in pbft, tradeapp and
+simulations."""
 
 from __future__ import annotations
 

@@ -267,3 +267,23 @@ def test_the_invariants_catch_a_mode_that_disagrees_with_its_data(corrupt):
         replica._waiting.proposal_timer.start(0, 10**6)  # noqa: SLF001
     with pytest.raises(AssertionError):
         replica.tick(1)
+
+
+# ------------------------------------------------------------------ DeferredReads (R1')
+
+def test_deferred_reads_are_bounded_in_bytes_and_released_in_order_when_due():
+    from pbft.core import sizes
+    from pbft.core.reads import DeferredReads
+
+    from .corekit import OTHER_CLIENT, request
+
+    a, b = request(1), request(2, client=OTHER_CLIENT)
+    size = sizes.request_bytes(a)
+    reads = DeferredReads(count_max=10, bytes_max=size + sizes.request_bytes(b) - 1)
+    assert reads.add(a, needs=5)
+    assert not reads.add(b, needs=3), "over the byte bound"
+    assert reads.add(request(3), needs=4), "a client's newer read replaces its older one"
+    assert len(reads) == 1 and reads.bytes == sizes.request_bytes(request(3))
+    assert reads.due(3) == []
+    assert [r.timestamp for r in reads.due(4)] == [3]
+    assert len(reads) == 0 and reads.bytes == 0

@@ -190,3 +190,44 @@ def test_v1_second_prime_a_backup_cannot_fill_the_stash_with_pre_prepares():
     backup.receive(pre_prepare(5, replica=2))
     assert backup.memory_footprint()["stash"] == 0
     assert backup.dropped["pre_prepare_not_from_primary"] == 1
+
+
+def test_n1_prime_relaying_is_bounded_once_per_request_per_view_whatever_arrives():
+    """N1', V1'' (issue 12, item 4): however often a request arrives (duplicated by the network,
+    relayed back by a replica that takes us for the primary, as copies or as the same object),
+    a backup relays it to the primary at most once in a view. Round 1's backups forwarded on
+    every arrival: two replicas that each took the other for the primary forwarded without
+    end, exponentially with message duplication."""
+    from pbft.codec import Limits, decode, encode
+
+    backup, now = _measured(40)
+    first = request(5, key="a")
+    backup.receive(first)
+    _heard_from_backup_2(backup)
+    backup.tick(now + 120)
+    assert sent(drain(backup), Request) == [((0,), first)]  # late: relayed once
+    limits = Limits.from_config(backup.config)
+    for _ in range(50):
+        backup.receive(first)
+        backup.receive(decode(encode(first), limits))
+    assert sent(drain(backup), Request) == []
+    second = request(6, key="a")
+    for _ in range(50):
+        backup.receive(second)
+        backup.receive(decode(encode(second), limits))
+    assert sent(drain(backup), Request) == [((0,), second)]
+
+
+def test_n1_prime_no_relay_during_a_view_change():
+    """N1', V1'': during a view change there is no primary to relay to (the new one gets every
+    waiting request when its view is installed): even a client relayed at once is not."""
+    backup, now = _measured(40)
+    first = request(5, key="a")
+    backup.receive(first)
+    _heard_from_backup_2(backup)
+    backup.tick(now + 120)
+    assert sent(drain(backup), Request) == [((0,), first)]
+    backup._start_view_change(1)
+    drain(backup)
+    backup.receive(request(6, key="a"))
+    assert sent(drain(backup), Request) == []

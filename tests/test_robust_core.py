@@ -370,3 +370,18 @@ def test_c2_a_checkpoint_proof_carries_exactly_2f_plus_1_checkpoints():
     votes = [sign(Checkpoint(8, b"d" * 32, r, b"")) for r in range(4)]
     digest, proof = proven_checkpoint(votes, 4)
     assert digest == b"d" * 32 and [c.replica for c in proof] == [0, 1, 2]
+
+
+def test_s1_a_lone_far_checkpoint_claim_counts_only_up_to_the_high_watermark():
+    """S1: a CHECKPOINT far beyond H from one replica (faulty, perhaps) says at most that
+    someone is a window ahead; f + 1 replicas claiming it make it believed (one is correct)."""
+    from pbft.messages import Checkpoint
+
+    from .corekit import make_replica, sign
+
+    replica = make_replica(1, checkpoint_interval=4, log_window=8)
+    far = 64_000_000
+    replica.receive(sign(Checkpoint(far, b"\x01" * 32, 0, b"")))
+    assert replica.status().highest_seen == replica.high_watermark == 8
+    replica.receive(sign(Checkpoint(far - 4, b"\x01" * 32, 2, b"")))
+    assert replica.status().highest_seen == far - 4

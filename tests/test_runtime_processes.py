@@ -132,3 +132,35 @@ async def test_all_four_killed_mid_load_lose_no_acknowledged_request(tmp_path):
         result = await crash_all_round(tmp_path / "cluster", clients=6, seed=7)
     assert result.acknowledged > 0
     assert result.missing == [] and result.duplicated == [], result
+
+
+@pytest.mark.trio
+async def test_a_request_that_makes_the_application_raise_stops_no_replica(tmp_path):
+    """A1 on real processes: every replica that executes the poisoned request gives it the
+    same application-error result, logs it and goes on serving; killed (-9) and restarted, the
+    replicas replay it from their storage to the same result instead of dying again."""
+    from pbft.app import decode_application_error, kv_get, kv_put
+
+    from .test_application_errors import POISON
+
+    files = generate_cluster(tmp_path, clients=1, bounds=FAST_BOUNDS)
+    app = ["--app", "tests.test_application_errors:RaisingStore"]
+    with trio.fail_after(90), LocalCluster(files, replica_args=app) as cluster:
+        cluster.start_all()
+        await cluster.wait_all_ready()
+        async with connect(files.config, files.client_signers(), wait_connected_s=10) as client:
+            assert decode_application_error(await client.submit(POISON)) == "ValueError"
+            assert kv_decode_result(await client.submit(kv_put("k", b"1"))) == ("ok", None)
+        for replica_id in range(4):
+            assert cluster.running(replica_id)
+            assert "the application raised" in files.log_path(replica_id).read_text()
+            cluster.kill(replica_id, signal.SIGKILL)
+        cluster.start_all()
+        await cluster.wait_all_ready()
+        async with connect(files.config, files.client_signers(), wait_connected_s=10) as client:
+            # R1' after the crash of every replica: the read sees the acknowledged write.
+            assert kv_decode_result(await client.query(kv_get("k"))) == ("ok", b"1")
+            assert kv_decode_result(await client.submit(kv_put("k", b"2"))) == ("ok", None)
+        statuses = [await wait_status(cluster, i, lambda s: s["last_executed"] >= 3, 20)
+                    for i in range(4)]
+        assert len({s["last_executed"] for s in statuses}) == 1

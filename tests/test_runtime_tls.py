@@ -1,4 +1,4 @@
-"""TLS 1.3 with pinned Ed25519 identities (issue 5, item 1; ARCHITECTURE.md "Cryptography"):
+"""TLS 1.3 with pinned Ed25519 identities (issue 5, item 1; docs/ARCHITECTURE.md "Cryptography"):
 handshakes over in-memory streams between contexts built from identity seeds, checking the
 protocol version, the keys each side sees, and what the TLS layer itself refuses."""
 

@@ -1,4 +1,4 @@
-"""Scenarios 1-7 of TRADE-DOMAIN.md, black-box, through four simulated replicas, one of them
+"""Scenarios 1-7 of docs/TRADE-DOMAIN.md, black-box, through four simulated replicas, one of them
 faulty, some over a faulty network.
 
 Method: each direct test of tests/test_trade_scenarios.py runs once more, unchanged, with

@@ -1,6 +1,6 @@
 """Authorisation generated from the transition tables: every role × command pair, every
 admitter × admitted role, every non-party, every status without a transition and every taken
-id is refused with the code TRADE-DOMAIN.md gives (expectations restated here, not derived)."""
+id is refused with the code docs/TRADE-DOMAIN.md gives (expectations restated here, not derived)."""
 
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ COMMERCIAL = {Role.BANK, Role.CARRIER, Role.TRADER}
 
 
 def expected_role_refusal(command: str, role: Role) -> ErrorCode | None:
-    """TRADE-DOMAIN.md, Roles: regulators never change commercial facts (UNAUTHORIZED);
+    """docs/TRADE-DOMAIN.md, Roles: regulators never change commercial facts (UNAUTHORIZED);
     anything else done by the wrong role is UNAUTHORIZED_ISSUER."""
     allowed = COMMAND_ROLES[command]
     if role in allowed:
@@ -158,7 +158,7 @@ _HONOURED = {"HONOURED", "REIMBURSED", "DOCS_RELEASED"}
 
 
 def expected_status_refusal(kind: str, status: str, command: str) -> ErrorCode:
-    """TRADE-DOMAIN.md, per document: the specific codes, else INVALID_STATE."""
+    """docs/TRADE-DOMAIN.md, per document: the specific codes, else INVALID_STATE."""
     if kind == "ebl" and command in ("ebl.surrender_accept", "ebl.surrender_reject"):
         if status == "SURRENDERED":
             return ErrorCode.ALREADY_ANSWERED  # "issuing carrier, once"

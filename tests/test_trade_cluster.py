@@ -1,7 +1,7 @@
-"""Scenarios 1 and 7 of TRADE-DOMAIN.md on a real local cluster, black-box through `TradeClient`:
-4 `pbft replica --app tradeapp.service:ledger` processes on 127.0.0.1 (TLS, SQLite storage), one
-client per participant signing with its own key; a replica killed with SIGKILL and restarted.
-Also `make demo`'s program end to end. Every wait is bounded."""
+"""Scenarios 1 and 7 of docs/TRADE-DOMAIN.md on a real local cluster, black-box through
+`TradeClient`: 4 `pbft replica --app tradeapp.service:ledger` processes on 127.0.0.1 (TLS,
+SQLite storage), one client per participant signing with its own key; a replica killed with
+SIGKILL and restarted. Also `make demo`'s program end to end. Every wait is bounded."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Every command's success and every error code it can return (TRADE-DOMAIN.md, per document):
+"""Every command's success and every error code it can return (docs/TRADE-DOMAIN.md, per document):
 table-driven refusals on a fresh World, each checked to change nothing but the audit trail."""
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
-"""Determinism (TRADE-DOMAIN.md, Execution rules): the same ordered log on 4 fresh instances gives
-equal digests, results and byte-identical reports after every sequence number; snapshots
-restore to the same digest and the same future; junk snapshots are refused."""
+"""Determinism (docs/TRADE-DOMAIN.md, Execution rules): the same ordered log on 4 fresh
+instances gives equal digests, results and byte-identical reports after every sequence number;
+snapshots restore to the same digest and the same future; junk snapshots are refused."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Reads filtered by the reader: the visibility table of TRADE-DOMAIN.md row by row, the audit
+"""Reads filtered by the reader: the visibility table of docs/TRADE-DOMAIN.md row by row, the audit
 trail's filter, the reports' readers, and the ordered (audited) vs read-only paths."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""Scenarios 1-7 of TRADE-DOMAIN.md, black-box: commands and reads through the wire format only,
-driving `TradeLedger` instances directly (consensus played by `LedgerDriver`)."""
+"""Scenarios 1-7 of docs/TRADE-DOMAIN.md, black-box: commands and reads through the wire format
+only, driving `TradeLedger` instances directly (consensus played by `LedgerDriver`)."""
 
 from __future__ import annotations
 

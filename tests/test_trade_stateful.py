@@ -1,7 +1,8 @@
-"""Invariants of TRADE-DOMAIN.md under random command sequences from random actors: a hypothesis
-RuleBasedStateMachine drives one ledger with commands drawn from small id pools (so they often
-hit real records), checking after every step I1-I5 (`tradeapp.invariants`), that a refused
-command leaves the domain digest unchanged, and that every command appends one audit event."""
+"""Invariants of docs/TRADE-DOMAIN.md under random command sequences from random actors: a
+hypothesis RuleBasedStateMachine drives one ledger with commands drawn from small id pools (so
+they often hit real records), checking after every step I1-I5 (`tradeapp.invariants`), that a
+refused command leaves the domain digest unchanged, and that every command appends one audit
+event."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """The replicated trade-finance ledger: a deterministic `pbft.app.StateMachine` for banks,
-regulators, carriers and traders (see ../shared/TRADE-DOMAIN.md and tradeapp/README.md).
+regulators, carriers and traders (see docs/TRADE-DOMAIN.md and tradeapp/README.md).
 
 The public surface: `TradeLedger` (the state machine), the operation builders and result
 decoding of `tradeapp.commands` (one dataclass per command and query), `ErrorCode`, `Role`,

@@ -5,7 +5,7 @@
 On 127.0.0.1, free ports, a temporary work directory: generates the replicas' and the
 participants' Ed25519 keys, writes `founders.json` (the founding FX-ADMIN, read by
 `tradeapp.service:ledger`), starts 4 `pbft replica` processes, and through `TradeClient` (one
-per participant, each signing with its own key) admits the cast of TRADE-DOMAIN.md and runs
+per participant, each signing with its own key) admits the cast of docs/TRADE-DOMAIN.md and runs
 scenario 1 (sight LC), scenario 4 (export receivable financing) with a second bank trying to
 finance the already financed receivable, and scenario 5 (service-trade payments). Halfway
 through scenario 1 one replica gets SIGKILL; it is restarted after scenario 4 and catches up.
@@ -225,7 +225,7 @@ def demo_phases(today: int) -> list[Phase]:
 
 
 def admission_phase(keys: dict[str, bytes]) -> Phase:
-    """TRADE-DOMAIN.md "Common setup" with the participants' real public keys."""
+    """docs/TRADE-DOMAIN.md "Common setup" with the participants' real public keys."""
     steps = [
         Step(member.admitted_by, PartyAdmit(
             participant_id=member.participant_id, role=member.role,

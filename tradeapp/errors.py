@@ -1,6 +1,6 @@
 """The ledger's stable error codes: what a refused command or read returns (tests assert these).
 
-Codes named in TRADE-DOMAIN.md keep their names; the others cover what the spec leaves implicit
+Codes named in docs/TRADE-DOMAIN.md keep their names; the others cover what the spec leaves implicit
 (a malformed operation, an unknown signer, a named counterparty that cannot play its part).
 Messages that go with a code are for people and may change; codes may not.
 """

@@ -145,7 +145,7 @@ def request(step: Step, op: FinRequest) -> Outcome:
 
 @handles(HANDLERS, FinApprove)
 def approve(step: Step, op: FinApprove) -> Outcome:
-    """Every check of TRADE-DOMAIN.md in one command, then the encumbrance: executed in
+    """Every check of docs/TRADE-DOMAIN.md in one command, then the encumbrance: executed in
     sequence order, two approvals racing for one receivable cannot both pass."""
     if not 0 <= op.rate_bp <= RATE_BP_MAX:
         return Refusal(ErrorCode.MALFORMED, f"rate_bp must be within 0..{RATE_BP_MAX}")

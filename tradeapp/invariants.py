@@ -1,4 +1,4 @@
-"""The ledger's invariants (TRADE-DOMAIN.md), as a function returning what is broken.
+"""The ledger's invariants (docs/TRADE-DOMAIN.md), as a function returning what is broken.
 
 Used by the stateful tests after every command and, when a `TradeLedger` is built with
 `check_invariants=True`, asserted after every execution (a violation is our bug, not bad input).

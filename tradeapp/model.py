@@ -21,7 +21,7 @@ from pbft.crypto import sha256
 
 
 class Role(StrEnum):
-    """A participant's role (TRADE-DOMAIN.md, Roles)."""
+    """A participant's role (docs/TRADE-DOMAIN.md, Roles)."""
 
     FX_ADMIN = "FX_ADMIN"
     CUSTOMS = "CUSTOMS"

@@ -1,4 +1,4 @@
-"""Reads, filtered by the reader (TRADE-DOMAIN.md "Who may read what").
+"""Reads, filtered by the reader (docs/TRADE-DOMAIN.md "Who may read what").
 
 Every replica holds the full state; what a reader gets is decided here, by the reader's role
 and by whether it is a party to the record. A refused read returns FORBIDDEN. Read through

@@ -1,4 +1,4 @@
-"""Driving a ledger by hand: the common cast of TRADE-DOMAIN.md and a driver that plays the
+"""Driving a ledger by hand: the common cast of docs/TRADE-DOMAIN.md and a driver that plays the
 role of consensus (sequence numbers, agreed time, the signer's key) while keeping the ordered
 log, so that the same run can be replayed into other instances.
 
@@ -47,7 +47,7 @@ class CastMember:
     tax_id: str
 
 
-#: TRADE-DOMAIN.md, "Common setup", in admission order.
+#: docs/TRADE-DOMAIN.md, "Common setup", in admission order.
 CAST: tuple[CastMember, ...] = (
     CastMember("BANK-I", Role.BANK, FX_ADMIN, "NL", "NL-AMS", "NL-BANK-I"),
     CastMember("BANK-A", Role.BANK, FX_ADMIN, "CN", "CN-QD", "CN-BANK-A"),

@@ -1,4 +1,4 @@
-"""The PBFT core: pure, synchronous, deterministic (ARCHITECTURE.md).
+"""The PBFT core: pure, synchronous, deterministic (docs/ARCHITECTURE.md).
 
 No I/O, no clock, no randomness: time arrives through `tick(now_ms)`, messages through
 `receive(message)`, and all work leaves through `ready()` / `advance()`.

@@ -1,4 +1,4 @@
-"""Quorum arithmetic, in one place (PBFT-RULES.md).
+"""Quorum arithmetic, in one place (docs/PBFT-RULES.md).
 
 With n = 3f + 1 a quorum is 2f + 1. For other n (say 5 replicas, f = 1) a quorum is the smallest
 size q with two quorums always sharing f + 1 replicas (one of them correct): q = ⌈(n + f + 1) / 2⌉.

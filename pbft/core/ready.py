@@ -1,4 +1,5 @@
-"""What one step of the core asks its driver to do (ARCHITECTURE.md: persist, send, advance)."""
+"""What one step of the core asks its driver to do (docs/ARCHITECTURE.md: persist, send,
+advance)."""
 
 from __future__ import annotations
 
@@ -53,6 +54,10 @@ class Status:
     low_watermark: int
     high_watermark: int
     pending_requests: int
+    #: The highest sequence number a signed message of another replica has shown us (COMMIT,
+    #: the primary's PRE-PREPARE, CHECKPOINT): above `last_executed`, others are ahead (S1).
+    #: One faulty replica can raise it (never lower it).
+    highest_seen: int
 
 
 @slot_init

@@ -4,8 +4,8 @@ keep it live under the faults it tolerates (docs/PBFT-RULES.md: N1', N2', N8', C
 V3', S1', S1'').
 
 Driven only through `receive(message)` and `tick(now_ms)`; it answers through `ready()` and
-`advance()` (ARCHITECTURE.md). Everything that arrives from the network is data: a message that
-breaks a rule is dropped and counted in `dropped[reason]`, never raised.
+`advance()` (docs/ARCHITECTURE.md). Everything that arrives from the network is data: a
+message that breaks a rule is dropped and counted in `dropped[reason]`, never raised.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ from .log import LogEntry
 from .mode import Mode
 from .ready import ExecutedBatch, ExecutedRequest, Outbound, Ready, Status
 from .rate_limit import RateLimit
+from .reads import DeferredReads
 from .recovery import read_records
 from .stash import Stash
 from .state_transfer import (
@@ -118,6 +119,9 @@ class Replica:
         self._admitted = frozenset(config.clients)
         self._app_admits = getattr(app, "admits", None)
         self.dropped: Counter[str] = Counter()
+        #: Our state differed from a proven checkpoint's: we execute nothing more and fetch
+        #: the next proven checkpoint instead (S1).
+        self._diverged = False
         #: Exceptions the application raised, by type (see `_application_raised`).
         self.application_errors: Counter[str] = Counter()
         self.view_changes_started = 0
@@ -170,6 +174,10 @@ class Replica:
         self._waiting = WaitingRequests(
             config.pending_requests_max, config.pending_bytes_max, config.propose_timeout
         )
+        #: R1': the highest sequence number we prepared, and the reads waiting until we have
+        #: executed as far as a read needs (bounded like `_pending`).
+        self._prepared_horizon = 0
+        self._deferred_reads = DeferredReads(config.pending_requests_max, config.pending_bytes_max)
         #: V1': the client whose waiting request runs the request timer (the oldest waiting
         #: when the timer started): only its execution restarts the timer.
         self._timed: bytes | None = None
@@ -223,6 +231,13 @@ class Replica:
         #: up to n; we send none of ours there. Counted in `votes_withheld`.
         self._withheld: tuple[int, int] | None = None
         self.votes_withheld = 0
+        #: V5': the view we last worked in, its NEW-VIEW, and, during a view change of ours,
+        #: the other replicas seen still working in it; the view we follow without voting.
+        self._left_view = 0
+        self._left_new_view: NewView | None = None
+        self._left_view_active: set[int] = set()
+        self._passive_view: int | None = None
+        self.view_changes_abandoned = 0
         #: Votes that arrived once their quorum was complete: not verified, not kept.
         self.surplus_votes = 0
 
@@ -232,7 +247,7 @@ class Replica:
         self._executed: list[ExecutedBatch] = []
         self._awaiting_advance = False
         #: The last `status()` and what it was built from (reused while that is unchanged).
-        self._status_key: tuple[int, int, int, int] | None = None
+        self._status_key: tuple[int, int, int, int, int] | None = None
         self._status: Status | None = None
 
         self._handlers = {
@@ -335,6 +350,8 @@ class Replica:
         if state.own_view_change is not None:
             self._view_change_messages[self.id] = state.own_view_change
         self._new_view = state.new_view
+        if state.new_view is not None:
+            self._left_view, self._left_new_view = state.new_view.view, state.new_view
         view, active = state.view, state.view_active
         certificates, pre_prepares, own_votes = (
             state.certificates, state.pre_prepares, state.own_votes
@@ -351,12 +368,14 @@ class Replica:
         # the state at h must not propose again at numbers it used before, N10).
         self._last_assigned = max(self._last_assigned, self.last_executed)
         self._prepared_certificates = {s: c for s, c in certificates.items() if s > h}
+        self._prepared_horizon = max(self._prepared_certificates, default=0)  # R1'
         for pre_prepare in pre_prepares.values():
             if pre_prepare.requests and pre_prepare.sequence > h:
                 self._keep_batch(pre_prepare, pre_prepare.sequence)
         if not active:
             self._view_change_resend_timer.start(self.now_ms, self._view_change_retransmit_interval)
             self._send(self._others, self._view_change_messages[self.id])
+            self._announce_recovery()
             return
         # The current view's log: our PRE-PREPAREs and votes, sent again to whoever lost them.
         for (v, sequence), pre_prepare in sorted(pre_prepares.items()):
@@ -381,6 +400,35 @@ class Replica:
         )
         self._highest_seen = self._last_assigned
         self._last_progress_ms = self.now_ms - self.config.state_transfer_timeout_ms
+        # V1: the requests of batches we accepted but did not execute are requests we wait
+        # on. If nobody can commit them any more (say the primary lost its disk), the request
+        # timer moves the view on, with no client sending anything new.
+        last_timestamp = self.client_table.last_timestamp
+        for sequence in sorted(s for s in self._log if s > self.last_executed):
+            pre_prepare = self._log[sequence].pre_prepare
+            if pre_prepare is None or not pre_prepare.requests:
+                continue
+            for request in pre_prepare.requests:
+                if request.timestamp > last_timestamp(request.client):
+                    self._wait_for(request)
+            self._mark_proposed(pre_prepare)
+        self._announce_recovery()
+
+    def _announce_recovery(self) -> None:
+        """S1 after a restart, so that recovery completes without new requests: show the
+        others how far we got (our CHECKPOINTs above the stable one: a replica further behind
+        learns it is behind and catches up) and ask each of them, once, for the committed
+        batches we lack (or, from one whose stable checkpoint is above us, its proof). The
+        answers are bounded like any catch-up answer (S1''). Whoever is down now does the same
+        when it restarts, and so finds us."""
+        for sequence in sorted(self._checkpoints):
+            own = self._checkpoints[sequence].get(self.id)
+            if own is not None:
+                self._send(self._others, own)
+        if self._fetch is None:
+            fetch_log = self._sign(FetchLog(self.last_executed + 1, NULL_DIGEST, self.id, b""))
+            self._send(self._others, fetch_log)
+        self._catch_up_timer.start(self.now_ms, self.config.state_transfer_timeout_ms)
 
     def _batch_of_recovered(self, pre_prepare: PrePrepare) -> PrePrepare:
         if pre_prepare.requests or pre_prepare.digest == NULL_DIGEST:
@@ -512,7 +560,8 @@ class Replica:
 
     def status(self) -> Status:
         # Every ready() carries one; most steps change none of it, so the last one is reused.
-        key = (self.view, self.last_executed, self.stable_checkpoint, len(self._pending))
+        key = (self.view, self.last_executed, self.stable_checkpoint, len(self._pending),
+               self._highest_seen)
         if key != self._status_key:
             self._status_key = key
             self._status = Status(
@@ -523,6 +572,7 @@ class Replica:
                 low_watermark=self.stable_checkpoint,
                 high_watermark=self.high_watermark,
                 pending_requests=len(self._pending),
+                highest_seen=self._highest_seen,
             )
         return self._status
 
@@ -569,14 +619,15 @@ class Replica:
             "pending": len(self._pending),
             "proposed": len(self._proposed),
             "waiting": len(self._waiting),
+            "deferred_reads": len(self._deferred_reads),
             "view_change_messages": len(self._view_change_messages),
             "clients": len(self.client_table),
         }
 
     def bytes_held(self) -> int:
         """The protocol bytes this replica holds (encoded-size bounds, `pbft.core.sizes`): its
-        log, batches, prepared certificates, CHECKPOINTs, waiting requests, stash and view-change
-        messages. Never above `sizes.replica_bytes_budget(config)`. Walks every structure: for
+        log, batches, prepared certificates, CHECKPOINTs, waiting requests, deferred reads,
+        stash and view-change messages. Never above `sizes.replica_bytes_budget(config)`. Walks every structure: for
         tests, metrics and the simulator's memory oracle, not for the path of every message."""
         size = sizes.message_bytes
         total = 0
@@ -589,6 +640,7 @@ class Replica:
         total += sizes.VOTE_BYTES * sum(len(v) for v in self._checkpoints.values())
         total += sum(size(r) for r in self._pending.values())
         total += sum(size(r) for r in self._waiting.requests.values())
+        total += self._deferred_reads.bytes
         total += self._stash.bytes
         total += sum(size(vc) for vc in self._view_change_messages.values())
         if self._new_view is not None:
@@ -631,7 +683,7 @@ class Replica:
             self.dropped["bad_request_signature"] += 1
             return
         if request.read_only:
-            self._execute_read_only(request)
+            self._read(request)
         elif self.is_primary and self._mode is not _VIEW_CHANGE:
             size = sizes.request_bytes(request)
             if (len(self._pending) >= self.config.pending_requests_max
@@ -653,7 +705,8 @@ class Replica:
             self._wait_for(request)
             waiting = self._waiting
             client = request.client
-            if (waiting.relay_at_once(client) and waiting.requests.get(client) is request
+            if (waiting.relay_at_once(client) and self._mode is not _VIEW_CHANGE
+                    and waiting.requests.get(client) is request
                     and not waiting.relayed(client) and waiting.awaits_proposal(client)):
                 waiting.note_relayed(client, self.now_ms)
                 self._send((self.primary,), request)
@@ -797,6 +850,38 @@ class Replica:
     def _verify_request(self, request: Request) -> bool:
         return self._verifier.verify(request.client, signing_payload(request), request.signature)
 
+    def _read(self, request: Request) -> None:
+        """R1': answer a read-only request once our state reflects everything we know to be
+        prepared or stable: every sequence number we prepared (in any view, before a crash
+        too: prepared certificates are durable before our COMMIT leaves), the stable
+        checkpoint, and a checkpoint proven beyond us. Until then the read waits
+        (`DeferredReads`, answered as execution reaches it).
+
+        Why that suffices for linearizability: a request whose result a client accepted was
+        executed by a correct replica, so 2f + 1 replicas sent COMMIT for it, having prepared
+        it; f + 1 of them are correct. Any 2f + 1 matching read replies include one of those,
+        which answers only from a state that holds the request; so the matching result does.
+        (Reads alone, answering at once, give 2f + 1 stale replies when f liars meet f + 1
+        correct replicas whose COMMITs are late.)"""
+        needs = self._read_needs()
+        if self.last_executed >= needs:
+            self._execute_read_only(request)
+        elif not self._deferred_reads.add(request, needs):
+            self.dropped["deferred_reads_full"] += 1
+
+    def _read_needs(self) -> int:
+        """R1': how far we must have executed to answer a read now."""
+        if self._diverged:
+            return self.last_executed + 1  # a state we know is wrong answers nothing
+        needs = max(self._prepared_horizon, self.stable_checkpoint)
+        if self._lagging is not None and self._lagging.sequence > needs:
+            needs = self._lagging.sequence
+        return needs
+
+    def _answer_due_reads(self) -> None:
+        for request in self._deferred_reads.due(self.last_executed):
+            self._execute_read_only(request)
+
     def _execute_read_only(self, request: Request) -> None:
         """R1: answer from the current state, unordered; the client needs 2f + 1 matching."""
         try:
@@ -892,6 +977,8 @@ class Replica:
             return
         if (reason := self._reject_pre_prepare(pre_prepare)) is not None:
             self.dropped[reason] += 1
+            if reason == "wrong_view":
+                self._note_left_view(pre_prepare)
             return
         entry = self._accept_pre_prepare(pre_prepare)
         entry.accepted_ms = self.now_ms
@@ -912,9 +999,11 @@ class Replica:
         self._check_prepared(entry)
 
     def _withholds(self, sequence: int) -> bool:
-        """Whether recovery forbids our vote at `sequence` of this view (see VoteHorizon)."""
+        """Whether recovery forbids our vote at `sequence` of this view (see VoteHorizon), or
+        we follow this view without voting (V5')."""
         withheld = self._withheld
-        return withheld is not None and withheld[0] == self.view and sequence <= withheld[1]
+        return (withheld is not None and withheld[0] == self.view and sequence <= withheld[1]
+                or self._passive_view == self.view)
 
     def _note_vote(self, sequence: int) -> None:
         """Before voting at `sequence`: extend the vote horizon if the vote is beyond it. The
@@ -1002,6 +1091,8 @@ class Replica:
                 return
             if (reason := self._reject_vote(prepare, sender == self.primary)) is not None:
                 self.dropped[reason] += 1
+                if reason == "wrong_view":
+                    self._note_left_view(prepare)
                 return
         self._heard_ms[sender] = self.now_ms  # V1''
         entry = self._entry(sequence)
@@ -1031,6 +1122,8 @@ class Replica:
                 return
             if (reason := self._reject_vote(commit, False)) is not None:
                 self.dropped[reason] += 1
+                if reason == "wrong_view":
+                    self._note_left_view(commit)
                 return
         self._heard_ms[sender] = self.now_ms  # V1''
         entry = self._entry(sequence)
@@ -1082,6 +1175,8 @@ class Replica:
         if entry.matching_prepares() < self._prepare_quorum:
             return
         entry.prepared = True
+        if entry.sequence > self._prepared_horizon:
+            self._prepared_horizon = entry.sequence  # R1'
         pre_prepare = entry.pre_prepare
         primary = self.config.primary(entry.view)
         # Exactly 2f PREPAREs (more may have arrived before the PRE-PREPARE): a VIEW-CHANGE
@@ -1096,6 +1191,10 @@ class Replica:
         certificate = PreparedCertificate(_without_batch(pre_prepare), prepares)
         self._prepared_certificates[entry.sequence] = certificate
         self._persist.append(certificate)  # V1 must still report it after a restart
+        if self._passive_view == self.view:
+            self.votes_withheld += 1  # V5': the others' 2f + 1 COMMITs commit it here
+            self._check_committed(entry)
+            return
         commit = self._sign(Commit(self.view, entry.sequence, entry.digest, self.id, b""))
         entry.commits[self.id] = commit
         self._persist.append(commit)
@@ -1113,8 +1212,9 @@ class Replica:
     # ------------------------------------------------------------------ execution (N6–N8)
 
     def _execute_committed(self) -> None:
-        """N6: execute committed batches strictly in sequence order."""
-        while self._fetch is None:
+        """N6: execute committed batches strictly in sequence order (none while our state is
+        known to have diverged: we wait to fetch a correct one)."""
+        while self._fetch is None and not self._diverged:
             entry = self._log.get(self.last_executed + 1)
             if entry is None or not entry.committed:
                 break
@@ -1124,6 +1224,8 @@ class Replica:
                     self._fetch_batch(entry)  # (asked again by the catch-up timer only)
                 break
             self._execute(entry, pre_prepare)
+        if self._deferred_reads:
+            self._answer_due_reads()
         if self.is_primary and self._mode is not _VIEW_CHANGE:
             self._propose_batches()
 
@@ -1239,9 +1341,31 @@ class Replica:
         if (reason := self._reject_checkpoint(checkpoint)) is not None:
             self.dropped[reason] += 1
             return
-        self._checkpoints.setdefault(checkpoint.sequence, {})[checkpoint.replica] = checkpoint
-        self._highest_seen = max(self._highest_seen, checkpoint.sequence)
-        self._check_stable(checkpoint.sequence)
+        sequence = checkpoint.sequence
+        self._checkpoints.setdefault(sequence, {})[checkpoint.replica] = checkpoint
+        if sequence > self._highest_seen:
+            self._highest_seen = self._checkpoint_claimed(sequence)
+        self._check_stable(sequence)
+
+    def _checkpoint_claimed(self, sequence: int) -> int:
+        """S1: how far others are, after a CHECKPOINT at `sequence`. Within the high
+        watermark, as it says (a lie costs a window at most). Beyond it, only as far as f + 1
+        replicas claim, one of them correct: a lone faulty replica claiming a far checkpoint
+        would otherwise keep every replica asking for a log that does not exist, and looking
+        behind (which V1'' takes as a reason not to suspect the primary)."""
+        high = self.high_watermark
+        if sequence <= high:
+            return max(self._highest_seen, sequence)
+        claims: dict[int, int] = {}
+        for s, votes in self._checkpoints.items():
+            if s > high:
+                for replica in votes:
+                    if s > claims.get(replica, 0):
+                        claims[replica] = s
+        f = self.config.f
+        if len(claims) <= f:
+            return max(self._highest_seen, high)
+        return max(self._highest_seen, sorted(claims.values(), reverse=True)[f])
 
     def _reject_checkpoint(self, c: Checkpoint) -> str | None:
         """C2 and S1: CHECKPOINTs within the watermarks are kept; above H, only each sender's
@@ -1286,14 +1410,22 @@ class Replica:
         if sequence <= self.stable_checkpoint:
             return
         own = self._snapshots.get(sequence)
-        if own is not None and own.digest == digest:
+        if sequence <= self.last_executed:
+            # S1 never rolls back: a state older than what we executed is not restored.
+            if own is not None and own.digest != digest:
+                # Our state differs from the proven one (a faulty disk or a nondeterministic
+                # application): stop executing, let the others move on, and fetch the next
+                # checkpoint they prove, beyond us (`_diverged`).
+                self.dropped["diverged_from_checkpoint"] += 1
+                self._diverged = True
+                return
+            # Ours matches, or is gone (we restarted from a later snapshot of our own): the
+            # proof alone makes it stable.
             self._advance_stable_checkpoint(sequence, proof)
             if self.is_primary and self.view_active:
                 self._propose_batches()
             return
-        if sequence <= self.last_executed:
-            self.dropped["diverged_from_checkpoint"] += 1
-        elif wait and sequence <= self.last_executed + self.config.log_window:
+        if wait and sequence <= self.last_executed + self.config.log_window:
             if self._lagging is None or self._lagging.sequence < sequence:
                 self._lagging = Lagging(sequence, digest, proof)
                 self._lagging_timer.start(self.now_ms, self.config.state_transfer_timeout_ms)
@@ -1337,6 +1469,7 @@ class Replica:
         whose snapshot the others are about to discard)."""
         if self._fetch is not None and self._fetch.sequence >= sequence:
             return
+        assert sequence > self.last_executed, (sequence, self.last_executed)  # never roll back
         config = self.config
         sources = [(self.id + k) % self._n for k in range(1, self._n)]
         self._fetch = StateFetch(
@@ -1403,6 +1536,8 @@ class Replica:
         self._restore(fetch.sequence, fetch.snapshot(), chunk.replica)
 
     def _restore(self, sequence: int, snapshot: bytes, source: int) -> None:
+        assert sequence > self.last_executed, (sequence, self.last_executed)  # see _start_fetch
+        self._diverged = False
         app_snapshot, table_snapshot, timestamp_ms = decode_snapshot(snapshot)
         self._app.restore(app_snapshot)
         self.client_table.restore(table_snapshot)
@@ -1603,6 +1738,9 @@ class Replica:
     def _start_view_change(self, new_view: int) -> None:
         """V1: stop taking part in the current view and ask for `new_view`."""
         assert new_view > self.view or (new_view == self.view and not self.view_active)
+        if self.view_active:
+            self._left_view, self._left_new_view = self.view, self._new_view
+        self._left_view_active = set()
         self.view = new_view
         self._mode = _VIEW_CHANGE
         self.view_changes_started += 1
@@ -1624,6 +1762,48 @@ class Replica:
         self._prune_stash()
         self._arm_view_change_timer()
         self._try_new_view()
+
+    def _note_left_view(self, message: PrePrepare | Prepare | Commit) -> None:
+        """V5': during our view change, a signed message of the view we left. Once 2f + 1
+        other replicas are seen working in it, our view change has no support: return."""
+        if self._mode is not _VIEW_CHANGE or message.view != self._left_view:
+            return
+        sender = message.replica
+        active = self._left_view_active
+        if sender in active or sender == self.id or not 0 <= sender < self._n:
+            return
+        if not self._verify_replica_signature(message):
+            return  # (counted as wrong_view by the caller; at most n - 1 checks per view change)
+        active.add(sender)
+        if len(active) >= self._quorum:
+            self._return_to_left_view()
+
+    def _return_to_left_view(self) -> None:
+        """V5': 2f + 1 others work in the view we left, so no view change of ours can gather
+        2f + 1 VIEW-CHANGEs: go back to that view, but only to follow it. We send no
+        PRE-PREPARE, PREPARE or COMMIT there (we prepare and execute on the others' votes),
+        because our VIEW-CHANGE, which the others may hold, does not report what we would
+        prepare now: a primary of that next view could build its NEW-VIEW from it and lose a
+        request that our vote helped commit. From the next view on, we vote again."""
+        view = self._left_view
+        self.view = view
+        self._mode = _NORMAL if self._fetch is None else _FETCHING_STATE
+        self._passive_view = view
+        self._new_view = self._left_new_view
+        self._view_change_messages.clear()
+        self._left_view_active = set()
+        self._view_change_timer.stop()
+        self._view_change_resend_timer.stop()
+        self.view_changes_abandoned += 1
+        self._waiting.forget_proposals()
+        self._restart_request_timer()
+        self._prune_stash()
+        self._request_log_in_turn()  # what executed while we were away
+
+    @property
+    def following(self) -> bool:
+        """V5': whether we follow the current view without voting in it."""
+        return self._passive_view == self.view
 
     def _arm_view_change_timer(self) -> None:
         """V4: the view-change timer runs only once 2f + 1 replicas (us included) ask for this

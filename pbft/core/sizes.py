@@ -5,7 +5,7 @@ The primary closes a batch before its PRE-PREPARE could exceed `batch_bytes_max`
 validation proves that every message a correct replica builds fits `frame_bytes_max`, and
 `Replica.bytes_held()` reports what peers and clients make a replica hold. Each constant is the
 largest fixed part of one message in `pbft.codec`'s encoding (integers at their widest, container
-headers at their widest); tests/test_sizes.py checks every bound against `encode`.
+headers at their widest); tests/test_robust_core.py checks every bound against `encode`.
 """
 
 from __future__ import annotations
@@ -109,15 +109,15 @@ def new_view_bytes_max(config) -> int:
 def replica_bytes_budget(config) -> int:
     """The most protocol bytes a replica holds (`Replica.bytes_held()`), whatever its peers and
     clients send: the log window (a batch, n PREPAREs and n COMMITs per sequence number, the
-    batch counted twice for the batch store, and a prepared certificate), waiting requests, the
-    stash of each peer, one VIEW-CHANGE per replica and a NEW-VIEW, and the CHECKPOINTs of the
+    batch counted twice for the batch store, and a prepared certificate), waiting requests and
+    deferred reads, the stash of each peer, one VIEW-CHANGE per replica and a NEW-VIEW, and the CHECKPOINTs of the
     window (plus one per replica above it). The application's own state, its snapshots and the
     reply cache are not in it: they grow only with what is executed."""
     n, window = config.n, config.log_window
     per_sequence = (2 * config.batch_bytes_max + 2 * n * VOTE_BYTES
                     + CONTAINER_OVERHEAD_BYTES + PRE_PREPARE_OVERHEAD_BYTES + VOTE_BYTES * n)
     checkpoints = (window // config.checkpoint_interval + 2) * n * VOTE_BYTES + n * VOTE_BYTES
-    return (window * per_sequence + 2 * config.pending_bytes_max
+    return (window * per_sequence + 3 * config.pending_bytes_max
             + (n - 1) * config.stash_bytes_max
             + n * view_change_bytes_max(config) + new_view_bytes_max(config) + checkpoints)
 

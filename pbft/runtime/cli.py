@@ -4,7 +4,8 @@
                  [--open-admission]                       clients) + key files (mode 0600)
     pbft replica --config FILE --id N --key FILE --data DIR
     pbft cluster --replicas 4 [--dir DIR]                 a local cluster until Ctrl-C / SIGTERM
-    pbft status  --config FILE                            each replica's view, progress, health
+    pbft status  --config FILE                            each replica's progress, lag, state
+                                                          digest and health
     pbft bench   [--duration S] [--clients N]             the PBFT paper's micro-benchmarks
 
 Exit codes: 0 success, 1 a runtime failure (storage corrupt, replica unreachable, ...), 2 bad
@@ -30,7 +31,7 @@ from pbft.app import KeyValueStore, StateMachine
 from pbft.config import BOUND_NAMES, ConfigError
 from pbft.ed25519 import KeyFileError, read_key_file
 
-__all__ = ["JsonFormatter", "load_app", "main"]
+__all__ = ["JsonFormatter", "cluster_health", "load_app", "main"]
 
 log = logging.getLogger("pbft.runtime.cli")
 
@@ -162,6 +163,7 @@ def cmd_replica(args: argparse.Namespace) -> int:
     settings = NodeSettings(
         tick_interval_ms=args.tick_ms,
         metrics_port=metrics_port,
+        health_behind_max=args.health_behind_max,
         storage_synchronous=args.synchronous,
         persist_in_thread=args.persist == "thread",
         transport=TransportSettings(
@@ -320,32 +322,54 @@ def cmd_status(args: argparse.Namespace) -> int:
         return results
 
     results = trio.run(run)
+    judged = cluster_health(results)
     if args.json:
         print(json.dumps(results))
-    executed = [r["last_executed"] for r in results if isinstance(r, dict)]
-    highest = max(executed, default=0)
-    if not args.json:
+    else:
         print(f"{'replica':>7} {'view':>5} {'primary':>7} {'last executed':>13} "
-              f"{'stable':>7} {'committed':>10} {'peers':>6}  health")  # fmt: skip
-    healthy = 0
-    for replica_id, result in enumerate(results):
+              f"{'behind':>6} {'stable':>7} {'committed':>10} {'peers':>5} "
+              f"{'state digest':<16}  health")  # fmt: skip
+    for replica_id, (result, (health, behind)) in enumerate(zip(results, judged)):
         if isinstance(result, str):
-            line = f"{replica_id:>7} {'-':>5} {'-':>7} {'-':>13} {'-':>7} {'-':>10} {'-':>6}  {result}"
+            line = (f"{replica_id:>7} {'-':>5} {'-':>7} {'-':>13} {'-':>6} {'-':>7} {'-':>10} "
+                    f"{'-':>5} {'-':<16}  {health}")  # fmt: skip
         else:
-            health = result["health"]
-            if health == "ok" and highest - result["last_executed"] > config.log_window:
-                health = "lagging"
-            healthy += health == "ok"
+            if result["recovering"] and health == "ok":
+                health = "ok (recovering)"
             line = (f"{replica_id:>7} {result['view']:>5} {result['primary']:>7} "
-                    f"{result['last_executed']:>13} {result['low_watermark']:>7} "
-                    f"{result['committed_requests']:>10} {len(result['connected_peers']):>6}  "
+                    f"{result['last_executed']:>13} {behind:>6} "
+                    f"{result['low_watermark']:>7} {result['committed_requests']:>10} "
+                    f"{len(result['connected_peers']):>5} {result['state_digest'][:16]:<16}  "
                     f"{health}")  # fmt: skip
         if not args.json:
             print(line)
+    healthy = sum(health == "ok" for health, _ in judged)
     if not args.json:
         verdict = "serving" if healthy >= config.quorum else "NOT serving (no healthy quorum)"
         print(f"{healthy} of {config.n} replicas healthy; quorum is {config.quorum}: {verdict}")
     return 0 if healthy >= config.quorum else 1
+
+
+def cluster_health(results: list[dict | str]) -> list[tuple[str, int | None]]:
+    """Each replica's (health, sequence numbers behind) as `pbft status` judges them from every
+    replica's /status object (a str: the replica did not answer, and that is its health; None
+    behind). Behind is the larger of what the replica knows and how far the replica that
+    executed most is ahead of it: a replica that has not heard from the others lately (just
+    restarted, or cut off) does not know how far behind it is. Its "ok" becomes "behind"
+    beyond its `behind_max`."""
+    executed = [r["last_executed"] for r in results if isinstance(r, dict)]
+    highest = max(executed, default=0)
+    judged: list[tuple[str, int | None]] = []
+    for result in results:
+        if isinstance(result, str):
+            judged.append((result, None))
+            continue
+        behind = max(result["behind"], highest - result["last_executed"])
+        health = result["health"]
+        if health == "ok" and behind > result["behind_max"]:
+            health = "behind"
+        judged.append((health, behind))
+    return judged
 
 
 # ---------------------------------------------------------------------------- bench
@@ -396,6 +420,9 @@ def build_parser() -> argparse.ArgumentParser:
     replica.add_argument("--no-metrics", action="store_true")
     replica.add_argument("--app", default="kv", help="kv, bench or module:callable")
     replica.add_argument("--tick-ms", type=int, default=10)
+    replica.add_argument("--health-behind-max", type=int, default=None,
+                         help="health is not ok beyond this many sequence numbers behind "
+                              "(default: the checkpoint interval)")
     replica.add_argument("--synchronous", default="FULL", choices=["FULL", "EXTRA", "NORMAL"],
                          help="SQLite durability; NORMAL is not crash-safe for power loss")
     replica.add_argument("--persist", default="loop", choices=["thread", "loop"],
@@ -423,7 +450,8 @@ def build_parser() -> argparse.ArgumentParser:
     cluster.add_argument("--open-admission", action="store_true", help=OPEN_ADMISSION_HELP)
     cluster.set_defaults(handler=cmd_cluster)
 
-    status = commands.add_parser("status", help="each replica's view, progress and health")
+    status = commands.add_parser("status",
+                                 help="each replica's progress, lag, state digest and health")
     status.add_argument("--config", required=True)
     status.add_argument("--metrics-offset", type=int, default=1000)
     status.add_argument("--metrics-host", default=None)

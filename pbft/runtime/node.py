@@ -1,4 +1,4 @@
-"""The replica node: one PBFT core on a real network, with durable storage (ARCHITECTURE.md).
+"""The replica node: one PBFT core on a real network, with durable storage (docs/ARCHITECTURE.md).
 
 `serve_replica` opens the replica's storage, rebuilds the core from it (`Replica.recover`),
 starts the TLS transport and the metrics endpoint, and runs the one loop that owns the core:
@@ -7,7 +7,7 @@ starts the TLS transport and the metrics endpoint, and runs the one loop that ow
     → receive each, tick when due
     → while the core has work: persist (fsync) → send → advance
 
-Nothing the core sends leaves before the records it depends on are durable (ARCHITECTURE.md,
+Nothing the core sends leaves before the records it depends on are durable (docs/ARCHITECTURE.md,
 "persist first"). The one exception is the core's to make: a Ready whose `durable_first` is
 False holds only PRE-PREPAREs and PREPAREs under a vote horizon already on disk
 (`pbft.messages.VoteHorizon`), so its messages go out first and its fsync overlaps their trip
@@ -76,7 +76,10 @@ from .metrics import Histogram, MetricsText, serve_metrics
 from .storage import ReplicaStorage, StorageStatistics
 from .transport import Peer, Transport, TransportSettings, TransportStatistics
 
-__all__ = ["NodeSettings", "NodeStatistics", "ReplicaNode", "serve_replica"]
+__all__ = [
+    "NodeSettings", "NodeStatistics", "ReplicaNode", "is_recovering", "replica_health",
+    "serve_replica",
+]  # fmt: skip
 
 log = logging.getLogger("pbft.runtime.node")
 
@@ -118,6 +121,12 @@ class NodeSettings:
     persist_in_thread: bool = False
     #: Requests whose receive time is kept for the latency histogram.
     latency_tracked_max: int = 10_000
+    #: Health is "behind" once others have shown the replica more than this many sequence
+    #: numbers it has not executed; None: the configuration's checkpoint_interval K. Under load
+    #: a healthy replica trails by the batches in flight (a few); K behind, the others have
+    #: taken a checkpoint it has not reached, which is where the core itself stops waiting and
+    #: fetches (S1). See README, "Status and health".
+    health_behind_max: int | None = None
     #: A client connection may carry a pool of identities (see the module docstring), hence
     #: a deeper reply queue than the transport's default.
     transport: TransportSettings = field(
@@ -129,6 +138,8 @@ class NodeSettings:
             raise ValueError("tick_interval_ms and inbox_batch_max must be positive")
         if self.latency_tracked_max <= 0:
             raise ValueError("latency_tracked_max must be positive")
+        if self.health_behind_max is not None and self.health_behind_max <= 0:
+            raise ValueError("health_behind_max must be positive (or None: checkpoint_interval)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +173,41 @@ class NodeStatistics:
     memory_footprint: dict[str, int]
     transport: TransportStatistics
     storage: StorageStatistics
+
+
+def is_recovering(
+    *, fetching_state: bool, view_active: bool, behind: int, behind_max: int, stalled_ms: int,
+    stall_ms_max: int,
+) -> bool:
+    """A replica is recovering while it fetches state (S1), runs a view change, or knows others
+    are ahead (`behind` > 0) and either trails by more than `behind_max` or has executed
+    nothing for `stall_ms_max` (state_transfer_timeout_ms: when the core asks others for the
+    log, S1). Trailing by the batches in flight while executing is the normal case."""
+    if fetching_state or not view_active:
+        return True
+    return behind > behind_max or (behind > 0 and stalled_ms >= stall_ms_max)
+
+
+def replica_health(
+    *, view_active: bool, fetching_state: bool, behind: int, behind_max: int, following: bool,
+    peers_connected: int, f: int,
+) -> str:
+    """One word for an operator, the first that applies: "view_change" (no view installed),
+    "catching_up" (fetching state, S1), "behind" (more than `behind_max` sequence numbers
+    behind what others have shown), "following" (V5': back in the view the others are in,
+    executing but not voting until the next view, so the cluster runs without this replica's
+    votes), "isolated" (fewer than 2f other replicas connected), else "ok"."""
+    if not view_active:
+        return "view_change"
+    if fetching_state:
+        return "catching_up"
+    if behind > behind_max:
+        return "behind"
+    if following:
+        return "following"
+    if peers_connected < 2 * f:
+        return "isolated"
+    return "ok"
 
 
 class ReplicaNode:
@@ -205,6 +251,11 @@ class ReplicaNode:
         self._persist_histogram = Histogram()
         self._low_watermark_persisted = storage.statistics().collected_through
         self._view = (replica.view, replica.view_active)
+        #: The last sequence number executed, and when (trio time) it changed.
+        self._progress = (replica.last_executed, self._epoch_trio)
+        #: The state digest and what it was computed at (see `state_digest`).
+        self._digest_key: tuple[int, int] | None = None
+        self._digest = b""
 
     # ------------------------------------------------------------------ clock
 
@@ -340,6 +391,8 @@ class ReplicaNode:
                 self._log_application_errors()
             replica.advance()
             self._note_view(ready.status.view)
+            if ready.status.last_executed != self._progress[0]:
+                self._progress = (ready.status.last_executed, trio.current_time())
 
     def _log_application_errors(self) -> None:
         errors = self.replica.application_errors
@@ -408,17 +461,56 @@ class ReplicaNode:
 
     # ------------------------------------------------------------------ observing
 
-    def health(self) -> str:
-        """"ok", "view_change" (no view installed), "catching_up" (fetching state) or
-        "isolated" (fewer than 2f other replicas connected)."""
+    @property
+    def behind_max(self) -> int:
+        """The most sequence numbers behind that health still calls "ok"."""
+        configured = self.settings.health_behind_max
+        return self.config.checkpoint_interval if configured is None else configured
+
+    def behind(self) -> int:
+        """Sequence numbers others have shown us (signed COMMITs, the primary's PRE-PREPAREs,
+        CHECKPOINTs) that we have not executed. It can only over-state: one faulty replica's
+        signed CHECKPOINT far ahead raises it; nothing can hide a real lag from it, except that
+        a replica cut off from the others learns of nothing (health "isolated")."""
+        status = self.replica.status()
+        return max(0, status.highest_seen - status.last_executed)
+
+    def recovering(self) -> bool:
+        """See `is_recovering`; stalled since the last sequence number executed here."""
         replica = self.replica
-        if not replica.view_active:
-            return "view_change"
-        if replica.fetching_state:
-            return "catching_up"
-        if len(self.transport.connected_peers()) < 2 * self.config.f:
-            return "isolated"
-        return "ok"
+        return is_recovering(
+            fetching_state=replica.fetching_state,
+            view_active=replica.view_active,
+            behind=self.behind(),
+            behind_max=self.behind_max,
+            stalled_ms=int((trio.current_time() - self._progress[1]) * 1000),
+            stall_ms_max=self.config.state_transfer_timeout_ms,
+        )
+
+    def health(self) -> str:
+        """See `replica_health`."""
+        replica = self.replica
+        return replica_health(
+            view_active=replica.view_active,
+            fetching_state=replica.fetching_state,
+            behind=self.behind(),
+            behind_max=self.behind_max,
+            following=replica.following,
+            peers_connected=len(self.transport.connected_peers()),
+            f=self.config.f,
+        )
+
+    def state_digest(self) -> bytes:
+        """The digest of the replica's state (application, reply cache, last batch timestamp)
+        as a CHECKPOINT at `last_executed` would carry it (C1). Snapshotting the application
+        costs its size, so it is computed at most once per executed sequence number (and state
+        transfer), on demand: never per request to /status."""
+        replica = self.replica
+        key = (replica.last_executed, replica.state_transfers_completed)
+        if key != self._digest_key:
+            self._digest = replica.state_digest()
+            self._digest_key = key
+        return self._digest
 
     def statistics(self) -> NodeStatistics:
         replica = self.replica
@@ -462,6 +554,12 @@ class ReplicaNode:
             "low_watermark": status.low_watermark,
             "high_watermark": status.high_watermark,
             "pending_requests": status.pending_requests,
+            "highest_seen": status.highest_seen,
+            "behind": self.behind(),
+            "behind_max": self.behind_max,
+            "recovering": self.recovering(),
+            "following": replica.following,
+            "state_digest": self.state_digest().hex(),
             "committed_requests": self.committed_requests,
             "view_changes_started": replica.view_changes_started,
             "connected_peers": self.transport.connected_peers(),
@@ -495,6 +593,17 @@ class ReplicaNode:
         m.metric("pbft_low_watermark", "gauge", "The last stable checkpoint (h).",
                  status.low_watermark)
         m.metric("pbft_high_watermark", "gauge", "H = h + log_window.", status.high_watermark)
+        m.metric("pbft_sequences_behind", "gauge",
+                 "Sequence numbers others have shown this replica that it has not executed.",
+                 self.behind())
+        m.metric("pbft_sequences_behind_max", "gauge",
+                 "Health is not ok above this many sequence numbers behind.", self.behind_max)
+        m.metric("pbft_recovering", "gauge",
+                 "1 while fetching state, changing view, or behind and not executing.",
+                 int(self.recovering()))
+        m.metric("pbft_following", "gauge",
+                 "1 while following the view without voting in it (V5').",
+                 int(replica.following))
         m.metric("pbft_view_changes_total", "counter", "View changes this replica started.",
                  replica.view_changes_started)
         m.metric("pbft_state_transfers_total", "counter", "State transfers completed (S1).",

@@ -1,0 +1,111 @@
+"""V5': a replica whose view change gets no support returns to the view the others work in
+(issue 12, item 7), and follows it without voting until the next view.
+
+A backup cut off from the other replicas (but not from clients) times out on a request and
+asks for view 1 alone. When it hears 2f + 1 others still working in view 0, it goes back to
+view 0: it prepares and executes there on their votes and answers clients, but sends no
+PRE-PREPARE, PREPARE or COMMIT of view 0, because the VIEW-CHANGE it sent does not report what
+it would prepare now. Without this it stayed in view 1 for good: the cluster ran on 3 of 4.
+"""
+
+from __future__ import annotations
+
+from pbft.app import kv_put
+from pbft.messages import Commit, Prepare, PrePrepare, ViewChange
+from simulations.cluster import InProcessCluster
+
+CUT = 3
+
+
+def _cluster():
+    cluster = InProcessCluster(config_overrides={"request_timeout_ms": 1_000})
+    cut = {"on": True}
+    # Replica 3 neither hears nor is heard by the other replicas; clients reach everyone.
+    cluster.filters.append(lambda s, d, m: not (
+        cut["on"] and isinstance(s, int) and isinstance(d, int) and CUT in (s, d)))
+    sent: list = []
+    cluster.interceptors[CUT] = lambda to, m: (sent.append(m), [(to, m)])[1]
+    return cluster, cut, sent
+
+
+def _alone_in_view_1(cluster, cut):
+    client = cluster.add_client("a")
+    cluster.submit(client, kv_put("k", b"0"))
+    cluster.run()
+    cluster.advance_time(1_100)  # replica 3's request timer fires; it asks for view 1 alone
+    cluster.run()
+    lone = cluster.replicas[CUT]
+    assert lone.view == 1 and not lone.view_active
+    assert all(cluster.replicas[r].view == 0 for r in range(3))
+    cut["on"] = False
+    return client
+
+
+def test_v5_prime_a_lone_view_change_returns_to_the_view_the_others_work_in():
+    cluster, cut, _ = _cluster()
+    client = _alone_in_view_1(cluster, cut)
+    for i in range(1, 6):
+        cluster.submit(client, kv_put("k", b"%d" % i))
+        cluster.run()
+    cluster.settle(3_000)
+    lone = cluster.replicas[CUT]
+    assert (lone.view, lone.view_active, lone.following) == (0, True, True)
+    assert lone.view_changes_abandoned == 1
+    assert lone.last_executed == cluster.replicas[0].last_executed
+    assert lone.state_digest() == cluster.replicas[0].state_digest()
+    assert all(cluster.replicas[r].view == 0 for r in range(4)), "no view change was forced"
+
+
+def test_v5_prime_the_returned_replica_sends_no_vote_in_that_view():
+    """Its VIEW-CHANGE for view 1, which the others now hold, reports what it prepared when it
+    left: a PREPARE or COMMIT of view 0 sent after it could let a faulty primary of view 1
+    build a NEW-VIEW that loses a committed request."""
+    cluster, cut, sent = _cluster()
+    client = _alone_in_view_1(cluster, cut)
+    sent.clear()
+    for i in range(1, 6):
+        cluster.submit(client, kv_put("k", b"%d" % i))
+        cluster.run()
+    assert cluster.replicas[CUT].following
+    votes = [m for m in sent if isinstance(m, (PrePrepare, Prepare, Commit)) and m.view == 0]
+    assert votes == []
+    assert cluster.replicas[CUT].votes_withheld > 0
+
+
+def test_v5_prime_the_next_view_change_brings_the_replica_back_as_a_voter():
+    """Following ends with the view: in view 1 it votes again (a fresh VIEW-CHANGE first)."""
+    cluster, cut, sent = _cluster()
+    client = _alone_in_view_1(cluster, cut)
+    cluster.submit(client, kv_put("k", b"1"))
+    cluster.run()
+    assert cluster.replicas[CUT].following
+    cluster.crash(0)  # the primary of view 0: everyone times out and moves to view 1
+    cluster.submit(client, kv_put("k", b"2"))
+    cluster.settle(6_000)
+    assert all(cluster.replicas[r].view == 1 and cluster.replicas[r].view_active
+               for r in (1, 2, 3))
+    lone = cluster.replicas[CUT]
+    assert not lone.following
+    assert [m for m in sent if isinstance(m, ViewChange) and m.new_view == 1]
+    sent.clear()
+    cluster.submit(client, kv_put("k", b"3"))
+    cluster.run()
+    assert any(isinstance(m, Commit) and m.view == 1 for m in sent)
+    assert cluster.results[client.client][-1].result is not None
+
+
+def test_v5_prime_fewer_than_2f_plus_1_others_do_not_bring_it_back():
+    """With one of the others down, view 0 cannot commit without us: stay in the view change
+    (the others' timers will bring them to view 1)."""
+    cluster, cut, _ = _cluster()
+    client = cluster.add_client("a")
+    cluster.submit(client, kv_put("k", b"0"))
+    cluster.run()
+    cluster.advance_time(1_100)
+    cluster.run()
+    cluster.crash(2)
+    cut["on"] = False
+    cluster.submit(client, kv_put("k", b"1"))
+    cluster.run()
+    lone = cluster.replicas[CUT]
+    assert lone.view_changes_abandoned == 0
