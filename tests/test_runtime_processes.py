@@ -152,6 +152,8 @@ async def test_a_request_that_makes_the_application_raise_stops_no_replica(tmp_p
             assert decode_application_error(await client.submit(POISON)) == "ValueError"
             assert kv_decode_result(await client.submit(kv_put("k", b"1"))) == ("ok", None)
         for replica_id in range(4):
+            # (f + 1 results were enough for the client: the others may still be executing.)
+            await wait_status(cluster, replica_id, lambda s: s["last_executed"] >= 2, 20)
             assert cluster.running(replica_id)
             assert "the application raised" in files.log_path(replica_id).read_text()
             cluster.kill(replica_id, signal.SIGKILL)
