@@ -76,3 +76,80 @@ def test_v1_a_batch_its_wiped_primary_cannot_finish_is_taken_over_by_the_next_vi
     assert len({r.last_executed for r in cluster.replicas}) == 1
     assert all(r.client_table.get(client.client) is not None for r in cluster.replicas)
     assert all(r.view >= 1 and r.view_active for r in cluster.replicas)
+
+
+def _run_to_8_with_stable_4():
+    from pbft.messages import Checkpoint
+
+    cluster = InProcessCluster(config_overrides={"checkpoint_interval": 2, "log_window": 8})
+    session = cluster.add_client("a")
+    cluster.run_workload([session], 8, lambda c, i: kv_put(f"k{i % 3}", b"%d" % i))
+    records = [m for m in cluster.persisted[1]
+               if not (isinstance(m, Checkpoint) and m.sequence > 4 and m.replica != 1)]
+    return cluster, records
+
+
+def test_s1_a_restarted_replica_still_serves_its_stable_checkpoints_state():
+    """S1, S2: after a restart a replica holds the snapshots from its stable checkpoint's to its
+    latest, as before the crash. It kept only the latest: two replicas that restarted ahead of
+    the others could not serve the stable state the others needed, and nobody could (seed 25
+    of recovery_bank_wiped_primary_duplication: the cluster stopped for good)."""
+    from pbft.app import KeyValueStore
+    from pbft.core import Replica
+    from pbft.messages import FetchState, StateChunk
+
+    from .corekit import sign
+
+    cluster, records = _run_to_8_with_stable_4()
+    restarted = Replica.recover(cluster.config, 1, cluster.signers[1], cluster.verifier,
+                                KeyValueStore(), records)
+    assert (restarted.last_executed, restarted.stable_checkpoint) == (8, 4)
+    restarted.ready()
+    restarted.advance()
+    restarted.receive(sign(FetchState(4, 0, 0, b"")))
+    chunks = [o.message for o in restarted.ready().messages if isinstance(o.message, StateChunk)]
+    assert [(c.sequence, c.chunk) for c in chunks] == [(4, 0)]
+    assert restarted.dropped["no_such_snapshot"] == 0
+
+
+def test_s1_a_fetch_of_a_state_discarded_here_is_answered_with_the_later_proof():
+    """S1: a replica asked for the state of a checkpoint below its stable one (it discarded
+    it) sends the 2f + 1 CHECKPOINTs proving its stable checkpoint: the requester fetches that
+    state instead of asking for one nobody holds, for ever."""
+    from pbft.messages import Checkpoint, FetchState
+
+    from .corekit import sign
+
+    cluster, _ = _run_to_8_with_stable_4()
+    replica = cluster.replicas[1]
+    assert replica.stable_checkpoint >= 6
+    replica.ready()
+    replica.advance()
+    replica.receive(sign(FetchState(2, 0, 0, b"")))
+    sent = [o.message for o in replica.ready().messages]
+    assert sent and all(isinstance(m, Checkpoint) and m.sequence == replica.stable_checkpoint
+                        for m in sent)
+    assert len(sent) >= 3
+
+
+def test_s2_a_restarted_replica_asks_every_other_replica_in_turn_then_stops():
+    """S2: after its first request to all, a restarted replica asks each other replica once
+    more, one per state-transfer period (one may have been re-executing when first asked),
+    then stops asking while it knows of nothing beyond what it executed."""
+    from pbft.app import KeyValueStore
+    from pbft.core import Replica
+    from pbft.messages import FetchLog
+
+    cluster, records = _run_to_8_with_stable_4()
+    restarted = Replica.recover(cluster.config, 1, cluster.signers[1], cluster.verifier,
+                                KeyValueStore(), records)
+    first = [o.to for o in restarted.ready().messages if isinstance(o.message, FetchLog)]
+    restarted.advance()
+    assert first == [(0, 2, 3)]
+    period = cluster.config.state_transfer_timeout_ms
+    asked = []
+    for step in range(1, 8):
+        restarted.tick(step * period)
+        asked += [o.to for o in restarted.ready().messages if isinstance(o.message, FetchLog)]
+        restarted.advance()
+    assert sorted(asked) == [(0,), (2,), (3,)]

@@ -31,6 +31,8 @@ class DurableState:
     """What a replica's records say, latest first where several versions exist."""
 
     snapshot: SnapshotRecord | None = None
+    #: Every snapshot record by sequence number (the latest is `snapshot`).
+    snapshots: dict[int, SnapshotRecord] = field(default_factory=dict)
     #: CHECKPOINT messages by sequence number, then sender (own and proofs).
     checkpoints: dict[int, dict[int, Checkpoint]] = field(default_factory=dict)
     #: The prepared certificate of the highest view for each sequence number.
@@ -52,6 +54,7 @@ def read_records(records: list[Message], replica_id: int) -> DurableState:
     state = DurableState()
     for record in records:
         if isinstance(record, SnapshotRecord):
+            state.snapshots[record.sequence] = record
             if state.snapshot is None or record.sequence >= state.snapshot.sequence:
                 state.snapshot = record
         elif isinstance(record, Checkpoint):

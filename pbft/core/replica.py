@@ -216,6 +216,9 @@ class Replica:
         self._highest_seen = 0
         self._last_progress_ms = now_ms
         self._log_fetch_source = replica_id
+        #: S2: catch-up asks still due after a restart or a state transfer, whether or not we
+        #: know of anything beyond what we executed.
+        self._recovery_asks = 0
         #: Per requesting replica: one catch-up FETCH-LOG answer per state_transfer_timeout_ms,
         #: and a log window of batches by digest per period (S1'').
         self._catch_up_limit = RateLimit(1, period_ms, 1)
@@ -342,6 +345,12 @@ class Replica:
         self._checkpoints = {
             s: dict(v) for s, v in state.checkpoints.items() if s >= self.stable_checkpoint
         }
+        # S1: the snapshots others may fetch from us, as before the crash: from the stable
+        # checkpoint's (a replica further behind needs exactly that one) to the latest.
+        for sequence, record in state.snapshots.items():
+            if self.stable_checkpoint <= sequence < self.last_executed:
+                self._snapshots[sequence] = ChunkedSnapshot(
+                    record.snapshot, self.config.state_chunk_bytes)
         if proven and proven[-1][0] > self.last_executed:
             # We had learnt of a stable checkpoint beyond our state: fetch it (S1).
             sequence, digest, proof = proven[-1]
@@ -428,6 +437,7 @@ class Replica:
         if self._fetch is None:
             fetch_log = self._sign(FetchLog(self.last_executed + 1, NULL_DIGEST, self.id, b""))
             self._send(self._others, fetch_log)
+        self._recovery_asks = self._n - 1
         self._catch_up_timer.start(self.now_ms, self.config.state_transfer_timeout_ms)
 
     def _batch_of_recovered(self, pre_prepare: PrePrepare) -> PrePrepare:
@@ -529,6 +539,11 @@ class Replica:
     def _on_catch_up_timer(self, now: int) -> None:
         if self._highest_seen > self.last_executed:
             self._maybe_catch_up()
+        elif self._recovery_asks > 0 and self._fetch is None:
+            # S2: after a restart or a state transfer, ask each other replica in turn once
+            # more, a period apart: one asked first may itself still have been re-executing.
+            self._recovery_asks -= 1
+            self._request_log_in_turn()
 
     def has_ready(self) -> bool:
         return bool(self._persist or self._messages or self._replies or self._executed)
@@ -1499,6 +1514,14 @@ class Replica:
         prepared = self._snapshots.get(message.sequence)
         if prepared is None or message.sequence > self.last_executed:
             self.dropped["no_such_snapshot"] += 1
+            if (message.sequence < self.stable_checkpoint and self.stable_checkpoint_proof
+                    and self._verify_replica_signature(message)
+                    and self._fetch_state_limit.allow(message.replica, self.now_ms)):
+                # S1: the state asked for is garbage here: show the requester the proof of
+                # our stable checkpoint, whose state it can fetch instead (a fetch of a state
+                # everyone discarded would never end).
+                for checkpoint in self.stable_checkpoint_proof:
+                    self._send((message.replica,), checkpoint)
             return
         if message.chunk >= prepared.chunks:
             self.dropped["no_such_chunk"] += 1
@@ -1563,8 +1586,11 @@ class Replica:
             self._stop_waiting(client)
         # Requests proposed in batches the snapshot covers will not execute here: forget them.
         self._proposed = {key for key in self._proposed if key[1] > last_timestamp(key[0])}
-        # The batches after the checkpoint: ask the replica that served the last chunk.
+        # The batches after the checkpoint: ask the replica that served the last chunk, then
+        # the others in turn (S2).
         self._request_log(source)
+        self._log_fetch_source = source
+        self._recovery_asks = self._n - 1
         self._execute_committed()
 
     def _resend_new_view(self, to: int) -> None:
