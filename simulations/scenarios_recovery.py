@@ -12,10 +12,10 @@ replica has executed what any correct replica had executed, `CATCH_UP_BOUND_MS` 
 fault, even without load). A run stops after `EVENTS_MAX` events (a message storm is a
 "runaway" violation, not a hang).
 
-`RECOVERY_CI` says which take part in the CI sweep of the catalogue; the others exposed bugs of
-the core when they were written and are registered with `ci=False`:
+`RECOVERY_CI` says which take part in the CI sweep of the catalogue (a scenario that exposes
+a bug of the core is registered with `ci=False` until the core passes it):
 
-    python -m simulations run recovery_bank_crash_all_idle_wiped --seed 10
+    python -m simulations run recovery_bank_crash_all_idle_wiped --seed 10 --json
     python -m simulations sweep --scenarios recovery_bank_crash_all,recovery_poison --seeds 1-50
 """
 
@@ -35,31 +35,31 @@ from .network import NetworkProfile
 from .scenarios import scenario
 
 #: The scenarios of this module in the CI sweep (tests/test_simulator.py), and over 50 seeds in
-#: the slow sweep (tests/test_sim_recovery.py); add the others once the core passes them.
-#: Seeds 1-50 on main at aeeae0a (before the fixes of issue 12) and at e775ee2:
-#:   recovery_bank_crash_all_idle_wiped         34 of 50 failed catch_up (seed 1: the wiped
-#:                                              replica still at 0 5 s after the restart);
-#:                                              at e775ee2 seeds 10, 26, 37, 46 (seed 10: the
-#:                                              wiped replica at 96, 97 executed before)
-#:   recovery_bank_wiped_primary_duplication    passed; at e775ee2 seed 25 fails liveness and
-#:                                              catch_up (replicas 0 and 1 fetching the state
-#:                                              of checkpoint 48 that nobody keeps any more)
-#:   recovery_bank_crash_all_reads_at_restart   22 of 50 failed linearizability (seed 13: reads
-#:                                              missing transfers acknowledged 1.6 s before)
-#:   recovery_bank_crash_all_duplication        seeds 17, 31 failed invariant (replica 2, the
+#: the slow sweep (tests/test_sim_recovery.py). A new scenario that exposes a bug of the core
+#: stays out until the core passes it. What these found, seeds 1-50:
+#:   recovery_bank_crash_all_idle_wiped         34 failed catch_up on main at aeeae0a (seed 1:
+#:                                              the wiped replica still at 0 5 s after the
+#:                                              restart); at e775ee2 seeds 10, 26, 37, 46
+#:   recovery_bank_wiped_primary_duplication    at e775ee2 seed 25 (liveness: replicas fetching
+#:                                              the state of a checkpoint nobody kept)
+#:   recovery_bank_crash_all_reads_at_restart   22 failed linearizability at aeeae0a (seed 13:
+#:                                              reads missing transfers acknowledged 1.6 s before)
+#:   recovery_bank_crash_all_duplication        seeds 17, 31 at aeeae0a (invariant: replica 2's
 #:                                              `_fetch.sequence == stable_checkpoint` assert)
-#:   recovery_bank_late_commits_lagging_reads   10 of 10 failed linearizability (a client's read
-#:                                              missing its own transfer)
-#:   recovery_poison, recovery_poison_crash_all failed before aeeae0a (the replica raising)
-#: The last four pass every seed at e775ee2.
+#:   recovery_bank_late_commits_lagging_reads   every seed at aeeae0a (linearizability: a
+#:                                              client's read missing its own transfer)
+#:   recovery_poison, recovery_poison_crash_all every seed before aeeae0a (the replica raising)
+#: All pass every seed 1-50 at ddd4161.
 RECOVERY_CI: frozenset[str] = frozenset({
     "recovery_bank_crash_all",
     "recovery_bank_crash_all_staggered",
     "recovery_bank_crash_all_wiped",
     "recovery_bank_crash_all_byzantine",
     "recovery_bank_crash_all_idle",
+    "recovery_bank_crash_all_idle_wiped",
     "recovery_bank_crash_all_reads_at_restart",
     "recovery_bank_crash_all_duplication",
+    "recovery_bank_wiped_primary_duplication",
     "recovery_bank_partitions_healed_one_by_one",
     "recovery_bank_late_commits_lagging_reads",
     "recovery_poison",

@@ -183,7 +183,7 @@ _EQUIVOCATING = [
 CAUGHT = [
     ("reexecute", "lossy", range(1, 6), "exactly_once"),
     ("reexecute", "byz_equivocating_primary", range(1, 4), "exactly_once"),
-    ("double_vote", "lossy", range(1, 31), "liveness"),
+    ("double_vote", "recovery_bank_crash_all_duplication", range(1, 21), "liveness"),
     ("double_vote", _COLLUDING, range(10), "agreement"),
     ("commit_on_2f", _COLLUDING, range(12), "agreement"),
     ("no_conflict_check", _EQUIVOCATING, range(10), "agreement"),

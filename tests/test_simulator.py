@@ -19,7 +19,7 @@ from pbft.core import sizes
 from pbft.messages import Checkpoint, LoggedBatch, Prepare, PrePrepare, Request
 from simulations.engine import Simulation
 from simulations.network import Network, NetworkProfile
-from simulations.scenarios import CATALOGUE, run_scenario
+from simulations.scenarios import CATALOGUE, Scenario, run_scenario
 
 
 @pytest.mark.parametrize("name", ["baseline", "swarm", "crash_all_restart",
@@ -186,8 +186,13 @@ def test_the_engine_notes_the_view_changes_correct_replicas_ask_for():
     assert {replica for replica, _ in sim.view_changes_sent} == {1, 2, 3}
 
 
-CI_RUNS = [pytest.param(name, seed, id=f"{name}-{seed}")
-           for name, entry in CATALOGUE.items() if entry.ci for seed in entry.seeds]
+def ci_runs(catalogue: dict[str, Scenario]) -> list:
+    """(scenario, seed) for every seed of every scenario that takes part in CI."""
+    return [pytest.param(name, seed, id=f"{name}-{seed}")
+            for name, entry in catalogue.items() if entry.ci for seed in entry.seeds]
+
+
+CI_RUNS = ci_runs(CATALOGUE)
 
 
 @pytest.mark.parametrize(("name", "seed"), CI_RUNS)
@@ -199,6 +204,14 @@ def test_catalogue_scenario_is_safe_and_live(name, seed):
     assert result.violations == [], [v.as_dict() for v in result.violations]
     assert result.liveness
     assert result.committed > 0
+
+
+def test_the_ci_sweep_leaves_out_the_scenarios_marked_so():
+    """`Scenario.ci` False (a scenario exposing a known bug): registered, not in the sweep."""
+    build = CATALOGUE["baseline"].build
+    catalogue = {"in": Scenario("in", "", build, seeds=(1, 2)),
+                 "out": Scenario("out", "", build, ci=False)}
+    assert [tuple(param.values) for param in ci_runs(catalogue)] == [("in", 1), ("in", 2)]
 
 
 #: The checkout under test: its `simulations` must be the one the command line imports (not an
