@@ -192,6 +192,18 @@ def test_v1_second_prime_a_backup_cannot_fill_the_stash_with_pre_prepares():
     assert backup.dropped["pre_prepare_not_from_primary"] == 1
 
 
+def _relayed_late():
+    """A backup whose request from client "a" was late and relayed (so "a" is relayed at once
+    for the rest of the view)."""
+    backup, now = _measured(40)
+    first = request(5, key="a")
+    backup.receive(first)
+    _heard_from_backup_2(backup)
+    backup.tick(now + 120)
+    assert sent(drain(backup), Request) == [((0,), first)]
+    return backup, first
+
+
 def test_n1_prime_relaying_is_bounded_once_per_request_per_view_whatever_arrives():
     """N1', V1'' (issue 12, item 4): however often a request arrives (duplicated by the network,
     relayed back by a replica that takes us for the primary, as copies or as the same object),
@@ -200,12 +212,7 @@ def test_n1_prime_relaying_is_bounded_once_per_request_per_view_whatever_arrives
     end, exponentially with message duplication."""
     from pbft.codec import Limits, decode, encode
 
-    backup, now = _measured(40)
-    first = request(5, key="a")
-    backup.receive(first)
-    _heard_from_backup_2(backup)
-    backup.tick(now + 120)
-    assert sent(drain(backup), Request) == [((0,), first)]  # late: relayed once
+    backup, first = _relayed_late()
     limits = Limits.from_config(backup.config)
     for _ in range(50):
         backup.receive(first)
@@ -221,12 +228,7 @@ def test_n1_prime_relaying_is_bounded_once_per_request_per_view_whatever_arrives
 def test_n1_prime_no_relay_during_a_view_change():
     """N1', V1'': during a view change there is no primary to relay to (the new one gets every
     waiting request when its view is installed): even a client relayed at once is not."""
-    backup, now = _measured(40)
-    first = request(5, key="a")
-    backup.receive(first)
-    _heard_from_backup_2(backup)
-    backup.tick(now + 120)
-    assert sent(drain(backup), Request) == [((0,), first)]
+    backup, _ = _relayed_late()
     backup._start_view_change(1)
     drain(backup)
     backup.receive(request(6, key="a"))
