@@ -180,3 +180,31 @@ async def test_a_flood_of_connections_is_bounded_and_correct_clients_are_served(
             for stream in silent:
                 await stream.aclose()
         await assert_served(cluster, "after-flood")  # a new connection gets in again
+
+
+@pytest.mark.trio
+async def test_a_replica_relays_signed_checkpoints_and_new_views_but_not_votes(tmp_path):
+    """Issue 13, item 8: the core passes on other replicas' CHECKPOINTs (the proof of a stable
+    checkpoint, to a replica behind) and NEW-VIEWs; the door check dropped every one of them as
+    `sender_mismatch`, so that relay never worked over TCP. Signed messages are accepted by
+    their signature (the core checks it); a vote stays bound to its sender's connection."""
+    from pbft.messages import Checkpoint
+
+    files = generate_cluster(tmp_path, clients=1, bounds=FAST_BOUNDS)
+    with LocalCluster(files) as solo:
+        solo.start(0)  # alone: we play replica 1 on its connection
+        await solo.wait_ready(0)
+        stream = await open_tls(solo, files.replica_signer(1))
+        relayed = Checkpoint(64, b"\x07" * 32, 2, b"")
+        relayed = replace(relayed, signature=files.replica_signer(2).sign(signing_payload(relayed)))
+        vote = Prepare(view=0, sequence=1, digest=bytes(32), replica=2, signature=b"\x03" * 64)
+        await stream.send_all(pack_frames([encode(relayed), encode(vote)]))
+        with trio.fail_after(10):
+            while (status := await solo.status(0)) is None or status["highest_seen"] < 64:
+                await trio.sleep(0.05)
+        metrics = await solo.metrics(0)
+        await trio.aclose_forcefully(stream)
+    mismatches = [line for line in metrics.splitlines()
+                  if line.startswith("pbft_dropped_messages_total")
+                  and 'reason="sender_mismatch"' in line]
+    assert [line.rsplit(" ", 1)[1] for line in mismatches] == ["1"], mismatches

@@ -17,7 +17,7 @@ fsync covers many messages (group commit).
 
 Checks at the door, before the core (defence in depth; the core checks signatures itself): a
 client connection may send only REQUESTs, and a replica connection only messages that name that
-replica as their sender. Anything else is dropped and counted in `node_dropped` by reason, and
+replica as their sender, or signed messages a replica relays (`RELAYABLE`). Anything else is dropped and counted in `node_dropped` by reason, and
 the first occurrences of each reason are logged with the peer.
 
 Reply routes. Replies are not signed; they travel on a TLS connection authenticated as a client
@@ -63,7 +63,9 @@ from pbft.core.sizes import replica_bytes_budget
 from pbft.crypto import Signer
 from pbft.ed25519 import Ed25519Verifier
 from pbft.messages import (
+    Checkpoint,
     Message,
+    NewView,
     PreparedCertificate,
     Reply,
     Request,
@@ -97,6 +99,12 @@ SUSPICIOUS_DROPS = frozenset(
 )  # fmt: skip
 #: Messages that never travel on the network.
 _LOCAL_ONLY = (SnapshotRecord, PreparedCertificate, VoteHorizon)
+#: What a replica may pass on from another (the core does: a NEW-VIEW to a replica still asking
+#: for an installed view, the CHECKPOINTs proving a stable checkpoint to one behind it). They
+#: are accepted by their signature, which the core checks, not by the connection: a signed
+#: message means the same whoever carries it. Votes are not relayed and stay bound to their
+#: sender's connection.
+RELAYABLE = (NewView, Checkpoint)
 
 
 @dataclass(frozen=True, slots=True)
@@ -319,7 +327,7 @@ class ReplicaNode:
                 self._drop("unexpected_message_type", peer, message)
                 return
             sender = getattr(message, "replica", peer.replica_id)
-            if sender != peer.replica_id:
+            if sender != peer.replica_id and message_type not in RELAYABLE:
                 self._drop("sender_mismatch", peer, message)
                 return
         dropped = replica.dropped
