@@ -59,6 +59,7 @@ from pbft.app import StateMachine
 from pbft.codec import signing_payload
 from pbft.config import ClusterConfig
 from pbft.core import Ready, Replica
+from pbft.core.drops import SUSPICIOUS
 from pbft.core.sizes import replica_bytes_budget
 from pbft.crypto import Signer
 from pbft.ed25519 import Ed25519Verifier
@@ -85,18 +86,6 @@ __all__ = [
 
 log = logging.getLogger("pbft.runtime.node")
 
-#: Core drop reasons that mean someone misbehaves (or is misconfigured), logged at WARNING;
-#: the others (late votes, duplicates, old requests) are routine and logged at DEBUG.
-SUSPICIOUS_DROPS = frozenset(
-    {
-        "bad_signature", "bad_request_signature", "bad_commit_certificate", "bad_batch_request",
-        "bad_batch_size", "batch_digest_mismatch", "conflicting_pre_prepare",
-        "bad_state_chunk", "pre_prepare_not_from_primary", "prepare_from_primary",
-        "unknown_replica", "unexpected_message_type", "batch_timestamp_skew",
-        "diverged_from_checkpoint", "bad_view_change", "bad_new_view",
-        "batch_client_not_admitted",
-    }
-)  # fmt: skip
 #: Messages that never travel on the network.
 _LOCAL_ONLY = (SnapshotRecord, PreparedCertificate, VoteHorizon)
 #: What a replica may pass on from another (the core does: a NEW-VIEW to a replica still asking
@@ -352,7 +341,7 @@ class ReplicaNode:
         for reason, count in self.replica.dropped.items():
             if count > self._drops_logged[reason]:
                 self._drops_logged[reason] = count
-                self._log_drop(reason, peer, message, count, reason in SUSPICIOUS_DROPS)
+                self._log_drop(reason, peer, message, count, reason in SUSPICIOUS)
 
     def _log_drop(
         self, reason: str, peer: Peer, message: Message, count: int, suspicious: bool
