@@ -19,6 +19,7 @@ REASONS: dict[str, str] = {
     "unexpected_message_type": "a message type this receiver never takes",
     "sender_mismatch": "a replica connection sent a message naming another replica as sender",
     "client_sent_protocol_message": "a client connection sent something other than a REQUEST",
+    "bad_route_registration": "a route registration naming another connection than its own",
     # Requests (N1, N2', N8, N8', R1')
     "old_request": "older than the client's last executed request",
     "duplicate_request": "already pending or proposed",
@@ -83,7 +84,7 @@ REASONS: dict[str, str] = {
 #: Only a faulty peer or client causes these (see the module docstring).
 SUSPICIOUS: frozenset[str] = frozenset({
     "bad_signature", "bad_request_signature", "unknown_replica", "unexpected_message_type",
-    "sender_mismatch", "client_sent_protocol_message", "pre_prepare_not_from_primary",
+    "sender_mismatch", "client_sent_protocol_message", "bad_route_registration", "pre_prepare_not_from_primary",
     "pre_prepare_to_primary", "conflicting_pre_prepare", "bad_batch_size", "batch_too_large",
     "batch_digest_mismatch", "bad_batch_request", "batch_client_not_admitted",
     "batch_timestamp_skew", "prepare_from_primary", "mismatched_vote", "bad_state_chunk",
