@@ -6,6 +6,8 @@ Every scenario must stay safe (agreement, validity, exactly-once, linearizabilit
 (`simulations.scenarios` imports this module last), so `python -m simulations list` shows them.
 `byz_swarm` draws a behaviour, a replica and a network profile from the seed. A scenario that
 exposed a core bug stays here after the fix, with its failing seeds pinned in the tests.
+Negative controls (more faults than PBFT tolerates) are the exception: registered with
+`ci=False` and `expect_violation`, their runs must be flagged (tests/test_sim_byzantine.py).
 """
 
 from __future__ import annotations
