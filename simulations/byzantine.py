@@ -958,7 +958,8 @@ class CorruptLoggedBatches(Behaviour):
 
 class SelectiveDelivery(Behaviour):
     """Sends messages of the given `types` only to `targets` (default: PRE-PREPAREs to the first
-    f + 1 other replicas: a primary that leaves some backups in the dark); with
+    f + 1 other replicas: a primary that leaves some backups in the dark), and to the others
+    leaves its own votes of those types out of the messages that carry them (`hidden`); with
     `drop_replies`, clients never hear from it."""
 
     description = "selective delivery to a subset of replicas"
@@ -971,6 +972,9 @@ class SelectiveDelivery(Behaviour):
         self.types = types
         self.drop_replies = drop_replies
         self.withheld = 0
+        #: Its own votes of `types` taken out of other messages to the others
+        #: (`without_own_votes`).
+        self.hidden = 0
         kinds = "messages" if types is None else "/".join(t.__name__ for t in types)
         self.description = f"sends {kinds} only to a subset" + (
             ", drops client replies" if drop_replies else "")
@@ -987,7 +991,16 @@ class SelectiveDelivery(Behaviour):
             kept = tuple(r for r in to if r in self.targets)
             self.withheld += len(to) - len(kept)
             return [(kept, message)] if kept else []
-        return [(to, message)]
+        others = tuple(r for r in to if r not in self.targets)
+        if not others:
+            return [(to, message)]
+        stripped, hidden = without_own_votes(message, self.types, self.context)
+        if not hidden:
+            return [(to, message)]
+        self.hidden += hidden
+        kept = tuple(r for r in to if r in self.targets)
+        sends = [(kept, message)] if kept else []
+        return sends + ([(others, stripped)] if stripped is not None else [])
 
 
 class Twins(Behaviour):

@@ -725,3 +725,30 @@ def test_colluding_twins_hear_each_other_and_give_each_side_a_quorum():
     digests = [{b.sequence: b.digest for b in sim.executed[r]} for r in (2, 3)]
     common = set(digests[0]) & set(digests[1])
     assert common and any(digests[0][s] != digests[1][s] for s in common)
+
+
+def test_selective_delivery_leaves_its_votes_out_of_what_the_others_get():
+    """N4, N5, V1: a replica that sends its PREPAREs and COMMITs to replica 2 only does not let
+    them reach 0 and 3 inside its VIEW-CHANGEs' certificates or the LOGGED-BATCHes it serves
+    (`hidden` counts what it took out); 2 still gets them."""
+    from pbft.messages import LoggedBatch, ViewChange
+
+    entry = CATALOGUE["byz_equivocating_new_view"]
+    sim = entry.build(1)
+    sent = _count_sends(sim)
+    result = run_scenario(entry, 1, sim)
+    assert result.violations == [] and result.liveness
+    selective = sim.behaviours[1].behaviours[0]
+    assert selective.hidden > 0
+
+    def own_votes(message) -> list:
+        if isinstance(message, LoggedBatch):
+            return [c for c in message.commits if c.replica == 1]
+        if isinstance(message, ViewChange):
+            return [p for c in message.prepared for p in c.prepares if p.replica == 1]
+        return []
+
+    to_others = [m for source, to, m in sent if source == 1 and set(to) & {0, 3}]
+    to_target = [m for source, to, m in sent if source == 1 and to == (2,)]
+    assert not [v for m in to_others for v in own_votes(m)]
+    assert [v for m in to_target for v in own_votes(m)]
