@@ -19,9 +19,9 @@ votes, forged signatures, replays, view-change spam, forged prepared certificate
 NEW-VIEWs, false checkpoints, corrupted state transfer, selective delivery, Twins, slow state
 sources, fetch floods, and `Collusion`: f + 1 colluding replicas, a negative control the
 checkers must flag); `Compose` stacks several on one replica. A behaviour that silences a kind
-of vote silences it inside the certificates it serves too (`without_own_votes`). Byzantine clients have the same shape (`ClientBehaviour`,
-installed with `add_byzantine_client`), wrapping an honest `ClientSession` without changes to
-the engine. The scenarios that use them are in `simulations.scenarios_byzantine`.
+of vote silences it inside the certificates it serves too (`without_own_votes`). Byzantine
+clients have the same shape (`ClientBehaviour`, installed with `add_byzantine_client`),
+wrapping an honest `ClientSession` without changes to the engine. The scenarios that use them are in `simulations.scenarios_byzantine`.
 """
 
 from __future__ import annotations

@@ -241,9 +241,10 @@ class Network:
 
     def heal(self, partition: Partition | None = None) -> None:
         """Without an argument: remove every partition, clog, slowdown and `lose` rule; loss
-        and duplication stop too (armed `on_message` triggers stay). With `partition` (what `partition` or `isolate` returned): lift that one
-        partition only; other partitions, clogs, slowdowns, losses and duplication stay, and
-        healing it a second time changes nothing."""
+        and duplication stop too (armed `on_message` triggers stay). With `partition` (what
+        `partition` or `isolate` returned): lift that one partition only; other partitions,
+        clogs, slowdowns, losses and duplication stay, and healing it a second time changes
+        nothing."""
         if partition is None:
             self._links.clear()
             self._slowdowns.clear()
