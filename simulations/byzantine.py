@@ -21,7 +21,8 @@ sources, fetch floods, and `Collusion`: f + 1 colluding replicas, a negative con
 checkers must flag); `Compose` stacks several on one replica. A behaviour that silences a kind
 of vote silences it inside the certificates it serves too (`without_own_votes`). Byzantine
 clients have the same shape (`ClientBehaviour`, installed with `add_byzantine_client`),
-wrapping an honest `ClientSession` without changes to the engine. The scenarios that use them are in `simulations.scenarios_byzantine`.
+wrapping an honest `ClientSession` without changes to the engine. The scenarios that use them
+are in `simulations.scenarios_byzantine`.
 """
 
 from __future__ import annotations
