@@ -340,6 +340,9 @@ def _client_name(client: SimClient) -> str:
 #: The network of every transcript: each message takes exactly this long, so the phases of the
 #: protocol line up (and the generator's draws do not change the order).
 LATENCY_MS = 1.0
+#: A client's think time: next to nothing, so that a client sends its next request as it
+#: accepts a result, and the times in a transcript hardly depend on the generator's draws.
+THINK_MS = 0.001
 
 
 @dataclass(frozen=True)
@@ -369,21 +372,24 @@ def _simulation(seed: int, *, clients: int = 1, requests: int = 2, **options: An
     from pbft.app import kv_append
 
     return Simulation(
-        seed=seed, replicas=4, clients=clients, requests_per_client=requests, think_ms=20.0,
+        seed=seed, replicas=4, clients=clients, requests_per_client=requests,
+        think_ms=THINK_MS,
         network=NetworkProfile(LATENCY_MS, LATENCY_MS),
         make_operation=lambda c, i: kv_append(f"key-{c}", b"%d.%d;" % (c, i)), **options,
     )
 
 
-def _at(sim: Simulation, ms: float, note: str, action: Callable[[Simulation], Any]) -> None:
-    """Schedule a fault at `ms`, noted on the transcript watching `sim` (if one does)."""
+def _at(sim: Simulation, ms: float, note: str, action: Callable[[Simulation], Any],
+        fault: bool = True) -> None:
+    """Schedule `action` at `ms` (a fault, unless `fault` is False), noted on the transcript
+    watching `sim` (if one does)."""
 
     def act(s: Simulation) -> None:
         if isinstance(s.observer, Transcript):
             s.observer.note(note)
         action(s)
 
-    sim.at(ms, act)
+    sim.at(ms, act, fault=fault)
 
 
 @_register("normal_case", "two requests ordered and executed, no fault", """\
@@ -402,7 +408,7 @@ the new primary, gathers 2f + 1 of them into a NEW-VIEW whose O-set re-proposes 
 prepared. The request then commits in view 1.""")
 def _view_change(seed: int) -> Simulation:
     sim = _simulation(seed)
-    _at(sim, 15, "r0, the primary, crashes", lambda s: s.crash(0))
+    _at(sim, 5.5, "r0, the primary, crashes", lambda s: s.crash(0))
     return sim
 
 
@@ -420,7 +426,9 @@ def _state_transfer(seed: int) -> Simulation:
     partition: list = []
     _at(sim, 0.5, "r3 is cut off from the other replicas (messages to and from it are lost)",
         lambda s: partition.append(s.network.isolate(3, [0, 1, 2])))
-    _at(sim, 60, "the network heals", lambda s: s.network.heal(partition[0]))
+    _at(sim, 7, "the client pauses until 60 ms, after its second request",
+        lambda s: s.pause_clients(60), fault=False)
+    _at(sim, 50, "the network heals", lambda s: s.network.heal(partition[0]))
     return sim
 
 

@@ -96,7 +96,7 @@ def test_view_change_shows_timers_view_changes_and_the_new_primary(
     """V1-V3: the request timers fire, VIEW-CHANGEs carry the prepared n1, r1 installs view 1
     and the retried request commits there; deliveries to the crashed r0 are marked."""
     text = rendered["view_change"]
-    assert "-- 15.000 ms: r0, the primary, crashes" in text
+    assert "-- 5.500 ms: r0, the primary, crashes" in text
     assert "* timers due: request" in text
     assert "-- view change: r1 is the first to ask for view 1 (whose primary is r1)" in text
     assert "-- view 1 installed: r1 is the primary" in text
