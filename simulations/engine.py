@@ -235,7 +235,8 @@ def _takes_rng(make_operation: Callable) -> bool:
 class Observer:
     """What `Simulation.observer` is told, each call before the engine acts on it: a message
     about to be delivered (to a replica that may be down, or a client); a running replica about
-    to tick; a Ready a replica produced (also while restarting); a result a client accepted.
+    to tick; a Ready whose messages a replica is about to send (also while restarting; not one
+    it dies writing before it could send); a result a client accepted.
     The base class ignores everything. An observer must not draw from the simulation's
     generator nor change the run (or the same seed would give another run)."""
 
@@ -716,8 +717,6 @@ class Simulation:
         storage = self.storages[replica_id]
         while replica.has_ready():
             ready = replica.ready()
-            if self.observer is not None:
-                self.observer.readied(replica_id, ready)
             if replica_id in self._torn_next and not (
                 self._torn_next[replica_id] and ready.durable_first
             ):
@@ -769,6 +768,8 @@ class Simulation:
                 self.reexecuted_differently.append((replica_id, sequence, difference))
 
     def _send_ready(self, replica_id: int, behaviour: Any, ready: Any) -> None:
+        if self.observer is not None:
+            self.observer.readied(replica_id, ready)
         plain = None
         if behaviour is None:
             self._note_votes(replica_id, ready.messages)
