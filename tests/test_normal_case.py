@@ -603,3 +603,15 @@ def test_d1_the_application_sees_the_agreed_timestamp_never_a_clock():
     assert [(c.sequence, c.client, c.timestamp_ms) for c in seen] == [
         (1, CLIENT.public_key, 19_500)
     ]
+
+
+def test_n4_a_late_prepare_of_the_old_view_from_the_new_primary_is_late_not_suspicious():
+    """N4 (issue 13, item 10): after a view change, a PREPARE of view 0 from replica 1 (a backup
+    then, the primary now) is judged against view 0's primary: merely late (`wrong_view`), not
+    the warning `prepare_from_primary` that honest view changes used to log."""
+    backup = make_replica(2)
+    pp = pre_prepare(1)
+    backup._start_view_change(1)
+    backup.receive(prepare(pp, 1))
+    assert backup.dropped["prepare_from_primary"] == 0
+    assert backup.dropped["wrong_view"] == 1

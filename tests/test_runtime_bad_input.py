@@ -14,7 +14,7 @@ import trio
 
 from benchmarks.runtime_crash_all import FAST_BOUNDS
 from pbft.app import kv_decode_result, kv_put
-from pbft.codec import encode, signing_payload
+from pbft.codec import decode, encode, signing_payload
 from pbft.ed25519 import Ed25519Signer
 from pbft.messages import Prepare, Request
 from pbft.runtime.client import connect
@@ -128,8 +128,11 @@ async def test_forged_signatures_are_dropped_and_logged(cluster):
     forger, victim = cluster.files.client_signers()[1], Ed25519Signer.generate()
     stream = await open_tls(cluster, forger)
     own = replace(signed_request(forger, 1, kv_put("forged", b"1")), signature=b"\x01" * 64)
-    # Someone else's request, to steal its replies: the route check verifies it and refuses.
-    other = replace(signed_request(victim, 1, kv_put("forged", b"2")), signature=b"\x02" * 64)
+    # A registration of someone else's replies to this connection, forged: the node refuses.
+    from pbft.runtime.transport import ROUTE_REGISTRATION
+
+    other = Request(ROUTE_REGISTRATION + forger.public_key, 0, victim.public_key, True,
+                    b"\x02" * 64)
     vote = Prepare(view=0, sequence=1, digest=bytes(32), replica=1, signature=b"\x03" * 64)
     await stream.send_all(pack_frames([encode(own), encode(other), encode(vote)]))
     found = await wait_logged(cluster, "bad_request_signature", since, count=2)
@@ -180,3 +183,77 @@ async def test_a_flood_of_connections_is_bounded_and_correct_clients_are_served(
             for stream in silent:
                 await stream.aclose()
         await assert_served(cluster, "after-flood")  # a new connection gets in again
+
+
+@pytest.mark.trio
+async def test_a_replica_relays_signed_checkpoints_and_new_views_but_not_votes(tmp_path):
+    """Issue 13, item 8: the core passes on other replicas' CHECKPOINTs (the proof of a stable
+    checkpoint, to a replica behind) and NEW-VIEWs; the door check dropped every one of them as
+    `sender_mismatch`, so that relay never worked over TCP. Signed messages are accepted by
+    their signature (the core checks it); a vote stays bound to its sender's connection."""
+    from pbft.messages import Checkpoint
+
+    files = generate_cluster(tmp_path, clients=1, bounds=FAST_BOUNDS)
+    with LocalCluster(files) as solo:
+        solo.start(0)  # alone: we play replica 1 on its connection
+        await solo.wait_ready(0)
+        stream = await open_tls(solo, files.replica_signer(1))
+        relayed = Checkpoint(64, b"\x07" * 32, 2, b"")
+        relayed = replace(relayed, signature=files.replica_signer(2).sign(signing_payload(relayed)))
+        vote = Prepare(view=0, sequence=1, digest=bytes(32), replica=2, signature=b"\x03" * 64)
+        await stream.send_all(pack_frames([encode(relayed), encode(vote)]))
+        with trio.fail_after(10):
+            while (status := await solo.status(0)) is None or status["highest_seen"] < 64:
+                await trio.sleep(0.05)
+        metrics = await solo.metrics(0)
+        await trio.aclose_forcefully(stream)
+    mismatches = [line for line in metrics.splitlines()
+                  if line.startswith("pbft_dropped_messages_total")
+                  and 'reason="sender_mismatch"' in line]
+    assert [line.rsplit(" ", 1)[1] for line in mismatches] == ["1"], mismatches
+
+
+@pytest.mark.trio
+async def test_a_replayed_request_does_not_steal_the_victims_replies(cluster):
+    """Issue 13, item 4: any connection that relayed a client's old signed request became the
+    route of that client's replies (the victim's latency went from 13 ms to ~1 s, and its
+    replies went to the attacker). Now a reply goes to the client's own connection, or to one
+    the client registered by signing that connection's key: replaying the victim's requests,
+    or its registration made for another connection, moves nothing."""
+    from pbft.messages import Reply
+    from pbft.runtime.framing import FrameReader
+    from pbft.runtime.transport import ROUTE_REGISTRATION
+
+    files = cluster.files
+    victim, attacker = files.client_signers()[0], Ed25519Signer.generate()
+    stolen: list[Reply] = []
+    stream = await open_tls(cluster, attacker)
+    old = signed_request(victim, 1, kv_put("victim", b"old"))
+    unsigned = Request(ROUTE_REGISTRATION + b"\x09" * 32, 0, victim.public_key, True, b"")
+    registration = replace(unsigned, signature=victim.sign(signing_payload(unsigned)))
+
+    async def replay_and_listen() -> None:
+        reader = FrameReader(stream, cluster.config.frame_bytes_max)
+
+        async def listen() -> None:
+            while (body := await reader.receive_frame()) is not None:
+                message = decode(body)
+                if isinstance(message, Reply) and message.client == victim.public_key:
+                    stolen.append(message)
+
+        async with trio.open_nursery() as inner:
+            inner.start_soon(listen)
+            while True:
+                await stream.send_all(pack_frames([encode(old), encode(registration)]))
+                await trio.sleep(0.02)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(replay_and_listen)
+        with trio.fail_after(30):
+            async with connect(files.config, victim, wait_connected_s=10) as client:
+                for i in range(10):
+                    await client.submit(kv_put("victim", b"%d" % i))
+                    await trio.sleep(0.05)
+        nursery.cancel_scope.cancel()
+    await trio.aclose_forcefully(stream)
+    assert stolen == []

@@ -94,6 +94,22 @@ def test_a_replica_with_corrupt_storage_refuses_to_start(tmp_path):
     assert "Traceback" not in result.stderr, result.stderr
 
 
+def test_a_second_process_on_a_replica_data_directory_refuses_to_start(tmp_path):
+    """Issue 13, item 9: a second `pbft replica` on the data directory of a running one exits
+    with a message naming the process that holds it, instead of running (and voting) beside it
+    as the same replica."""
+    files = generate_cluster(tmp_path, clients=1, bounds=FAST_BOUNDS)
+    with LocalCluster(files) as cluster:
+        first = cluster.start(0)
+        cluster.wait_ready_blocking(0)
+        result = run(*cluster.command(0)[3:], timeout=30)
+        assert cluster.running(0)
+    assert result.returncode == 1
+    [message] = [line for line in result.stderr.splitlines() if line.startswith("pbft replica:")]
+    assert f"in use by another replica process (pid {first.pid})" in message
+    assert "Traceback" not in result.stderr, result.stderr
+
+
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_cluster_runs_four_processes_and_stops_them_all(tmp_path, signum):
     work = tmp_path / "work"

@@ -223,3 +223,17 @@ def test_only_known_synchronous_modes_are_accepted(tmp_path):
     with pytest.raises(ValueError):
         ReplicaStorage(tmp_path, synchronous="OFF")
     assert issubclass(StorageCorruptError, StorageError)
+
+
+def test_a_second_storage_on_the_same_directory_is_refused_naming_the_owner(tmp_path):
+    """Issue 13, item 9: two processes signing as one replica could vote twice for one
+    sequence number; the data directory is locked while its storage is open."""
+    import os
+
+    from pbft.runtime.storage import ReplicaStorage, StorageLockedError
+
+    first = ReplicaStorage(tmp_path / "r0", replica_id=0, public_key=b"k" * 32)
+    with pytest.raises(StorageLockedError, match=f"pid {os.getpid()}"):
+        ReplicaStorage(tmp_path / "r0", replica_id=0, public_key=b"k" * 32)
+    first.close()
+    ReplicaStorage(tmp_path / "r0", replica_id=0, public_key=b"k" * 32).close()

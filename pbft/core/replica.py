@@ -1104,7 +1104,10 @@ class Replica:
             # path above passes each of them).
             if self._stash_if_future(prepare, prepare.view):
                 return
-            if (reason := self._reject_vote(prepare, sender == self.primary)) is not None:
+            # (The primary of the vote's view: after a view change, a late PREPARE of the old
+            # view from the new primary is merely late, not a primary's PREPARE.)
+            from_primary = sender == prepare.view % self._n
+            if (reason := self._reject_vote(prepare, from_primary)) is not None:
                 self.dropped[reason] += 1
                 if reason == "wrong_view":
                     self._note_left_view(prepare)

@@ -12,10 +12,11 @@ reply), so:
 
 Connections. A client holds one TLS connection to each replica, authenticated as its first
 identity, and sends the requests of every identity of its pool on it; replies come back on it
-in shared TLS records. A replica sends C's replies to the connection that last delivered a
-request validly signed by C (see `pbft.runtime.node`), so before its first request each other
-identity of the pool registers on every connection with a signed read-only REQUEST with an
-empty operation and timestamp 0 (answered and ignored), again whenever a connection is
+in shared TLS records. A replica sends C's replies to C's own connection, or to the connection C
+registered (see `pbft.runtime.node`), so before its first request each other identity of the
+pool registers on every connection with a signed read-only REQUEST, timestamp 0, whose operation
+names the connection's key (`ROUTE_REGISTRATION` + key: a registration replayed on another
+connection names the wrong key and moves nothing), again whenever a connection is
 re-established (the replica may have restarted and forgotten its routes).
 
 A REPLY is accepted only from a connection authenticated as the replica it names (replies are
@@ -47,7 +48,7 @@ from pbft.messages import Reply, Request
 
 from ._errors import unwrap_single_error
 from .metrics import Histogram
-from .transport import Transport, TransportSettings
+from .transport import ROUTE_REGISTRATION, Transport, TransportSettings
 
 __all__ = [
     "Client",
@@ -302,8 +303,6 @@ class Client:
                 if identity is None:
                     self._drop("reply_for_unknown_client", peer, message)
                     continue
-                if message.timestamp == 0 and message.read_only:
-                    continue  # the answer to a registration
                 session = identity.session
                 outstanding = session.outstanding
                 if outstanding is not None and message.timestamp == outstanding.timestamp:
@@ -354,9 +353,10 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def _registration(signer: Signer) -> Request:
-    unsigned = Request(b"", 0, signer.public_key, True, b"")
-    return Request(b"", 0, signer.public_key, True, signer.sign(signing_payload(unsigned)))
+def _registration(signer: Signer, connection_key: bytes) -> Request:
+    operation = ROUTE_REGISTRATION + connection_key
+    unsigned = Request(operation, 0, signer.public_key, True, b"")
+    return Request(operation, 0, signer.public_key, True, signer.sign(signing_payload(unsigned)))
 
 
 @asynccontextmanager
@@ -395,7 +395,7 @@ async def connect(
     for s in signers:
         identity = _Identity(s, ClientSession(config, s, now_ms))
         if s is not carrier:
-            identity.registration = _registration(s)
+            identity.registration = _registration(s, carrier.public_key)
         identities.append(identity)
     client = Client(config, identities, transport, timeout_s=timeout_s)
     with unwrap_single_error():

@@ -17,18 +17,20 @@ fsync covers many messages (group commit).
 
 Checks at the door, before the core (defence in depth; the core checks signatures itself): a
 client connection may send only REQUESTs, and a replica connection only messages that name that
-replica as their sender. Anything else is dropped and counted in `node_dropped` by reason, and
+replica as their sender, or signed messages a replica relays (`RELAYABLE`). Anything else is dropped and counted in `node_dropped` by reason, and
 the first occurrences of each reason are logged with the peer.
 
 Reply routes. Replies are not signed; they travel on a TLS connection authenticated as a client
 key (`pbft.runtime.client`). One connection may carry the requests of several client identities
 (a client's pool, multiplexed so that replies to many of them share TLS records and system
-calls). The node keeps, per client key C, the connection key its replies go to: C's own by
-default, or the key of the connection that last delivered a request *validly signed by C* — the
-node checks that signature itself whenever it would change the route (once per identity and
-connection, not per request). So a connection can only attract C's replies by presenting a
-request C signed; replies the route cannot deliver are counted as dropped by the transport, and
-the client's retransmission to every replica (N9) re-establishes the route. The table is bounded
+calls). The node keeps, per client key C, the connection key its replies go to: C's own (the
+connection authenticated as C) by default and whenever C's own connection sends, or the key of
+a connection C *registered*: a read-only REQUEST, timestamp 0, signed by C, whose operation
+names that very connection's key (`transport.ROUTE_REGISTRATION`; the node checks the signature
+once per identity and connection). Ordinary requests never move a route: a connection that
+relays or replays C's signed requests gets none of C's replies, and a registration replayed on
+another connection names the wrong key. Replies the route cannot deliver are counted as
+dropped by the transport. The table is bounded
 by `client_table_max` (least recently changed entries are forgotten).
 
 Time: the core's `now_ms` is wall-clock milliseconds (D1 compares batch timestamps across
@@ -59,11 +61,14 @@ from pbft.app import StateMachine
 from pbft.codec import signing_payload
 from pbft.config import ClusterConfig
 from pbft.core import Ready, Replica
+from pbft.core.drops import SUSPICIOUS
 from pbft.core.sizes import replica_bytes_budget
 from pbft.crypto import Signer
 from pbft.ed25519 import Ed25519Verifier
 from pbft.messages import (
+    Checkpoint,
     Message,
+    NewView,
     PreparedCertificate,
     Reply,
     Request,
@@ -74,7 +79,13 @@ from pbft.messages import (
 from ._errors import unwrap_single_error
 from .metrics import Histogram, MetricsText, serve_metrics
 from .storage import ReplicaStorage, StorageStatistics
-from .transport import Peer, Transport, TransportSettings, TransportStatistics
+from .transport import (
+    ROUTE_REGISTRATION,
+    Peer,
+    Transport,
+    TransportSettings,
+    TransportStatistics,
+)
 
 __all__ = [
     "NodeSettings", "NodeStatistics", "ReplicaNode", "is_recovering", "replica_health",
@@ -83,20 +94,14 @@ __all__ = [
 
 log = logging.getLogger("pbft.runtime.node")
 
-#: Core drop reasons that mean someone misbehaves (or is misconfigured), logged at WARNING;
-#: the others (late votes, duplicates, old requests) are routine and logged at DEBUG.
-SUSPICIOUS_DROPS = frozenset(
-    {
-        "bad_signature", "bad_request_signature", "bad_commit_certificate", "bad_batch_request",
-        "bad_batch_size", "batch_digest_mismatch", "conflicting_pre_prepare",
-        "bad_state_chunk", "pre_prepare_not_from_primary", "prepare_from_primary",
-        "unknown_replica", "unexpected_message_type", "batch_timestamp_skew",
-        "diverged_from_checkpoint", "bad_view_change", "bad_new_view",
-        "batch_client_not_admitted",
-    }
-)  # fmt: skip
 #: Messages that never travel on the network.
 _LOCAL_ONLY = (SnapshotRecord, PreparedCertificate, VoteHorizon)
+#: What a replica may pass on from another (the core does: a NEW-VIEW to a replica still asking
+#: for an installed view, the CHECKPOINTs proving a stable checkpoint to one behind it). They
+#: are accepted by their signature, which the core checks, not by the connection: a signed
+#: message means the same whoever carries it. Votes are not relayed and stay bound to their
+#: sender's connection.
+RELAYABLE = (NewView, Checkpoint)
 
 
 @dataclass(frozen=True, slots=True)
@@ -300,14 +305,13 @@ class ReplicaNode:
                 self._drop("client_sent_protocol_message", peer, message)
                 return
             client = message.client
-            if self._routes.get(client, client) != peer.public_key:
-                if client != peer.public_key and not self._route_verifier.verify(
-                    client, signing_payload(message), message.signature
-                ):
-                    # The core would drop it too; it must not move C's route either.
-                    self._drop("bad_request_signature", peer, message)
-                    return
-                self._set_route(client, peer.public_key)
+            connection = peer.public_key
+            if client == connection:
+                if self._routes.get(client, client) != client:
+                    self._set_route(client, client)  # C's own connection: authenticated as C
+            elif message.timestamp == 0 and message.read_only:
+                self._register_route(peer, message)
+                return
             key = (message.client, message.timestamp)
             arrivals = self._arrivals
             if key not in arrivals:
@@ -319,7 +323,7 @@ class ReplicaNode:
                 self._drop("unexpected_message_type", peer, message)
                 return
             sender = getattr(message, "replica", peer.replica_id)
-            if sender != peer.replica_id:
+            if sender != peer.replica_id and message_type not in RELAYABLE:
                 self._drop("sender_mismatch", peer, message)
                 return
         dropped = replica.dropped
@@ -327,6 +331,22 @@ class ReplicaNode:
         replica.receive(message)
         if dropped.total() != before:
             self._log_core_drop(peer, message, before)
+
+    def _register_route(self, peer: Peer, message: Request) -> None:
+        """A route registration (`transport.ROUTE_REGISTRATION`): C's replies go to this
+        connection if C signed a registration naming this connection's key. Any other request
+        of C carried here is ordered as usual but moves nothing: a connection that replays C's
+        requests (or C's registration for another connection) gets none of C's replies."""
+        if message.operation != ROUTE_REGISTRATION + peer.public_key:
+            self._drop("bad_route_registration", peer, message)
+            return
+        client = message.client
+        if self._routes.get(client) == peer.public_key:
+            return
+        if not self._route_verifier.verify(client, signing_payload(message), message.signature):
+            self._drop("bad_request_signature", peer, message)
+            return
+        self._set_route(client, peer.public_key)
 
     def _set_route(self, client: bytes, connection_key: bytes) -> None:
         routes = self._routes
@@ -344,7 +364,7 @@ class ReplicaNode:
         for reason, count in self.replica.dropped.items():
             if count > self._drops_logged[reason]:
                 self._drops_logged[reason] = count
-                self._log_drop(reason, peer, message, count, reason in SUSPICIOUS_DROPS)
+                self._log_drop(reason, peer, message, count, reason in SUSPICIOUS)
 
     def _log_drop(
         self, reason: str, peer: Peer, message: Message, count: int, suspicious: bool

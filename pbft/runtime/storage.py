@@ -23,6 +23,11 @@ below h, e.g. while it fetches h's state), the CHECKPOINTs at and above g (the p
 everything above g, and the latest VIEW-CHANGE, NEW-VIEW and VoteHorizon (recovery needs only
 those).
 
+One process per replica: the storage holds an exclusive lock on its directory
+(`replica.lock`, which names the owner's process id) while it is open, so a second process (or a
+second storage object) on the same data directory refuses to start (`StorageLockedError`)
+instead of running, and voting, beside the first.
+
 Ownership and threads: a `ReplicaStorage` owns one SQLite connection. It may be used from any
 one thread at a time (the node calls it from its event loop, or through `trio.to_thread.run_sync`
 with `NodeSettings.persist_in_thread`, one call at a time).
@@ -31,6 +36,7 @@ with `NodeSettings.persist_in_thread`, one call at a time).
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
 import os
 import sqlite3
@@ -111,6 +117,37 @@ class StorageMismatchError(StorageError):
     """The data directory belongs to another replica or another storage format."""
 
 
+class StorageLockedError(StorageError):
+    """Another process (or another open storage) uses the data directory: two processes
+    signing as one replica could vote twice for one sequence number."""
+
+
+#: The lock file in a data directory: an exclusive `flock` held while the storage is open,
+#: holding the owner's process id (for the message a second process gets).
+LOCK_NAME = "replica.lock"
+
+
+def _lock_directory(directory: Path) -> int:
+    """Take the directory's exclusive lock; raises StorageLockedError naming the process that
+    holds it. The lock goes with the file descriptor (closed, or the process dies)."""
+    path = directory / LOCK_NAME
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        try:
+            owner = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+        finally:
+            os.close(fd)
+        raise StorageLockedError(
+            f"{directory} is in use by another replica process (pid {owner}); two processes "
+            "must never run as one replica: stop the other one first"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
 @dataclass(frozen=True, slots=True)
 class StorageStatistics:
     """Counters since the storage was opened (and `records`, the rows stored now)."""
@@ -183,10 +220,12 @@ class ReplicaStorage:
         self._limits = storage_limits(limits)
         created = not self.path.exists()
         self.directory.mkdir(parents=True, exist_ok=True)
+        self._lock_fd: int | None = _lock_directory(self.directory)
         try:
             # isolation_level=None: we issue BEGIN/COMMIT ourselves, one transaction per append.
             self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         except sqlite3.Error as e:
+            self._unlock()
             raise StorageError(f"{self.path}: cannot open: {e}") from e
         try:
             self._configure(synchronous)
@@ -201,11 +240,13 @@ class ReplicaStorage:
             }
         except sqlite3.DatabaseError as e:
             self._db.close()
+            self._unlock()
             raise StorageCorruptError(
                 f"{self.path}: SQLite reports the database unusable: {e}; refusing to start"
             ) from e
         except BaseException:
             self._db.close()
+            self._unlock()
             raise
         if created:
             _fsync_directory(self.directory)
@@ -468,8 +509,15 @@ class ReplicaStorage:
         )
 
     def close(self) -> None:
-        """Close the database (idempotent). What was appended is already durable."""
+        """Close the database and release the directory (idempotent). What was appended is
+        already durable."""
         self._db.close()
+        self._unlock()
+
+    def _unlock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # (releases the flock)
+            self._lock_fd = None
 
     def __enter__(self) -> Self:
         return self

@@ -71,6 +71,12 @@ _ACCEPT_RETRY_DELAY_S = 0.1
 _REQUEST_OVERHEAD_BYTES = 1024
 
 
+#: The operation of a route registration: a read-only REQUEST, timestamp 0, signed by client
+#: C, whose operation is this prefix and the key of the connection C's replies should take (a
+#: client pool's shared connection). The replica node consumes it (`pbft.runtime.node`).
+ROUTE_REGISTRATION = b"pbft/route-to:"
+
+
 @dataclass(frozen=True, slots=True)
 class Peer:
     """Who is at the other end of an authenticated connection: a replica (`replica_id` set) or
