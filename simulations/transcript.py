@@ -121,7 +121,10 @@ class Transcript(Observer):
     copy delivered before, `✗ reason` when the receiver dropped it, `✗ down` when it was
     crashed); `time  rN  * event` for what a replica did (executions, timers that fired and
     made it act, view changes, state transfers, stable checkpoints) and for a client's
-    accepted result; `-- comment` lines at the key moments, and the scenario's own `note`s."""
+    accepted result; `-- comment` lines at the key moments, and the scenario's own `note`s.
+
+    It replaces any observer `simulation` had, and keeps every delivered message (to mark
+    copies): meant for short runs."""
 
     def __init__(self, simulation: Simulation) -> None:
         self.sim = simulation
@@ -135,6 +138,8 @@ class Transcript(Observer):
         self._ticked: tuple[int, list[str]] | None = None
         self._views_begun: set[int] = {0}
         self._views_installed: set[int] = {0}
+        self._committed: set[int] = set()
+        self._stable: set[int] = {0}
         simulation.observer = self
 
     # ------------------------------------------------------------------ Observer
@@ -169,6 +174,10 @@ class Transcript(Observer):
         self._ticked = None
         self._settle()
         for batch in ready.executed:
+            if batch.sequence not in self._committed:
+                self._committed.add(batch.sequence)
+                self.lines.append(f"-- n{batch.sequence} committed in view {batch.view}: "
+                                  f"{self._who(replica_id)} is the first to execute it")
             requests = ", ".join(
                 f"{self._node(e.request.client)} t={e.request.timestamp} → "
                 f"{render_value(e.result)}" for e in batch.requests
@@ -252,6 +261,10 @@ class Transcript(Observer):
             return f"r{node}"
         return self._names.get(node, "c?")
 
+    def _who(self, replica_id: int) -> str:
+        """A replica's name in a comment, saying whether it is Byzantine."""
+        return f"r{replica_id}" + (" (Byzantine)" if replica_id in self.sim.behaviours else "")
+
     def _stamp(self) -> str:
         return f"{self.sim.now_us / 1000:9.3f}"
 
@@ -298,7 +311,8 @@ class Transcript(Observer):
                                              or now.view != seen.view):
             if now.view not in self._views_begun:
                 self._views_begun.add(now.view)
-                self.lines.append(f"-- view change: r{replica_id} is the first to ask for view "
+                self.lines.append(f"-- view change: {self._who(replica_id)} is the first to ask "
+                                  f"for view "
                                   f"{now.view} (whose primary is r{replica.primary})")
             self._event(replica_id, f"* starts a view change to v{now.view}")
         if seen.mode is Mode.VIEW_CHANGE and now.mode is not Mode.VIEW_CHANGE:
@@ -326,6 +340,10 @@ class Transcript(Observer):
             self.lines.append(f"-- r{replica_id} restored the state at n{now.stable}; it goes "
                               f"on with the batches after it (those it holds, then the log's)")
         if now.stable > seen.stable:
+            if now.stable not in self._stable:
+                self._stable.add(now.stable)
+                self.lines.append(f"-- checkpoint n{now.stable} stable: {self._who(replica_id)} "
+                                  f"is the first to hold 2f + 1 matching CHECKPOINTs")
             self._event(replica_id, f"* checkpoint n{now.stable} is stable (2f + 1 CHECKPOINTs):"
                                     f" log below it discarded")
 

@@ -87,6 +87,7 @@ def test_normal_case_shows_the_three_phases(rendered: dict[str, str]) -> None:
                         ("REPLY", 8)):
         assert kinds.count(kind) == count, (kind, kinds.count(kind))
     assert sum("* executes n1 (v0" in line for line in lines) == 4
+    assert "-- n1 committed in view 0: r0 is the first to execute it" in lines
     assert sum("* accepts" in line for line in lines) == 2
     assert not any("✗" in line for line in lines if " → " in line)  # nothing refused
 
@@ -110,6 +111,7 @@ def test_state_transfer_shows_the_fetch(rendered: dict[str, str]) -> None:
     """S1: r3 learns of the stable checkpoint n2, fetches its state in chunks and executes n3."""
     text = rendered["state_transfer"]
     assert "* learns that n2 is stable, beyond its last executed n0" in text
+    assert "-- checkpoint n2 stable: " in text
     assert "-- state transfer: r3 fetches the state at its new stable checkpoint n2" in text
     assert "FETCH-STATE n2 chunk 2" in text
     assert "* state transfer done: n2, " in text and " in 3 chunks" in text
@@ -128,6 +130,7 @@ def test_byzantine_primary_shows_the_refused_equivocation(rendered: dict[str, st
     assert "✗ conflicting_pre_prepare" in text and "✗ mismatched_vote" in text
     assert "-- view 1 installed: r1 is the primary" in text
     assert "no new request (N8: already executed)" in text
+    assert "-- n1 committed in view 1: " in text and "committed in view 0" not in text
 
 
 def test_command_prints_and_writes(tmp_path, monkeypatch, capsys,
