@@ -1,6 +1,7 @@
 """Command line of the simulator.
 
     python -m simulations list
+    python -m simulations transcript [NAME|all] [--write]
     python -m simulations run SCENARIO --seed N [--json]
     python -m simulations sweep [--scenarios all|a,b] --seeds 1-500 [--jobs J] [--json] [--csv F]
     python -m simulations replay FILE
@@ -185,10 +186,20 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 1 if result.violations else 0
 
 
+def cmd_transcript(args: argparse.Namespace) -> int:
+    from .transcript import command
+
+    return command(args.name, write=args.write)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m simulations", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("list", help="one scenario a line: name and description")
+    transcript = commands.add_parser("transcript", help="a readable step-by-step transcript of "
+                                     "a key run (tests/transcripts/NAME.txt)")
+    transcript.add_argument("name", nargs="?", help="a transcript's name, or all; none: list")
+    transcript.add_argument("--write", action="store_true", help="rewrite the checked-in file")
     run = commands.add_parser("run", help="run one scenario with one seed")
     run.add_argument("scenario")
     run.add_argument("--seed", type=int, required=True)
@@ -203,6 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     replay.add_argument("file")
     args = parser.parse_args(argv)
     handler = {"list": cmd_list, "run": cmd_run, "sweep": cmd_sweep, "replay": cmd_replay}
+    handler["transcript"] = cmd_transcript
     return handler[args.command](args)
 
 

@@ -232,6 +232,27 @@ def _takes_rng(make_operation: Callable) -> bool:
     return len(positional) >= 3 or any(p.kind is p.VAR_POSITIONAL for p in parameters)
 
 
+class Observer:
+    """What `Simulation.observer` is told, each call before the engine acts on it: a message
+    about to be delivered (to a replica that may be down, or a client); a running replica about
+    to tick; a Ready whose messages a replica is about to send (also while restarting; not one
+    it dies writing before it could send); a result a client accepted.
+    The base class ignores everything. An observer must not draw from the simulation's
+    generator nor change the run (or the same seed would give another run)."""
+
+    def delivering(self, source: Any, destination: Any, message: Any) -> None:
+        pass
+
+    def ticking(self, replica_id: int, now_ms: int) -> None:
+        pass
+
+    def readied(self, replica_id: int, ready: Any) -> None:
+        pass
+
+    def client_result(self, client: "SimClient", result: ClientResult) -> None:
+        pass
+
+
 @dataclass
 class Violation:
     """A broken property: which checker, at which sequence number, which replicas."""
@@ -414,6 +435,10 @@ class Simulation:
         self.last_fault_us = 0
         #: The run goes on at least until every scheduled action has happened.
         self.last_action_us = 0
+        #: Told of every delivery, every replica tick, every Ready and every client result
+        #: (`Observer`, e.g. `simulations.transcript.Transcript`); None, the default, costs one
+        #: test per event.
+        self.observer: Observer | None = None
         self._schedule(0, _TICK, None, None, None)
 
     # ------------------------------------------------------------------ set-up
@@ -562,6 +587,8 @@ class Simulation:
             self._sample_memory(now_ms)
         for replica_id, replica in enumerate(self.replicas):
             if replica_id not in self.down:
+                if self.observer is not None:
+                    self.observer.ticking(replica_id, now_ms)
                 replica.tick(now_ms)
                 behaviour = self.behaviours.get(replica_id)
                 if behaviour is not None:
@@ -613,6 +640,8 @@ class Simulation:
             if len(events) >= 4096:
                 self._trace.update(packb_canonical(events))
                 events.clear()
+        if self.observer is not None:
+            self.observer.delivering(source, destination, message)
         if type(destination) is int:
             if destination in self.down:
                 return
@@ -791,6 +820,8 @@ class Simulation:
                 self.reexecuted_differently.append((replica_id, sequence, difference))
 
     def _send_ready(self, replica_id: int, behaviour: Any, ready: Any) -> None:
+        if self.observer is not None:
+            self.observer.readied(replica_id, ready)
         plain = None
         if behaviour is None:
             self._note_votes(replica_id, ready.messages)
@@ -887,6 +918,8 @@ class Simulation:
         operations = client.record.operations
         operation, invoked_us, _, _ = operations[-1]
         operations[-1] = (operation, invoked_us, self.now_us, result.result)
+        if self.observer is not None:
+            self.observer.client_result(client, result)
         marks = client.record.marks.get(len(operations) - 1)
         if marks is not None:
             marks.result_timestamp = result.timestamp
