@@ -205,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     mutants = commands.add_parser("mutants", help="mutation self-test: known bugs injected "
                                                   "into a copy of the core, each hunted down")
     mutants.add_argument("--fast", action="store_true",
-                         help="a few mutants, their focused scenarios only, seeds 1-2")
+                         help="a few mutants, their focused scenarios only, seeds 1-8")
     mutants.add_argument("--seeds", default=None, help="seeds per scenario (default 1-5)")
     mutants.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     mutants.add_argument("--only", default="", help="comma-separated mutant names")

@@ -288,9 +288,12 @@ def _equivocating(seed: int) -> Simulation:
 
 
 def _forged_commit_certificates(seed: int) -> Simulation:
-    sim = Simulation(seed=seed, behaviours={0: ForgedCommitCertificates()})
+    # Light load and a short cut: replica 3 falls behind by less than a log window, so it
+    # catches up from the log (asking 0 first, S1), not by state transfer.
+    sim = Simulation(seed=seed, clients=2, think_ms=200,
+                     behaviours={0: ForgedCommitCertificates()})
     sim.at(300, lambda s: s.network.isolate(3, [0, 1, 2]))
-    sim.at(500 + seed % 5 * 100, lambda s: s.network.heal())
+    sim.at(400 + seed % 5 * 50, lambda s: s.network.heal())
     return sim
 
 
@@ -315,7 +318,7 @@ MUTANT_SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
                      _colluding(lambda: ForgingColludingBackup(1))),
     _search_scenario("mut_equivocating_primary", "the primary sends each PRE-PREPARE's twin "
                      "3 ms after it", _equivocating),
-    Scenario("mut_forged_commit_certificates", "backup 3 is cut off for 0.2-0.6 s; the primary "
+    Scenario("mut_forged_commit_certificates", "backup 3 is cut off for 0.1-0.3 s; the primary "
              "answers its FETCH-LOG with other batches and forged COMMITs",
              _forged_commit_certificates),
     Scenario("mut_lying_replies", "a backup replies with made-up results", _lying_replies),
@@ -595,7 +598,7 @@ def main(args) -> int:
             return 2
     else:
         names = list(FAST if args.fast else MUTANTS_BY_NAME)
-    seeds = _seeds(args.seeds or ("1-2" if args.fast else "1-5"))
+    seeds = _seeds(args.seeds or ("1-8" if args.fast else "1-5"))
 
     def progress(row: dict) -> None:
         state = (f"killed by {row['place']} seed {row['seed']} ({row['checker']})"
