@@ -1,7 +1,7 @@
 """Mutation self-test (issue 14, item 4): known PBFT-family bugs injected one at a time into a
 copy of the core, to measure whether the simulator's scenarios and checkers find them.
 
-    python -m simulations mutants [--fast] [--seeds 1-3] [--jobs N] [--only a,b]
+    python -m simulations mutants [--fast] [--seeds 1-5] [--jobs N] [--only a,b]
 
 Each mutant is a small source patch: the text of one or more `pbft/core` modules is read, an
 exact replacement is made (each `old` must occur exactly once, or `MutantDoesNotApply` is
