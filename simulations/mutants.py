@@ -371,7 +371,7 @@ MUTANTS: tuple[Mutant, ...] = (
         "byz_n7_equivocation_and_phantom_votes")),
     Mutant("primary_prepare_counted", "N4: the primary's PREPARE counts towards the 2f", (
         _p(_R, '                and sender != self.view % self._n\n', ''),
-        _p(_R, 'self._reject_vote(prepare, sender == self.primary)',
+        _p(_R, 'self._reject_vote(prepare, from_primary)',
                'self._reject_vote(prepare, False)'),
     ), ("mut_preparing_equivocator", "byz_equivocating_primary")),
     Mutant("commit_on_2f", "N5: committed-local on 2f matching COMMITs", (
