@@ -236,8 +236,9 @@ class StashFlooder(Behaviour):
 
 class SlowPrimary(Behaviour):
     """As primary, holds each of its PRE-PREPAREs `delay_ms` before sending it (default: 50 ms
-    under `request_timeout_ms`, just early enough that no backup's request timer fires while it
-    waits). Its replica is otherwise correct: it orders everyone's requests, slowly."""
+    under `request_timeout_ms`, just early enough that no backup's request timer (V1) fires
+    while it waits; the backups' proposal timers (V1'') replace it long before). Its replica is
+    otherwise correct: it orders everyone's requests, slowly."""
 
     description = "primary that sends each PRE-PREPARE just before the request timeout"
 

@@ -109,3 +109,32 @@ def test_v5_prime_fewer_than_2f_plus_1_others_do_not_bring_it_back():
     cluster.run()
     lone = cluster.replicas[CUT]
     assert lone.view_changes_abandoned == 0
+
+
+def test_v5_prime_a_primary_that_left_its_own_view_does_not_return_to_follow_it():
+    """V5': following without voting, the primary of the view it left would propose nothing;
+    it keeps its view change, and the backups join it once their request timers run."""
+    cluster = InProcessCluster(config_overrides={"request_timeout_ms": 1_000})
+    cut = {"on": True}
+    cluster.filters.append(lambda s, d, m: not (
+        cut["on"] and d == 0 and isinstance(m, (Commit, Prepare))))
+    commits = []
+    for r in (1, 2, 3):
+        cluster.interceptors[r] = lambda to, m: (
+            commits.append(m) if isinstance(m, Commit) else None, [(to, m)])[1]
+    client = cluster.add_client("a")
+    cluster.submit(client, kv_put("k", b"0"))
+    cluster.run()
+    cluster.advance_time(1_100)  # the primary's own request timer: its batch did not commit
+    cluster.run()
+    primary = cluster.replicas[0]
+    assert primary.view == 1 and not primary.view_active
+    cut["on"] = False
+    for commit in commits:  # the backups' COMMITs of view 0 arrive late
+        cluster.inject(0, commit, source=commit.replica)
+    cluster.run()
+    assert primary.view_changes_abandoned == 0 and not primary.view_active
+    cluster.submit(client, kv_put("k", b"1"))
+    cluster.settle(5_000)
+    assert all(r.view == 1 and r.view_active for r in cluster.replicas)
+    assert len(cluster.results[client.client]) == 2

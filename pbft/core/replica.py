@@ -1814,6 +1814,11 @@ class Replica:
         other replicas are seen working in it, our view change has no support: return."""
         if self._mode is not _VIEW_CHANGE or message.view != self._left_view:
             return
+        if self._left_view % self._n == self.id:
+            # The primary of the view it left would follow it proposing nothing, so that view
+            # could order nothing: it waits for the backups to join its view change instead
+            # (their request timers run on the requests they wait on).
+            return
         sender = message.replica
         active = self._left_view_active
         if sender in active or sender == self.id or not 0 <= sender < self._n:
