@@ -168,7 +168,7 @@ def cmd_replica(args: argparse.Namespace) -> int:
         persist_in_thread=args.persist == "thread",
         transport=TransportSettings(
             reconnect_delay_max_s=args.reconnect_max_s,
-            client_send_queue_max=1024,
+            client_send_queue_bytes_max=16 * 1024 * 1024,
             connections_max=args.connections_max,
             handshake_timeout_s=args.handshake_timeout_s,
         ),
