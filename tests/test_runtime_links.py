@@ -468,7 +468,7 @@ async def test_with_a_replica_down_large_requests_do_not_grow_the_primarys_queue
         async with trio.open_nursery() as nursery:
             nodes = {
                 i: await nursery.start(functools.partial(
-                    serve_replica, config, i, SIGNERS[i], KeyValueStore(),
+                    serve_replica, config, i, SIGNERS[i], KeyValueStore(value_bytes_max=MiB),
                     tmp_path / f"replica-{i}", settings=NodeSettings(transport=transport),
                     rng=random.Random(i),
                 ))
@@ -477,7 +477,7 @@ async def test_with_a_replica_down_large_requests_do_not_grow_the_primarys_queue
             primary = nodes[0]
             peak = 0
             async with connect(config, clients, settings=transport, wait_connected_s=10) as c:
-                for i in range(100):
+                for _ in range(100):
                     result = await c.submit(kv_put("big", bytes(MiB - 256)))
                     assert kv_decode_result(result) == ("ok", None)
                     peak = max(peak, primary.statistics().transport.send_queue_bytes[3])
