@@ -35,8 +35,8 @@ arrived from it, on any connection (what health uses to see isolation).
 Admission (inbound). At most `connections_max` connections at once, handshaking ones included,
 and at most `connections_per_address_max` from one IP address (handshaking and client
 connections; an authenticated replica's does not count). Clients may hold at most
-`connections_max` - `replica_slots_reserved` (one per peer replica) authenticated connections, so a crowd of clients cannot keep a replica out once its handshake
-is done; one key holds one connection (a new connection of a key replaces its old one); a
+`connections_max` - `replica_slots_reserved` (one per peer replica) authenticated
+connections, so a crowd of clients cannot keep a replica out once its handshake is done; one key holds one connection (a new connection of a key replaces its old one); a
 client connection that sent no REQUEST for `client_idle_timeout_s` is closed (`client_idle`).
 A connection refused is closed at once, with its reason counted in `refused` and logged. A
 handshake must finish within `handshake_timeout_s`, so silent connections cannot hold slots for
