@@ -1,9 +1,11 @@
 """Command line of the simulator.
 
     python -m simulations list
+    python -m simulations transcript [NAME|all] [--write]
     python -m simulations run SCENARIO --seed N [--json]
     python -m simulations sweep [--scenarios all|a,b] --seeds 1-500 [--jobs J] [--json] [--csv F]
     python -m simulations replay FILE
+    python -m simulations mutants [--fast] [--seeds 1-5] [--jobs J] [--only a,b]
 
 A failing run writes a replay file and prints the one command that replays it. Exit status: 0 if
 every run was safe and live, 1 otherwise, 2 for bad arguments.
@@ -185,10 +187,20 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 1 if result.violations else 0
 
 
+def cmd_transcript(args: argparse.Namespace) -> int:
+    from .transcript import command
+
+    return command(args.name, write=args.write)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m simulations", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("list", help="one scenario a line: name and description")
+    transcript = commands.add_parser("transcript", help="a readable step-by-step transcript of "
+                                     "a key run (tests/transcripts/NAME.txt)")
+    transcript.add_argument("name", nargs="?", help="a transcript's name, or all; none: list")
+    transcript.add_argument("--write", action="store_true", help="rewrite the checked-in file")
     run = commands.add_parser("run", help="run one scenario with one seed")
     run.add_argument("scenario")
     run.add_argument("--seed", type=int, required=True)
@@ -201,8 +213,20 @@ def main(argv: list[str] | None = None) -> int:
     sweep.add_argument("--csv", default="sweep.csv")
     replay = commands.add_parser("replay", help="replay a run from its replay file")
     replay.add_argument("file")
+    mutants = commands.add_parser("mutants", help="mutation self-test: known bugs injected "
+                                                  "into a copy of the core, each hunted down")
+    mutants.add_argument("--fast", action="store_true",
+                         help="a few mutants, their focused scenarios only, seeds 1-8")
+    mutants.add_argument("--seeds", default=None, help="seeds per scenario (default 1-5)")
+    mutants.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    mutants.add_argument("--only", default="", help="comma-separated mutant names")
     args = parser.parse_args(argv)
+    if args.command == "mutants":
+        from .mutants import main as cmd_mutants
+
+        return cmd_mutants(args)
     handler = {"list": cmd_list, "run": cmd_run, "sweep": cmd_sweep, "replay": cmd_replay}
+    handler["transcript"] = cmd_transcript
     return handler[args.command](args)
 
 

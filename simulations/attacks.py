@@ -13,6 +13,10 @@ stops or slows a cluster whose safety it cannot break.
 - `SlowPrimary` and `WithholdCommits` (item 9): a primary that proposes just in time, and an
   accomplice backup that never commits.
 
+And, for issue 14 (adversaries for whole classes): `WithholdCommits(peers=...)`, a backup whose
+COMMITs reach some replicas and not others, and `JustTolerablePrimary`, a primary just below
+the proposal delay its backups tolerate.
+
 They follow `simulations.byzantine`'s API (`Behaviour`: `outgoing`, `incoming`, `on_tick`) and
 its habits: randomness only from `context.rng`, lies signed with the liar's own key. The
 scenarios that use them are in `simulations.scenarios_attacks`.
@@ -20,15 +24,16 @@ scenarios that use them are in `simulations.scenarios_attacks`.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import replace
 from typing import Any
 
 from pbft.app import KeyValueStore, kv_put
 from pbft.codec import batch_digest, signing_payload
 from pbft.core import sizes
-from pbft.messages import Commit, Message, Prepare, PrePrepare, Request
+from pbft.messages import Commit, LoggedBatch, Message, Prepare, PrePrepare, Request
 
-from .byzantine import Behaviour, ByzantineContext, Send
+from .byzantine import Behaviour, ByzantineContext, Send, without_own_votes
 
 
 def sized_put(key: str, token: bytes, size: int) -> bytes:
@@ -254,16 +259,70 @@ class SlowPrimary(Behaviour):
 
 
 class WithholdCommits(Behaviour):
-    """Never sends a COMMIT; votes and answers otherwise as a correct replica. Beside a slow
-    primary (`SlowPrimary`), the accomplice that keeps the commit quorum as small as it can be."""
+    """Never sends a COMMIT (with `peers`, to those replicas only: the others get them); votes
+    and answers otherwise as a correct replica. Its COMMITs inside the LOGGED-BATCHes it
+    serves to those it withholds from are left out too (`without_own_votes`): a withheld vote
+    must not arrive hidden in a certificate. Beside a slow primary (`SlowPrimary`), the
+    accomplice that keeps the commit quorum as small as it can be; on its own with `peers`,
+    the backup whose COMMITs reach some replicas and not others, so that they commit at
+    different times. `withheld` counts the COMMITs withheld (from at least one replica),
+    `withheld_to` the copies per replica, and `hidden` the COMMITs left out of certificates."""
 
     description = "backup that never sends its COMMITs"
 
-    def __init__(self) -> None:
+    def __init__(self, peers: tuple[int, ...] | None = None) -> None:
+        self.peers = None if peers is None else frozenset(peers)
         self.withheld = 0
+        self.withheld_to: Counter[int] = Counter()
+        self.hidden = 0
+        if peers is not None:
+            self.description = ("backup that withholds its COMMITs from replicas "
+                                + ", ".join(map(str, sorted(self.peers))))
 
     def outgoing(self, to: tuple, message: Message) -> Send:
+        peers = self.peers
         if type(message) is Commit:
-            self.withheld += 1
+            kept = () if peers is None else tuple(r for r in to if r not in peers)
+            if len(kept) < len(to):
+                self.withheld += 1
+                self.withheld_to.update(r for r in to if r not in kept)
+            return [(kept, message)] if kept else []
+        if type(message) is LoggedBatch and (peers is None or any(r in peers for r in to)):
+            stripped, hidden = without_own_votes(message, (Commit,), self.context)
+            if hidden:
+                self.hidden += hidden
+                rest = () if peers is None else tuple(r for r in to if r not in peers)
+                withheld_from = tuple(r for r in to if r not in rest)
+                sends = [(rest, message)] if rest else []
+                if stripped is not None:
+                    sends.append((withheld_from, stripped))
+                return sends
+        return [(to, message)]
+
+
+class JustTolerablePrimary(Behaviour):
+    """As primary, holds each of its PRE-PREPAREs for just under the proposal delay its backups
+    always tolerate (V1''): `propose_timeout // 5` (the floor of `proposal_slack_ms`, whatever
+    commit rounds they measured) less `margin_ms`, for the request's way to it and the
+    PRE-PREPARE's way back. The slowest primary that is never replaced: it keeps its view
+    and orders everyone's requests, each a little late ("just below the timeout" of issue 14;
+    `SlowPrimary`, which waits for the request timer instead, is now replaced by V1'').
+    `delayed` counts the held PRE-PREPAREs and `hold_ms` is the hold."""
+
+    description = "primary that holds each PRE-PREPARE just under what backups tolerate (V1'')"
+
+    def __init__(self, margin_ms: float = 15) -> None:
+        self.margin_ms = margin_ms
+        self.delayed = 0
+        self.hold_ms = 0.0
+
+    def attach(self, context: ByzantineContext) -> None:
+        super().attach(context)
+        self.hold_ms = max(0.0, context.config.propose_timeout // 5 - self.margin_ms)
+
+    def outgoing(self, to: tuple, message: Message) -> Send:
+        if type(message) is PrePrepare and message.replica == self.context.replica_id:
+            self.delayed += 1
+            self.context.send_later(self.hold_ms, to, message)
             return []
         return [(to, message)]

@@ -17,10 +17,12 @@ Below the API is a library, one small class per lie (silence, crashes at a chose
 equivocation, wrong digests, tampered requests, off-by-one views and sequence numbers, phantom
 votes, forged signatures, replays, view-change spam, forged prepared certificates, equivocating
 NEW-VIEWs, false checkpoints, corrupted state transfer, selective delivery, Twins, slow state
-sources, fetch floods); `Compose`
-stacks several on one replica. Byzantine clients have the same shape (`ClientBehaviour`,
-installed with `add_byzantine_client`), wrapping an honest `ClientSession` without changes to
-the engine. The scenarios that use them are in `simulations.scenarios_byzantine`.
+sources, fetch floods, and `Collusion`: f + 1 colluding replicas, a negative control the
+checkers must flag); `Compose` stacks several on one replica. A behaviour that silences a kind
+of vote silences it inside the certificates it serves too (`without_own_votes`). Byzantine
+clients have the same shape (`ClientBehaviour`, installed with `add_byzantine_client`),
+wrapping an honest `ClientSession` without changes to the engine. The scenarios that use them
+are in `simulations.scenarios_byzantine`.
 """
 
 from __future__ import annotations
@@ -154,9 +156,99 @@ def _flip_byte(data: bytes, rng: Any) -> bytes:
     return data[:i] + bytes([data[i] ^ 0xFF]) + data[i + 1:]
 
 
+def without_own_votes(message: Any, kinds: tuple[type, ...],
+                      context: ByzantineContext) -> tuple[Any, int]:
+    """`message` without the votes of `kinds` that this replica signed and that travel inside
+    it: a behaviour that silences its COMMITs (say) must not let them out inside the messages
+    that carry certificates. Covered: the COMMITs of a LOGGED-BATCH (its own PRE-PREPARE there
+    drops the whole LOGGED-BATCH, None), the CHECKPOINTs of a VIEW-CHANGE's proof and the
+    PREPAREs of its prepared certificates (a certificate on its own PRE-PREPARE is left out
+    whole), and a NEW-VIEW's own PRE-PREPAREs and VIEW-CHANGE. A signed container is signed
+    again; a message with nothing of its own inside is returned as it is. Returns the message
+    (possibly None) and how many votes were taken out."""
+    me = context.replica_id
+
+    def own(vote: Any) -> bool:
+        return isinstance(vote, kinds) and vote.replica == me
+
+    kind = type(message)
+    if kind is LoggedBatch:
+        if own(message.pre_prepare):
+            return None, 1 + sum(1 for c in message.commits if own(c))
+        commits = tuple(c for c in message.commits if not own(c))
+        hidden = len(message.commits) - len(commits)
+        return (replace(message, commits=commits) if hidden else message), hidden
+    if kind is ViewChange:
+        return _view_change_without(message, own, context)
+    if kind is NewView:
+        hidden = 0
+        view_changes = []
+        for vc in message.view_changes:
+            if own(vc):
+                hidden += 1
+                continue
+            vc, taken = _view_change_without(vc, own, context)
+            hidden += taken
+            view_changes.append(vc)
+        pre_prepares = tuple(pp for pp in message.pre_prepares if not own(pp))
+        hidden += len(message.pre_prepares) - len(pre_prepares)
+        if not hidden:
+            return message, 0
+        return context.sign(replace(message, view_changes=tuple(view_changes),
+                                    pre_prepares=pre_prepares)), hidden
+    return message, 0
+
+
+def _view_change_without(message: ViewChange, own: Callable[[Any], bool],
+                         context: ByzantineContext) -> tuple[ViewChange, int]:
+    proof = tuple(c for c in message.checkpoint_proof if not own(c))
+    hidden = len(message.checkpoint_proof) - len(proof)
+    prepared = []
+    for certificate in message.prepared:
+        if own(certificate.pre_prepare):
+            hidden += 1 + sum(1 for p in certificate.prepares if own(p))
+            continue
+        prepares = tuple(p for p in certificate.prepares if not own(p))
+        hidden += len(certificate.prepares) - len(prepares)
+        prepared.append(replace(certificate, prepares=prepares)
+                        if len(prepares) != len(certificate.prepares) else certificate)
+    if not hidden:
+        return message, 0
+    return context.sign(replace(message, checkpoint_proof=proof, prepared=tuple(prepared))), hidden
+
+
+class _ComposedContext(ByzantineContext):
+    """The context of one behaviour inside a `Compose`: what it sends on its own (`send`,
+    `send_later`) passes through the behaviours after it, as its `outgoing` output does, so
+    that a later `Silent` silences a replay or a twin too."""
+
+    def __init__(self, outer: ByzantineContext, later: tuple["Behaviour", ...]) -> None:
+        self._simulation = outer._simulation
+        self.replica_id = outer.replica_id
+        self.config = outer.config
+        self.signer = outer.signer
+        self.rng = outer.rng
+        self._outer = outer
+        self._later = later
+
+    def send(self, to: tuple, message: Any) -> None:
+        sends = [(to, message)]
+        for behaviour in self._later:
+            sends = [out for t, m in sends for out in behaviour.outgoing(t, m)]
+        for t, m in sends:
+            if t:
+                self._outer.send(t, m)
+
+    def send_later(self, delay_ms: float, to: tuple, message: Any) -> None:
+        at_ms = self._simulation.now_us / 1000 + delay_ms
+        self._simulation.at(at_ms, lambda s: self.send(to, message), fault=False)
+
+
 class Compose(Behaviour):
     """Several behaviours on one replica: each message passes through them in order (what the
-    first one sends, the second one sees), and every one of them ticks.
+    first one sends, the second one sees), and every one of them ticks. What one of them sends
+    on its own (`context.send`, `send_later`: a replay, a twin's traffic, a held message)
+    passes through the ones after it too.
 
         Compose(Silent(types=(PrePrepare,)), ForgedPreparedCertificate())
     """
@@ -167,8 +259,8 @@ class Compose(Behaviour):
 
     def attach(self, context: ByzantineContext) -> None:
         super().attach(context)
-        for behaviour in self.behaviours:
-            behaviour.attach(context)
+        for i, behaviour in enumerate(self.behaviours):
+            behaviour.attach(_ComposedContext(context, self.behaviours[i + 1:]))
 
     def outgoing(self, to: tuple, message: Message) -> Send:
         sends = [(to, message)]
@@ -191,7 +283,9 @@ class Compose(Behaviour):
 class Silent(Behaviour):
     """Sends nothing (or nothing of the given `types`) from `from_ms` on; with `deaf`, it also
     hears nothing. Its peers cannot tell it from a crashed replica, though its core runs on.
-    `Silent(types=(PrePrepare,))` is a primary that stops proposing."""
+    `Silent(types=(PrePrepare,))` is a primary that stops proposing. Its own votes of `types`
+    inside other messages are silenced too (`without_own_votes`: `Silent(types=(Commit,))`
+    serves LOGGED-BATCHes without its COMMIT), counted in `hidden`."""
 
     description = "silent: sends nothing"
 
@@ -201,16 +295,19 @@ class Silent(Behaviour):
         self.deaf = deaf
         self.from_ms = from_ms
         self.suppressed = 0
+        self.hidden = 0
         if types is not None:
             self.description = "silent: sends no " + "/".join(t.__name__ for t in types)
 
     def outgoing(self, to: tuple, message: Message) -> Send:
-        if self.context.now_ms >= self.from_ms and (
-            self.types is None or isinstance(message, self.types)
-        ):
+        if self.context.now_ms < self.from_ms:
+            return [(to, message)]
+        if self.types is None or isinstance(message, self.types):
             self.suppressed += 1
             return []
-        return [(to, message)]
+        message, hidden = without_own_votes(message, self.types, self.context)
+        self.hidden += hidden
+        return [] if message is None else [(to, message)]
 
     def incoming(self, source: Any, message: Message) -> Message | None:
         return None if self.deaf and self.context.now_ms >= self.from_ms else message
@@ -862,7 +959,8 @@ class CorruptLoggedBatches(Behaviour):
 
 class SelectiveDelivery(Behaviour):
     """Sends messages of the given `types` only to `targets` (default: PRE-PREPAREs to the first
-    f + 1 other replicas: a primary that leaves some backups in the dark); with
+    f + 1 other replicas: a primary that leaves some backups in the dark), and to the others
+    leaves its own votes of those types out of the messages that carry them (`hidden`); with
     `drop_replies`, clients never hear from it."""
 
     description = "selective delivery to a subset of replicas"
@@ -875,6 +973,9 @@ class SelectiveDelivery(Behaviour):
         self.types = types
         self.drop_replies = drop_replies
         self.withheld = 0
+        #: Its own votes of `types` taken out of other messages to the others
+        #: (`without_own_votes`).
+        self.hidden = 0
         kinds = "messages" if types is None else "/".join(t.__name__ for t in types)
         self.description = f"sends {kinds} only to a subset" + (
             ", drops client replies" if drop_replies else "")
@@ -891,7 +992,16 @@ class SelectiveDelivery(Behaviour):
             kept = tuple(r for r in to if r in self.targets)
             self.withheld += len(to) - len(kept)
             return [(kept, message)] if kept else []
-        return [(to, message)]
+        others = tuple(r for r in to if r not in self.targets)
+        if not others:
+            return [(to, message)]
+        stripped, hidden = without_own_votes(message, self.types, self.context)
+        if not hidden:
+            return [(to, message)]
+        self.hidden += hidden
+        kept = tuple(r for r in to if r in self.targets)
+        sends = [(kept, message)] if kept else []
+        return sends + ([(others, stripped)] if stripped is not None else [])
 
 
 class Twins(Behaviour):
@@ -957,6 +1067,88 @@ class Twins(Behaviour):
                 if to:
                     self.twin_sent += 1
                     send(to, outbound.message)
+            for reply in ready.replies:
+                self.twin_sent += 1
+                send((reply.client,), reply)
+            twin.advance()
+
+
+class Collusion:
+    """f + 1 colluding replicas (more than PBFT tolerates: a negative control, whose runs the
+    checkers must flag). Each colluder is split like `Twins`: its original instance talks to
+    the correct replicas outside `side`, its twin to those in `side`; unlike `Twins`, the twins
+    of the colluders hear each other (delivered `link_ms` after being sent), so each side has
+    f + 1 colluding instances, enough with f correct replicas for a quorum of its own. The twins
+    hear clients `client_lag_ms` late, so that the two sides' primaries propose different
+    batches (other timestamps, other contents). Cut the correct replicas of the two sides off
+    from each other (`Network.partition`) and they execute different batches at one sequence
+    number: what `checkers.agreement` exists to catch.
+
+        collusion = Collusion(side=(3,))
+        sim = Simulation(seed=1, behaviours={0: collusion.member(), 1: collusion.member()})
+        sim.network.partition([2], [3])
+    """
+
+    def __init__(self, side: tuple[int, ...], *, link_ms: float = 2.0,
+                 client_lag_ms: float = 3.0) -> None:
+        self.side = tuple(side)
+        self.link_ms = link_ms
+        self.client_lag_ms = client_lag_ms
+        #: The colluders' behaviours, by replica id (filled as they attach).
+        self.members: dict[int, "ColludingTwin"] = {}
+        #: Messages passed between twins (the colluders' private channel).
+        self.relayed = 0
+
+    def member(self) -> "ColludingTwin":
+        """A behaviour for one more colluder."""
+        return ColludingTwin(self)
+
+    def relay(self, source: int, to: tuple[int, ...], message: Message) -> None:
+        for destination in to:
+            member = self.members.get(destination)
+            if member is None or destination == source:
+                continue
+            self.relayed += 1
+            member.context.simulation.at(
+                member.context.now_ms + self.link_ms,
+                lambda s, m=member: m._twin_receive(message), fault=False)
+
+
+class ColludingTwin(Twins):
+    """One member of a `Collusion` (made by `Collusion.member`): a `Twins` whose twin also talks
+    with the other members' twins, and hears clients late."""
+
+    description = "colluding Twins: f + 1 replicas whose twins hear each other"
+
+    def __init__(self, collusion: Collusion) -> None:
+        super().__init__(peers=collusion.side)
+        self.collusion = collusion
+
+    def attach(self, context: ByzantineContext) -> None:
+        super().attach(context)
+        self.collusion.members[context.replica_id] = self
+
+    def incoming(self, source: Any, message: Message) -> Message | None:
+        if type(source) is int:
+            return super().incoming(source, message)
+        lag_ms = self.collusion.client_lag_ms
+        self.context.simulation.at(self.context.now_ms + lag_ms,
+                                   lambda s: self._twin_receive(message), fault=False)
+        return message
+
+    def _flush_twin(self) -> None:
+        twin, send, peers = self.twin, self.context.send, self.peers
+        me, members = self.context.replica_id, self.collusion.members
+        while twin.has_ready():
+            ready = twin.ready()
+            for outbound in ready.messages:
+                to = tuple(r for r in outbound.to if r in peers)
+                if to:
+                    self.twin_sent += 1
+                    send(to, outbound.message)
+                accomplices = tuple(r for r in outbound.to if r in members and r != me)
+                if accomplices:
+                    self.collusion.relay(me, accomplices, outbound.message)
             for reply in ready.replies:
                 self.twin_sent += 1
                 send((reply.client,), reply)

@@ -232,6 +232,27 @@ def _takes_rng(make_operation: Callable) -> bool:
     return len(positional) >= 3 or any(p.kind is p.VAR_POSITIONAL for p in parameters)
 
 
+class Observer:
+    """What `Simulation.observer` is told, each call before the engine acts on it: a message
+    about to be delivered (to a replica that may be down, or a client); a running replica about
+    to tick; a Ready whose messages a replica is about to send (also while restarting; not one
+    it dies writing before it could send); a result a client accepted.
+    The base class ignores everything. An observer must not draw from the simulation's
+    generator nor change the run (or the same seed would give another run)."""
+
+    def delivering(self, source: Any, destination: Any, message: Any) -> None:
+        pass
+
+    def ticking(self, replica_id: int, now_ms: int) -> None:
+        pass
+
+    def readied(self, replica_id: int, ready: Any) -> None:
+        pass
+
+    def client_result(self, client: "SimClient", result: ClientResult) -> None:
+        pass
+
+
 @dataclass
 class Violation:
     """A broken property: which checker, at which sequence number, which replicas."""
@@ -354,6 +375,10 @@ class Simulation:
         #: Replicas that die while persisting their next Ready (True: their next Ready whose
         #: votes may leave before they are durable, `Ready.durable_first` False).
         self._torn_next: dict[int, bool] = {}
+        #: `crash_at_write`: replica -> (record type, how many more Readies holding one).
+        self._write_crashes: dict[int, tuple[type, int]] = {}
+        #: (replica, record type name, virtual µs) for every death at a named write.
+        self.writes_crashed: list[tuple[int, str, int]] = []
         self._compacted = [0] * replicas
         #: Every batch each replica executed, in sequence order, across crashes, restarts and
         #: wiped disks: executing a sequence number again (after a restart, from an older
@@ -410,6 +435,10 @@ class Simulation:
         self.last_fault_us = 0
         #: The run goes on at least until every scheduled action has happened.
         self.last_action_us = 0
+        #: Told of every delivery, every replica tick, every Ready and every client result
+        #: (`Observer`, e.g. `simulations.transcript.Transcript`); None, the default, costs one
+        #: test per event.
+        self.observer: Observer | None = None
         self._schedule(0, _TICK, None, None, None)
 
     # ------------------------------------------------------------------ set-up
@@ -479,6 +508,18 @@ class Simulation:
         else:
             self.down.add(replica_id)
 
+    def crash_at_write(self, replica_id: int, kind: type, count: int = 1) -> None:
+        """A crash at a named write: the replica dies while persisting the `count`-th Ready
+        (from now on) that holds a record of type `kind` (e.g. `Commit`: "while writing its
+        first COMMIT"). The records of that Ready before the first such record are durable;
+        that record and the rest are lost (a torn write); messages the Ready could send before
+        its records were durable (`Ready.durable_first` False) have left, the others never do.
+        It stays down until `restart`; each death is noted in `writes_crashed`. Replaces an
+        earlier `crash_at_write` for that replica. Raises ValueError unless `count` >= 1."""
+        if count < 1:
+            raise ValueError(f"count must be at least 1, got {count!r}")
+        self._write_crashes[replica_id] = (kind, count)
+
     def restart(self, replica_id: int, wipe: bool = False) -> None:
         """Recover a crashed replica from its durable records (or from nothing, if wiped)."""
         if wipe:
@@ -546,6 +587,8 @@ class Simulation:
             self._sample_memory(now_ms)
         for replica_id, replica in enumerate(self.replicas):
             if replica_id not in self.down:
+                if self.observer is not None:
+                    self.observer.ticking(replica_id, now_ms)
                 replica.tick(now_ms)
                 behaviour = self.behaviours.get(replica_id)
                 if behaviour is not None:
@@ -597,6 +640,8 @@ class Simulation:
             if len(events) >= 4096:
                 self._trace.update(packb_canonical(events))
                 events.clear()
+        if self.observer is not None:
+            self.observer.delivering(source, destination, message)
         if type(destination) is int:
             if destination in self.down:
                 return
@@ -637,6 +682,8 @@ class Simulation:
         encoded length; otherwise only PRE-PREPAREs and LOGGED-BATCHes are measured (the
         messages that carry a batch), first by `pbft.core.sizes.message_bytes`, an upper bound,
         and by `pbft.codec.encode` only when that bound exceeds the frame."""
+        if self.network.triggers_armed:
+            self._fire_triggers(source, message)
         if self.wire and not isinstance(message, bytes):
             payload = encode(message)
             if len(payload) > self._frame_bytes_max:
@@ -656,6 +703,14 @@ class Simulation:
         for destination in destinations:
             for at_us in arrivals(source, destination, now, message):
                 self._schedule(at_us, _DELIVER, destination, source, payload)
+
+    def _fire_triggers(self, source: Any, message: Any) -> None:
+        """`Network.on_message`: the actions this send fires run at this virtual time, after
+        the event under way (they are faults, for the liveness clock)."""
+        for action in self.network.fired(source, message):
+            self.last_action_us = max(self.last_action_us, self.now_us)
+            self.last_fault_us = max(self.last_fault_us, self.now_us)
+            self._schedule(self.now_us, _ACTION, action, None, None)
 
     def _oversized(self, message: Any) -> bool:
         frame = self._frame_bytes_max
@@ -688,6 +743,8 @@ class Simulation:
         storage = self.storages[replica_id]
         while replica.has_ready():
             ready = replica.ready()
+            if replica_id in self._write_crashes and self._dies_writing(replica_id, ready):
+                return
             if replica_id in self._torn_next and not (
                 self._torn_next[replica_id] and ready.durable_first
             ):
@@ -710,6 +767,30 @@ class Simulation:
                 self._compacted[replica_id] = low
                 storage.compact(low)
             replica.advance()
+
+    def _dies_writing(self, replica_id: int, ready: Any) -> bool:
+        """`crash_at_write`: if `ready` holds the awaited record, the replica dies writing it:
+        the records before it are durable, it and the rest are not; votes the core let go
+        before their records (`durable_first` False) have left. Returns whether it died."""
+        kind, remaining = self._write_crashes[replica_id]
+        index = next((i for i, r in enumerate(ready.persist) if type(r) is kind), None)
+        if index is None:
+            return False
+        if remaining > 1:
+            self._write_crashes[replica_id] = (kind, remaining - 1)
+            return False
+        del self._write_crashes[replica_id]
+        if not ready.durable_first:
+            self._send_ready(replica_id, self.behaviours.get(replica_id), ready)
+            if ready.executed:
+                self._note_executed(replica_id, ready.executed)
+        storage = self.storages[replica_id]
+        storage.append(ready.persist[:index])
+        storage.torn_writes += 1
+        self.writes_crashed.append((replica_id, kind.__name__, self.now_us))
+        self._torn_next.pop(replica_id, None)
+        self.down.add(replica_id)
+        return True
 
     def _note_executed(self, replica_id: int, batches: tuple[ExecutedBatch, ...]) -> None:
         """Add what a replica executed to its history. A sequence number it executed before
@@ -739,6 +820,8 @@ class Simulation:
                 self.reexecuted_differently.append((replica_id, sequence, difference))
 
     def _send_ready(self, replica_id: int, behaviour: Any, ready: Any) -> None:
+        if self.observer is not None:
+            self.observer.readied(replica_id, ready)
         plain = None
         if behaviour is None:
             self._note_votes(replica_id, ready.messages)
@@ -835,6 +918,8 @@ class Simulation:
         operations = client.record.operations
         operation, invoked_us, _, _ = operations[-1]
         operations[-1] = (operation, invoked_us, self.now_us, result.result)
+        if self.observer is not None:
+            self.observer.client_result(client, result)
         marks = client.record.marks.get(len(operations) - 1)
         if marks is not None:
             marks.result_timestamp = result.timestamp

@@ -1,6 +1,6 @@
 """The simulated network: per-link latency, loss, duplication, partitions (symmetric and
-one-way), clogged links and extra latency by message type, all drawn from the simulation's one
-`random.Random`.
+one-way), clogged links, extra latency and extra loss by message type, and faults triggered by
+the traffic itself (`on_message`), all drawn from the simulation's one `random.Random`.
 
 Reordering is not a separate knob: every copy of a message gets its own latency, so messages on
 one link overtake each other whenever the latency spread allows it.
@@ -9,6 +9,7 @@ one link overtake each other whenever the latency spread allows it.
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -76,6 +77,25 @@ class _Slowdown:
     high_us: float
 
 
+@dataclass(frozen=True)
+class _Loss:
+    """Extra loss, with probability `probability`, for one message type to some destinations."""
+
+    destinations: frozenset | None
+    probability: float
+
+
+@dataclass
+class _Trigger:
+    """`on_message`: run `action` when `source` has sent its `count`-th message of `kind`."""
+
+    kind: type
+    source: Any
+    count: int
+    action: Callable[[Any], None]
+    seen: int = 0
+
+
 @dataclass
 class Network:
     """Decides, for each message sent, how many copies arrive and when."""
@@ -87,6 +107,12 @@ class Network:
     faulty: bool = True
     #: Extra latency by message type (`slow_down`).
     _slowdowns: dict[type, _Slowdown] = field(default_factory=dict)
+    #: Extra loss by message type (`lose`).
+    _losses: dict[type, _Loss] = field(default_factory=dict)
+    #: Armed event triggers (`on_message`), in the order they were armed.
+    _triggers: list[_Trigger] = field(default_factory=list)
+    #: Copies dropped by `lose` rules, by message type name (what the rules really did).
+    lost_by_type: dict[str, int] = field(default_factory=dict)
 
     def _link(self, source: Node, destination: Node) -> _Link:
         link = self._links.get((source, destination))
@@ -99,7 +125,7 @@ class Network:
         low + spread * random() (no partition, clog, loss or duplication in force): the driver
         may then draw it itself, consuming the generator exactly as `arrivals_us` would.
         None when `arrivals_us` must decide."""
-        if self._links or self._slowdowns:
+        if self._links or self._slowdowns or self._losses or self._triggers:
             return None
         profile = self.profile
         if self.faulty and (profile.loss or profile.duplication):
@@ -117,6 +143,14 @@ class Network:
         rng = self.rng
         if self.faulty and profile.loss and rng.random() < profile.loss:
             return []
+        if self._losses:
+            loss = self._losses.get(type(message))
+            if loss is not None and (loss.destinations is None
+                                     or destination in loss.destinations) \
+                    and rng.random() < loss.probability:
+                name = type(message).__name__
+                self.lost_by_type[name] = self.lost_by_type.get(name, 0) + 1
+                return []
         copies = 2 if self.faulty and profile.duplication and rng.random() < profile.duplication else 1
         start = now_us if link is None else max(now_us, link.clogged_until_us)
         low, high = profile.latency_ms_min * 1000, profile.latency_ms_max * 1000
@@ -162,14 +196,59 @@ class Network:
             None if destinations is None else frozenset(destinations), low_ms * 1000,
             high_ms * 1000)
 
+    def lose(self, kind: type, probability: float,
+             destinations: list[Node] | None = None) -> None:
+        """Lose each copy of a message of type `kind` (to `destinations`, default everyone) with
+        probability `probability`, on top of the profile's loss: e.g. COMMITs that rarely
+        reach one replica. Drawn from the network's generator; each copy lost this way is
+        counted in `lost_by_type`. Replaces an earlier rule for `kind`; `heal()` removes it.
+        Raises ValueError unless 0 <= probability <= 1."""
+        if not 0 <= probability <= 1:
+            raise ValueError(f"need 0 <= probability <= 1, got {probability!r}")
+        self._losses[kind] = _Loss(
+            None if destinations is None else frozenset(destinations), probability)
+
+    def on_message(self, kind: type, source: Node, count: int,
+                   action: Callable[[Any], None]) -> None:
+        """A fault triggered by an event: when `source` (a replica id or client key; None: any
+        sender) has put its `count`-th message of type `kind` on the network (a multicast
+        counts once), `action(simulation)` runs, once, at that virtual time right after the
+        event that sent it (so that message and the rest of its Ready have left): crash the
+        sender, partition it, heal... The action counts as a fault for the liveness clock.
+        While a trigger is armed every send is inspected (`Simulation.send` asks `fired`).
+        `heal()` does not disarm triggers. Raises ValueError unless `count` >= 1."""
+        if count < 1:
+            raise ValueError(f"count must be at least 1, got {count!r}")
+        self._triggers.append(_Trigger(kind, source, count, action))
+
+    def fired(self, source: Node, message: Any) -> list[Callable[[Any], None]]:
+        """Count `message` (sent by `source`) against the armed triggers; return the actions
+        of those it fires, and disarm them."""
+        fired = []
+        for trigger in self._triggers:
+            if type(message) is trigger.kind and trigger.source in (None, source):
+                trigger.seen += 1
+                if trigger.seen == trigger.count:
+                    fired.append(trigger)
+        for trigger in fired:
+            self._triggers.remove(trigger)
+        return [trigger.action for trigger in fired]
+
+    @property
+    def triggers_armed(self) -> int:
+        """How many `on_message` triggers have not fired yet."""
+        return len(self._triggers)
+
     def heal(self, partition: Partition | None = None) -> None:
-        """Without an argument: remove every partition, clog and slowdown; loss and duplication
-        stop too. With `partition` (what `partition` or `isolate` returned): lift that one
-        partition only; other partitions, clogs, slowdowns, loss and duplication stay, and
-        healing it a second time changes nothing."""
+        """Without an argument: remove every partition, clog, slowdown and `lose` rule; loss
+        and duplication stop too (armed `on_message` triggers stay). With `partition` (what
+        `partition` or `isolate` returned): lift that one partition only; other partitions,
+        clogs, slowdowns, losses and duplication stay, and healing it a second time changes
+        nothing."""
         if partition is None:
             self._links.clear()
             self._slowdowns.clear()
+            self._losses.clear()
             self.faulty = False
             return
         for key in partition.links:

@@ -56,6 +56,10 @@ class Scenario:
     #: least `throughput_ratio_min` of their throughput there (checkers.throughput).
     fault_free: Callable[[int], Simulation] | None = None
     throughput_ratio_min: float = 0.5
+    #: A negative control (more faults than PBFT tolerates): the checker that must flag every
+    #: run of it. Register it with `ci=False` as well (the CI sweep expects no violation);
+    #: tests/test_sim_byzantine.py runs its seeds and asserts the checker flags each.
+    expect_violation: str | None = None
 
 
 CATALOGUE: dict[str, Scenario] = {}

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 from pbft.config import ClusterConfig
 from pbft.core import sizes
-from pbft.messages import Checkpoint
+from pbft.messages import Checkpoint, Commit, PrePrepare
 
 from . import checkers
 from .attacks import (
     CensoringPrimary,
     DuplicateBatchPrimary,
+    JustTolerablePrimary,
     LargeRequestClients,
     SlowPrimary,
     StashFlooder,
@@ -109,3 +110,68 @@ def _slow_primary_workload(seed: int, behaviours: dict | None = None) -> Simulat
 def _slow_primary_withholding_accomplice(seed: int) -> Simulation:
     accomplice = 1 + seed % 6
     return _slow_primary_workload(seed, {0: SlowPrimary(), accomplice: WithholdCommits()})
+
+
+# ------------------------------------------------------------------ issue 14: whole classes
+
+
+@scenario("byz_slow_primary_alone", "the primary sends each PRE-PREPARE just before the request "
+                                    "timeout, no accomplice: backups replace it (V1'')",
+          **_AVAILABILITY)
+def _slow_primary_alone(seed: int) -> Simulation:
+    return Simulation(seed=seed, behaviours={0: SlowPrimary()})
+
+
+@scenario("byz_slow_primary_just_tolerated", "the primary holds each PRE-PREPARE 15 ms under "
+                                             "the proposal delay backups always tolerate "
+                                             "(V1''): it keeps its view",
+          **_AVAILABILITY)
+def _slow_primary_just_tolerated(seed: int) -> Simulation:
+    return Simulation(seed=seed, behaviours={0: JustTolerablePrimary()})
+
+
+@scenario("byz_withhold_commits_from_some", "a backup sends its COMMITs to the primary only "
+                                            "(not to the other two backups), and leaves them "
+                                            "out of the batches it serves them",
+          **_AVAILABILITY)
+def _withhold_commits_from_some(seed: int) -> Simulation:
+    liar = 1 + seed % 3
+    victims = tuple(r for r in (1, 2, 3) if r != liar)
+    return Simulation(seed=seed, behaviours={liar: WithholdCommits(peers=victims)})
+
+
+@scenario("byz_commit_loss_withheld_commits", "a backup withholds its COMMITs from replica 3, "
+                                              "and 60% of COMMITs to 3 are lost until 4 s "
+                                              "(Network.lose): 3 catches up from the log")
+def _commit_loss_withheld_commits(seed: int) -> Simulation:
+    sim = Simulation(seed=seed, behaviours={1: WithholdCommits(peers=(3,))})
+    sim.network.lose(Commit, 0.6, destinations=[3])
+    sim.at(4_000, lambda s: s.network.heal())
+    return sim
+
+
+@scenario("byz_trigger_isolate_primary", "the primary's 20th PRE-PREPARE triggers "
+                                         "(Network.on_message) its isolation for 2 s; a backup "
+                                         "withholds its COMMITs from another")
+def _trigger_isolate_primary(seed: int) -> Simulation:
+    sim = Simulation(seed=seed, behaviours={1: WithholdCommits(peers=(2,))})
+
+    def isolate(s: Simulation) -> None:
+        s.network.isolate(0, [1, 2, 3])
+        s.at(s.now_us / 1000 + 2_000, lambda s: s.network.heal())
+
+    sim.network.on_message(PrePrepare, 0, 20, isolate)
+    return sim
+
+
+@scenario("byz_crash_writing_first_commit", "a backup dies while persisting its first COMMIT "
+                                            "(Simulation.crash_at_write), restarts at 1 s; "
+                                            "another withholds its COMMITs from it")
+def _crash_writing_first_commit(seed: int) -> Simulation:
+    victim = 1 + seed % 3
+    liar = 1 + (seed + 1) % 3
+    sim = Simulation(seed=seed, behaviours={liar: WithholdCommits(peers=(victim,))})
+    sim.crash_at_write(victim, Commit)
+    # Its first COMMIT is written within the first batch (tens of ms): it is down by then.
+    sim.at(1_000, lambda s: s.restart(victim) if victim in s.down else None)
+    return sim

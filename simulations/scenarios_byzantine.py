@@ -6,17 +6,20 @@ Every scenario must stay safe (agreement, validity, exactly-once, linearizabilit
 (`simulations.scenarios` imports this module last), so `python -m simulations list` shows them.
 `byz_swarm` draws a behaviour, a replica and a network profile from the seed. A scenario that
 exposed a core bug stays here after the fix, with its failing seeds pinned in the tests.
+Negative controls (more faults than PBFT tolerates) are the exception: registered with
+`ci=False` and `expect_violation`, their runs must be flagged (tests/test_sim_byzantine.py).
 """
 
 from __future__ import annotations
 
 import random
 
-from pbft.messages import Commit, NewView, Prepare, PrePrepare
+from pbft.messages import Commit, NewView, Prepare, PrePrepare, Reply
 
 from .byzantine import (
     BadSignatureClient,
     ClientRequestReplay,
+    Collusion,
     Compose,
     CorruptLoggedBatches,
     CorruptSnapshot,
@@ -386,6 +389,41 @@ def _twins_next_primary(seed: int) -> Simulation:
     sim = _sim(seed, behaviours={1: Twins(peers=(2, 3))})
     sim.at(300, lambda s: s.network.isolate(0, [1, 2, 3]))
     sim.at(3_300, lambda s: s.network.heal())
+    return sim
+
+
+# ------------------------------------------------------------------ votes and replies hidden
+
+
+@scenario("byz_silent_commits_serving_log", "backup 2 is cut off for 1 s and catches up from "
+                                            "the log; backup 3 sends no COMMIT, not even inside "
+                                            "the batches it serves")
+def _silent_commits_serving_log(seed: int) -> Simulation:
+    sim = _sim(seed, behaviours={3: Silent(types=(Commit,))})
+    sim.at(300, lambda s: s.network.isolate(2, [0, 1, 3]))
+    sim.at(1_300, lambda s: s.network.heal())
+    return sim
+
+
+@scenario("byz_replay_silent_replies", "a backup replays old messages, its old replies among "
+                                       "them, but sends no reply: a Silent after the Replay "
+                                       "silences the replayed replies too (Compose)")
+def _replay_silent_replies(seed: int) -> Simulation:
+    behaviour = Compose(Replay(), Silent(types=(Reply,)))
+    return _sim(seed, behaviours={1 + seed % 3: behaviour})
+
+
+# ------------------------------------------------------------------ negative controls
+
+
+@scenario("byz_collusion_f_plus_1", "NEGATIVE CONTROL (must be flagged): replicas 0 and 1 "
+                                    "collude (f + 1), their twins hear each other, and "
+                                    "correct 2 and 3 are cut off from each other",
+          ci=False, expect_violation="agreement")
+def _collusion_f_plus_1(seed: int) -> Simulation:
+    collusion = Collusion(side=(3,))
+    sim = _sim(seed, behaviours={0: collusion.member(), 1: collusion.member()})
+    sim.network.partition([2], [3])
     return sim
 
 

@@ -615,3 +615,45 @@ def test_n4_a_late_prepare_of_the_old_view_from_the_new_primary_is_late_not_susp
     backup.receive(prepare(pp, 1))
     assert backup.dropped["prepare_from_primary"] == 0
     assert backup.dropped["wrong_view"] == 1
+
+
+def _primary_with_batch_in_flight():
+    """Primary 0 proposed client a's request 1 as sequence 1; a's request 2 waits behind it."""
+    from pbft.messages import PrePrepare
+
+    primary = make_replica(0, request_timeout_ms=1_000)
+    primary.tick(0)
+    primary.receive(request(1, key="a"))
+    [(_, pp)] = sent(drain(primary), PrePrepare)
+    primary.tick(10)
+    primary.receive(request(2, key="a"))
+    return primary, pp
+
+
+def test_n8_a_primary_holds_one_pending_request_per_client():
+    """N8 (issue 13, item 7): a client's newer request supersedes its older one waiting at the
+    primary: a flood from one key holds one place in the primary's queue, not all of them."""
+    primary, _ = _primary_with_batch_in_flight()
+    for timestamp in range(3, 103):
+        primary.receive(request(timestamp, key="a"))
+    assert primary.memory_footprint()["pending"] == 1
+    assert primary.dropped["superseded_request"] == 100
+    primary.receive(request(50, key="a"))
+    assert primary.dropped["superseded_request"] == 101, "older than the one waiting"
+
+
+def test_v1_a_primary_whose_batches_commit_does_not_suspect_itself():
+    """V1 for the primary asks whether its batches commit (issue 13, item 7): under a flood
+    its oldest waiting request may wait longer than request_timeout_ms behind the queue while
+    batches execute; that is no reason for it to leave its view."""
+    primary, pp = _primary_with_batch_in_flight()
+    primary.tick(900)
+    for r in (1, 2):
+        primary.receive(prepare(pp, r))
+    for r in (1, 2, 3):
+        primary.receive(commit(pp, r))
+    assert primary.last_executed == 1
+    primary.tick(1_500)
+    assert primary.view_active and primary.view_changes_started == 0
+    primary.tick(2_000)
+    assert primary.view_changes_started == 1, "no progress for request_timeout_ms: V1 holds"

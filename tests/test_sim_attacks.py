@@ -14,11 +14,12 @@ import pytest
 
 from pbft.codec import batch_digest, signing_payload
 from pbft.core import sizes
-from pbft.messages import Checkpoint, Commit, Prepare, PrePrepare, Request
+from pbft.messages import Checkpoint, Commit, LoggedBatch, Prepare, PrePrepare, Request
 from simulations import checkers
 from simulations.attacks import (
     CensoringPrimary,
     DuplicateBatchPrimary,
+    JustTolerablePrimary,
     LargeRequestClients,
     SlowPrimary,
     StashFlooder,
@@ -32,6 +33,10 @@ from simulations.scenarios_attacks import FAULT_FREE_BYTES_HELD
 ATTACK_SCENARIOS = ["byz_large_requests", "byz_censoring_primary", "byz_duplicate_batch",
                     "byz_stash_flood", "byz_late_checkpoints",
                     "byz_slow_primary_withholding_accomplice"]
+#: Issue 14's scenarios in `simulations.scenarios_attacks` (each checked below for its lie).
+CLASS_SCENARIOS = ["byz_slow_primary_alone", "byz_slow_primary_just_tolerated",
+                   "byz_withhold_commits_from_some", "byz_commit_loss_withheld_commits",
+                   "byz_trigger_isolate_primary", "byz_crash_writing_first_commit"]
 
 
 def _record_sends(sim: Simulation) -> list[tuple[int, object, tuple, object]]:
@@ -259,3 +264,164 @@ def test_withholding_accomplice_never_sends_a_commit_but_prepares():
     assert sim.run(until_ms=5_000)
     kinds = {type(m) for _, source, _, m in sent if source == 2}
     assert Prepare in kinds and Commit not in kinds and accomplice.withheld > 0
+
+
+# ------------------------------------------------------------------ issue 14: whole classes
+
+
+def _run_clean(name: str, seed: int = 1) -> tuple[Simulation, list]:
+    """Build a catalogue scenario, record its sends, run it: it must pass every checker."""
+    sim = CATALOGUE[name].build(seed)
+    sent = _record_sends(sim)
+    result = run_scenario(CATALOGUE[name], seed, sim)
+    assert result.violations == [], [v.as_dict() for v in result.violations]
+    assert result.liveness and result.committed > 0
+    return sim, sent
+
+
+def test_every_issue_14_attack_scenario_is_registered_for_the_ci_sweep():
+    """Issue 14's scenarios run in the CI sweep (ci, the CI seeds, a byz_ name)."""
+    for name in CLASS_SCENARIOS:
+        entry = CATALOGUE[name]
+        assert entry.ci and entry.seeds == (1, 2, 3) and name.startswith("byz_")
+        assert entry.expect_violation is None
+
+
+def test_commits_withheld_from_some_peers_reach_only_the_others():
+    """A backup's COMMITs (N5) reach the primary and never the two backups it withholds them
+    from; it still PREPAREs to everyone; the others still commit (2f + 1 without it)."""
+    sim, sent = _run_clean("byz_withhold_commits_from_some", seed=1)
+    liar, victims = 2, {1, 3}
+    behaviour = sim.behaviours[liar]
+    commits = [to for _, source, to, m in sent if source == liar and type(m) is Commit]
+    assert commits and all(to == (0,) for to in commits)
+    assert behaviour.withheld == len(commits)
+    assert behaviour.withheld_to == {1: len(commits), 3: len(commits)}
+    prepares = [to for _, source, to, m in sent if source == liar and type(m) is Prepare]
+    assert prepares and all(set(to) >= victims for to in prepares)
+
+
+def test_commits_withheld_from_a_peer_are_left_out_of_the_batches_served_to_it():
+    """Votes hidden in other messages: the backup that withholds its COMMITs from replica 3
+    serves 3 LOGGED-BATCHes (S1 catch-up) without its own COMMIT (`hidden` counts them),
+    while the batches it serves others keep it; 3 catches up all the same."""
+    sim, sent = _run_clean("byz_commit_loss_withheld_commits", seed=2)
+    liar = sim.behaviours[1]
+    served = [(to, m) for _, source, to, m in sent if source == 1 and type(m) is LoggedBatch]
+    to_victim = [m for to, m in served if 3 in to]
+    assert to_victim and liar.hidden > 0
+    assert all(c.replica != 1 for m in to_victim for c in m.commits)
+    assert sim.replicas[3].last_executed == sim.replicas[0].last_executed
+
+
+def test_lose_drops_copies_of_one_type_to_some_destinations_only():
+    """`Network.lose`: with probability 1, no COMMIT reaches replica 3, COMMITs still reach
+    the others, other types still reach 3; each copy lost is counted; `heal()` lifts it.
+    Bad probabilities are refused."""
+    sim = Simulation(seed=1, clients=1, requests_per_client=3)
+    received: list[tuple[int, type]] = []
+    deliver = sim._deliver
+
+    def recording(destination, source, message):
+        received.append((destination, type(message)))
+        deliver(destination, source, message)
+
+    sim._deliver = recording
+    sim.network.lose(Commit, 1.0, destinations=[3])
+    sent = _record_sends(sim)
+    sim.run(until_ms=1_000, liveness_bound_ms=1_000)
+    assert (3, Commit) not in received and (2, Commit) in received and (3, Prepare) in received
+    copies_to_3 = sum(1 for _, _, to, m in sent if type(m) is Commit for d in to if d == 3)
+    assert copies_to_3 > 0 and sim.network.lost_by_type == {"Commit": copies_to_3}
+    sim.network.heal()
+    assert sim.network.plain_latency_us() is not None
+    for probability in (-0.1, 1.5):
+        with pytest.raises(ValueError):
+            sim.network.lose(Commit, probability)
+
+
+def test_on_message_runs_its_action_once_at_the_kth_message_of_a_type_from_a_sender():
+    """`Network.on_message`: replica 2 crashes right after the event that sent its 5th
+    COMMIT (a multicast counts once): it sent no COMMIT after that moment, the trigger fired
+    once and is disarmed, and the crash counts as a fault for the liveness clock."""
+    sim = Simulation(seed=1, clients=2, requests_per_client=10)
+    fired: list[int] = []
+
+    def crash(s: Simulation) -> None:
+        fired.append(s.now_us)
+        s.crash(2)
+
+    sim.network.on_message(Commit, 2, 5, crash)
+    assert sim.network.triggers_armed == 1
+    sent = _record_sends(sim)
+    sim.run(until_ms=3_000, liveness_bound_ms=3_000)
+    commits_ms = [ms for ms, source, _, m in sent if source == 2 and type(m) is Commit]
+    assert len(fired) == 1 and 2 in sim.down and sim.network.triggers_armed == 0
+    fifth_ms = commits_ms[4]
+    assert fired[0] // 1000 == fifth_ms and max(commits_ms) == fifth_ms
+    assert sim.last_fault_us == fired[0]
+    with pytest.raises(ValueError):
+        sim.network.on_message(Commit, 2, 0, crash)
+
+
+def test_on_message_isolates_the_primary_at_its_20th_pre_prepare():
+    """The scenario's trigger: the primary's 20th PRE-PREPARE cuts it off; the backups change
+    view (V1) and the run ends safe and live once it heals."""
+    sim, sent = _run_clean("byz_trigger_isolate_primary", seed=1)
+    from_primary = [ms for ms, source, _, m in sent if source == 0 and type(m) is PrePrepare]
+    assert len(from_primary) >= 20
+    assert all(sim.replicas[r].view >= 1 for r in range(4))
+    assert sim.network.triggers_armed == 0
+
+
+def test_crash_at_write_dies_writing_the_first_commit_before_sending_it():
+    """`Simulation.crash_at_write(victim, Commit)`: the victim dies in the Ready that persists
+    its first COMMIT; the records before that COMMIT in it are durable, the COMMIT is not, and
+    it never left (N5: a COMMIT is durable before it is sent); it recovers after its restart."""
+    sim = Simulation(seed=1, clients=1, requests_per_client=3)
+    sim.crash_at_write(1, Commit)
+    sent = _record_sends(sim)
+    sim.run(until_ms=500, liveness_bound_ms=500)
+    assert 1 in sim.down and [(r, k) for r, k, _ in sim.writes_crashed] == [(1, "Commit")]
+    records = sim.storages[1].records
+    assert records and not [r for r in records if type(r) is Commit]
+    assert sim.storages[1].torn_writes == 1
+    assert not [m for _, source, _, m in sent if source == 1 and type(m) is Commit]
+    sim.restart(1)
+    assert sim.run()
+    assert sim.replicas[1].last_executed == sim.replicas[0].last_executed
+    with pytest.raises(ValueError):
+        sim.crash_at_write(2, Commit, count=0)
+
+
+def test_crash_writing_first_commit_scenario_crashes_each_seed_once():
+    """The scenario's victim dies at its first COMMIT's write and is restarted; every checker
+    passes."""
+    sim, _ = _run_clean("byz_crash_writing_first_commit", seed=2)
+    assert [(r, k) for r, k, _ in sim.writes_crashed] == [(3, "Commit")]
+    assert not sim.down
+
+
+def test_a_slow_primary_alone_is_replaced():
+    """`SlowPrimary` (just below the request timeout) without an accomplice: the backups
+    suspect it (V1'') and a correct primary takes over."""
+    sim, _ = _run_clean("byz_slow_primary_alone", seed=1)
+    assert sim.behaviours[0].delayed > 0
+    assert all(sim.replicas[r].view >= 1 for r in (1, 2, 3))
+    assert sum(sim.replicas[r].dropped["primary_slow_to_propose"] for r in (1, 2, 3)) > 0
+
+
+def test_just_tolerable_primary_holds_every_pre_prepare_and_keeps_its_view():
+    """`JustTolerablePrimary`: every PRE-PREPARE it sends left `hold_ms` (propose_timeout / 5
+    less 15 ms) after it was built, and no backup ever suspects it (V1'' tolerates that much):
+    it stays primary to the end, every request is ordered by it."""
+    sim, sent = _run_clean("byz_slow_primary_just_tolerated", seed=1)
+    primary = sim.behaviours[0]
+    assert primary.hold_ms == sim.config.propose_timeout // 5 - 15 > 0
+    pre_prepares = [(ms, m) for ms, source, _, m in sent if source == 0 and type(m) is PrePrepare]
+    assert pre_prepares and primary.delayed == len(pre_prepares)
+    for ms, pp in pre_prepares:
+        assert pp.timestamp_ms + primary.hold_ms <= ms <= pp.timestamp_ms + primary.hold_ms + 10
+    assert [sim.replicas[r].view for r in range(4)] == [0, 0, 0, 0]
+    assert not sum(sim.replicas[r].dropped["primary_slow_to_propose"] for r in (1, 2, 3))
+    assert JustTolerablePrimary().description

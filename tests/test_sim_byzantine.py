@@ -15,7 +15,7 @@ from collections import Counter
 
 import pytest
 
-from pbft.messages import Commit, PrePrepare, Request
+from pbft.messages import Commit, Prepare, PrePrepare, Request
 from simulations import byzantine
 from simulations.byzantine import (
     Behaviour,
@@ -562,13 +562,17 @@ def test_equivocating_client_gets_one_of_its_two_requests_executed():
 
 
 def test_flooding_client_is_served_without_starving_the_others():
-    """Bounded queues: 1,500 valid requests in 3 s are ordered, and every correct client
-    completes too."""
+    """Bounded queues and N8's one request per client: of 1,500 valid requests in 3 s from one
+    key, the primary keeps only the newest waiting (a newer one supersedes the older), orders
+    those, and every correct client completes too."""
     sim = run("byz_client_flood")
     flood = sim.clients[-1]
     assert flood.session.behaviour.sent == 1_500
     executed = Counter(r.client for r in executed_requests(sim, 1))
-    assert executed[flood.session.client] > 500
+    primary = sim.replicas[0]
+    assert executed[flood.session.client] > 100
+    assert primary.dropped["superseded_request"] > 100
+    assert executed[flood.session.client] + primary.dropped["superseded_request"] <= 1_500
 
 
 # ------------------------------------------------------------------ regressions
@@ -598,3 +602,157 @@ def test_pinned_a_new_view_sent_to_one_replica_only_reaches_the_others(seed):
     installed the view now relays the NEW-VIEW to one still asking for it."""
     result = run_scenario(CATALOGUE["byz_selective_backup_restarted_primary"], seed)
     assert result.violations == [] and result.liveness, [v.as_dict() for v in result.violations]
+
+
+# ------------------------------------------------------------------ votes and replies hidden
+
+
+def _signed_by(sim: Simulation, message) -> bool:
+    from pbft.codec import signing_payload
+
+    return sim.verifier.verify(sim.config.public_key(message.replica), signing_payload(message),
+                               message.signature)
+
+
+def test_without_own_votes_takes_a_replicas_votes_out_of_certificates():
+    """Votes hidden in other messages (N5, V1, S1): a replica's own COMMIT comes out of a
+    LOGGED-BATCH, its own PREPARE and CHECKPOINT out of a VIEW-CHANGE (signed again with its
+    key), a certificate on its own PRE-PREPARE goes whole; other replicas' votes stay, and a
+    message with nothing of its own inside is the same object."""
+    from pbft.messages import Checkpoint, LoggedBatch, PreparedCertificate, ViewChange
+    from simulations.byzantine import ByzantineContext, without_own_votes
+
+    sim = Simulation(seed=1)
+    context = ByzantineContext(sim, 3)
+    digest = bytes(32)
+    pre_prepare = context.sign(PrePrepare(0, 1, digest, 5, (), 0, b""))
+    commits = tuple(Commit(0, 1, digest, r, b"") for r in range(4))
+    batch, hidden = without_own_votes(LoggedBatch(pre_prepare, commits), (Commit,), context)
+    assert hidden == 1 and [c.replica for c in batch.commits] == [0, 1, 2]
+    untouched = LoggedBatch(pre_prepare, commits[:3])
+    assert without_own_votes(untouched, (Commit,), context) == (untouched, 0)
+
+    own_pp = PrePrepare(1, 2, digest, 5, (), 3, b"")
+    certificates = (PreparedCertificate(pre_prepare, tuple(Prepare(0, 1, digest, r, b"")
+                                                           for r in (1, 3))),
+                    PreparedCertificate(own_pp, (Prepare(1, 2, digest, 1, b""),)))
+    proof = tuple(Checkpoint(0, digest, r, b"") for r in (0, 2, 3))
+    view_change = context.sign(ViewChange(2, 0, proof, certificates, 3, b""))
+    stripped, hidden = without_own_votes(view_change, (Prepare, Checkpoint, PrePrepare), context)
+    assert hidden == 3  # its PREPARE, its CHECKPOINT, the certificate on its own PRE-PREPARE
+    assert [c.replica for c in stripped.checkpoint_proof] == [0, 2]
+    assert [[p.replica for p in c.prepares] for c in stripped.prepared] == [[1]]
+    assert _signed_by(sim, stripped) and stripped.signature != view_change.signature
+
+
+def test_a_replica_silent_on_commits_serves_batches_without_its_commit():
+    """N5, S1: `Silent(types=(Commit,))` sends no COMMIT, not even inside the LOGGED-BATCHes it
+    serves the backup catching up (`hidden` counts the COMMITs it took out); the catch-up
+    still completes from the others' certificates."""
+    from pbft.messages import LoggedBatch
+
+    entry = CATALOGUE["byz_silent_commits_serving_log"]
+    sim = entry.build(1)
+    sent = _count_sends(sim)
+    result = run_scenario(entry, 1, sim)
+    assert result.violations == [] and result.liveness
+    silent = sim.behaviours[3]
+    from_liar = [m for source, _, m in sent if source == 3]
+    served = [m for m in from_liar if isinstance(m, LoggedBatch)]
+    assert served and silent.hidden > 0
+    assert not [m for m in from_liar if isinstance(m, Commit)]
+    assert not [c for m in served for c in m.commits if c.replica == 3]
+    assert sim.replicas[2].last_executed == sim.replicas[0].last_executed
+
+
+def test_a_silent_after_a_replay_in_compose_silences_the_replayed_replies():
+    """Compose: what a behaviour sends on its own passes through the behaviours after it. A
+    backup that replays old messages (its own old replies among them) under
+    `Silent(types=(Reply,))` puts no reply on the network, though the replay did record
+    replies and did replay messages."""
+    from pbft.messages import Reply
+
+    entry = CATALOGUE["byz_replay_silent_replies"]
+    sim = entry.build(1)
+    sent = _count_sends(sim)
+    result = run_scenario(entry, 1, sim)
+    assert result.violations == [] and result.liveness
+    liar = 1 + 1 % 3
+    replay, silent = sim.behaviours[liar].behaviours
+    assert replay.replayed > 0 and silent.suppressed > 0
+    assert [m for _, _, m in replay._recorded if isinstance(m, Reply)]
+    assert not [m for source, _, m in sent if source == liar and isinstance(m, Reply)]
+    assert [m for source, _, m in sent if source == liar and isinstance(m, Prepare)]
+
+
+# ------------------------------------------------------------------ negative controls
+
+
+NEGATIVE_CONTROLS = [name for name, entry in CATALOGUE.items() if entry.expect_violation]
+
+
+def test_the_collusion_negative_control_is_registered_outside_the_ci_sweep():
+    """The f + 1 collusion is a negative control: named byz_, expecting `agreement`, and
+    left out of the sweep that expects no violation (`ci=False`)."""
+    assert "byz_collusion_f_plus_1" in NEGATIVE_CONTROLS
+    for name in NEGATIVE_CONTROLS:
+        assert not CATALOGUE[name].ci
+
+
+@pytest.mark.parametrize("name", NEGATIVE_CONTROLS)
+def test_every_negative_control_is_flagged_by_its_checker(name):
+    """More faults than PBFT tolerates (f + 1 colluders whose twins hear each other, the two
+    correct replicas cut off from each other): each correct replica executes its side's
+    batches, and the named checker (agreement) flags every CI seed. A checker that missed
+    it would make this test fail."""
+    entry = CATALOGUE[name]
+    for seed in entry.seeds:
+        result = run_scenario(entry, seed)
+        flagged = [v for v in result.violations if v.checker == entry.expect_violation]
+        assert flagged, (seed, [v.as_dict() for v in result.violations])
+
+
+def test_colluding_twins_hear_each_other_and_give_each_side_a_quorum():
+    """The collusion really colludes: the twins of replicas 0 and 1 pass messages to each
+    other, replica 3 (the twins' side) hears only twins from 0 and 1, and 2 and 3 each execute
+    batches (a quorum of 2f + 1 on each side) that differ at some sequence number."""
+    from simulations.byzantine import Collusion
+
+    collusion = Collusion(side=(3,))
+    sim = Simulation(seed=1, clients=2, requests_per_client=5,
+                     behaviours={0: collusion.member(), 1: collusion.member()})
+    sim.network.partition([2], [3])
+    sim.run(until_ms=3_000, liveness_bound_ms=3_000)
+    assert set(collusion.members) == {0, 1} and collusion.relayed > 0
+    assert all(member.twin_received > 0 and member.twin_sent > 0
+               for member in collusion.members.values())
+    digests = [{b.sequence: b.digest for b in sim.executed[r]} for r in (2, 3)]
+    common = set(digests[0]) & set(digests[1])
+    assert common and any(digests[0][s] != digests[1][s] for s in common)
+
+
+def test_selective_delivery_leaves_its_votes_out_of_what_the_others_get():
+    """N4, N5, V1: a replica that sends its PREPAREs and COMMITs to replica 2 only does not let
+    them reach 0 and 3 inside its VIEW-CHANGEs' certificates or the LOGGED-BATCHes it serves
+    (`hidden` counts what it took out); 2 still gets them."""
+    from pbft.messages import LoggedBatch, ViewChange
+
+    entry = CATALOGUE["byz_equivocating_new_view"]
+    sim = entry.build(1)
+    sent = _count_sends(sim)
+    result = run_scenario(entry, 1, sim)
+    assert result.violations == [] and result.liveness
+    selective = sim.behaviours[1].behaviours[0]
+    assert selective.hidden > 0
+
+    def own_votes(message) -> list:
+        if isinstance(message, LoggedBatch):
+            return [c for c in message.commits if c.replica == 1]
+        if isinstance(message, ViewChange):
+            return [p for c in message.prepared for p in c.prepares if p.replica == 1]
+        return []
+
+    to_others = [m for source, to, m in sent if source == 1 and set(to) & {0, 3}]
+    to_target = [m for source, to, m in sent if source == 1 and to == (2,)]
+    assert not [v for m in to_others for v in own_votes(m)]
+    assert [v for m in to_target for v in own_votes(m)]

@@ -23,6 +23,7 @@ REASONS: dict[str, str] = {
     # Requests (N1, N2', N8, N8', R1')
     "old_request": "older than the client's last executed request",
     "duplicate_request": "already pending or proposed",
+    "superseded_request": "the client sent a newer request (N8: one per client)",
     "request_too_large": "longer than operation_bytes_max",
     "client_not_admitted": "the client is not listed, or the application does not admit it",
     "client_table_full": "a new client while the reply cache is full",

@@ -700,6 +700,18 @@ class Replica:
         if request.read_only:
             self._read(request)
         elif self.is_primary and self._mode is not _VIEW_CHANGE:
+            # N8: one request per client: a correct client sends its next request only once
+            # the last one completed, so an older one still waiting here is superseded (and a
+            # flood from one key holds one place, not pending_requests_max of them).
+            older = self._waiting.requests.get(request.client)
+            if older is not None:
+                if older.timestamp > request.timestamp:
+                    self.dropped["superseded_request"] += 1
+                    return
+                superseded = self._pending.pop((request.client, older.timestamp), None)
+                if superseded is not None:
+                    self._pending_bytes -= sizes.request_bytes(superseded)
+                    self.dropped["superseded_request"] += 1
             size = sizes.request_bytes(request)
             if (len(self._pending) >= self.config.pending_requests_max
                     or self._pending_bytes + size > self.config.pending_bytes_max):
@@ -1300,6 +1312,11 @@ class Replica:
         # _stop_waiting); V4: progress resets the view-change timeout.
         if executed:
             self._view_change_timeout_ms = self.config.view_change_timeout_ms
+            if self.is_primary and self._timed is not None:
+                # V1 for the primary asks only whether its batches commit: they do. (Backups
+                # keep V1': a primary must not starve one client while serving the rest; the
+                # primary's own queue under a flood is not a fault of its view.)
+                self._request_timer.start(self.now_ms, self.config.request_timeout_ms)
         if sequence % self.config.checkpoint_interval == 0:
             self._take_checkpoint(sequence)
 
