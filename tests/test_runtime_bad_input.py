@@ -237,6 +237,8 @@ async def test_a_replayed_request_does_not_steal_the_victims_replies(cluster):
 
         async def listen() -> None:
             while (body := await reader.receive_frame()) is not None:
+                if not body:
+                    continue  # a heartbeat (issue 13, item 1)
                 message = decode(body)
                 if isinstance(message, Reply) and message.client == victim.public_key:
                     stolen.append(message)

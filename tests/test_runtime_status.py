@@ -202,7 +202,7 @@ def test_recovering_means_fetching_changing_view_or_behind(
 
 
 HEALTHY = {"view_active": True, "fetching_state": False, "behind": 0, "behind_max": 64,
-           "following": False, "peers_connected": 3, "f": 1}  # fmt: skip
+           "following": False, "peers_connected": 3, "peers_heard": 3, "f": 1}  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -214,6 +214,9 @@ HEALTHY = {"view_active": True, "fetching_state": False, "behind": 0, "behind_ma
         ({"behind": 65}, "behind"),
         ({"following": True}, "following"),
         ({"peers_connected": 1}, "isolated"),
+        # Issue 13, item 2: connected (TCP says so) but not heard: a silent partition.
+        ({"peers_heard": 1}, "isolated"),
+        ({"peers_heard": 2}, "ok"),
         ({"fetching_state": True, "behind": 300}, "catching_up"),
         ({"view_active": False, "fetching_state": True}, "view_change"),
     ],

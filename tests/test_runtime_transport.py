@@ -460,7 +460,7 @@ async def test_throughput_through_one_tls_link():
     results = []
     for label, coalesce_bytes_max, count in (("coalesced", 256 * 1024, 50_000),
                                              ("one send_all per message", 1, 10_000)):  # fmt: skip
-        settings = TransportSettings(coalesce_bytes_max=coalesce_bytes_max, send_queue_max=4096)
+        settings = TransportSettings(coalesce_bytes_max=coalesce_bytes_max)
         with trio.fail_after(20):
             async with trio.open_nursery() as nursery:
                 replicas = await start_replicas(nursery, [0, 1], settings)

@@ -168,9 +168,13 @@ def cmd_replica(args: argparse.Namespace) -> int:
         persist_in_thread=args.persist == "thread",
         transport=TransportSettings(
             reconnect_delay_max_s=args.reconnect_max_s,
-            client_send_queue_max=1024,
+            client_send_queue_bytes_max=16 * 1024 * 1024,
             connections_max=args.connections_max,
             handshake_timeout_s=args.handshake_timeout_s,
+            connections_per_address_max=args.connections_per_address_max,
+            client_idle_timeout_s=args.client_idle_timeout_s,
+            heartbeat_interval_s=args.heartbeat_interval_s,
+            heartbeat_timeout_s=args.heartbeat_timeout_s,
         ),
     )
 
@@ -433,6 +437,14 @@ def build_parser() -> argparse.ArgumentParser:
                          help="inbound connections at once (handshaking ones included)")
     replica.add_argument("--handshake-timeout-s", type=float, default=5.0,
                          help="a connection must finish its TLS handshake within this")
+    replica.add_argument("--connections-per-address-max", type=int, default=64,
+                         help="inbound connections from one IP address (replicas' excepted)")
+    replica.add_argument("--client-idle-timeout-s", type=float, default=120.0,
+                         help="close a client connection that sent no request for this long")
+    replica.add_argument("--heartbeat-interval-s", type=float, default=0.5,
+                         help="send a heartbeat on a connection idle for this long")
+    replica.add_argument("--heartbeat-timeout-s", type=float, default=2.0,
+                         help="close a connection on which nothing arrived for this long")
     replica.add_argument("--log-level", default="INFO")
     replica.add_argument("--log-format", default="text", choices=["text", "json"])
     replica.add_argument("--log-file", default=None)

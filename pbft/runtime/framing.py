@@ -1,5 +1,8 @@
 """Length-prefixed frames over a trio byte stream: a 4-byte big-endian length, then the body.
 
+A frame with an empty body is a heartbeat: no message encodes to zero bytes, so the transport
+uses it to show a link is alive when it has nothing else to send (`FrameWriter.send_queued`).
+
 `FrameReader` checks the announced length against `frame_bytes_max` as soon as the 4 header
 bytes are in, before it asks the stream for any byte of the body, so a header claiming a
 gigabyte costs the reader nothing. `FrameWriter` coalesces: everything already queued when it
@@ -9,6 +12,7 @@ one TLS link go well beyond one `send_all` per message.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -16,6 +20,7 @@ import trio
 
 __all__ = [
     "HEADER_BYTES",
+    "ByteQueue",
     "FrameCounters",
     "FrameReader",
     "FrameTooLargeError",
@@ -70,6 +75,97 @@ def pack_frames(bodies: Sequence[bytes]) -> bytes:
         parts.append(len(body).to_bytes(HEADER_BYTES, "big"))
         parts.append(body)
     return b"".join(parts)
+
+
+class ByteQueue:
+    """A FIFO of frame bodies bounded by their total length in bytes (not by their count: one
+    frame may be 100 bytes or 4 MiB), for one producer that never waits and one consumer.
+
+    `put_nowait` refuses (returns False) a body that would take the total over `bytes_max`;
+    `put_evicting` instead drops the oldest bodies until it fits and returns how many it
+    dropped. A body longer than `bytes_max` itself is always refused. `receive` and
+    `receive_nowait` behave as a trio memory channel's (`trio.EndOfChannel` once closed and
+    empty, `trio.WouldBlock`); putting into a closed queue raises `trio.ClosedResourceError`.
+    """
+
+    __slots__ = ("_bodies", "_bytes", "_closed", "_waiter", "bytes_max")
+
+    def __init__(self, bytes_max: int) -> None:
+        if bytes_max <= 0:
+            raise ValueError("bytes_max must be positive")
+        self.bytes_max = bytes_max
+        self._bodies: deque[bytes] = deque()
+        self._bytes = 0
+        self._closed = False
+        self._waiter: trio.Event | None = None
+
+    @property
+    def bytes(self) -> int:
+        """Bytes of the bodies queued now."""
+        return self._bytes
+
+    def __len__(self) -> int:
+        return len(self._bodies)
+
+    def put_nowait(self, body: bytes) -> bool:
+        if self._closed:
+            raise trio.ClosedResourceError("the queue is closed")
+        if self._bytes + len(body) > self.bytes_max:
+            return False
+        self._append(body)
+        return True
+
+    def put_evicting(self, body: bytes) -> int | None:
+        """Queue `body`, dropping the oldest bodies as needed; how many were dropped, or None
+        (nothing queued) if `body` alone is longer than `bytes_max`."""
+        if self._closed:
+            raise trio.ClosedResourceError("the queue is closed")
+        if len(body) > self.bytes_max:
+            return None
+        evicted = 0
+        bodies = self._bodies
+        while self._bytes + len(body) > self.bytes_max:
+            self._bytes -= len(bodies.popleft())
+            evicted += 1
+        self._append(body)
+        return evicted
+
+    def _append(self, body: bytes) -> None:
+        self._bodies.append(body)
+        self._bytes += len(body)
+        if self._waiter is not None:
+            self._waiter.set()
+            self._waiter = None
+
+    def receive_nowait(self) -> bytes:
+        if self._bodies:
+            body = self._bodies.popleft()
+            self._bytes -= len(body)
+            return body
+        if self._closed:
+            raise trio.EndOfChannel
+        raise trio.WouldBlock
+
+    async def receive(self) -> bytes:
+        await trio.lowlevel.checkpoint_if_cancelled()
+        while True:
+            try:
+                body = self.receive_nowait()
+            except trio.WouldBlock:
+                if self._waiter is None:
+                    self._waiter = trio.Event()
+                await self._waiter.wait()
+            else:
+                # Taken: a cancellation now would lose it, so this checkpoint only yields.
+                await trio.lowlevel.cancel_shielded_checkpoint()
+                return body
+
+    def close(self) -> None:
+        """No more puts; the consumer drains what is queued, then gets `trio.EndOfChannel`."""
+        self._closed = True
+        if self._waiter is not None:
+            self._waiter.set()
+            self._waiter = None
 
 
 class FrameReader:
@@ -202,17 +298,32 @@ class FrameWriter:
         self._counters.bytes += len(data)
         self._counters.calls += 1
 
-    async def send_queued(self, queue: trio.MemoryReceiveChannel[bytes]) -> None:
+    async def send_queued(
+        self,
+        queue: trio.MemoryReceiveChannel[bytes] | ByteQueue,
+        *,
+        heartbeat_interval_s: float | None = None,
+    ) -> None:
         """Send frame bodies from `queue` until it is closed: wait for one, then take every body
         already queued, up to `coalesce_bytes_max` bytes, and send them with one `send_all`.
+        With `heartbeat_interval_s`, a heartbeat (an empty frame) goes out whenever nothing
+        was queued for that long, so that the peer hears from us on an idle link.
 
         A body taken from the queue is lost if the stream fails or this task is cancelled
         while it is being sent (see `frames_in_flight`); one still queued is not.
         """
         limit = self._coalesce_bytes_max
         while True:
+            body: bytes | None = None
             try:
-                body = await queue.receive()
+                if heartbeat_interval_s is None:
+                    body = await queue.receive()
+                else:
+                    with trio.move_on_after(heartbeat_interval_s):
+                        body = await queue.receive()
+                    if body is None:
+                        await self.send_frames([b""])
+                        continue
             except trio.EndOfChannel:
                 return
             batch = [body]

@@ -135,7 +135,7 @@ class NodeSettings:
     #: A client connection may carry a pool of identities (see the module docstring), hence
     #: a deeper reply queue than the transport's default.
     transport: TransportSettings = field(
-        default_factory=lambda: TransportSettings(client_send_queue_max=1024)
+        default_factory=lambda: TransportSettings(client_send_queue_bytes_max=16 * 1024 * 1024)
     )
 
     def __post_init__(self) -> None:
@@ -195,13 +195,15 @@ def is_recovering(
 
 def replica_health(
     *, view_active: bool, fetching_state: bool, behind: int, behind_max: int, following: bool,
-    peers_connected: int, f: int,
+    peers_connected: int, peers_heard: int, f: int,
 ) -> str:
     """One word for an operator, the first that applies: "view_change" (no view installed),
     "catching_up" (fetching state, S1), "behind" (more than `behind_max` sequence numbers
     behind what others have shown), "following" (V5': back in the view the others are in,
     executing but not voting until the next view, so the cluster runs without this replica's
-    votes), "isolated" (fewer than 2f other replicas connected), else "ok"."""
+    votes), "isolated" (fewer than 2f other replicas connected, or fewer than 2f heard from
+    within heartbeat_timeout_s: TCP may call a silently partitioned link connected, but every
+    live link carries at least a heartbeat per heartbeat_interval_s), else "ok"."""
     if not view_active:
         return "view_change"
     if fetching_state:
@@ -210,7 +212,7 @@ def replica_health(
         return "behind"
     if following:
         return "following"
-    if peers_connected < 2 * f:
+    if peers_connected < 2 * f or peers_heard < 2 * f:
         return "isolated"
     return "ok"
 
@@ -517,6 +519,7 @@ class ReplicaNode:
             behind_max=self.behind_max,
             following=replica.following,
             peers_connected=len(self.transport.connected_peers()),
+            peers_heard=len(self.transport.heard_peers()),
             f=self.config.f,
         )
 
@@ -583,6 +586,11 @@ class ReplicaNode:
             "committed_requests": self.committed_requests,
             "view_changes_started": replica.view_changes_started,
             "connected_peers": self.transport.connected_peers(),
+            # Seconds since anything (a message or a heartbeat) arrived from each other replica.
+            "peers_last_heard_s": {
+                str(peer): None if age is None else round(age, 3)
+                for peer, age in self.transport.statistics().last_heard_s.items()
+            },
             "health": self.health(),
             "uptime_s": round(trio.current_time() - self._started_at, 3),
             "pid": os.getpid(),
@@ -653,6 +661,19 @@ class ReplicaNode:
         m.sample("pbft_queue_depth", status.pending_requests, {"queue": "pending_requests"})
         for peer_id, depth in sorted(transport.send_queue_depths.items()):
             m.sample("pbft_queue_depth", depth, {"queue": f"send_replica_{peer_id}"})
+        m.family("pbft_queue_bytes", "gauge",
+                 "Bytes waiting in send queues (each bounded in bytes), by queue.")
+        m.sample("pbft_queue_bytes", transport.client_send_queue_bytes, {"queue": "client_send"})
+        for peer_id, queued in sorted(transport.send_queue_bytes.items()):
+            m.sample("pbft_queue_bytes", queued, {"queue": f"send_replica_{peer_id}"})
+        m.family("pbft_peer_last_heard_seconds", "gauge",
+                 "Seconds since anything arrived from each other replica (absent: never).")
+        for peer_id, age in sorted(transport.last_heard_s.items()):
+            if age is not None:
+                m.sample("pbft_peer_last_heard_seconds", round(age, 3), {"peer": peer_id})
+        m.labelled("pbft_connections_closed_total", "counter",
+                   "Connections closed as silent (peer_silent) or idle (client_idle).",
+                   "reason", transport.closed)
         m.labelled("pbft_core_structure_size", "gauge",
                    "Entries in each bounded structure of the core.", "structure",
                    replica.memory_footprint())

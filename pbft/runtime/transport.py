@@ -18,9 +18,36 @@ and logged (logger `pbft.runtime.transport`, records carry `peer_address`, `reas
 Bad input. A peer that sends a frame too large (for a client: larger than a REQUEST can be), a
 truncated frame or bytes that do not decode is
 disconnected (a peer sending garbage is not worth keeping); a well-formed message is delivered
-whatever its signature says: checking signatures is the core's job. Inbound connections are
-bounded (`connections_max`, handshakes included) and a handshake must finish within
-`handshake_timeout_s`, so silent connections cannot hold slots for long.
+whatever its signature says: checking signatures is the core's job.
+
+Liveness. Every connection carries heartbeats (empty frames) in both directions whenever it has
+had nothing to send for `heartbeat_interval_s`, and a connection on which nothing at all
+arrived for `heartbeat_timeout_s` (while we were ready to read) is closed as `peer_silent`: a
+silent partition, a frozen peer or a connection stuck in TCP retransmission back-off no longer
+looks connected, and an outbound link then reconnects with the usual backoff. Rejoin bound:
+once the network between two replicas works again, their links are up and carrying messages
+within `TransportSettings.rejoin_bound_s` = heartbeat_timeout_s + handshake_timeout_s +
+reconnect_delay_max_s (9 s with the defaults): a stale connection is given up within the
+first term, a connection attempt begun before the network healed ends within the second, and
+the next one starts within the third. `last_heard` says, per replica, when anything last
+arrived from it, on any connection (what health uses to see isolation).
+
+Admission (inbound). At most `connections_max` connections at once, handshaking ones included,
+and at most `connections_per_address_max` from one IP address (handshaking and client
+connections; an authenticated replica's does not count). Clients may hold at most
+`connections_max` - `replica_slots_reserved` (one per peer replica) authenticated
+connections, so a crowd of clients cannot keep a replica out once its handshake is done; one key holds one connection (a new connection of a key replaces its old one); a
+client connection that sent no REQUEST for `client_idle_timeout_s` is closed (`client_idle`).
+A connection refused is closed at once, with its reason counted in `refused` and logged. A
+handshake must finish within `handshake_timeout_s`, so silent connections cannot hold slots for
+long.
+
+Queues. Every per-connection send queue is bounded in bytes (`send_queue_bytes_max` per replica
+peer, `client_send_queue_bytes_max` per client connection). A replica link that is full drops
+its oldest frames (counted `send_queue_full`): everything sent to a replica is something it
+can get again (the core retransmits, a replica behind fetches checkpoints and state), and the
+newest frames are the ones a peer coming back needs. A full client queue refuses the new reply
+(`client_queue_full`): the client retransmits and gets it from the reply cache.
 
 Ownership. `serve` owns every task, socket and connection; cancelling it closes them all and
 closes the inbox.
@@ -30,6 +57,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import math
 import random
 import ssl
 from collections import Counter
@@ -44,7 +72,7 @@ from pbft.ed25519 import Ed25519Signer
 from pbft.messages import Message
 
 from . import tls
-from .framing import FrameCounters, FrameReader, FrameWriter, FramingError
+from .framing import ByteQueue, FrameCounters, FrameReader, FrameWriter, FramingError
 
 __all__ = [
     "Peer",
@@ -101,14 +129,28 @@ class TransportSettings:
 
     #: Delivered messages waiting for the node loop; readers wait (TCP pushes back) when full.
     inbox_max: int = 4096
-    #: Frames queued for one replica peer; `send` drops (counted) beyond this.
-    send_queue_max: int = 4096
-    #: Frames queued for one client connection; `send_to_client` drops beyond this.
-    client_send_queue_max: int = 256
-    #: Inbound connections open at once, handshaking ones included; more are refused.
+    #: Bytes of frames queued for one replica peer (at least the configuration's
+    #: frame_bytes_max); beyond this the oldest are dropped (counted `send_queue_full`).
+    send_queue_bytes_max: int = 16 * 1024 * 1024
+    #: Bytes of frames queued for one client connection (at least frame_bytes_max); a reply
+    #: that does not fit is dropped (counted `client_queue_full`).
+    client_send_queue_bytes_max: int = 8 * 1024 * 1024
+    #: Inbound connections open at once, handshaking ones included; more are refused. Clients
+    #: may hold all but `replica_slots_reserved` of them once authenticated.
     connections_max: int = 1024
+    #: Inbound connections from one IP address, handshaking and client ones (an authenticated
+    #: replica's does not count); more are refused (`address_connections_max`).
+    connections_per_address_max: int = 64
+    #: A client connection that sent no REQUEST for this long is closed (`client_idle`);
+    #: heartbeats do not count. A client that needs it again reconnects.
+    client_idle_timeout_s: float = 120.0
     #: TCP connect plus TLS handshake must finish within this, both directions.
     handshake_timeout_s: float = 5.0
+    #: A heartbeat (an empty frame) goes out on a connection idle for this long.
+    heartbeat_interval_s: float = 0.5
+    #: A connection on which nothing arrived for this long is closed as `peer_silent` (at
+    #: least twice heartbeat_interval_s, so that one late heartbeat is not fatal).
+    heartbeat_timeout_s: float = 2.0
     #: Reconnection backoff: the n-th consecutive failure waits a random time in
     #: [d/2, d] with d = min(reconnect_delay_max_s, reconnect_delay_min_s * 2**(n-1)).
     reconnect_delay_min_s: float = 0.05
@@ -125,6 +167,14 @@ class TransportSettings:
                 raise ValueError(f"TransportSettings.{name} must be positive, got {value!r}")
         if self.reconnect_delay_min_s > self.reconnect_delay_max_s:
             raise ValueError("reconnect_delay_min_s must not exceed reconnect_delay_max_s")
+        if self.heartbeat_timeout_s < 2 * self.heartbeat_interval_s:
+            raise ValueError("heartbeat_timeout_s must be at least twice heartbeat_interval_s")
+
+    @property
+    def rejoin_bound_s(self) -> float:
+        """Once the network between two replicas works again, their links carry messages
+        within this many seconds (see the module docstring)."""
+        return self.heartbeat_timeout_s + self.handshake_timeout_s + self.reconnect_delay_max_s
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,15 +194,22 @@ class TransportStatistics:
     connections_accepted: int
     #: Inbound connections refused or closed for bad behaviour, by reason.
     refused: dict[str, int]
+    #: Connections (either direction) closed for silence (`peer_silent`) or, clients',
+    #: idleness (`client_idle`).
+    closed: dict[str, int]
     #: Outbound connection attempts that failed, by reason.
     outbound_failures: dict[str, int]
     #: Outgoing messages not sent, by reason.
     dropped: dict[str, int]
-    #: Frames waiting, per replica peer.
+    #: Frames and bytes waiting, per replica peer.
     send_queue_depths: dict[int, int]
-    #: Clients with an open connection, and frames waiting for them in total.
+    send_queue_bytes: dict[int, int]
+    #: Clients with an open connection, and frames and bytes waiting for them in total.
     client_connections: int
     client_send_queue_depth: int
+    client_send_queue_bytes: int
+    #: Seconds since anything arrived from each replica peer (None: never).
+    last_heard_s: dict[int, float | None]
     #: Messages delivered but not yet taken by the node loop.
     inbox_depth: int
 
@@ -190,8 +247,7 @@ class _PeerLink:
     """The outbound side of one replica peer: its address, its queue, its connection state."""
 
     info: ReplicaInfo
-    queue_send: trio.MemorySendChannel[bytes]
-    queue_receive: trio.MemoryReceiveChannel[bytes]
+    queue: ByteQueue
     address_known: trio.Event = field(default_factory=trio.Event)
     connected: trio.Event = field(default_factory=trio.Event)
     #: Successful connections so far.
@@ -200,13 +256,50 @@ class _PeerLink:
 
 @dataclass(eq=False, slots=True)
 class _InboundConnection:
-    """An authenticated inbound connection; clients' have a queue for replies."""
+    """An authenticated inbound connection and its send queue (replies for a client; nothing
+    but heartbeats for a replica, which we send to on our own outbound link)."""
 
     peer: Peer
     address: str
     cancel_scope: trio.CancelScope
-    queue_send: trio.MemorySendChannel[bytes] | None = None
-    queue_receive: trio.MemoryReceiveChannel[bytes] | None = None
+    queue: ByteQueue
+
+
+class _WatchedStream(trio.abc.ReceiveStream):
+    """The receive side of a connection, noting when anything arrives: each chunk moves the
+    connection's watchdog deadline (`scope`) to now + heartbeat_timeout_s (or the client's
+    idle deadline, if sooner) and, for a replica, its `last_heard` time."""
+
+    __slots__ = ("_heard", "_replica_id", "_stream", "_timeout_s", "idle_deadline", "scope")
+
+    def __init__(
+        self,
+        stream: trio.abc.ReceiveStream,
+        scope: trio.CancelScope,
+        timeout_s: float,
+        heard: dict[int, float],
+        replica_id: int | None,
+    ) -> None:
+        self._stream = stream
+        self.scope = scope
+        self._timeout_s = timeout_s
+        self._heard = heard
+        self._replica_id = replica_id
+        self.idle_deadline = math.inf
+
+    def rearm(self) -> None:
+        self.scope.deadline = min(trio.current_time() + self._timeout_s, self.idle_deadline)
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        data = await self._stream.receive_some(max_bytes)
+        now = trio.current_time()
+        self.scope.deadline = min(now + self._timeout_s, self.idle_deadline)
+        if self._replica_id is not None:
+            self._heard[self._replica_id] = now
+        return data
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
 
 
 class Transport:
@@ -226,7 +319,9 @@ class Transport:
     ) -> None:
         """`identity`'s seed is the TLS key; `peers` are the replicas to dial (a port of 0 means
         "not known yet": see `set_peer_address`); `accept_peer` decides who may connect in;
-        `limits` bound decoding; `rng` draws the backoff jitter."""
+        `limits` bound decoding; `rng` draws the backoff jitter. Raises ValueError if a send
+        queue could not hold one frame of `limits`, or if `connections_max` leaves clients no
+        slot beside those reserved for the replicas."""
         self._identity = identity
         self._accept_peer = accept_peer
         self._limits = limits
@@ -237,15 +332,30 @@ class Transport:
         self._settings = settings
         self._server_context: ssl.SSLContext = tls.server_context(identity.seed)
         self._client_context: ssl.SSLContext = tls.client_context(identity.seed)
+        for name in ("send_queue_bytes_max", "client_send_queue_bytes_max"):
+            if getattr(settings, name) < limits.frame_bytes_max:
+                raise ValueError(
+                    f"TransportSettings.{name} ({getattr(settings, name)}) must hold one frame "
+                    f"of frame_bytes_max ({limits.frame_bytes_max})"
+                )
         self._links: dict[int, _PeerLink] = {}
         for info in peers:
             if info.id in self._links:
                 raise ValueError(f"peer {info.id} given twice")
-            queue_send, queue_receive = trio.open_memory_channel[bytes](settings.send_queue_max)
-            link = _PeerLink(info, queue_send, queue_receive)
+            link = _PeerLink(info, ByteQueue(settings.send_queue_bytes_max))
             if info.port:
                 link.address_known.set()
             self._links[info.id] = link
+        #: Inbound slots clients can never take: one per peer replica. (A replica whose new
+        #: connection finds every slot taken while its old one lingers is refused and retries:
+        #: the old one is closed within heartbeat_timeout_s.)
+        self.replica_slots_reserved = len(self._links)
+        self._client_connections_max = settings.connections_max - self.replica_slots_reserved
+        if self._client_connections_max < 1:
+            raise ValueError(
+                f"connections_max ({settings.connections_max}) must exceed the "
+                f"{self.replica_slots_reserved} slots reserved for replicas"
+            )
         self._inbox_send, self.inbox = trio.open_memory_channel[tuple[Peer, Message]](
             settings.inbox_max
         )
@@ -254,6 +364,12 @@ class Transport:
         self._received = FrameCounters()
         self._sent = FrameCounters()
         self._refused: Counter[str] = Counter()
+        self._closed: Counter[str] = Counter()
+        #: Open inbound connections per IP address (handshaking and clients').
+        self._per_address: Counter[str] = Counter()
+        self._clients = 0
+        #: Replica id -> trio time anything last arrived from it (see `last_heard`).
+        self._heard: dict[int, float] = {}
         self._outbound_failures: Counter[str] = Counter()
         self._dropped: Counter[str] = Counter()
         self._connections_inbound = 0
@@ -325,21 +441,19 @@ class Transport:
 
     def send(self, peer_id: int, message: Message) -> bool:
         """Queue `message` for replica `peer_id` without waiting. Returns False, and counts the
-        reason in `dropped`, if the peer is unknown, the message too large or its queue full."""
+        reason in `dropped`, if the peer is unknown or the message too large; a full queue
+        makes room by dropping its oldest frames (counted `send_queue_full`)."""
         link = self._links.get(peer_id)
         if link is None:
             self._dropped["unknown_peer"] += 1
             return False
-        return self._enqueue(link.queue_send, codec.encode(message), "send_queue_full")
+        return self._enqueue_replica(link.queue, codec.encode(message))
 
     def broadcast(self, message: Message) -> int:
         """Queue `message` (encoded once) for every replica peer; returns how many queued it.
         Drops are counted as for `send`."""
         body = codec.encode(message)
-        return sum(
-            self._enqueue(link.queue_send, body, "send_queue_full")
-            for link in self._links.values()
-        )
+        return sum(self._enqueue_replica(link.queue, body) for link in self._links.values())
 
     def send_many(self, peer_ids: Iterable[int], message: Message) -> int:
         """Queue `message` (encoded once) for each replica in `peer_ids`; returns how many
@@ -351,7 +465,7 @@ class Transport:
             if link is None:
                 self._dropped["unknown_peer"] += 1
             else:
-                queued += self._enqueue(link.queue_send, body, "send_queue_full")
+                queued += self._enqueue_replica(link.queue, body)
         return queued
 
     def connections_made(self, peer_id: int) -> int:
@@ -364,15 +478,28 @@ class Transport:
         """The replica ids whose outbound link is connected and authenticated right now."""
         return sorted(peer_id for peer_id, link in self._links.items() if link.connected.is_set())
 
+    def last_heard(self, peer_id: int) -> float | None:
+        """The trio time anything (a message or a heartbeat) last arrived from replica
+        `peer_id` on any connection; None if nothing ever did."""
+        return self._heard.get(peer_id)
+
+    def heard_peers(self, within_s: float | None = None) -> list[int]:
+        """The replica ids heard from within `within_s` seconds (default: heartbeat_timeout_s,
+        the silence after which a connection is given up). A peer that is connected but has
+        not been heard (a silent partition, a frozen process) is not among them."""
+        window = self._settings.heartbeat_timeout_s if within_s is None else within_s
+        now = trio.current_time()
+        return sorted(peer_id for peer_id, at in self._heard.items() if now - at <= window)
+
     def send_to_client(self, client_key: bytes, message: Message) -> bool:
         """Queue `message` on the connection client `client_key` is connected on, without
         waiting. Returns False, counted in `dropped`, if that client has no connection open,
         the message is too large or the client's queue is full."""
         connection = self._inbound.get(client_key)
-        if connection is None or connection.queue_send is None:
+        if connection is None or connection.peer.is_replica:
             self._dropped["client_not_connected"] += 1
             return False
-        return self._enqueue(connection.queue_send, codec.encode(message), "client_queue_full")
+        return self._enqueue_client(connection.queue, codec.encode(message))
 
     async def wait_message(self) -> tuple[Peer, Message]:
         """The next delivered `(peer, message)`; raises trio.EndOfChannel after `serve` ended."""
@@ -399,12 +526,13 @@ class Transport:
         await self._links[peer_id].connected.wait()
 
     def statistics(self) -> TransportStatistics:
-        client_depth = 0
-        clients = 0
+        client_depth = client_bytes = clients = 0
         for connection in self._inbound.values():
-            if connection.queue_receive is not None:
+            if not connection.peer.is_replica:
                 clients += 1
-                client_depth += connection.queue_receive.statistics().current_buffer_used
+                client_depth += len(connection.queue)
+                client_bytes += connection.queue.bytes
+        now = trio.current_time()
         return TransportStatistics(
             frames_received=self._received.frames,
             bytes_received=self._received.bytes,
@@ -415,14 +543,18 @@ class Transport:
             connections_outbound=self._connections_outbound,
             connections_accepted=self._connections_accepted,
             refused=dict(self._refused),
+            closed=dict(self._closed),
             outbound_failures=dict(self._outbound_failures),
             dropped=dict(self._dropped),
-            send_queue_depths={
-                peer_id: link.queue_receive.statistics().current_buffer_used
-                for peer_id, link in self._links.items()
-            },
+            send_queue_depths={peer_id: len(link.queue) for peer_id, link in self._links.items()},
+            send_queue_bytes={peer_id: link.queue.bytes for peer_id, link in self._links.items()},
             client_connections=clients,
             client_send_queue_depth=client_depth,
+            client_send_queue_bytes=client_bytes,
+            last_heard_s={
+                peer_id: None if peer_id not in self._heard else now - self._heard[peer_id]
+                for peer_id in self._links
+            },
             inbox_depth=self.inbox.statistics().current_buffer_used,
         )
 
@@ -458,31 +590,45 @@ class Transport:
 
     # ------------------------------------------------------------------ sending
 
-    def _enqueue(self, queue: trio.MemorySendChannel[bytes], body: bytes, full: str) -> bool:
-        if len(body) > self._limits.frame_bytes_max:
-            # Our own message, so a peer would refuse it: a bound set too tight, worth an error.
-            self._dropped["message_too_large"] += 1
-            log.error(
-                "dropped an outgoing message of %d bytes: frame_bytes_max is %d",
-                len(body),
-                self._limits.frame_bytes_max,
-                extra={"reason": "message_too_large"},
-            )
+    def _too_large(self, body: bytes) -> bool:
+        if len(body) <= self._limits.frame_bytes_max:
+            return False
+        # Our own message, so a peer would refuse it: a bound set too tight, worth an error.
+        self._dropped["message_too_large"] += 1
+        log.error(
+            "dropped an outgoing message of %d bytes: frame_bytes_max is %d",
+            len(body),
+            self._limits.frame_bytes_max,
+            extra={"reason": "message_too_large"},
+        )
+        return True
+
+    def _enqueue_replica(self, queue: ByteQueue, body: bytes) -> bool:
+        """Queue for a replica; when full, the oldest frames go (see the module docstring:
+        a replica can get all of them again). A frame fits: the queue holds frame_bytes_max."""
+        if self._too_large(body):
+            return False
+        evicted = queue.put_evicting(body)
+        if evicted:
+            self._dropped["send_queue_full"] += evicted
+        return True
+
+    def _enqueue_client(self, queue: ByteQueue, body: bytes) -> bool:
+        if self._too_large(body):
             return False
         try:
-            queue.send_nowait(body)
-        except trio.WouldBlock:
-            self._dropped[full] += 1
-            return False
+            if queue.put_nowait(body):
+                return True
         except trio.ClosedResourceError:
             self._dropped["connection_closed"] += 1
             return False
-        return True
+        self._dropped["client_queue_full"] += 1
+        return False
 
     async def _send_loop(
         self,
         stream: tls.TlsSocketStream,
-        queue: trio.MemoryReceiveChannel[bytes],
+        queue: ByteQueue,
         peer: Peer,
         address: str,
         connection_scope: trio.CancelScope,
@@ -491,7 +637,9 @@ class Transport:
             stream, coalesce_bytes_max=self._settings.coalesce_bytes_max, counters=self._sent
         )
         try:
-            await writer.send_queued(queue)
+            await writer.send_queued(
+                queue, heartbeat_interval_s=self._settings.heartbeat_interval_s
+            )
         except (trio.BrokenResourceError, trio.ClosedResourceError) as e:
             self._dropped["connection_lost"] += writer.frames_in_flight
             log.info(
@@ -507,34 +655,77 @@ class Transport:
     # ------------------------------------------------------------------ receiving
 
     async def _receive_loop(self, stream: tls.TlsSocketStream, peer: Peer, address: str) -> None:
-        """Deliver decoded frames until the peer closes, the stream fails or a frame is bad."""
+        """Deliver decoded frames until the peer closes, the stream fails, a frame is bad or
+        the watchdog fires (nothing heard for heartbeat_timeout_s, or a client idle)."""
+        settings = self._settings
+        # The watchdog: its deadline moves with every chunk that arrives (_WatchedStream) and
+        # is lifted while we wait for the node loop to take a message (our own backpressure
+        # is not the peer's silence).
+        watchdog = trio.CancelScope()
+        watched = _WatchedStream(
+            stream, watchdog, settings.heartbeat_timeout_s, self._heard, peer.replica_id
+        )
+        idle_s = None if peer.is_replica else settings.client_idle_timeout_s
+        if idle_s is not None:
+            watched.idle_deadline = trio.current_time() + idle_s
+        watched.rearm()
+        with watchdog:
+            await self._receive_frames(watched, peer, address, idle_s)
+        if watchdog.cancelled_caught:
+            if idle_s is not None and trio.current_time() >= watched.idle_deadline:
+                reason = "client_idle"
+                detail = f"no request for {idle_s} s"
+            else:
+                reason = "peer_silent"
+                detail = f"nothing received for {settings.heartbeat_timeout_s} s"
+            self._closed[reason] += 1
+            log.info(
+                "closing the connection with %s (%s): %s: %s",
+                address,
+                peer,
+                reason,
+                detail,
+                extra={"peer_address": address, "peer": str(peer), "reason": reason},
+            )
+
+    async def _receive_frames(
+        self, watched: _WatchedStream, peer: Peer, address: str, idle_s: float | None
+    ) -> None:
         # Clients only ever send REQUESTs: holding them to a request's size bounds what
         # connections_max client connections can make us buffer far below frame_bytes_max each.
         frame_bytes_max = (
             self._limits.frame_bytes_max if peer.is_replica else self._client_frame_bytes_max
         )
         reader = FrameReader(
-            stream,
+            watched,
             frame_bytes_max,
             receive_bytes_max=self._settings.receive_bytes_max,
             counters=self._received,
         )
         decode, limits, inbox = codec.decode, self._limits, self._inbox_send
+        watchdog = watched.scope
         try:
             while True:
                 body = await reader.receive_frame()
                 if body is None:
                     log.debug("%s (%s) closed the connection", address, peer)
                     return
+                if not body:
+                    continue  # a heartbeat: the watched stream has noted it
                 try:
                     message = decode(body, limits)
                 except codec.DecodeError as e:
                     self._refuse(address, _decode_reason(e), str(e), peer)
                     return
+                if idle_s is not None:
+                    watched.idle_deadline = trio.current_time() + idle_s
+                    watched.rearm()
                 try:
                     inbox.send_nowait((peer, message))
                 except trio.WouldBlock:
+                    watchdog.deadline = math.inf
                     await inbox.send((peer, message))
+                    watched.rearm()
         except FramingError as e:
             self._refuse(address, e.reason, str(e), peer)
         except trio.BrokenResourceError as e:
@@ -554,17 +745,16 @@ class Transport:
         stream: tls.TlsSocketStream,
         peer: Peer,
         address: str,
-        outgoing: trio.MemoryReceiveChannel[bytes] | None,
+        outgoing: ByteQueue,
         scope_created: Callable[[trio.CancelScope], None] | None = None,
     ) -> None:
-        """Receive (and send `outgoing`, if any) on `stream` until either side stops."""
+        """Receive, and send `outgoing` and heartbeats, on `stream` until either side stops."""
         async with trio.open_nursery() as nursery:
             if scope_created is not None:
                 scope_created(nursery.cancel_scope)
-            if outgoing is not None:
-                nursery.start_soon(
-                    self._send_loop, stream, outgoing, peer, address, nursery.cancel_scope
-                )
+            nursery.start_soon(
+                self._send_loop, stream, outgoing, peer, address, nursery.cancel_scope
+            )
             await self._receive_loop(stream, peer, address)
             nursery.cancel_scope.cancel()
 
@@ -603,22 +793,34 @@ class Transport:
                     await trio.sleep(_ACCEPT_RETRY_DELAY_S)
                     continue
                 self._connections_accepted += 1
-                if self._connections_inbound >= self._settings.connections_max:
+                settings = self._settings
+                host, address = _host_and_address_of(tcp_stream)
+                if self._connections_inbound >= settings.connections_max:
                     self._refuse(
-                        _address_of(tcp_stream),
+                        address,
                         "connections_max",
                         f"{self._connections_inbound} inbound connections open, "
-                        f"connections_max is {self._settings.connections_max}",
+                        f"connections_max is {settings.connections_max}",
+                    )
+                    await trio.aclose_forcefully(tcp_stream)
+                    continue
+                if self._per_address[host] >= settings.connections_per_address_max:
+                    self._refuse(
+                        address,
+                        "address_connections_max",
+                        f"{self._per_address[host]} connections open from {host}, "
+                        f"connections_per_address_max is {settings.connections_per_address_max}",
                     )
                     await trio.aclose_forcefully(tcp_stream)
                     continue
                 # Counted here, not in the handler, so that a burst cannot overshoot the bound.
                 self._connections_inbound += 1
-                nursery.start_soon(self._handle_inbound, tcp_stream)
+                self._per_address[host] += 1
+                nursery.start_soon(self._handle_inbound, tcp_stream, host, address)
 
-    async def _handle_inbound(self, tcp_stream: trio.SocketStream) -> None:
-        address = _address_of(tcp_stream)
+    async def _handle_inbound(self, tcp_stream: trio.SocketStream, host: str, address: str) -> None:
         stream = tls.TlsSocketStream.wrap(tcp_stream, self._server_context, server_side=True)
+        counted_at_address = True
         try:
             try:
                 with trio.fail_after(self._settings.handshake_timeout_s):
@@ -642,17 +844,45 @@ class Transport:
                     "accepted client",
                 )
                 return
-            await self._run_inbound(stream, peer, address)
+            if peer.is_replica:
+                # A replica's connection is not the address's to account for (replicas and
+                # clients may share a host), and it has its reserved slot.
+                self._forget_address(host)
+                counted_at_address = False
+                await self._run_inbound(stream, peer, address)
+                return
+            if self._clients >= self._client_connections_max:
+                self._refuse(
+                    address,
+                    "client_connections_max",
+                    f"{self._clients} client connections open; the other "
+                    f"{self.replica_slots_reserved} of connections_max "
+                    f"({self._settings.connections_max}) are reserved for replicas",
+                    peer,
+                )
+                return
+            self._clients += 1
+            try:
+                await self._run_inbound(stream, peer, address)
+            finally:
+                self._clients -= 1
         finally:
             self._connections_inbound -= 1
+            if counted_at_address:
+                self._forget_address(host)
             await trio.aclose_forcefully(stream)
 
+    def _forget_address(self, host: str) -> None:
+        self._per_address[host] -= 1
+        if self._per_address[host] <= 0:
+            del self._per_address[host]
+
     async def _run_inbound(self, stream: tls.TlsSocketStream, peer: Peer, address: str) -> None:
-        connection = _InboundConnection(peer, address, trio.CancelScope())
-        if not peer.is_replica:
-            connection.queue_send, connection.queue_receive = trio.open_memory_channel[bytes](
-                self._settings.client_send_queue_max
-            )
+        # A replica's inbound connection carries only our heartbeats back (we send to it on
+        # our own outbound link), so its queue stays empty.
+        connection = _InboundConnection(
+            peer, address, trio.CancelScope(), ByteQueue(self._settings.client_send_queue_bytes_max)
+        )
 
         def register(scope: trio.CancelScope) -> None:
             connection.cancel_scope = scope
@@ -672,13 +902,12 @@ class Transport:
         log.debug("accepted %s from %s", peer, address)
         try:
             await self._run_connection(
-                stream, peer, address, connection.queue_receive, scope_created=register
+                stream, peer, address, connection.queue, scope_created=register
             )
         finally:
             if self._inbound.get(peer.public_key) is connection:
                 del self._inbound[peer.public_key]
-            if connection.queue_send is not None:
-                connection.queue_send.close()
+            connection.queue.close()
 
     def _refuse(self, address: str, reason: str, detail: str, peer: Peer | None = None) -> None:
         self._refused[reason] += 1
@@ -713,7 +942,7 @@ class Transport:
                 link.connected.set()
                 try:
                     await self._run_connection(
-                        stream, Peer(info.public_key, info.id), address, link.queue_receive
+                        stream, Peer(info.public_key, info.id), address, link.queue
                     )
                 finally:
                     self._connections_outbound -= 1
@@ -778,12 +1007,13 @@ class Transport:
         return ceiling / 2 + self._rng.uniform(0, ceiling / 2)
 
 
-def _address_of(stream: trio.SocketStream) -> str:
+def _host_and_address_of(stream: trio.SocketStream) -> tuple[str, str]:
+    """(the peer's IP address, "ip:port") of an accepted connection."""
     try:
         host, port, *_ = stream.socket.getpeername()
     except OSError:
-        return "unknown address"
-    return f"{host}:{port}"
+        return "unknown", "unknown address"
+    return host, f"{host}:{port}"
 
 
 def _describe(error: BaseException) -> str:
