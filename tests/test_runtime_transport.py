@@ -12,6 +12,7 @@ import time
 
 import pytest
 import trio
+import trio.testing
 
 from pbft.codec import Limits, encode
 from pbft.config import ClusterConfig, ReplicaInfo
@@ -501,3 +502,38 @@ def test_limits_come_from_the_configuration():
     assert Limits.from_config(CONFIG).frame_bytes_max == CONFIG.frame_bytes_max
     with pytest.raises(ValueError):
         TransportSettings(connections_max=0)
+
+
+@pytest.mark.trio
+async def test_the_inbox_gives_replicas_messages_first_and_bounds_clients_in_bytes():
+    """Issue 13, items 6 and 7: a client flooding its connection fills only the clients' queue
+    (bounded in bytes: its reader then waits, and TCP pushes back), and the node loop takes
+    the replicas' messages first: the protocol's own messages do not wait behind the flood."""
+    from pbft.runtime.transport import Peer, _Inbox
+
+    inbox = _Inbox(replica_bytes_max=1_000, client_bytes_max=300)
+    client, replica = Peer(b"c" * 32), Peer(b"r" * 32, 1)
+    for i in range(3):
+        assert inbox.put_nowait(client, f"flood-{i}", 100)
+    assert not inbox.put_nowait(client, "flood-3", 100), "the clients' queue is full"
+    assert inbox.put_nowait(replica, "vote", 100)
+    assert await inbox.take(2) == [(replica, "vote"), (client, "flood-0")]
+    assert inbox.put_nowait(client, "flood-3", 100), "room again"
+    blocked = []
+
+    async def put_late() -> None:
+        await inbox.put(client, "flood-4", 100)
+        blocked.append("in")
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(put_late)
+        await trio.testing.wait_all_tasks_blocked()
+        assert blocked == [], "a full queue makes its reader wait"
+        assert [m for _, m in await inbox.take(10)] == ["flood-1", "flood-2", "flood-3"]
+    assert blocked == ["in"] and len(inbox) == 1 and inbox.bytes == 100
+    inbox.close()
+    assert [m for _, m in await inbox.take(10)] == ["flood-4"]
+    with pytest.raises(trio.EndOfChannel):
+        await inbox.take(1)
+    with pytest.raises(trio.ClosedResourceError):
+        inbox.put_nowait(replica, "late", 1)

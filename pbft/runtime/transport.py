@@ -60,7 +60,7 @@ import logging
 import math
 import random
 import ssl
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 
@@ -105,6 +105,75 @@ _REQUEST_OVERHEAD_BYTES = 1024
 ROUTE_REGISTRATION = b"pbft/route-to:"
 
 
+class _Inbox:
+    """Delivered messages waiting for the node loop, in two queues: replicas' and clients',
+    each bounded in encoded bytes. `take` empties the replicas' queue first, so a client that
+    floods its connection delays the protocol's own messages by one batch at most (before,
+    one shared queue made them wait behind the whole flood, long enough for request timers to
+    fire). A reader whose queue is full waits in `put` (its TCP connection pushes back); one
+    message is always let in, whatever its size (frames are bounded by the codec)."""
+
+    def __init__(self, replica_bytes_max: int, client_bytes_max: int) -> None:
+        self._queues: dict[bool, deque] = {True: deque(), False: deque()}
+        self._bytes = {True: 0, False: 0}
+        self._bytes_max = {True: replica_bytes_max, False: client_bytes_max}
+        self._takers = trio.lowlevel.ParkingLot()
+        self._putters = {True: trio.lowlevel.ParkingLot(), False: trio.lowlevel.ParkingLot()}
+        self._closed = False
+
+    def __len__(self) -> int:
+        return len(self._queues[True]) + len(self._queues[False])
+
+    @property
+    def bytes(self) -> int:
+        return self._bytes[True] + self._bytes[False]
+
+    def put_nowait(self, peer: Peer, message: Message, size: int) -> bool:
+        """Queue `message` if its queue has room; False if the caller must `put` (wait)."""
+        if self._closed:
+            raise trio.ClosedResourceError
+        kind = peer.is_replica
+        used = self._bytes[kind]
+        if used and used + size > self._bytes_max[kind]:
+            return False
+        self._queues[kind].append((peer, message, size))
+        self._bytes[kind] = used + size
+        self._takers.unpark_all()
+        return True
+
+    async def put(self, peer: Peer, message: Message, size: int) -> None:
+        """Queue `message`, waiting for room; raises trio.ClosedResourceError once closed."""
+        while not self.put_nowait(peer, message, size):
+            await self._putters[peer.is_replica].park()
+
+    async def take(self, count_max: int) -> list[tuple[Peer, Message]]:
+        """Wait for a message, then take up to `count_max`, replicas' first; raises
+        trio.EndOfChannel once closed and empty."""
+        while not self:
+            if self._closed:
+                raise trio.EndOfChannel
+            await self._takers.park()
+        taken: list[tuple[Peer, Message]] = []
+        for kind in (True, False):
+            queue = self._queues[kind]
+            freed = 0
+            while queue and len(taken) < count_max:
+                peer, message, size = queue.popleft()
+                taken.append((peer, message))
+                freed += size
+            if freed:
+                self._bytes[kind] -= freed
+                self._putters[kind].unpark_all()
+        return taken
+
+    def close(self) -> None:
+        """No more puts (they raise trio.ClosedResourceError); takes drain what is left."""
+        self._closed = True
+        self._takers.unpark_all()
+        for putters in self._putters.values():
+            putters.unpark_all()
+
+
 @dataclass(frozen=True, slots=True)
 class Peer:
     """Who is at the other end of an authenticated connection: a replica (`replica_id` set) or
@@ -127,8 +196,11 @@ class Peer:
 class TransportSettings:
     """The transport's bounds and timings. Every queue is bounded by a field here."""
 
-    #: Delivered messages waiting for the node loop; readers wait (TCP pushes back) when full.
-    inbox_max: int = 4096
+    #: Delivered messages waiting for the node loop: replicas' and clients' in two queues, each
+    #: bounded in bytes (at least the frame bounds); a reader whose queue is full waits (TCP
+    #: pushes back). The node takes replicas' messages first (see `_Inbox`).
+    inbox_replica_bytes_max: int = 64 * 1024 * 1024
+    inbox_client_bytes_max: int = 16 * 1024 * 1024
     #: Bytes of frames queued for one replica peer (at least the configuration's
     #: frame_bytes_max); beyond this the oldest are dropped (counted `send_queue_full`).
     send_queue_bytes_max: int = 16 * 1024 * 1024
@@ -212,6 +284,8 @@ class TransportStatistics:
     last_heard_s: dict[int, float | None]
     #: Messages delivered but not yet taken by the node loop.
     inbox_depth: int
+    #: Encoded bytes of the messages in the inbox (both queues).
+    inbox_bytes: int
 
 
 def peer_acceptor(
@@ -356,9 +430,7 @@ class Transport:
                 f"connections_max ({settings.connections_max}) must exceed the "
                 f"{self.replica_slots_reserved} slots reserved for replicas"
             )
-        self._inbox_send, self.inbox = trio.open_memory_channel[tuple[Peer, Message]](
-            settings.inbox_max
-        )
+        self._inbox = _Inbox(settings.inbox_replica_bytes_max, settings.inbox_client_bytes_max)
         #: The newest authenticated inbound connection of each key.
         self._inbound: dict[bytes, _InboundConnection] = {}
         self._received = FrameCounters()
@@ -503,23 +575,18 @@ class Transport:
 
     async def wait_message(self) -> tuple[Peer, Message]:
         """The next delivered `(peer, message)`; raises trio.EndOfChannel after `serve` ended."""
-        return await self.inbox.receive()
+        [delivered] = await self._inbox.take(1)
+        return delivered
 
     async def wait_messages(self, messages_max: int) -> list[tuple[Peer, Message]]:
         """Wait for a delivered message, then take every one already waiting, up to
-        `messages_max` in all: the node loop's way to feed the core a batch per wake-up (one
-        scheduler round trip per batch, not per message). Raises trio.EndOfChannel after
-        `serve` ended and the inbox is empty; ValueError if `messages_max` < 1."""
+        `messages_max` in all, replicas' first: the node loop's way to feed the core a batch
+        per wake-up (one scheduler round trip per batch, not per message). Raises
+        trio.EndOfChannel after `serve` ended and the inbox is empty; ValueError if
+        `messages_max` < 1."""
         if messages_max < 1:
             raise ValueError("messages_max must be at least 1")
-        inbox = self.inbox
-        batch = [await inbox.receive()]
-        try:
-            while len(batch) < messages_max:
-                batch.append(inbox.receive_nowait())
-        except (trio.WouldBlock, trio.EndOfChannel):
-            pass
-        return batch
+        return await self._inbox.take(messages_max)
 
     async def wait_connected(self, peer_id: int) -> None:
         """Wait until the outbound link to replica `peer_id` is connected and authenticated."""
@@ -555,7 +622,8 @@ class Transport:
                 peer_id: None if peer_id not in self._heard else now - self._heard[peer_id]
                 for peer_id in self._links
             },
-            inbox_depth=self.inbox.statistics().current_buffer_used,
+            inbox_depth=len(self._inbox),
+            inbox_bytes=self._inbox.bytes,
         )
 
     async def serve(
@@ -586,7 +654,7 @@ class Transport:
                     nursery.start_soon(self._run_link, link)
                 task_status.started(self.port)
         finally:
-            self._inbox_send.close()
+            self._inbox.close()
 
     # ------------------------------------------------------------------ sending
 
@@ -702,7 +770,7 @@ class Transport:
             receive_bytes_max=self._settings.receive_bytes_max,
             counters=self._received,
         )
-        decode, limits, inbox = codec.decode, self._limits, self._inbox_send
+        decode, limits, inbox = codec.decode, self._limits, self._inbox
         watchdog = watched.scope
         try:
             while True:
@@ -720,11 +788,9 @@ class Transport:
                 if idle_s is not None:
                     watched.idle_deadline = trio.current_time() + idle_s
                     watched.rearm()
-                try:
-                    inbox.send_nowait((peer, message))
-                except trio.WouldBlock:
+                if not inbox.put_nowait(peer, message, len(body)):
                     watchdog.deadline = math.inf
-                    await inbox.send((peer, message))
+                    await inbox.put(peer, message, len(body))
                     watched.rearm()
         except FramingError as e:
             self._refuse(address, e.reason, str(e), peer)
