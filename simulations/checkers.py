@@ -162,8 +162,22 @@ def runaway(sim: Simulation) -> list[Violation]:
                                  f"{sim.now_us / 1000:.0f} ms of virtual time (events_max)")]
 
 
+def evidence(sim: Simulation) -> list[Violation]:
+    """Issue 14, item 1: every PREPARE, COMMIT, execution, installed NEW-VIEW and VIEW-CHANGE
+    of a correct replica follows from what it was delivered (`simulations.evidence`: N3-N5,
+    V1-V3). Replicas down at the end are judged for what they did while up; a wiped replica
+    for what it did with what it had, before and after the wipe. A simulation built without
+    evidence (`Simulation(evidence=False)`) has nothing to judge."""
+    if sim.evidence is None:
+        return []
+    correct = set(sim.correct_replicas())
+    return [Violation(checker, message, sequence, (replica,))
+            for checker, message, sequence, replica in sim.evidence.findings
+            if replica in correct]
+
+
 SAFETY_CHECKERS: tuple[Checker, ...] = (agreement, single_vote, validity, exactly_once,
-                                        linearizability)
+                                        linearizability, evidence)
 
 
 @dataclass

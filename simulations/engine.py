@@ -38,6 +38,7 @@ from pbft.messages import (
 )
 
 from .cluster import deterministic_signer
+from .evidence import Evidence
 from .network import Network, NetworkProfile
 from .storage import SimulatedStorage
 
@@ -309,6 +310,7 @@ class Simulation:
         behaviours: dict[int, Any] | None = None,
         admit_clients: bool | Iterable[str] = False,
         sample_memory_every_ms: float | None = None,
+        evidence: bool = True,
     ) -> None:
         from pbft.app import KeyValueStore, kv_append
 
@@ -338,6 +340,10 @@ class Simulation:
             **overrides,
         )
         self.limits = Limits.from_config(self.config)
+        #: What each correct replica was delivered and did, checked as it acts
+        #: (`simulations.evidence`; None: not recorded).
+        self.evidence: Evidence | None = Evidence(self) if evidence else None
+        self._on_delivery = self.evidence.on_delivery if evidence else {}
         self._frame_bytes_max = self.config.frame_bytes_max
         #: Copies of messages dropped because they exceed `frame_bytes_max` (see `send`).
         self.oversized_dropped = 0
@@ -491,6 +497,9 @@ class Simulation:
         )
         self.down.discard(replica_id)
         self._torn_next.pop(replica_id, None)
+        if self.evidence is not None:
+            self.evidence.restarted(replica_id, self.storages[replica_id].records, wipe,
+                                    self.replicas[replica_id].stable_checkpoint)
         # What it executed before the crash stays in `executed` (clients may have seen its
         # replies); what it executes again from its snapshot on is checked against that.
         self._flush(replica_id)
@@ -605,6 +614,10 @@ class Simulation:
                 message = behaviour.incoming(source, message)
                 if message is None:
                     return
+            else:
+                note = self._on_delivery.get(type(message))
+                if note is not None:  # evidence, before the replica can act on it
+                    note(destination, source, message)
             replicas = self.replicas
             replicas[destination].receive(message)
             if replicas[destination].has_ready():  # most deliveries produce nothing
@@ -686,8 +699,11 @@ class Simulation:
         replica = self.replicas[replica_id]
         behaviour = self.behaviours.get(replica_id)
         storage = self.storages[replica_id]
+        evidence = self.evidence if behaviour is None else None
         while replica.has_ready():
             ready = replica.ready()
+            if evidence is not None:  # a NEW-VIEW it installs, before it acts on it
+                evidence.persisted(replica_id, ready.persist)
             if replica_id in self._torn_next and not (
                 self._torn_next[replica_id] and ready.durable_first
             ):
@@ -709,6 +725,8 @@ class Simulation:
             if low > self._compacted[replica_id]:
                 self._compacted[replica_id] = low
                 storage.compact(low)
+            if evidence is not None and low != evidence.of[replica_id].low:
+                evidence.collect(replica_id, low)
             replica.advance()
 
     def _note_executed(self, replica_id: int, batches: tuple[ExecutedBatch, ...]) -> None:
@@ -725,6 +743,8 @@ class Simulation:
             sequence = batch.sequence
             earlier = first.get(sequence)
             if earlier is None:
+                if self.evidence is not None and replica_id not in self.behaviours:
+                    self.evidence.executed(replica_id, sequence, batch.digest)
                 first[sequence] = batch
                 first_at[sequence] = self.now_us
                 if not history or history[-1].sequence < sequence:
@@ -771,6 +791,8 @@ class Simulation:
         """Remember the digest of each vote a replica without a behaviour sends (single_vote):
         its PRE-PREPAREs, PREPAREs and COMMITs, and the PRE-PREPAREs of its NEW-VIEWs (V2);
         and which views it asked for in VIEW-CHANGEs (needless_view_changes)."""
+        if self.evidence is not None:
+            self.evidence.sent(replica_id, messages)
         for outbound in messages:
             vote = outbound.message
             if type(vote) in _VOTES:
