@@ -340,10 +340,6 @@ class Simulation:
             **overrides,
         )
         self.limits = Limits.from_config(self.config)
-        #: What each correct replica was delivered and did, checked as it acts
-        #: (`simulations.evidence`; None: not recorded).
-        self.evidence: Evidence | None = Evidence(self) if evidence else None
-        self._on_delivery = self.evidence.on_delivery if evidence else {}
         self._frame_bytes_max = self.config.frame_bytes_max
         #: Copies of messages dropped because they exceed `frame_bytes_max` (see `send`).
         self.oversized_dropped = 0
@@ -392,6 +388,10 @@ class Simulation:
         #: Replicas restarted with a wiped disk: they forgot their votes (see checkers.single_vote).
         self.wiped: set[int] = set()
         self.behaviours: dict[int, Any] = {}
+        #: What each correct replica was delivered and did, checked as it acts
+        #: (`simulations.evidence`; None: not recorded).
+        self.evidence: Evidence | None = Evidence(self) if evidence else None
+        self._on_delivery = self.evidence.on_delivery if evidence else {}
         #: Replicas that are faulty by design (Byzantine, or crashed and never restarted).
         self.faulty: set[int] = set()
         for replica_id, behaviour in (behaviours or {}).items():

@@ -94,6 +94,8 @@ class Evidence:
         self.window = 2 * config.log_window
         self.keys = [info.public_key for info in config.replicas]
         self.of = [ReplicaEvidence() for _ in range(self.n)]
+        #: The replicas with a Byzantine behaviour (the simulation's own dict, kept current).
+        self._byzantine = sim.behaviours
         #: (checker, message, sequence, replica) in the order found.
         self.findings: list[tuple[str, str, int | None, int]] = []
         kinds: dict[type, Any] = {
@@ -118,7 +120,7 @@ class Evidence:
     def _authentic(self, source: Any, message: Any) -> bool:
         """Whether `message` really comes from the replica it names: over that replica's own
         link from a correct replica, or else by its signature."""
-        if message.replica == source and source not in self.sim.behaviours:
+        if message.replica == source and source not in self._byzantine:
             return True
         return self._signed(message)
 
@@ -127,22 +129,39 @@ class Evidence:
 
     # ------------------------------------------------------------------ deliveries
 
+    # The two below run for most deliveries: `_authentic` and `_in_window`, inline.
+
     def _delivered_prepare(self, destination: int, source: Any, m: Prepare) -> None:
-        evidence = self.of[destination]
-        if not self._authentic(source, m) or not self._in_window(evidence, m.sequence):
+        sender = m.replica
+        if (sender != source or source in self._byzantine) and not self._signed(m):
             return
-        key = (m.view, m.sequence, m.digest)
+        evidence = self.of[destination]
+        sequence, low = m.sequence, evidence.low
+        if not low < sequence <= low + self.window:
+            return
+        key = (m.view, sequence, m.digest)
         senders = evidence.prepares.get(key)
         if senders is None:
-            evidence.prepares[key] = {m.replica}
+            evidence.prepares[key] = {sender}
         else:
-            senders.add(m.replica)
+            senders.add(sender)
 
     def _delivered_commit(self, destination: int, source: Any, m: Commit) -> None:
-        evidence = self.of[destination]
-        if not self._authentic(source, m) or not self._in_window(evidence, m.sequence):
+        sender = m.replica
+        if (sender != source or source in self._byzantine) and not self._signed(m):
             return
-        self._add_commit(evidence, m.view, m.sequence, m.digest, m.replica)
+        evidence = self.of[destination]
+        sequence, low = m.sequence, evidence.low
+        if not low < sequence <= low + self.window:
+            return
+        key = (m.view, sequence, m.digest)
+        senders = evidence.commits.get(key)
+        if senders is None:
+            evidence.commits[key] = {sender}
+        else:
+            senders.add(sender)
+            if len(senders) >= self.quorum:
+                evidence.committed.add((sequence, m.digest))
 
     def _add_commit(self, evidence: ReplicaEvidence, view: int, sequence: int, digest: bytes,
                     sender: int) -> None:
@@ -160,7 +179,7 @@ class Evidence:
             return
         if not self._authentic(source, m):
             return
-        if source in self.sim.behaviours or m.replica != source:
+        if source in self._byzantine or m.replica != source:
             if m.requests and batch_digest(m.timestamp_ms, m.requests) != m.digest:
                 return
         evidence.pre_prepares.add((m.view, m.sequence, m.digest))

@@ -307,6 +307,14 @@ def _three_primaries(seed: int) -> Simulation:
 
     sim.at(300, crash)
     return sim
+@scenario("byz_preparing_primary", "the primary also sends a signed PREPARE for each of its "
+                                   "PRE-PREPAREs (N4 counts backups only)")
+def _preparing_primary(seed: int) -> Simulation:
+    from .broken import PreparingPrimary
+
+    return _sim(seed, behaviours={0: PreparingPrimary()})
+
+
 from . import scenarios_byzantine  # noqa: F401
 from . import scenarios_trade  # noqa: F401
 from . import scenarios_attacks  # noqa: F401
