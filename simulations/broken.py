@@ -143,6 +143,16 @@ class NoCertificatesViewChangeReplica(Replica):
             self._prepared_certificates = kept
 
 
+class UncheckedNewViewReplica(Replica):
+    """Breaks V3 ("a backup accepts NEW-VIEW only if ... it recomputes the same O"): it installs
+    any NEW-VIEW of a higher view, unchecked."""
+
+    def _on_new_view(self, message: NewView) -> None:
+        if message.view < self.view or (message.view == self.view and self.view_active):
+            return
+        self._install_view(message)
+
+
 class _ForgetfulClientTable(ClientTable):
     """A reply cache that never admits having executed anything."""
 
@@ -208,6 +218,7 @@ BROKEN: dict[str, type[Replica]] = {
     "mismatched_digest": MismatchedDigestReplica,
     "primary_prepare": PrimaryPrepareReplica,
     "view_change_without_certificates": NoCertificatesViewChangeReplica,
+    "unchecked_new_view": UncheckedNewViewReplica,
 }
 
 
