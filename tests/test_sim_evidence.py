@@ -238,3 +238,18 @@ def test_evidence_checks_a_correct_replica_also_when_it_is_down_at_the_end():
     sim.down.add(2)
     sim.add_behaviour(1, Behaviour())
     assert [v.replicas for v in checkers.evidence(sim)] == [(2,)]
+
+
+def test_a_byzantine_primary_s_pre_prepare_counts_only_with_the_batch_its_digest_names():
+    """N3: a backup checks the batch against the digest, so a PRE-PREPARE from a Byzantine
+    primary whose batch does not hash to its digest is no evidence; one that does is."""
+    from pbft.codec import batch_digest
+    from pbft.messages import Request
+
+    sim = _sim()
+    sim.add_behaviour(0, Behaviour())
+    requests = (Request(b"op", 1, b"c" * 32, False, b""),)
+    good = PrePrepare(0, 1, batch_digest(5, requests), 5, requests, 0, b"")
+    for pp in (good, replace(good, sequence=2, digest=b"w" * 32)):
+        _deliver(sim, 1, 0, replace(pp, signature=sim.signers[0].sign(signing_payload(pp))))
+    assert sim.evidence.of[1].pre_prepares == {(0, 1, good.digest)}
