@@ -253,3 +253,93 @@ def test_a_byzantine_primary_s_pre_prepare_counts_only_with_the_batch_its_digest
     for pp in (good, replace(good, sequence=2, digest=b"w" * 32)):
         _deliver(sim, 1, 0, replace(pp, signature=sim.signers[0].sign(signing_payload(pp))))
     assert sim.evidence.of[1].pre_prepares == {(0, 1, good.digest)}
+
+
+# ------------------------------------------------------------------ sweeps that survive their runs
+
+
+class _Raising(Behaviour):
+    """A behaviour with a bug: it raises at its 10th outgoing message."""
+
+    description = "raises"
+    sent = 0
+
+    def outgoing(self, to, message):
+        self.sent += 1
+        if self.sent == 10:
+            raise RuntimeError("behaviour bug")
+        return [(to, message)]
+
+
+def _cli_catalogue(monkeypatch, tmp_path):
+    """Three small scenarios in the catalogue (a behaviour that raises, a set-up that raises,
+    a broken replica) and replay files under `tmp_path`."""
+    import simulations.__main__ as cli
+    from simulations.scenarios import Scenario
+
+    def small(seed: int, **options) -> Simulation:
+        return Simulation(seed=seed, clients=2, requests_per_client=5, **options)
+
+    def setup_bug(seed: int) -> Simulation:
+        raise ValueError("set-up bug")
+
+    entries = {
+        "t_raising_behaviour": lambda seed: small(seed, behaviours={3: _Raising()}),
+        "t_setup_bug": setup_bug,
+        "t_broken": lambda seed: use_replica_class(small(seed), BROKEN["commit_on_2f"]),
+        "t_fine": small,
+    }
+    for name, build in entries.items():
+        monkeypatch.setitem(CATALOGUE, name, Scenario(name, "", build))
+    monkeypatch.setattr(cli, "REPLAY_DIR", tmp_path / "replays")
+    return cli
+
+
+def test_a_sweep_goes_on_after_a_run_raises_and_exits_3(monkeypatch, tmp_path, capsys):
+    """Issue 14, item 5: an exception in a behaviour or in a scenario's set-up is a finding with
+    a replay file; the other runs of the sweep still run; exit 3 (a run crashed) wins over 1."""
+    cli = _cli_catalogue(monkeypatch, tmp_path)
+    csv_path = tmp_path / "sweep.csv"
+    status = cli.main(["sweep", "--scenarios", "t_raising_behaviour,t_setup_bug,t_fine",
+                       "--seeds", "1-2", "--jobs", "1", "--csv", str(csv_path)])
+    assert status == cli.EXIT_CRASHED
+    assert len(csv_path.read_text().splitlines()) == 1 + 6
+    replays = sorted(p.name for p in (tmp_path / "replays").iterdir())
+    assert replays == ["t_raising_behaviour-seed1.json", "t_raising_behaviour-seed2.json",
+                       "t_setup_bug-seed1.json", "t_setup_bug-seed2.json"]
+    err = capsys.readouterr().err
+    assert "RuntimeError: behaviour bug" in err and "ValueError: set-up bug" in err
+    assert cli.main(["replay", str(tmp_path / "replays" / "t_setup_bug-seed1.json")]) == 3
+
+
+def test_exit_statuses_distinguish_violations_usage_and_success(monkeypatch, tmp_path):
+    cli = _cli_catalogue(monkeypatch, tmp_path)
+    csv_path = str(tmp_path / "sweep.csv")
+    assert cli.main(["sweep", "--scenarios", "t_broken,t_fine", "--seeds", "1", "--jobs", "1",
+                     "--csv", csv_path]) == cli.EXIT_VIOLATIONS
+    assert cli.main(["run", "t_broken", "--seed", "1"]) == cli.EXIT_VIOLATIONS
+    assert cli.main(["sweep", "--scenarios", "t_fine", "--seeds", "1", "--jobs", "1",
+                     "--csv", csv_path]) == cli.EXIT_OK
+    assert cli.main(["sweep", "--scenarios", "no_such", "--seeds", "1", "--csv", csv_path]) == 2
+    assert cli.main(["sweep", "--scenarios", "t_fine", "--seeds", "x-y", "--csv", csv_path]) == 2
+    assert cli.main(["run", "no_such", "--seed", "1"]) == 2
+    assert cli.main(["replay", str(tmp_path / "missing.json")]) == 2
+
+
+def test_run_save_replay_writes_a_replay_file_for_a_passing_run(monkeypatch, tmp_path):
+    cli = _cli_catalogue(monkeypatch, tmp_path)
+    assert cli.main(["run", "t_fine", "--seed", "3"]) == 0
+    assert not (tmp_path / "replays").exists()
+    assert cli.main(["run", "t_fine", "--seed", "3", "--save-replay"]) == 0
+    replay = tmp_path / "replays" / "t_fine-seed3.json"
+    assert cli.main(["replay", str(replay)]) == 0
+
+
+def test_help_documents_the_exit_statuses(capsys):
+    import simulations.__main__ as cli
+
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    out = capsys.readouterr().out
+    for line in ("1  violations found", "2  usage error", "3  a run crashed"):
+        assert line in out
