@@ -343,3 +343,37 @@ def test_help_documents_the_exit_statuses(capsys):
     out = capsys.readouterr().out
     for line in ("1  violations found", "2  usage error", "3  a run crashed"):
         assert line in out
+
+
+# ------------------------------------------------------------------ liveness oracles (item 2)
+
+
+@pytest.mark.parametrize("name", ["baseline", "partition_backup", "partition_primary",
+                                  "crash_backup_restart", "crash_primary", "crash_all_restart"])
+def test_liveness_oracles_are_on_in_benign_scenarios(name):
+    """Issue 14, item 2: the request-wait and memory oracles judge the baseline, crash and
+    partition scenarios with bounds from the configuration (`checkers.request_wait_bound_ms`,
+    `sizes.replica_bytes_budget`), and the fault-free baseline allows no view change."""
+    from pbft.core.sizes import replica_bytes_budget
+
+    entry = CATALOGUE[name]
+    assert entry.request_wait_bound_ms is checkers.request_wait_bound_ms
+    assert entry.bytes_held_bound is replica_bytes_budget
+    if name in ("baseline", "crash_backup_restart"):
+        assert entry.needless_view_changes == 0
+
+
+def test_a_replica_down_at_the_end_is_judged_for_what_it_did_while_up():
+    """Issue 14, item 2: memory held and view changes asked for by a replica that crashed for
+    good (counted faulty by `run_scenario`) are still judged; a Byzantine replica's are not."""
+    sim = Simulation(seed=1, requests_per_client=0)
+    sim.peak_bytes_held = {0: 10, 1: 10, 2: 5_000, 3: 10}
+    sim.peak_bytes_held_at_ms = {0: 1, 1: 1, 2: 7, 3: 1}
+    sim.view_changes_sent = {(2, 1)}
+    sim.down.add(2)
+    sim.faulty = {2}
+    assert [v.replicas for v in checkers.bytes_held(sim, 1_000)] == [(2,)]
+    assert [v.replicas for v in checkers.needless_view_changes(sim)] == [(2,)]
+    sim.add_behaviour(2, Behaviour())
+    assert checkers.bytes_held(sim, 1_000) == []
+    assert checkers.needless_view_changes(sim) == []
