@@ -215,6 +215,11 @@ BROKEN: dict[str, type[Replica]] = {
     "reexecute": ReexecutingReplica,
     "amnesiac": AmnesiacReplica,
     "forgetful_new_primary": ForgetfulNewPrimary,
+}
+
+#: Broken replicas that only the evidence checkers catch (tests/test_sim_evidence.py), by name;
+#: not in `BROKEN`, which the search (`simulations.search`) targets one by one.
+EVIDENCE_BROKEN: dict[str, type[Replica]] = {
     "mismatched_digest": MismatchedDigestReplica,
     "primary_prepare": PrimaryPrepareReplica,
     "view_change_without_certificates": NoCertificatesViewChangeReplica,

@@ -15,7 +15,7 @@ import pytest
 from pbft.codec import signing_payload
 from pbft.messages import Commit, LoggedBatch, Prepare, PreparedCertificate, PrePrepare
 from simulations import checkers
-from simulations.broken import BROKEN, use_replica_class
+from simulations.broken import BROKEN, EVIDENCE_BROKEN, use_replica_class
 from simulations.byzantine import Behaviour
 from simulations.engine import Simulation
 from simulations.scenarios import CATALOGUE, run_scenario
@@ -42,7 +42,8 @@ def test_broken_replica_is_caught_by_its_evidence_checker(broken, where, seeds, 
     few makes `checker` name a correct replica; the correct `Replica` passes that run."""
     entry = CATALOGUE[where]
     for seed in seeds:
-        result = run_scenario(entry, seed, use_replica_class(entry.build(seed), BROKEN[broken]))
+        cls = {**BROKEN, **EVIDENCE_BROKEN}[broken]
+        result = run_scenario(entry, seed, use_replica_class(entry.build(seed), cls))
         caught = [v for v in result.violations if v.checker == checker]
         if caught:
             break
@@ -52,6 +53,10 @@ def test_broken_replica_is_caught_by_its_evidence_checker(broken, where, seeds, 
         assert len(v.replicas) == 1 and v.replicas[0] not in result.faulty
     control = run_scenario(entry, seed)
     assert control.violations == [], [v.as_dict() for v in control.violations]
+
+
+def test_every_evidence_broken_replica_is_caught():
+    assert set(EVIDENCE_BROKEN) <= {c[0] for c in EVIDENCE_CAUGHT}
 
 
 def test_evidence_is_judged_in_every_run():
