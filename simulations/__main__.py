@@ -2,13 +2,21 @@
 
     python -m simulations list
     python -m simulations transcript [NAME|all] [--write]
-    python -m simulations run SCENARIO --seed N [--json]
+    python -m simulations run SCENARIO --seed N [--json] [--save-replay]
     python -m simulations sweep [--scenarios all|a,b] --seeds 1-500 [--jobs J] [--json] [--csv F]
     python -m simulations replay FILE
     python -m simulations mutants [--fast] [--seeds 1-5] [--jobs J] [--only a,b]
 
-A failing run writes a replay file and prints the one command that replays it. Exit status: 0 if
-every run was safe and live, 1 otherwise, 2 for bad arguments.
+A failing run writes a replay file and prints the one command that replays it (`run
+--save-replay` writes one for any run). A run that raises (in the core, a behaviour, the
+scenario's set-up or a checker) is a finding like a violation, with its replay file: a sweep
+goes on with the next run.
+
+Exit status:
+  0  every run was safe and live
+  1  violations found (no run crashed)
+  2  usage error (bad arguments, unknown scenario)
+  3  a run crashed (an exception inside it: checker "invariant" or "crash")
 """
 
 from __future__ import annotations
@@ -22,30 +30,46 @@ import sys
 import time
 from pathlib import Path
 
-from .engine import RunResult
+from .engine import RunResult, Violation
 from .scenarios import CATALOGUE, run_scenario
 
 REPLAY_DIR = Path("replays")
+#: Exit statuses (see the module docstring).
+EXIT_OK, EXIT_VIOLATIONS, EXIT_USAGE, EXIT_CRASHED = 0, 1, 2, 3
+#: Checkers that report an exception raised by a run rather than a broken property.
+CRASH_CHECKERS = frozenset(("invariant", "crash"))
+
+
+class UsageError(Exception):
+    """Bad command-line input (exit status 2)."""
 
 
 def _seeds(text: str) -> list[int]:
+    """"1-5,9" -> [1, 2, 3, 4, 5, 9]; raises UsageError for anything else."""
     seeds: list[int] = []
-    for part in text.split(","):
-        if "-" in part:
-            low, high = part.split("-", 1)
-            seeds.extend(range(int(low), int(high) + 1))
-        else:
-            seeds.append(int(part))
+    try:
+        for part in text.split(","):
+            if "-" in part:
+                low, high = part.split("-", 1)
+                seeds.extend(range(int(low), int(high) + 1))
+            else:
+                seeds.append(int(part))
+    except ValueError:
+        raise UsageError(f"bad seeds {text!r} (e.g. 1-20 or 1,5,9)") from None
+    if not seeds:
+        raise UsageError(f"no seeds in {text!r}")
     return seeds
 
 
 def _scenarios(text: str) -> list[str]:
+    """The scenarios named; `all` is the catalogue without its negative controls (scenarios
+    that must be flagged, `Scenario.expect_violation`: run them by name)."""
     if text == "all":
-        return list(CATALOGUE)
+        return [name for name, entry in CATALOGUE.items() if entry.expect_violation is None]
     names = [n for n in text.split(",") if n]
     unknown = [n for n in names if n not in CATALOGUE]
     if unknown:
-        raise SystemExit(f"unknown scenario(s): {', '.join(unknown)} (see: python -m simulations list)")
+        raise UsageError(f"unknown scenario(s): {', '.join(unknown)} (see: python -m simulations list)")
     return names
 
 
@@ -77,6 +101,30 @@ def _ok(result: RunResult) -> bool:
     return not result.violations
 
 
+def _crashed(violations: list) -> bool:
+    """Whether a run (a `RunResult`'s violations, or a row's) raised instead of finishing."""
+    return any((v.checker if isinstance(v, Violation) else v["checker"]) in CRASH_CHECKERS
+               for v in violations)
+
+
+def run_guarded(name: str, seed: int) -> RunResult:
+    """`run_scenario`, but an exception anywhere (the scenario's set-up, a checker; inside the
+    run `run_scenario` reports it itself, as "invariant") is returned as a "crash" violation
+    with where it was raised, never raised."""
+    started = time.perf_counter()
+    try:
+        return run_scenario(CATALOGUE[name], seed)
+    except Exception as error:  # noqa: BLE001 - a crashed run is a finding, not the end
+        from .scenarios import _invariant_violation
+
+        found = _invariant_violation(error)
+        return RunResult(
+            scenario=name, seed=seed, replicas=0, faulty=[], committed=0,
+            violations=[Violation("crash", found.message, None, found.replicas)],
+            liveness=False, virtual_s=0.0, wall_s=time.perf_counter() - started, events=0,
+            deliveries=0, trace_hash="")
+
+
 def _summary_line(result: RunResult) -> str:
     status = "ok" if _ok(result) else "VIOLATION"
     return (f"{result.scenario} seed={result.seed} {status} committed={result.committed} "
@@ -103,17 +151,19 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"unknown scenario {args.scenario!r} (see: python -m simulations list)",
               file=sys.stderr)
         return 2
-    result = run_scenario(CATALOGUE[args.scenario], args.seed)
+    result = run_guarded(args.scenario, args.seed)
     print(json.dumps(result.as_dict()) if args.json else _summary_line(result))
     if not _ok(result):
         _report_failure(result)
-        return 1
-    return 0
+        return EXIT_CRASHED if _crashed(result.violations) else EXIT_VIOLATIONS
+    if args.save_replay:
+        print(f"replay: python -m simulations replay {write_replay(result)}", file=sys.stderr)
+    return EXIT_OK
 
 
 def _run_one(job: tuple[str, int]) -> dict:
     name, seed = job
-    return run_scenario(CATALOGUE[name], seed).as_dict()
+    return run_guarded(name, seed).as_dict()
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
@@ -165,18 +215,25 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                "scenarios": len(by_scenario), "wall_s": round(wall_s, 2), "csv": args.csv}
     if args.json:
         print(json.dumps(summary))
-    return 1 if failing else 0
+    if any(_crashed(r["violations"]) for r in failing):
+        return EXIT_CRASHED
+    return EXIT_VIOLATIONS if failing else EXIT_OK
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    document = json.loads(Path(args.file).read_text())
-    name, seed = document["scenario"], document["seed"]
+    try:
+        document = json.loads(Path(args.file).read_text())
+        name, seed = document["scenario"], document["seed"]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise UsageError(f"cannot read replay file {args.file}: {error}") from None
+    if "schedule" not in document and name not in CATALOGUE:
+        raise UsageError(f"unknown scenario {name!r} in {args.file}")
     if "schedule" in document:
         from .search import replay_schedule
 
         result = replay_schedule(document)
     else:
-        result = run_scenario(CATALOGUE[name], seed)
+        result = run_guarded(name, seed)
     print(_summary_line(result))
     expected = document.get("trace_hash")
     if expected and expected != result.trace_hash:
@@ -184,7 +241,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
               f"(the code changed since)", file=sys.stderr)
     for v in result.violations:
         print(f"  {v.checker} at sequence {v.sequence} replicas {list(v.replicas)}: {v.message}")
-    return 1 if result.violations else 0
+    if _crashed(result.violations):
+        return EXIT_CRASHED
+    return EXIT_VIOLATIONS if result.violations else EXIT_OK
 
 
 def cmd_transcript(args: argparse.Namespace) -> int:
@@ -194,7 +253,10 @@ def cmd_transcript(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m simulations", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m simulations", description=__doc__.splitlines()[0],
+        epilog=__doc__[__doc__.index("A failing run"):],
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("list", help="one scenario a line: name and description")
     transcript = commands.add_parser("transcript", help="a readable step-by-step transcript of "
@@ -205,6 +267,8 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("scenario")
     run.add_argument("--seed", type=int, required=True)
     run.add_argument("--json", action="store_true")
+    run.add_argument("--save-replay", action="store_true",
+                     help="write a replay file also when the run passes")
     sweep = commands.add_parser("sweep", help="many scenarios × many seeds")
     sweep.add_argument("--scenarios", default="all")
     sweep.add_argument("--seeds", default="1-20")
@@ -227,7 +291,11 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_mutants(args)
     handler = {"list": cmd_list, "run": cmd_run, "sweep": cmd_sweep, "replay": cmd_replay}
     handler["transcript"] = cmd_transcript
-    return handler[args.command](args)
+    try:
+        return handler[args.command](args)
+    except UsageError as error:
+        print(f"python -m simulations {args.command}: {error}", file=sys.stderr)
+        return EXIT_USAGE
 
 
 if __name__ == "__main__":

@@ -35,7 +35,7 @@ from dataclasses import replace
 from pbft.core import Replica, quorum
 from pbft.core.client_table import ClientTable
 from pbft.core.log import LogEntry
-from pbft.messages import Commit, Message, NewView, Prepare, ViewChange
+from pbft.messages import Commit, Message, NewView, Prepare, PrePrepare, ViewChange
 
 from .byzantine import Behaviour, Send
 from .engine import Simulation
@@ -95,6 +95,62 @@ class NoConflictCheckReplica(Replica):
             return super()._reject_pre_prepare(m)
         finally:
             entry.pre_prepare = first
+
+
+class _AnyDigestEntry(LogEntry):
+    """A log entry whose votes all "match", whatever digest they carry."""
+
+    __slots__ = ()
+
+    def matching_prepares(self) -> int:
+        return len(self.prepares)
+
+    def matching_commits(self) -> int:
+        return len(self.commits)
+
+    def discard_mismatched_votes(self) -> int:
+        return 0
+
+
+class MismatchedDigestReplica(Replica):
+    """Breaks N4/N5 ("matching" votes): PREPAREs and COMMITs held before the PRE-PREPARE are
+    counted for it whatever digest they carry."""
+
+    def _entry(self, sequence: int) -> LogEntry:
+        entry = self._log.get(sequence)
+        if entry is None:
+            entry = self._log[sequence] = _AnyDigestEntry(self.view, sequence)
+        return entry
+
+
+class PrimaryPrepareReplica(Replica):
+    """Breaks N4 ("2f PREPAREs from distinct *backups*"): a PREPARE from the view's primary is
+    accepted and counted like a backup's."""
+
+    def _reject_vote(self, vote, from_primary: bool) -> str | None:
+        return super()._reject_vote(vote, False)
+
+
+class NoCertificatesViewChangeReplica(Replica):
+    """Breaks V1 ("P = a prepared certificate for every sequence number above n that prepared
+    at it"): its VIEW-CHANGEs carry no prepared certificate."""
+
+    def _start_view_change(self, new_view: int) -> None:
+        kept, self._prepared_certificates = self._prepared_certificates, {}
+        try:
+            super()._start_view_change(new_view)
+        finally:
+            self._prepared_certificates = kept
+
+
+class UncheckedNewViewReplica(Replica):
+    """Breaks V3 ("a backup accepts NEW-VIEW only if ... it recomputes the same O"): it installs
+    any NEW-VIEW of a higher view, unchecked."""
+
+    def _on_new_view(self, message: NewView) -> None:
+        if message.view < self.view or (message.view == self.view and self.view_active):
+            return
+        self._install_view(message)
 
 
 class _ForgetfulClientTable(ClientTable):
@@ -161,6 +217,15 @@ BROKEN: dict[str, type[Replica]] = {
     "forgetful_new_primary": ForgetfulNewPrimary,
 }
 
+#: Broken replicas that only the evidence checkers catch (tests/test_sim_evidence.py), by name;
+#: not in `BROKEN`, which the search (`simulations.search`) targets one by one.
+EVIDENCE_BROKEN: dict[str, type[Replica]] = {
+    "mismatched_digest": MismatchedDigestReplica,
+    "primary_prepare": PrimaryPrepareReplica,
+    "view_change_without_certificates": NoCertificatesViewChangeReplica,
+    "unchecked_new_view": UncheckedNewViewReplica,
+}
+
 
 def use_replica_class(sim: Simulation, cls: type[Replica]) -> Simulation:
     """Make every replica of a freshly built simulation (one that has not run yet, e.g. from a
@@ -207,4 +272,18 @@ class ColludingBackup(Behaviour):
             return [((self.target,), message)] * 2 if self.target in to else []
         if kind is ViewChange and message.prepared:
             return [(to, self.context.sign(replace(message, prepared=())))]
+        return [(to, message)]
+
+
+class PreparingPrimary(Behaviour):
+    """A Byzantine primary that also sends a signed PREPARE for each of its PRE-PREPAREs (a
+    correct replica drops it: N4 counts backups only)."""
+
+    description = "primary that also PREPAREs its own PRE-PREPAREs"
+
+    def outgoing(self, to: tuple, message: Message) -> Send:
+        if type(message) is PrePrepare:
+            prepare = Prepare(message.view, message.sequence, message.digest,
+                              self.context.replica_id, b"")
+            return [(to, message), (to, self.context.sign(prepare))]
         return [(to, message)]

@@ -162,8 +162,22 @@ def runaway(sim: Simulation) -> list[Violation]:
                                  f"{sim.now_us / 1000:.0f} ms of virtual time (events_max)")]
 
 
+def evidence(sim: Simulation) -> list[Violation]:
+    """Issue 14, item 1: every PREPARE, COMMIT, execution, installed NEW-VIEW and VIEW-CHANGE
+    of a correct replica follows from what it was delivered (`simulations.evidence`: N3-N5,
+    V1-V3). Replicas down at the end are judged for what they did while up; a wiped replica
+    for what it did with what it had, before and after the wipe. A simulation built without
+    evidence (`Simulation(evidence=False)`) has nothing to judge."""
+    if sim.evidence is None:
+        return []
+    correct = set(sim.correct_replicas())
+    return [Violation(checker, message, sequence, (replica,))
+            for checker, message, sequence, replica in sim.evidence.findings
+            if replica in correct]
+
+
 SAFETY_CHECKERS: tuple[Checker, ...] = (agreement, single_vote, validity, exactly_once,
-                                        linearizability)
+                                        linearizability, evidence)
 
 
 @dataclass
@@ -260,10 +274,18 @@ def request_wait(sim: Simulation, bound_ms: float) -> list[Violation]:
         f"{name}'s request {index}, {wait_ms:.0f} ms")]
 
 
+def _judged(sim: Simulation) -> set[int]:
+    """The replicas the availability oracles judge: the correct ones, and those that are down
+    when the run ends (`run_scenario` then counts them as faulty) but have no Byzantine
+    behaviour: they are judged for what they did while up."""
+    return set(sim.correct_replicas()) | (sim.down - set(sim.behaviours))
+
+
 def bytes_held(sim: Simulation, bound: int) -> list[Violation]:
     """Goal (c) of issue 11: no correct replica ever held more than `bound` protocol bytes
     (`Replica.bytes_held()`, sampled by the engine: `Simulation.sample_memory`). A run that
-    sampled nothing is a violation too: the oracle could not judge it."""
+    sampled nothing is a violation too: the oracle could not judge it. A replica down at the
+    end is judged on its samples from while it was up."""
     if not sim.peak_bytes_held:
         return [Violation("bytes_held", "memory was never sampled (Simulation.sample_memory)")]
     return [
@@ -271,7 +293,7 @@ def bytes_held(sim: Simulation, bound: int) -> list[Violation]:
                   f"replica {replica} held {sim.peak_bytes_held[replica]:,} bytes at "
                   f"{sim.peak_bytes_held_at_ms[replica]} ms, above the bound of {bound:,}",
                   replicas=(replica,))
-        for replica in sim.correct_replicas()
+        for replica in sorted(_judged(sim))
         if sim.peak_bytes_held.get(replica, 0) > bound
     ]
 
@@ -283,7 +305,7 @@ def needless_view_changes(sim: Simulation, allowed: int = 0) -> list[Violation]:
     violation. It cannot tell a correct primary cut off by the network from one that is merely
     reachable: switch it on only where the primary stays reachable."""
     n, faulty = sim.config.n, sim.faulty
-    correct = set(sim.correct_replicas())
+    correct = _judged(sim)  # a replica down at the end is judged for what it asked while up
     needless = sorted({view for replica, view in sim.view_changes_sent
                        if replica in correct and (view - 1) % n not in faulty})
     if len(needless) <= allowed:

@@ -38,6 +38,7 @@ from pbft.messages import (
 )
 
 from .cluster import deterministic_signer
+from .evidence import Evidence
 from .network import Network, NetworkProfile
 from .storage import SimulatedStorage
 
@@ -330,6 +331,7 @@ class Simulation:
         behaviours: dict[int, Any] | None = None,
         admit_clients: bool | Iterable[str] = False,
         sample_memory_every_ms: float | None = None,
+        evidence: bool = True,
     ) -> None:
         from pbft.app import KeyValueStore, kv_append
 
@@ -411,6 +413,10 @@ class Simulation:
         #: Replicas restarted with a wiped disk: they forgot their votes (see checkers.single_vote).
         self.wiped: set[int] = set()
         self.behaviours: dict[int, Any] = {}
+        #: What each correct replica was delivered and did, checked as it acts
+        #: (`simulations.evidence`; None: not recorded).
+        self.evidence: Evidence | None = Evidence(self) if evidence else None
+        self._on_delivery = self.evidence.on_delivery if evidence else {}
         #: Replicas that are faulty by design (Byzantine, or crashed and never restarted).
         self.faulty: set[int] = set()
         for replica_id, behaviour in (behaviours or {}).items():
@@ -532,6 +538,9 @@ class Simulation:
         )
         self.down.discard(replica_id)
         self._torn_next.pop(replica_id, None)
+        if self.evidence is not None:
+            self.evidence.restarted(replica_id, self.storages[replica_id].records, wipe,
+                                    self.replicas[replica_id].stable_checkpoint)
         # What it executed before the crash stays in `executed` (clients may have seen its
         # replies); what it executes again from its snapshot on is checked against that.
         self._flush(replica_id)
@@ -650,6 +659,10 @@ class Simulation:
                 message = behaviour.incoming(source, message)
                 if message is None:
                     return
+            else:
+                note = self._on_delivery.get(type(message))
+                if note is not None:  # evidence, before the replica can act on it
+                    note(destination, source, message)
             replicas = self.replicas
             replicas[destination].receive(message)
             if replicas[destination].has_ready():  # most deliveries produce nothing
@@ -741,10 +754,13 @@ class Simulation:
         replica = self.replicas[replica_id]
         behaviour = self.behaviours.get(replica_id)
         storage = self.storages[replica_id]
+        evidence = self.evidence if behaviour is None else None
         while replica.has_ready():
             ready = replica.ready()
             if replica_id in self._write_crashes and self._dies_writing(replica_id, ready):
                 return
+            if evidence is not None:  # a NEW-VIEW it installs, before it acts on it
+                evidence.persisted(replica_id, ready.persist)
             if replica_id in self._torn_next and not (
                 self._torn_next[replica_id] and ready.durable_first
             ):
@@ -766,6 +782,8 @@ class Simulation:
             if low > self._compacted[replica_id]:
                 self._compacted[replica_id] = low
                 storage.compact(low)
+            if evidence is not None and low != evidence.of[replica_id].low:
+                evidence.collect(replica_id, low)
             replica.advance()
 
     def _dies_writing(self, replica_id: int, ready: Any) -> bool:
@@ -806,6 +824,8 @@ class Simulation:
             sequence = batch.sequence
             earlier = first.get(sequence)
             if earlier is None:
+                if self.evidence is not None and replica_id not in self.behaviours:
+                    self.evidence.executed(replica_id, sequence, batch.digest)
                 first[sequence] = batch
                 first_at[sequence] = self.now_us
                 if not history or history[-1].sequence < sequence:
@@ -854,6 +874,8 @@ class Simulation:
         """Remember the digest of each vote a replica without a behaviour sends (single_vote):
         its PRE-PREPAREs, PREPAREs and COMMITs, and the PRE-PREPAREs of its NEW-VIEWs (V2);
         and which views it asked for in VIEW-CHANGEs (needless_view_changes)."""
+        if self.evidence is not None:
+            self.evidence.sent(replica_id, messages)
         for outbound in messages:
             vote = outbound.message
             if type(vote) in _VOTES:
