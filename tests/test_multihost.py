@@ -369,6 +369,20 @@ def _sleep(seconds: float) -> None:
     time.sleep(seconds)
 
 
+#: After a fault ends, with clients still sending, every replica must be healthy in one view
+#: within this (a replica that changed view alone goes back to the others' view once it hears
+#: from them, V5'; new requests are what it hears).
+SETTLE_S = 45.0
+
+
+def settle(setup: MultiHost) -> None:
+    """Keep the load running until every replica is healthy in one view (bounded)."""
+    setup.wait(lambda s: all(isinstance(x, dict) and x["health"] == "ok" for x in s)
+               and len({x["view"] for x in s}) == 1, SETTLE_S,
+               "every replica healthy in one view with clients running")  # fmt: skip
+    setup.note("settled")
+
+
 @needs_netns
 def test_baseline(multihost):
     multihost.start_load()
@@ -398,6 +412,7 @@ def test_primary_partitioned_for_10_s(multihost):
     multihost.net.heal(0)
     multihost.note("primary healed")
     _sleep(8)
+    settle(multihost)
     check_after(multihost, multihost.stop_load(), view_change=True)
 
 
@@ -414,6 +429,7 @@ def test_primary_one_way_partition(multihost, direction):
     multihost.net.heal(0)
     multihost.note("primary healed")
     _sleep(6)
+    settle(multihost)
     check_after(multihost, multihost.stop_load(), view_change=True)
 
 
@@ -429,6 +445,7 @@ def test_flapping_backup_link(multihost):
         _sleep(1)
     multihost.note("flapping over")
     _sleep(4)
+    settle(multihost)
     check_after(multihost, multihost.stop_load(), view_change=False, lone_view_change=2)
 
 
@@ -468,5 +485,6 @@ def test_kill_9(multihost, victim):
     multihost.cluster.start(victim)
     multihost.note(f"replica {victim} restarted")
     _sleep(6)
+    settle(multihost)
     check_after(multihost, multihost.stop_load(), view_change=victim == 0,
                 lone_view_change=victim)  # fmt: skip
