@@ -7,6 +7,7 @@ stash and cache in the core is bounded by a field here.
 
 from __future__ import annotations
 
+import hashlib
 import tomllib
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any, Iterable
@@ -21,6 +22,9 @@ PUBLIC_KEY_BYTES = 32
 #: A batch larger than this would make one PRE-PREPARE (and its verification) a stall.
 BATCH_SIZE_CEILING = 10_000
 PORT_MAX = 65_535
+#: Without a configured `metrics_port`, a replica's metrics endpoint listens on its replica
+#: port plus this (the convention of `pbft keygen` and `pbft cluster`).
+METRICS_PORT_OFFSET = 1000
 
 
 class ConfigError(ValueError):
@@ -29,12 +33,32 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class ReplicaInfo:
-    """One replica: its id (0 .. n-1), Ed25519 public key, and listening address."""
+    """One replica: its id (0 .. n-1), Ed25519 public key, listening address, and where its
+    metrics endpoint (`/metrics`, `/status`) answers.
+
+    `metrics_host` None: the replica's `host`; `metrics_port` None: `port` +
+    `METRICS_PORT_OFFSET` (none at all when `port` is 0, a port picked at start, or when
+    that sum is not a port). Operators on other hosts (`pbft status`) use this address, so on
+    a multi-host cluster it must be one they can reach (`pbft keygen --hosts` writes it).
+    Validation (in `ClusterConfig`): a non-empty metrics_host, a metrics_port in 1..65535,
+    and an endpoint other than the replica's own address, else ConfigError."""
 
     id: int
     public_key: bytes
     host: str = "127.0.0.1"
     port: int = 0
+    metrics_host: str | None = None
+    metrics_port: int | None = None
+
+    def metrics_address(self) -> tuple[str, int] | None:
+        """(host, port) of the replica's metrics endpoint as configured, or None when neither
+        a metrics port nor a usable replica port is configured."""
+        host = self.metrics_host if self.metrics_host is not None else self.host
+        if self.metrics_port is not None:
+            return host, self.metrics_port
+        if self.port and self.port + METRICS_PORT_OFFSET <= PORT_MAX:
+            return host, self.port + METRICS_PORT_OFFSET
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,6 +207,19 @@ class ClusterConfig:
         return self.replicas[replica_id].public_key
 
     @property
+    def cluster_id(self) -> str:
+        """A name for this cluster that every replica and operator computes alike: the hex
+        SHA-256 of what defines it (each replica's id and public key, every bound, the
+        admitted clients), not of where replicas listen, which may be written differently on
+        each host (0.0.0.0 on the replica, its address elsewhere). `/status` carries it, so
+        `pbft status` can tell a replica of another cluster on the same address."""
+        parts = [f"n={self.n}"]
+        parts += [f"replica {r.id} {r.public_key.hex()}" for r in self.replicas]
+        parts += [f"{name}={getattr(self, name)}" for name in BOUND_NAMES]
+        parts += [f"client {key.hex()}" for key in self.clients]
+        return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+    @property
     def client_capacity(self) -> int:
         """N8': how many clients the reply cache holds: the admitted clients when they are
         listed (the cache never needs more), `client_table_max` under open admission."""
@@ -195,7 +232,7 @@ _NOT_BOUNDS = ("replicas", "clients")
 BOUND_NAMES: tuple[str, ...] = tuple(
     f.name for f in fields(ClusterConfig) if f.name not in _NOT_BOUNDS
 )
-_REPLICA_KEYS = ("id", "public_key", "host", "port")
+_REPLICA_KEYS = ("id", "public_key", "host", "port", "metrics_host", "metrics_port")
 
 
 def _is_int(value: object) -> bool:
@@ -243,12 +280,27 @@ def _check_replicas(replicas: tuple[ReplicaInfo, ...]) -> None:
             raise ConfigError(
                 f"{where}.port must be an integer in 0..{PORT_MAX}, got {replica.port!r}"
             )
+        _check_metrics_address(where, replica)
     # Ids are positions: the primary of view v is replicas[v mod n].
     for index, replica in enumerate(replicas):
         if replica.id != index:
             raise ConfigError(
                 f"replicas[{index}] has id {replica.id}: replica ids must be 0..{n - 1} in order"
             )
+
+
+def _check_metrics_address(where: str, replica: ReplicaInfo) -> None:
+    host, port = replica.metrics_host, replica.metrics_port
+    if host is not None and (not isinstance(host, str) or not host):
+        raise ConfigError(f"{where}.metrics_host must be a non-empty string, got {host!r}")
+    if port is not None and (not _is_int(port) or not 1 <= port <= PORT_MAX):
+        # 0 ("any free port") would be an address nobody can find: status asks this one.
+        raise ConfigError(f"{where}.metrics_port must be an integer in 1..{PORT_MAX}, got {port!r}")
+    address = replica.metrics_address()
+    if address is not None and address == (replica.host, replica.port):
+        raise ConfigError(
+            f"{where}: the metrics endpoint {address[0]}:{address[1]} is the replica's own address"
+        )
 
 
 #: Bounds that may be 0 (a delay that can be switched off); every other bound is positive.
@@ -364,7 +416,7 @@ def loads(text: str) -> ClusterConfig:
     defaults), an optional `f`, which must equal (n - 1) // 3, an optional `clients` array of
     admitted client keys (64 hex digits each; absent or empty: open admission), and one
     `[[replicas]]` table per replica with `id`, `public_key` (64 hex digits), and optional
-    `host` and `port`.
+    `host`, `port`, `metrics_host` and `metrics_port` (see `ReplicaInfo`).
     Raises ConfigError on TOML syntax errors, unknown keys (typos are never ignored), wrong
     types and invalid values; the message names the key.
     """
@@ -396,11 +448,19 @@ def dumps(config: ClusterConfig) -> str:
     for name in BOUND_NAMES:
         document[name] = getattr(config, name)
     document["clients"] = [key.hex() for key in config.clients]
-    document["replicas"] = [
-        {"id": r.id, "public_key": r.public_key.hex(), "host": r.host, "port": r.port}
-        for r in config.replicas
-    ]
+    document["replicas"] = [_replica_table(r) for r in config.replicas]
     return tomli_w.dumps(document)
+
+
+def _replica_table(replica: ReplicaInfo) -> dict[str, Any]:
+    table: dict[str, Any] = {"id": replica.id, "public_key": replica.public_key.hex(),
+                             "host": replica.host, "port": replica.port}  # fmt: skip
+    # TOML has no null: an unset metrics address is an absent key.
+    if replica.metrics_host is not None:
+        table["metrics_host"] = replica.metrics_host
+    if replica.metrics_port is not None:
+        table["metrics_port"] = replica.metrics_port
+    return table
 
 
 def dump(config: ClusterConfig, path: str | PathLike[str]) -> None:
@@ -482,4 +542,15 @@ def _replica_from_table(index: int, table: object) -> ReplicaInfo:
     port = table.get("port", 0)
     if not _is_int(port):
         raise ConfigError(f"{where}.port must be an integer, got {type(port).__name__}")
-    return ReplicaInfo(id=replica_id, public_key=public_key, host=host, port=port)
+    metrics_host = table.get("metrics_host")
+    if metrics_host is not None and not isinstance(metrics_host, str):
+        raise ConfigError(
+            f"{where}.metrics_host must be a string, got {type(metrics_host).__name__}"
+        )
+    metrics_port = table.get("metrics_port")
+    if metrics_port is not None and not _is_int(metrics_port):
+        raise ConfigError(
+            f"{where}.metrics_port must be an integer, got {type(metrics_port).__name__}"
+        )
+    return ReplicaInfo(id=replica_id, public_key=public_key, host=host, port=port,
+                       metrics_host=metrics_host, metrics_port=metrics_port)  # fmt: skip

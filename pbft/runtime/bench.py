@@ -39,6 +39,7 @@ from pbft.messages import Reply, Request
 
 from ._errors import unwrap_single_error
 from .client import ClientError, connect, percentile
+from .metrics import fetch
 from .transport import Peer, Transport
 
 __all__ = ["BenchmarkApp", "bench_operation", "run_bench"]
@@ -294,6 +295,8 @@ def run_bench(args: argparse.Namespace) -> int:
     clients = args.clients
     if clients < 1 or args.duration <= 0:
         raise ValueError("--clients must be at least 1 and --duration positive")
+    if getattr(args, "config", None):
+        return _bench_existing(args, wanted)
     with tempfile.TemporaryDirectory(prefix="pbft-bench-", dir=args.dir) as tmp:
         directory = Path(tmp)
         files = generate_cluster(directory / "cluster", replicas=4, clients=clients)
@@ -344,14 +347,86 @@ def run_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _committed(cluster) -> tuple[int, int]:
-    """(requests, batches) committed so far at replica 1 (a backup in view 0)."""
+def _bench_existing(args: argparse.Namespace, wanted: list[str]) -> int:
+    """`pbft bench --config FILE`: the replicated rows against the running cluster of FILE,
+    from this host, with the client keys of --client-keys (default: keys/ beside FILE; with
+    open admission and no key files, fresh keys). The unreplicated rows need a local server
+    and are refused; CPU per request is measured for the client only (the servers are not
+    this host's processes). Raises ValueError for unusable arguments, ConfigError for an
+    invalid configuration."""
+    from pbft import config as config_module
+
+    from .cluster import metrics_address_of
+
+    config = config_module.load(args.config)
+    if args.only is None:
+        wanted = [name for name in wanted if not name.startswith("unreplicated")]
+    elif any(name.startswith("unreplicated") for name in wanted):
+        raise ValueError("--config: the unreplicated rows run a local server; leave them out")
+    key_dir = Path(args.client_keys) if args.client_keys else Path(args.config).parent / "keys"
+    key_paths = sorted(key_dir.glob("client-*.key"), key=lambda p: int(p.stem.split("-")[1]))
+    signers = [read_key_file(path) for path in key_paths[:args.clients]]
+    if len(signers) < args.clients:
+        if config.clients:
+            raise ValueError(f"--clients {args.clients}: {key_dir} holds {len(signers)} client "
+                             "keys and the cluster admits only its listed clients")  # fmt: skip
+        signers += [Ed25519Signer.generate() for _ in range(args.clients - len(signers))]
+    print(f"pbft bench: the running cluster of {args.config} (n = {config.n}), "
+          f"{len(signers)} closed-loop clients, {args.duration:g} s per row after "
+          f"{WARMUP_S:g} s warm-up", flush=True)  # fmt: skip
+    rows: list[Row] = []
+
+    async def committed() -> tuple[int, int] | None:
+        """(requests, batches) committed at the first backup that answers, None if none."""
+        for info in config.replicas:
+            try:
+                host, port = metrics_address_of(info)
+                status = json.loads(await fetch(host, port, "/status"))
+                if status.get("primary") == info.id:
+                    continue
+                return _committed_counts((await fetch(host, port, "/metrics")).decode())
+            except (OSError, ValueError, KeyError, trio.TooSlowError):
+                continue
+        return None
+
+    async def run() -> None:
+        for name in wanted:
+            if name == "single_client":
+                kind, a, r, group = "ordered", 0, 0, signers[:1]
+            else:
+                kind, a, r = name.rsplit("_", 2)
+                a, r, group = int(a), int(r), signers
+            before = await committed()
+            row = await measure_replicated(
+                config, group, read_only=kind == "read_only", argument_kb=a, result_kb=r,
+                duration_s=args.duration, name=name, server_pids=[],
+            )  # fmt: skip
+            row.server_cpu_s = math.nan
+            after = await committed()
+            if before and after and after[1] > before[1]:
+                row.batch_size_mean = (after[0] - before[0]) / (after[1] - before[1])
+            rows.append(row)
+            _print_row(row)
+
+    with unwrap_single_error():
+        trio.run(run)
+    _print_table(rows)
+    print(json.dumps(_summary(rows, len(signers), args.duration)))
+    return 0
+
+
+def _committed_counts(metrics_text: str) -> tuple[int, int]:
     values = {}
-    for line in (await cluster.metrics(1)).splitlines():
+    for line in metrics_text.splitlines():
         name, _, value = line.partition(" ")
         if name in ("pbft_requests_committed_total", "pbft_batches_committed_total"):
             values[name] = int(float(value))
     return values["pbft_requests_committed_total"], values["pbft_batches_committed_total"]
+
+
+async def _committed(cluster) -> tuple[int, int]:
+    """(requests, batches) committed so far at replica 1 (a backup in view 0)."""
+    return _committed_counts(await cluster.metrics(1))
 
 
 async def _run_baseline(directory: Path, names: list[str], signers, duration_s: float,

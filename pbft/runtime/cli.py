@@ -1,12 +1,13 @@
 """The `pbft` command: keys and configuration, replica processes, local clusters, status, bench.
 
     pbft keygen  --replicas 4 --clients N --out DIR       configuration (admitting just these
-                 [--open-admission]                       clients) + key files (mode 0600)
+                 [--open-admission] [--hosts a,b,c,d]     clients) + key files (mode 0600)
     pbft replica --config FILE --id N --key FILE --data DIR
     pbft cluster --replicas 4 [--dir DIR]                 a local cluster until Ctrl-C / SIGTERM
     pbft status  --config FILE                            each replica's progress, lag, state
                                                           digest and health
     pbft bench   [--duration S] [--clients N]             the PBFT paper's micro-benchmarks
+                 [--config FILE]                          (on a running cluster)
 
 Exit codes: 0 success, 1 a runtime failure (storage corrupt, replica unreachable, ...), 2 bad
 usage or configuration. Errors are one line on stderr naming what failed.
@@ -31,7 +32,7 @@ from pbft.app import KeyValueStore, StateMachine
 from pbft.config import BOUND_NAMES, ConfigError
 from pbft.ed25519 import KeyFileError, read_key_file
 
-__all__ = ["JsonFormatter", "cluster_health", "load_app", "main"]
+__all__ = ["JsonFormatter", "check_identity", "cluster_health", "divergent", "load_app", "main"]
 
 log = logging.getLogger("pbft.runtime.cli")
 
@@ -111,8 +112,9 @@ def _parse_bounds(items: list[str]) -> dict[str, int]:
 
 
 def cmd_keygen(args: argparse.Namespace) -> int:
-    from .cluster import generate_cluster
+    from .cluster import generate_cluster, parse_hosts
 
+    hosts = parse_hosts(args.hosts, args.replicas) if args.hosts else None
     out = Path(args.out)
     if (out / "cluster.toml").exists():
         print(f"pbft keygen: {out / 'cluster.toml'} exists; choose another --out", file=sys.stderr)
@@ -120,12 +122,14 @@ def cmd_keygen(args: argparse.Namespace) -> int:
     files = generate_cluster(
         out, replicas=args.replicas, clients=args.clients, host=args.host,
         base_port=args.base_port, bounds=_parse_bounds(args.set),
-        admit_clients=not args.open_admission,
+        admit_clients=not args.open_admission, hosts=hosts,
     )  # fmt: skip
     config = files.config
     print(f"wrote {files.config_path} (n = {config.n}, f = {config.f})")
     for info, path in zip(config.replicas, files.replica_keys):
-        print(f"  replica {info.id}: {info.host}:{info.port}  key {path}")
+        metrics = info.metrics_address()
+        where = f"  metrics {metrics[0]}:{metrics[1]}" if metrics and hosts else ""
+        print(f"  replica {info.id}: {info.host}:{info.port}{where}  key {path}")
     admission = (f"the only {len(config.clients)} admitted" if config.clients
                  else "open admission: any key is a client")  # fmt: skip
     print(f"  {len(files.client_keys)} client keys in {out / 'keys'} ({admission})")
@@ -137,7 +141,6 @@ def cmd_keygen(args: argparse.Namespace) -> int:
 
 def cmd_replica(args: argparse.Namespace) -> int:
     from ._errors import unwrap_single_error
-    from .cluster import METRICS_PORT_OFFSET
     from .node import NodeSettings, serve_replica
     from .storage import StorageError
     from .transport import TransportSettings
@@ -153,15 +156,21 @@ def cmd_replica(args: argparse.Namespace) -> int:
             f"is configured with {config.public_key(args.id).hex()[:16]}…"
         )
     app = load_app(args.app)
-    info = config.replicas[args.id]
+    # The metrics endpoint listens where the configuration says (`pbft status` asks there),
+    # unless told otherwise: --metrics-host 0.0.0.0 listens on every interface of the host.
+    configured = config.replicas[args.id].metrics_address()
+    metrics_host = configured[0] if configured else "127.0.0.1"
+    if args.metrics_host is not None:
+        metrics_host = args.metrics_host
     if args.no_metrics:
         metrics_port = None
     elif args.metrics_port is not None:
         metrics_port = args.metrics_port
     else:
-        metrics_port = info.port + METRICS_PORT_OFFSET if info.port else 0
+        metrics_port = configured[1] if configured else 0
     settings = NodeSettings(
         tick_interval_ms=args.tick_ms,
+        metrics_host=metrics_host,
         metrics_port=metrics_port,
         health_behind_max=args.health_behind_max,
         storage_synchronous=args.synchronous,
@@ -302,7 +311,7 @@ def cmd_cluster(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from .cluster import metrics_port_of, wait_status
+    from .cluster import metrics_address_of, metrics_port_of, wait_status
 
     config = config_module.load(args.config)
 
@@ -311,14 +320,16 @@ def cmd_status(args: argparse.Namespace) -> int:
 
         async def one(replica_id: int) -> None:
             info = config.replicas[replica_id]
-            host = args.metrics_host or ("127.0.0.1" if info.host in ("0.0.0.0", "::")
-                                         else info.host)  # fmt: skip
+            host, port = metrics_address_of(info)
+            if args.metrics_offset is not None:
+                port = metrics_port_of(info, args.metrics_offset)
+            host = args.metrics_host or host
             try:
-                results[replica_id] = await wait_status(
-                    host, metrics_port_of(info, args.metrics_offset), args.timeout
-                )
+                answer = await wait_status(host, port, args.timeout)
             except (OSError, ValueError, trio.TooSlowError) as e:
                 results[replica_id] = f"unreachable ({type(e).__name__}: {e})"
+                return
+            results[replica_id] = check_identity(answer, replica_id, config)
 
         async with trio.open_nursery() as nursery:
             for replica_id in range(config.n):
@@ -354,13 +365,46 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0 if healthy >= config.quorum else 1
 
 
+#: /status fields `pbft status` reads; an answer without them is not a replica's.
+_STATUS_FIELDS = {
+    "replica": int, "public_key": str, "cluster_id": str, "view": int, "primary": int,
+    "last_executed": int, "low_watermark": int, "behind": int, "behind_max": int,
+    "recovering": bool, "state_digest": str, "committed_requests": int,
+    "connected_peers": list, "health": str,
+}  # fmt: skip
+
+
+def check_identity(answer: object, replica_id: int, config: config_module.ClusterConfig
+                   ) -> dict | str:  # fmt: skip
+    """`answer` (the /status object read at replica `replica_id`'s metrics address) if it is
+    that replica of this cluster; else a one-line health saying what answered instead:
+    `bad answer` (not a /status object with the fields `pbft status` reads), `other cluster`
+    (a cluster_id other than `config.cluster_id`: another cluster's replica, or this one's
+    configuration changed), `wrong replica` (another replica id or public key: two replicas
+    share a metrics address, e.g. a configuration with the same one for every host)."""
+    if not isinstance(answer, dict):
+        return "bad answer (not a JSON object)"
+    for name, kind in _STATUS_FIELDS.items():
+        value = answer.get(name)
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            return f"bad answer ({name} missing or not {kind.__name__})"
+    if answer["cluster_id"] != config.cluster_id:
+        return f"other cluster (cluster id {answer['cluster_id'][:16]}…)"
+    expected_key = config.public_key(replica_id).hex()
+    if answer["replica"] != replica_id or answer["public_key"] != expected_key:
+        return (f"wrong replica (answered as replica {answer['replica']}, key "
+                f"{answer['public_key'][:16]}…)")  # fmt: skip
+    return answer
+
+
 def cluster_health(results: list[dict | str]) -> list[tuple[str, int | None]]:
     """Each replica's (health, sequence numbers behind) as `pbft status` judges them from every
-    replica's /status object (a str: the replica did not answer, and that is its health; None
-    behind). Behind is the larger of what the replica knows and how far the replica that
-    executed most is ahead of it: a replica that has not heard from the others lately (just
-    restarted, or cut off) does not know how far behind it is. Its "ok" becomes "behind"
-    beyond its `behind_max`."""
+    replica's /status object (a str: the replica did not answer, or not as itself, and that is
+    its health; None behind). Behind is the larger of what the replica knows and how far the
+    replica that executed most is ahead of it: a replica that has not heard from the others
+    lately (just restarted, or cut off) does not know how far behind it is. Its "ok" becomes
+    "behind" beyond its `behind_max`; a replica whose state digest differs from the others' at
+    the same sequence number (`divergent`) is "DIVERGED", whatever it says of itself."""
     executed = [r["last_executed"] for r in results if isinstance(r, dict)]
     highest = max(executed, default=0)
     judged: list[tuple[str, int | None]] = []
@@ -373,7 +417,33 @@ def cluster_health(results: list[dict | str]) -> list[tuple[str, int | None]]:
         if health == "ok" and behind > result["behind_max"]:
             health = "behind"
         judged.append((health, behind))
+    for index in divergent(results):
+        result = results[index]
+        assert isinstance(result, dict)
+        judged[index] = (f"DIVERGED (state digest differs at {result['last_executed']})",
+                         judged[index][1])  # fmt: skip
     return judged
+
+
+def divergent(results: list[dict | str]) -> set[int]:
+    """The replicas whose state digest differs from the others' at the same `last_executed`
+    (correct replicas at one sequence number have one state, C1): in each group of replicas
+    at one sequence number, those outside the largest set agreeing on a digest, or all of
+    them when no set is largest. Replicas at different sequence numbers are not compared."""
+    groups: dict[int, dict[str, list[int]]] = {}
+    for index, result in enumerate(results):
+        if isinstance(result, dict) and "state_digest" in result:
+            by_digest = groups.setdefault(result["last_executed"], {})
+            by_digest.setdefault(result["state_digest"], []).append(index)
+    flagged: set[int] = set()
+    for by_digest in groups.values():
+        if len(by_digest) < 2:
+            continue
+        sizes = sorted((len(members) for members in by_digest.values()), reverse=True)
+        for members in by_digest.values():
+            if len(members) < sizes[0] or sizes[0] == sizes[1]:
+                flagged.update(members)
+    return flagged
 
 
 # ---------------------------------------------------------------------------- bench
@@ -405,6 +475,10 @@ def build_parser() -> argparse.ArgumentParser:
     keygen.add_argument("--clients", type=int, default=1)
     keygen.add_argument("--out", required=True, help="directory to write into")
     keygen.add_argument("--host", default="127.0.0.1", help="the replicas' address")
+    keygen.add_argument("--hosts", default=None, metavar="A,B,C,D",
+                        help="one address per replica (host or host:port; replicas on "
+                             "separate machines): replica i listens there on base-port + i, "
+                             "its metrics on that port + 1000")
     keygen.add_argument("--base-port", type=int, default=7000,
                         help="replica i listens on base-port + i (metrics: + 1000)")
     keygen.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
@@ -419,8 +493,12 @@ def build_parser() -> argparse.ArgumentParser:
     replica.add_argument("--data", required=True, help="the replica's storage directory")
     replica.add_argument("--host", default=None, help="listen address (default: configured)")
     replica.add_argument("--port", type=int, default=None, help="listen port (default: configured)")
+    replica.add_argument("--metrics-host", default=None,
+                         help="metrics listen address, e.g. 0.0.0.0 (default: the configured "
+                              "metrics_host, else the replica's host)")
     replica.add_argument("--metrics-port", type=int, default=None,
-                         help="metrics endpoint on 127.0.0.1 (default: port + 1000)")
+                         help="metrics port (default: the configured metrics_port, else "
+                              "port + 1000)")
     replica.add_argument("--no-metrics", action="store_true")
     replica.add_argument("--app", default="kv", help="kv, bench or module:callable")
     replica.add_argument("--tick-ms", type=int, default=10)
@@ -465,8 +543,11 @@ def build_parser() -> argparse.ArgumentParser:
     status = commands.add_parser("status",
                                  help="each replica's progress, lag, state digest and health")
     status.add_argument("--config", required=True)
-    status.add_argument("--metrics-offset", type=int, default=1000)
-    status.add_argument("--metrics-host", default=None)
+    status.add_argument("--metrics-offset", type=int, default=None,
+                        help="ask port + this (default: each replica's configured metrics "
+                             "address)")
+    status.add_argument("--metrics-host", default=None,
+                        help="ask this host for every replica (default: the configured ones)")
     status.add_argument("--timeout", type=float, default=2.0)
     status.add_argument("--json", action="store_true")
     status.set_defaults(handler=cmd_status)
@@ -475,6 +556,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--duration", type=float, default=5.0, help="seconds per measurement")
     bench.add_argument("--clients", type=int, default=100, help="closed-loop clients")
     bench.add_argument("--dir", default=None, help="work directory (default: a temp dir)")
+    bench.add_argument("--config", default=None,
+                       help="measure the running cluster of this configuration instead of "
+                            "starting one (client keys: --client-keys, else keys/client-*.key "
+                            "beside it; its replicas should run --app bench)")
+    bench.add_argument("--client-keys", default=None,
+                       help="with --config: the directory of the admitted clients' key files")
     bench.add_argument("--only", default=None,
                        help="comma-separated rows to run, e.g. ordered_0_0,single_client")
     bench.add_argument("--synchronous", default="FULL", choices=["FULL", "NORMAL"],

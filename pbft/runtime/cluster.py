@@ -7,8 +7,11 @@ runs `python -m pbft.runtime.cli replica ...` processes for such a directory: st
 signal, SIGKILL included), restart, and stop them all; it is what `pbft cluster`, `pbft bench`
 and the process tests use.
 
-Ports: replica i listens on its configured port; its metrics endpoint (plain HTTP, 127.0.0.1)
-on that port + `METRICS_PORT_OFFSET`, the convention `pbft status` relies on.
+Addresses: replica i listens on its configured host and port; its metrics endpoint (plain
+HTTP) on its configured metrics address (`ReplicaInfo.metrics_address`: by default the same
+host, port + `METRICS_PORT_OFFSET`), which is where `pbft status` asks. With `hosts`
+(`pbft keygen --hosts a,b,c,d`) each replica gets its own host, so a configuration for
+replicas on separate machines needs no editing.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Self
@@ -29,7 +32,7 @@ from typing import Self
 import trio
 
 from pbft import config as config_module
-from pbft.config import ClusterConfig, ReplicaInfo
+from pbft.config import METRICS_PORT_OFFSET, ClusterConfig, ConfigError, ReplicaInfo
 from pbft.ed25519 import Ed25519Signer, read_key_file, write_key_file
 
 from .metrics import fetch
@@ -40,17 +43,69 @@ __all__ = [
     "LocalCluster",
     "free_ports",
     "generate_cluster",
+    "metrics_address_of",
     "metrics_port_of",
+    "parse_hosts",
     "wait_status",
 ]
 
-#: A replica's metrics endpoint listens on its replica port plus this.
-METRICS_PORT_OFFSET = 1000
 CONFIG_NAME = "cluster.toml"
+#: Addresses that mean "every interface" to a listener; to reach one, ask the loopback.
+WILDCARD_HOSTS = ("0.0.0.0", "::", "")
 
 
-def metrics_port_of(info: ReplicaInfo, offset: int = METRICS_PORT_OFFSET) -> int:
-    return info.port + offset
+def metrics_port_of(info: ReplicaInfo, offset: int | None = None) -> int:
+    """The replica's configured metrics port (`ReplicaInfo.metrics_address`), or with `offset`
+    its port + offset (`pbft status --metrics-offset`). Raises ConfigError if it has none."""
+    if offset is not None:
+        return info.port + offset
+    return metrics_address_of(info)[1]
+
+
+def metrics_address_of(info: ReplicaInfo) -> tuple[str, int]:
+    """Where to ask replica `info` for /status from here: its configured metrics address,
+    with a wildcard listen address replaced by the loopback. Raises ConfigError when the
+    configuration gives it none (port 0 and no metrics_port)."""
+    address = info.metrics_address()
+    if address is None:
+        raise ConfigError(
+            f"replica {info.id} has no metrics address in the configuration (port 0 and no "
+            "metrics_port)"
+        )
+    host, port = address
+    return ("127.0.0.1" if host in WILDCARD_HOSTS else host), port
+
+
+def parse_hosts(text: str, replicas: int | None = None) -> list[tuple[str, int | None]]:
+    """`a,b,c,d` (`pbft keygen --hosts`): one `host` or `host:port` per replica (IPv6 in
+    brackets: `[::1]:7000`). Raises ConfigError on an empty entry, a bad port, or (given
+    `replicas`) a count that differs."""
+    entries: list[tuple[str, int | None]] = []
+    for index, item in enumerate(text.split(",")):
+        item = item.strip()
+        host, port_text = item, None
+        if item.startswith("["):
+            closing = item.find("]")
+            if closing < 0:
+                raise ConfigError(f"--hosts entry {index} {item!r}: unclosed [")
+            host, rest = item[1:closing], item[closing + 1 :]
+            if rest:
+                if not rest.startswith(":"):
+                    raise ConfigError(f"--hosts entry {index} {item!r}: expected [host]:port")
+                port_text = rest[1:]
+        elif item.count(":") == 1:
+            host, port_text = item.split(":")
+        if not host:
+            raise ConfigError(f"--hosts entry {index} is empty ({text!r})")
+        port = None
+        if port_text is not None:
+            if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+                raise ConfigError(f"--hosts entry {index} {item!r}: port must be 1..65535")
+            port = int(port_text)
+        entries.append((host, port))
+    if replicas is not None and len(entries) != replicas:
+        raise ConfigError(f"--hosts lists {len(entries)} addresses for {replicas} replicas")
+    return entries
 
 
 def free_ports(count: int, host: str = "127.0.0.1", *, with_offset: int | None = None) -> list[int]:
@@ -118,11 +173,15 @@ def generate_cluster(
     base_port: int | None = None,
     bounds: dict[str, int] | None = None,
     admit_clients: bool = True,
+    hosts: Sequence[tuple[str, int | None]] | None = None,
 ) -> ClusterFiles:
     """Write a configuration for `replicas` replicas on `host` and key files for them and for
     `clients` clients into `directory` (created; existing key files are never overwritten:
     FileExistsError). Ports are base_port, base_port + 1, ... or, without `base_port`, free
     ports (with their metrics ports free too). `bounds` override configuration defaults.
+    `hosts` (see `parse_hosts`): replica i on hosts[i] instead, at the port given there or
+    base_port + i (7000 + i without base_port: free ports here say nothing of another host),
+    with its metrics endpoint written out as that host, port + METRICS_PORT_OFFSET.
     With `admit_clients` the configuration lists the clients' keys and the replicas serve no
     other (N8'); without it, or with no clients, it lists none: open admission, or admission
     by the application (e.g. `tradeapp.service:ledger` serves its participants).
@@ -131,7 +190,14 @@ def generate_cluster(
     directory.mkdir(parents=True, exist_ok=True)
     keys = directory / "keys"
     keys.mkdir(mode=0o700, exist_ok=True)
-    if base_port is None:
+    metrics: list[tuple[str | None, int | None]] = [(None, None)] * replicas
+    if hosts is not None:
+        if len(hosts) != replicas:
+            raise ConfigError(f"{len(hosts)} hosts for {replicas} replicas")
+        first = 7000 if base_port is None else base_port
+        ports = [port if port is not None else first + i for i, (_, port) in enumerate(hosts)]
+        metrics = [(h, p + METRICS_PORT_OFFSET) for (h, _), p in zip(hosts, ports)]
+    elif base_port is None:
         ports = free_ports(replicas, host if host != "0.0.0.0" else "127.0.0.1",
                            with_offset=METRICS_PORT_OFFSET)  # fmt: skip
     else:
@@ -139,7 +205,11 @@ def generate_cluster(
     signers = [Ed25519Signer.generate() for _ in range(replicas)]
     client_signers = [Ed25519Signer.generate() for _ in range(clients)]
     config = ClusterConfig.create(
-        [ReplicaInfo(i, s.public_key, host, ports[i]) for i, s in enumerate(signers)],
+        [
+            ReplicaInfo(i, s.public_key, hosts[i][0] if hosts else host, ports[i],
+                        metrics_host=metrics[i][0], metrics_port=metrics[i][1])
+            for i, s in enumerate(signers)
+        ],  # fmt: skip
         clients=[s.public_key for s in client_signers] if admit_clients else [],
         **(bounds or {}),
     )
@@ -190,7 +260,9 @@ class LocalCluster:
     `wait_ready_blocking(i)` elsewhere (fixtures shared by several trio tests).
 
     `replica_args` are extra arguments for every `pbft replica` command (e.g. `["--app",
-    "bench"]`). Each replica writes its log (JSON lines) to `files.log_path(i)`.
+    "bench"]`). Each replica writes its log (JSON lines) to `files.log_path(i)`. `wrap(i)`
+    is put before replica i's command (e.g. `["ip", "netns", "exec", "host-i"]`: each replica
+    on its own network host); it must exec the command, so that signals reach the replica.
     """
 
     def __init__(
@@ -200,8 +272,10 @@ class LocalCluster:
         replica_args: Sequence[str] = (),
         python: str = sys.executable,
         log_level: str = "INFO",
+        wrap: Callable[[int], Sequence[str]] | None = None,
     ) -> None:
         self.files = files
+        self._wrap = wrap
         self.config = files.config
         self._replica_args = list(replica_args)
         self._python = python
@@ -223,6 +297,7 @@ class LocalCluster:
     def command(self, replica_id: int) -> list[str]:
         files = self.files
         return [
+            *(self._wrap(replica_id) if self._wrap is not None else ()),
             self._python, "-m", "pbft.runtime.cli", "replica",
             "--config", str(files.config_path),
             "--id", str(replica_id),
@@ -293,7 +368,7 @@ class LocalCluster:
             time.sleep(0.05)
 
     def metrics_address(self, replica_id: int) -> tuple[str, int]:
-        return "127.0.0.1", metrics_port_of(self.config.replicas[replica_id])
+        return metrics_address_of(self.config.replicas[replica_id])
 
     async def status(self, replica_id: int, timeout_s: float = 2.0) -> dict | None:
         """Replica `replica_id`'s /status, or None if it does not answer."""

@@ -570,6 +570,10 @@ class ReplicaNode:
         status = replica.status()
         return {
             "replica": self.id,
+            # Who answers, and for which cluster: `pbft status` checks both against its
+            # configuration, so a wrong address (another replica's, another cluster's) shows.
+            "public_key": self.config.public_key(self.id).hex(),
+            "cluster_id": self.config.cluster_id,
             "view": status.view,
             "view_active": replica.view_active,
             "primary": status.primary,
