@@ -138,3 +138,33 @@ def test_v5_prime_a_primary_that_left_its_own_view_does_not_return_to_follow_it(
     cluster.settle(5_000)
     assert all(r.view == 1 and r.view_active for r in cluster.replicas)
     assert len(cluster.results[client.client]) == 2
+
+
+def test_v5_prime_a_replica_two_views_ahead_alone_follows_the_view_installed_without_it():
+    """V5' (found by the multi-host suite, a one-way partition): cut off, replica 3 asks for
+    view 1 and then view 2 alone, while the others install view 1 without it. Healed, it sees
+    2f + 1 others working in view 1, asks for that view's NEW-VIEW (it never received it) and
+    follows view 1, instead of staying in its view change for good."""
+    cluster, cut, sent = _cluster()
+    client = cluster.add_client("a")
+    cluster.submit(client, kv_put("k", b"0"))
+    cluster.run()
+    for r in (0, 1, 2):
+        cluster.replicas[r]._start_view_change(1)
+    cluster.settle(500)
+    assert all(cluster.replicas[r].view == 1 and cluster.replicas[r].view_active
+               for r in (0, 1, 2))
+    lone = cluster.replicas[CUT]
+    lone._start_view_change(1)
+    lone._start_view_change(2)
+    cluster.run()
+    cut["on"] = False
+    for i in range(1, 4):
+        cluster.submit(client, kv_put("k", b"%d" % i))
+        cluster.run()
+    cluster.settle(3_000)
+    assert (lone.view, lone.view_active, lone.following) == (1, True, True)
+    assert lone.last_executed == cluster.replicas[1].last_executed
+    assert lone.state_digest() == cluster.replicas[1].state_digest()
+    assert all(cluster.replicas[r].view == 1 for r in (0, 1, 2)), "no view change was forced"
+    assert not [m for m in sent if isinstance(m, (Prepare, Commit)) and m.view == 1]

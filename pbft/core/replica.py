@@ -234,11 +234,14 @@ class Replica:
         #: up to n; we send none of ours there. Counted in `votes_withheld`.
         self._withheld: tuple[int, int] | None = None
         self.votes_withheld = 0
-        #: V5': the view we last worked in, its NEW-VIEW, and, during a view change of ours,
-        #: the other replicas seen still working in it; the view we follow without voting.
+        #: V5': the view we last worked in and its NEW-VIEW; during a view change of ours, per
+        #: other replica the highest view below ours (not below the one we left) it was seen
+        #: working in, and the later view whose NEW-VIEW we asked for; the view we follow
+        #: without voting.
         self._left_view = 0
         self._left_new_view: NewView | None = None
-        self._left_view_active: set[int] = set()
+        self._seen_working: dict[int, int] = {}
+        self._rejoining: int | None = None
         self._passive_view: int | None = None
         self.view_changes_abandoned = 0
         #: Votes that arrived once their quorum was complete: not verified, not kept.
@@ -514,6 +517,8 @@ class Replica:
         # Lost VIEW-CHANGEs must not strand a view change: say it again until it ends.
         self._view_change_resend_timer.start(now, self._view_change_retransmit_interval)
         self._send(self._others, self._view_change_messages[self.id])
+        if self._rejoining is not None:
+            self._ask_new_view()
 
     def _on_lagging_timeout(self, now: int) -> None:
         """S1: the batches in flight did not bring us to the proven checkpoint: fetch it."""
@@ -1786,7 +1791,8 @@ class Replica:
         assert new_view > self.view or (new_view == self.view and not self.view_active)
         if self.view_active:
             self._left_view, self._left_new_view = self.view, self._new_view
-        self._left_view_active = set()
+        self._seen_working = {}
+        self._rejoining = None
         self.view = new_view
         self._mode = _VIEW_CHANGE
         self.view_changes_started += 1
@@ -1810,24 +1816,45 @@ class Replica:
         self._try_new_view()
 
     def _note_left_view(self, message: PrePrepare | Prepare | Commit) -> None:
-        """V5': during our view change, a signed message of the view we left. Once 2f + 1
-        other replicas are seen working in it, our view change has no support: return."""
-        if self._mode is not _VIEW_CHANGE or message.view != self._left_view:
+        """V5': during our view change, a signed message of a view below the one we ask for, at
+        least the one we left. Once 2f + 1 other replicas are seen working in one view, our
+        view change has no support: return to that view (the one we left), or ask for its
+        NEW-VIEW (a later one, installed while we were cut off) and follow it from there."""
+        view = message.view
+        if self._mode is not _VIEW_CHANGE or not self._left_view <= view < self.view:
             return
-        if self._left_view % self._n == self.id:
-            # The primary of the view it left would follow it proposing nothing, so that view
-            # could order nothing: it waits for the backups to join its view change instead
-            # (their request timers run on the requests they wait on).
+        if view % self._n == self.id:
+            # The primary of that view would follow it proposing nothing, so that view could
+            # order nothing: it waits for the backups to join its view change instead (their
+            # request timers run on the requests they wait on).
             return
         sender = message.replica
-        active = self._left_view_active
-        if sender in active or sender == self.id or not 0 <= sender < self._n:
+        seen = self._seen_working
+        if sender == self.id or not 0 <= sender < self._n or seen.get(sender, -1) >= view:
             return
         if not self._verify_replica_signature(message):
-            return  # (counted as wrong_view by the caller; at most n - 1 checks per view change)
-        active.add(sender)
-        if len(active) >= self._quorum:
+            return  # (counted as wrong_view by the caller; a check per sender and view at most)
+        seen[sender] = view
+        if sum(1 for v in seen.values() if v == view) < self._quorum:
+            return
+        if view == self._left_view:
             self._return_to_left_view()
+        elif self._rejoining != view:
+            self._rejoining = view
+            self._ask_new_view()
+
+    def _ask_new_view(self) -> None:
+        """V5': ask the others for the NEW-VIEW of `_rejoining` with a VIEW-CHANGE for it (it
+        reports what we hold now, as any VIEW-CHANGE; a replica that installed that view
+        answers with its NEW-VIEW, S1''); asked again at each VIEW-CHANGE retransmission."""
+        assert self._rejoining is not None
+        prepared = tuple(
+            self._prepared_certificates[s] for s in sorted(self._prepared_certificates)
+            if s > self.stable_checkpoint
+        )
+        self._send(self._others, self._sign(ViewChange(
+            self._rejoining, self.stable_checkpoint, self.stable_checkpoint_proof, prepared,
+            self.id, b"")))
 
     def _return_to_left_view(self) -> None:
         """V5': 2f + 1 others work in the view we left, so no view change of ours can gather
@@ -1842,7 +1869,8 @@ class Replica:
         self._passive_view = view
         self._new_view = self._left_new_view
         self._view_change_messages.clear()
-        self._left_view_active = set()
+        self._seen_working = {}
+        self._rejoining = None
         self._view_change_timer.stop()
         self._view_change_resend_timer.stop()
         self.view_changes_abandoned += 1
@@ -1931,7 +1959,9 @@ class Replica:
         self._install_view(new_view)
 
     def _on_new_view(self, message: NewView) -> None:
-        if message.view < self.view or (message.view == self.view and self.view_active):
+        rejoin = self._mode is _VIEW_CHANGE and message.view == self._rejoining
+        if not rejoin and (
+                message.view < self.view or (message.view == self.view and self.view_active)):
             self.dropped["old_new_view"] += 1
             return
         known = self._view_change_messages
@@ -1950,6 +1980,11 @@ class Replica:
                 self._stable_checkpoint_proven(
                     vc.stable_sequence, proof[0].digest, proof, wait=False
                 )
+        if rejoin:
+            # V5': the view 2f + 1 others work in, installed while we were away: follow it,
+            # without voting (as when returning to the view we left).
+            self._passive_view = message.view
+            self.view_changes_abandoned += 1
         self._install_view(message)
 
     def _install_view(self, new_view: NewView) -> None:
@@ -1958,6 +1993,8 @@ class Replica:
         self.view = new_view.view
         self._mode = _NORMAL if self._fetch is None else _FETCHING_STATE
         self._new_view = new_view
+        self._seen_working = {}
+        self._rejoining = None
         self._view_change_timer.stop()
         self._view_change_resend_timer.stop()
         self._persist.append(new_view)
