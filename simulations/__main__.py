@@ -30,7 +30,7 @@ import sys
 import time
 from pathlib import Path
 
-from .engine import RunResult, Violation
+from .results import RunResult, Violation
 from .scenarios import CATALOGUE, run_scenario
 
 REPLAY_DIR = Path("replays")

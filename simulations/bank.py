@@ -31,7 +31,8 @@ from pbft.app import ExecutionContext
 from pbft.codec import packb_canonical
 from pbft.crypto import sha256
 
-from .engine import Simulation, Violation
+from .engine import Simulation
+from .results import Violation
 
 BANK_SNAPSHOT_TAG = "bank/1"
 BANK_MALFORMED = "malformed"

@@ -56,7 +56,7 @@ from pbft.messages import (
     ViewChange,
 )
 
-from .engine import SessionProxy
+from .clients import SessionProxy
 
 Send = list[tuple[tuple, Any]]
 

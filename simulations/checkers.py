@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pbft.app import kv_decode_result
 from pbft.codec import unpackb_canonical
 
-from .engine import Simulation, Violation
+from .engine import Simulation
+from .results import Violation
 from .linearizability import linearizability
 
 __all__ = ["linearizability"]  # re-exported: it runs with the other safety checkers

@@ -1,5 +1,8 @@
-"""The deterministic simulator: a single-threaded discrete-event loop over virtual time that
-drives real `pbft.core` replicas and client sessions through a faulty simulated network.
+"""The deterministic simulator's event loop: a single-threaded discrete-event loop over virtual
+time that drives real `pbft.core` replicas and client sessions through a faulty simulated
+network. Its parts live beside it: the network (`network`), the clients and their workloads
+(`clients`), keys (`keys`), durable records (`storage`), what a run found (`results`), and the
+evidence of each step (`evidence`).
 
 One seeded `random.Random` is the only source of randomness, virtual time the only clock, and a
 heap of (time, sequence, event) the only scheduler; so the same code and seed give the same run,
@@ -12,11 +15,9 @@ import bisect
 import gc
 import hashlib
 import heapq
-import inspect
 import random
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from typing import Any
 
 from pbft.app import StateMachine
@@ -37,8 +38,14 @@ from pbft.messages import (
     ViewChange,
 )
 
-from .cluster import deterministic_signer
+from .clients import (
+    ClientRecord,
+    MakeOperation,
+    RequestMarks,
+    SimClient,
+)
 from .evidence import Evidence
+from .keys import InsecureSigner, InsecureVerifier, ed25519_signer
 from .network import Network, NetworkProfile
 from .storage import SimulatedStorage
 
@@ -83,154 +90,12 @@ SIMULATION_CONFIG: dict[str, int] = {
 #: After the last scheduled action and the last client, replicas get this long to catch up.
 SETTLE_US = 1_000_000
 
-
-#: A real key derived from a label (one derivation for every driver).
-ed25519_signer = deterministic_signer
-
-
-#: The latest signatures InsecureSigner made, by (public key, payload): a verifier checking one
-#: of them compares with it instead of hashing again (it would get the same bytes). Bounded:
-#: cleared when full.
-_issued: dict[tuple[bytes, bytes], bytes] = {}
-_ISSUED_MAX = 4096
-
 #: Messages by which a replica commits itself to one digest for a (view, sequence) (N10).
 _VOTES = frozenset((PrePrepare, Prepare, Commit))
 #: The messages that carry a batch: the only ones whose size grows with what clients send (config
 #: validation bounds every other message a correct replica builds), so the only ones the engine
 #: measures against `frame_bytes_max` (see `Simulation.send`).
 _BATCH_CARRIERS = frozenset((PrePrepare, LoggedBatch))
-
-class InsecureSigner:
-    """A stand-in for Ed25519 that makes long sweeps fast: the "signature" is SHA-512 over key
-    and payload, which anyone can compute. It keeps every protocol check meaningful against
-    replicas that do not forge on purpose; behaviours that forge use wrong keys, which it
-    still rejects. Never use it outside simulation."""
-
-    __slots__ = ("public_key",)
-
-    def __init__(self, label: str) -> None:
-        self.public_key = hashlib.sha256(b"pbft-sim-insecure:" + label.encode()).digest()
-
-    def sign(self, payload: bytes) -> bytes:
-        signature = hashlib.sha512(self.public_key + payload).digest()
-        if len(_issued) >= _ISSUED_MAX:
-            _issued.clear()
-        _issued[(self.public_key, payload)] = signature
-        return signature
-
-
-class InsecureVerifier:
-    """Accepts exactly SHA-512(public key + payload): a signature made with another key, or
-    over other bytes, or altered, is refused."""
-
-    __slots__ = ()
-
-    def verify(self, public_key: bytes, payload: bytes, signature: bytes) -> bool:
-        expected = _issued.get((public_key, payload))
-        if expected is None:
-            expected = hashlib.sha512(public_key + payload).digest()
-        return expected == signature
-
-
-#: What a workload's `make_operation(client_index, i, rng)` returns: the operation, or the
-#: operation and whether to submit it read-only (R1).
-Operation = bytes | tuple[bytes, bool]
-#: `make_operation`: (client index, operation index, the client's own seeded `random.Random`)
-#: -> `Operation`. A callable of two parameters, (client index, operation index), is called
-#: without the generator.
-MakeOperation = Callable[..., Operation]
-
-
-@dataclass
-class RequestMarks:
-    """How one operation of a client went to the replicas: whether it was submitted read-only
-    (R1), the timestamp of every request sent for it (a read-only request that falls back to
-    ordering is sent again under a new timestamp), and, once a result is accepted, the
-    timestamp of the request it answers and whether it came by the read-only path."""
-
-    read_only: bool
-    timestamps: list[int]
-    result_timestamp: int | None = None
-    answered_read_only: bool | None = None
-
-
-@dataclass
-class ClientRecord:
-    """What one client did: each operation with its invocation and completion (virtual µs),
-    and by operation index the `RequestMarks` the engine saw (for every operation whose
-    requests went through the engine; records made by hand may have none)."""
-
-    name: str
-    correct: bool = True
-    operations: list[tuple[bytes, int, int | None, bytes | None]] = field(default_factory=list)
-    marks: dict[int, RequestMarks] = field(default_factory=dict)
-
-
-class SessionProxy:
-    """Base of what a test swaps into `SimClient.session` in place of its `ClientSession`:
-    the engine keeps talking to "the session"; attributes the proxy does not define are the
-    wrapped session's, and `now_ms` is the session's own (the engine sets it)."""
-
-    def __init__(self, session: ClientSession) -> None:
-        self._session = session
-        self.client = session.client
-
-    @property
-    def now_ms(self) -> int:
-        return self._session.now_ms
-
-    @now_ms.setter
-    def now_ms(self, value: int) -> None:
-        self._session.now_ms = value
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._session, name)
-
-
-class SimClient:
-    """A closed-loop client: submits its next operation after a think time drawn from the
-    simulation's generator, until it has submitted `requests` operations. `rng` is its own
-    generator for `make_operation`, seeded from the simulation's seed and the client's name
-    (so a workload's draws neither depend on nor disturb the network's)."""
-
-    __slots__ = ("session", "record", "remaining", "think_ms", "make_operation", "index",
-                 "invoked_us", "done", "rng", "_takes_rng")
-
-    def __init__(self, session: ClientSession, record: ClientRecord, index: int, requests: int,
-                 think_ms: float, make_operation: MakeOperation,
-                 rng: random.Random | None = None) -> None:
-        self.session = session
-        self.record = record
-        self.index = index
-        self.remaining = requests
-        self.think_ms = think_ms
-        self.make_operation = make_operation
-        self.invoked_us = 0
-        self.done = requests == 0
-        self.rng = rng if rng is not None else random.Random(record.name)
-        self._takes_rng = _takes_rng(make_operation)
-
-    def next_operation(self, i: int) -> tuple[bytes, bool]:
-        """Operation `i` of this client and whether it is read-only."""
-        if self._takes_rng:
-            made = self.make_operation(self.index, i, self.rng)
-        else:
-            made = self.make_operation(self.index, i)
-        if type(made) is tuple:
-            operation, read_only = made
-            return operation, bool(read_only)
-        return made, False
-
-
-def _takes_rng(make_operation: Callable) -> bool:
-    """Whether `make_operation` takes a third positional argument (the generator)."""
-    try:
-        parameters = inspect.signature(make_operation).parameters.values()
-    except (TypeError, ValueError):  # a builtin without a signature: the two-argument form
-        return False
-    positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    return len(positional) >= 3 or any(p.kind is p.VAR_POSITIONAL for p in parameters)
 
 
 class Observer:
@@ -252,54 +117,6 @@ class Observer:
 
     def client_result(self, client: "SimClient", result: ClientResult) -> None:
         pass
-
-
-@dataclass
-class Violation:
-    """A broken property: which checker, at which sequence number, which replicas."""
-
-    checker: str
-    message: str
-    sequence: int | None = None
-    replicas: tuple[int, ...] = ()
-
-    def as_dict(self) -> dict:
-        return {"checker": self.checker, "message": self.message, "sequence": self.sequence,
-                "replicas": list(self.replicas)}
-
-
-@dataclass
-class RunResult:
-    scenario: str
-    seed: int
-    replicas: int
-    faulty: list[int]
-    committed: int
-    violations: list[Violation]
-    liveness: bool
-    virtual_s: float
-    wall_s: float
-    events: int
-    deliveries: int
-    trace_hash: str
-
-    @classmethod
-    def from_dict(cls, row: dict) -> "RunResult":
-        violations = [Violation(v["checker"], v["message"], v["sequence"], tuple(v["replicas"]))
-                      for v in row["violations"]]
-        fields = {k: row[k] for k in ("scenario", "seed", "replicas", "faulty", "committed",
-                                      "liveness", "virtual_s", "wall_s", "events",
-                                      "deliveries", "trace_hash")}
-        return cls(violations=violations, **fields)
-
-    def as_dict(self) -> dict:
-        return {
-            "scenario": self.scenario, "seed": self.seed, "replicas": self.replicas,
-            "faulty": self.faulty, "committed": self.committed,
-            "violations": [v.as_dict() for v in self.violations], "liveness": self.liveness,
-            "virtual_s": round(self.virtual_s, 3), "wall_s": round(self.wall_s, 3),
-            "events": self.events, "deliveries": self.deliveries, "trace_hash": self.trace_hash,
-        }
 
 
 class Simulation:

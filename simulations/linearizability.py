@@ -34,7 +34,8 @@ from typing import Any
 
 from pbft.app import ExecutionContext, application_error_result
 
-from .engine import Simulation, Violation
+from .engine import Simulation
+from .results import Violation
 
 #: At most this many violations of one kind are listed; the last one says how many more.
 _LISTED_MAX = 10

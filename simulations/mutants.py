@@ -44,7 +44,8 @@ from pbft.messages import Commit, LoggedBatch, Message, PrePrepare, Prepare, Rep
 
 from .broken import ColludingBackup, use_replica_class
 from .byzantine import Behaviour, Send
-from .engine import RunResult, Simulation
+from .engine import Simulation
+from .results import RunResult
 from .scenarios import CATALOGUE, Scenario, run_scenario
 from .search import SearchSetup, build_simulation
 

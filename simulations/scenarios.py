@@ -19,7 +19,8 @@ from pbft.core import Replica
 from pbft.core.sizes import replica_bytes_budget
 
 from . import checkers
-from .engine import RunResult, Simulation, Violation
+from .engine import Simulation
+from .results import RunResult, Violation
 from .network import NetworkProfile
 
 

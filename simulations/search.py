@@ -49,7 +49,8 @@ from hypothesis import strategies as st
 from pbft.core import Replica
 
 from . import broken
-from .engine import RunResult, Simulation, Violation
+from .engine import Simulation
+from .results import RunResult, Violation
 from .network import NetworkProfile
 from .scenarios import Scenario, run_scenario
 

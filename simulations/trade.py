@@ -57,14 +57,10 @@ from tradeapp.scenario import (
 )
 
 from .byzantine import Behaviour, Send
-from .engine import (
-    InsecureSigner,
-    SessionProxy,
-    SimClient,
-    Simulation,
-    Violation,
-    ed25519_signer,
-)
+from .engine import Simulation
+from .clients import SessionProxy, SimClient
+from .keys import InsecureSigner, ed25519_signer
+from .results import Violation
 
 #: The simulated client that moves business time (not a participant of the ledger).
 CLOCK_CLIENT = "sim-clock"

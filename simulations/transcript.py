@@ -44,7 +44,8 @@ from pbft.messages import (
 
 from . import checkers
 from .byzantine import EquivocatingPrimary
-from .engine import Observer, SimClient, Simulation
+from .engine import Observer, Simulation
+from .clients import SimClient
 from .network import NetworkProfile
 
 #: Where the checked-in transcripts live (tests/test_transcripts.py compares with them).

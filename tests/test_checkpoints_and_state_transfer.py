@@ -11,7 +11,7 @@ from pbft.codec import signing_payload
 from pbft.messages import Checkpoint, StateChunk
 
 from simulations.cluster import InProcessCluster
-from simulations.engine import InsecureSigner, InsecureVerifier
+from simulations.keys import InsecureSigner, InsecureVerifier
 
 from .corekit import (
     commit_batch,

@@ -50,12 +50,10 @@ needs_netns = pytest.mark.skipif(
 BASE_PORT = 7000
 #: Closed-loop clients of the load generator.
 CLIENTS = 2
-#: A healed replica must be back within this of the network healing (issue 13, item 1: "a few
-#: heartbeat intervals"; with no heartbeats yet this is the reconnect back-off of 1 s, one
-#: state transfer and a loaded machine's slack).
+#: A healed replica must be back within this of the network healing (issue 13, item 1): the
+#: transport's rejoin bound (heartbeat timeout + handshake timeout + reconnect pause, 8 s with
+#: `pbft replica`'s defaults), plus one catch-up and a loaded machine's slack.
 REJOIN_BOUND_S = 10.0
-ITEM_1 = ("issue 13 item 1 (heartbeats, prompt reconnect): until it lands, connections to a "
-          "healed replica sit in TCP retransmission back-off")  # fmt: skip
 
 
 def request_wait_bound_s(config: ClusterConfig) -> float:
@@ -348,7 +346,7 @@ def check_after(setup: MultiHost, entries: list[dict], *, view_change: bool,
                             f"{bound:.0f} s\n" + "\n".join(setup.log))  # fmt: skip
 
     def agreed(statuses: list) -> bool:
-        if not all(isinstance(s, dict) and s["health"] == "ok" for s in statuses):
+        if not all(isinstance(s, dict) and s["health"] in SETTLED for s in statuses):
             return False
         return len({(s["last_executed"], s["state_digest"], s["view"]) for s in statuses}) == 1
 
@@ -375,9 +373,14 @@ def _sleep(seconds: float) -> None:
 SETTLE_S = 45.0
 
 
+#: Healthy, or following: a replica whose lone view change found no support follows the
+#: others' view without voting until the next view change (V5'), by design.
+SETTLED = ("ok", "following")
+
+
 def settle(setup: MultiHost) -> None:
     """Keep the load running until every replica is healthy in one view (bounded)."""
-    setup.wait(lambda s: all(isinstance(x, dict) and x["health"] == "ok" for x in s)
+    setup.wait(lambda s: all(isinstance(x, dict) and x["health"] in SETTLED for x in s)
                and len({x["view"] for x in s}) == 1, SETTLE_S,
                "every replica healthy in one view with clients running")  # fmt: skip
     setup.note("settled")
@@ -451,7 +454,6 @@ def test_flapping_backup_link(multihost):
 
 @needs_netns
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=ITEM_1)
 def test_backup_cut_off_30_s_rejoins_promptly(multihost):
     """Backup 3 cut off silently for 30 s while clients keep sending (and retransmitting);
     healed, it must have caught up with where the others were within REJOIN_BOUND_S."""

@@ -12,7 +12,8 @@ from pbft.core import ExecutedBatch, ExecutedRequest
 from pbft.crypto import sha256
 from pbft.messages import Request
 from simulations.broken import StaleReadsReplica, use_replica_class
-from simulations.engine import RequestMarks, Simulation
+from simulations.engine import Simulation
+from simulations.clients import RequestMarks
 from simulations.linearizability import linearizability
 from simulations.scenarios import CATALOGUE, run_scenario
 

@@ -13,7 +13,7 @@ import pbft.core.view_change as real_view_change
 from pbft.core import ClientSession, Replica
 from simulations import mutants
 from simulations.__main__ import main
-from simulations.engine import RunResult, Violation
+from simulations.results import RunResult, Violation
 
 #: The mutants issue 14 lists by name (item 4), under the names given here.
 REQUIRED = {
