@@ -36,7 +36,9 @@ SAFETY = ("agreement", "single_vote", "validity", "exactly_once", "linearizabili
 TARGETS = {
     "reexecute": ("exactly_once", ()),
     "double_vote": ("agreement", ("colluding_backup",)),
-    "commit_on_2f": ("agreement", ("colluding_backup",)),
+    # The evidence checkers see a commit on 2f COMMITs at once, with no fault in the schedule
+    # (the search for an agreement violation by a colluding backup took minutes).
+    "commit_on_2f": ("execution_evidence", ()),
     "no_conflict_check": ("agreement", ("equivocating_primary",)),
     "amnesiac": ("single_vote", ("equivocating_primary",)),
     "forgetful_new_primary": ("single_vote", ()),
