@@ -15,6 +15,7 @@ import trio
 import trio.testing
 
 from pbft.codec import Limits, encode
+from dataclasses import replace
 from pbft.config import ClusterConfig, ReplicaInfo
 from pbft.ed25519 import Ed25519Signer
 from pbft.messages import Prepare, Reply, Request
@@ -537,3 +538,26 @@ async def test_the_inbox_gives_replicas_messages_first_and_bounds_clients_in_byt
         await inbox.take(1)
     with pytest.raises(trio.ClosedResourceError):
         inbox.put_nowait(replica, "late", 1)
+
+
+@pytest.mark.trio
+async def test_a_replicas_message_overtakes_a_client_flood_waiting_in_the_inbox():
+    """Issue 13, item 7, over sockets: a client floods replica 0 (3,000 requests) while its node
+    loop is busy; a replica's PREPARE sent after the flood is the first message the loop takes.
+    With one shared queue it waited behind every request already queued."""
+    settings = replace(SETTINGS, inbox_client_bytes_max=64 * 1024)
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            replicas = await start_replicas(nursery, [0, 1], settings)
+            stream = await open_tls(replicas[0].port, CLIENT)
+            flood = pack_frames([encode(request(t)) for t in range(1, 3_001)])
+            # (In the background: once the clients' queue is full, TCP pushes back.)
+            nursery.start_soon(stream.send_all, flood)
+            await wait_until(lambda: replicas[0].statistics().inbox_depth > 100)
+            assert replicas[1].send(0, prepare(7, 1))
+            await trio.sleep(0.5)  # the PREPARE arrives behind the queued flood
+            [(peer, first)] = await replicas[0].wait_messages(1)
+            assert (peer, first) == (replica_peer(1), prepare(7, 1))
+            assert replicas[0].statistics().inbox_bytes <= 64 * 1024 + 1024
+            nursery.cancel_scope.cancel()
+        await trio.aclose_forcefully(stream)
