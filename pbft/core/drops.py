@@ -85,7 +85,8 @@ REASONS: dict[str, str] = {
 #: Only a faulty peer or client causes these (see the module docstring).
 SUSPICIOUS: frozenset[str] = frozenset({
     "bad_signature", "bad_request_signature", "unknown_replica", "unexpected_message_type",
-    "sender_mismatch", "client_sent_protocol_message", "bad_route_registration", "pre_prepare_not_from_primary",
+    "sender_mismatch", "client_sent_protocol_message", "bad_route_registration",
+    "pre_prepare_not_from_primary",
     "pre_prepare_to_primary", "conflicting_pre_prepare", "bad_batch_size", "batch_too_large",
     "batch_digest_mismatch", "bad_batch_request", "batch_client_not_admitted",
     "batch_timestamp_skew", "prepare_from_primary", "mismatched_vote", "bad_state_chunk",

@@ -647,8 +647,9 @@ class Replica:
     def bytes_held(self) -> int:
         """The protocol bytes this replica holds (encoded-size bounds, `pbft.core.sizes`): its
         log, batches, prepared certificates, CHECKPOINTs, waiting requests, deferred reads,
-        stash and view-change messages. Never above `sizes.replica_bytes_budget(config)`. Walks every structure: for
-        tests, metrics and the simulator's memory oracle, not for the path of every message."""
+        stash and view-change messages. Never above `sizes.replica_bytes_budget(config)`.
+        Walks every structure: for tests, metrics and the simulator's memory oracle, not for
+        the path of every message."""
         size = sizes.message_bytes
         total = 0
         for entry in self._log.values():
@@ -1294,8 +1295,9 @@ class Replica:
                 continue  # N8: already executed (a retransmission proposed twice)
             if self._refused_at_execution(client, timestamp):
                 continue  # N8'
+            context = ExecutionContext(sequence, client, timestamp_ms)
             try:
-                result = execute(request.operation, ExecutionContext(sequence, client, timestamp_ms))
+                result = execute(request.operation, context)
             except Exception as error:  # noqa: BLE001 - see StateMachine: one request must not
                 result = self._application_raised(error)  # stop the service
             table.record(client, timestamp, result, sequence)

@@ -17,8 +17,9 @@ fsync covers many messages (group commit).
 
 Checks at the door, before the core (defence in depth; the core checks signatures itself): a
 client connection may send only REQUESTs, and a replica connection only messages that name that
-replica as their sender, or signed messages a replica relays (`RELAYABLE`). Anything else is dropped and counted in `node_dropped` by reason, and
-the first occurrences of each reason are logged with the peer.
+replica as their sender, or signed messages a replica relays (`RELAYABLE`). Anything else is
+dropped and counted in `node_dropped` by reason, and the first occurrences of each reason are
+logged with the peer.
 
 Reply routes. Replies are not signed; they travel on a TLS connection authenticated as a client
 key (`pbft.runtime.client`). One connection may carry the requests of several client identities
