@@ -81,9 +81,15 @@ class Run:
                 f"{self.batch_delay_ms}, {self.operation}")
 
 
+#: Whether runs record the evidence checkers' trace (on in every simulation by default;
+#: `--no-evidence` measures what it costs).
+EVIDENCE = {"on": True}
+
+
 def _simulation(run: Run, seed: int, clients: int, think_ms: float,
                 requests: int) -> Simulation:
     return Simulation(seed=seed, clients=clients, requests_per_client=requests,
+                      evidence=EVIDENCE["on"],
                       think_ms=think_ms, insecure_signatures=run.insecure,
                       make_operation=OPERATIONS[run.operation],
                       config_overrides={**SHIPPED_CONFIG, "batch_delay_ms": run.batch_delay_ms})
@@ -196,7 +202,10 @@ def main() -> None:
     parser.add_argument("--profile", type=int, default=0, metavar="N",
                         help="also profile the headline run and print the top N functions")
     parser.add_argument("--no-ed25519", action="store_true", help="skip the Ed25519 runs")
+    parser.add_argument("--no-evidence", action="store_true",
+                        help="without the evidence checkers' recording (to measure its cost)")
     args = parser.parse_args()
+    EVIDENCE["on"] = not args.no_evidence
     if args.batch_delay_ms <= 0:
         parser.error("--batch-delay-ms must be positive (the other runs have 0)")
 
