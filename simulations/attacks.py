@@ -327,3 +327,25 @@ class JustTolerablePrimary(Behaviour):
             self.context.send_later(self.hold_ms, to, message)
             return []
         return [(to, message)]
+
+
+class BeyondHighWatermark(Behaviour):
+    """As primary, sends each of its PRE-PREPAREs a second time at the first sequence number
+    above its high watermark (its stable checkpoint + L), re-signed: N3's upper bound. Correct
+    backups keep it aside (C2': within one more window) and take it only once their window has
+    moved past it; a replica whose bound is off by one votes for it at once."""
+
+    description = "primary that proposes at the sequence number just above the high watermark"
+
+    def __init__(self) -> None:
+        self.sent_beyond = 0
+
+    def outgoing(self, to: tuple, message: Message) -> Send:
+        sends = [(to, message)]
+        replica = self.context.replica
+        if isinstance(message, PrePrepare) and message.replica == replica.id:
+            beyond = replica.stable_checkpoint + self.context.config.log_window + 1
+            if beyond != message.sequence:
+                self.sent_beyond += 1
+                sends.append((to, self.context.sign(replace(message, sequence=beyond))))
+        return sends

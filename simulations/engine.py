@@ -661,7 +661,7 @@ class Simulation:
             self.observer.readied(replica_id, ready)
         plain = None
         if behaviour is None:
-            self._note_votes(replica_id, ready.messages)
+            self._note_votes(replica_id, ready.messages, ready.status.low_watermark)
             if not self.wire and "send" not in self.__dict__:
                 plain = self.network.plain_latency_us()
         if plain is not None:
@@ -687,12 +687,12 @@ class Simulation:
                 for to, message in behaviour.outgoing((reply.client,), reply):
                     self.send(replica_id, to, message)
 
-    def _note_votes(self, replica_id: int, messages: tuple) -> None:
+    def _note_votes(self, replica_id: int, messages: tuple, low: int) -> None:
         """Remember the digest of each vote a replica without a behaviour sends (single_vote):
         its PRE-PREPAREs, PREPAREs and COMMITs, and the PRE-PREPAREs of its NEW-VIEWs (V2);
         and which views it asked for in VIEW-CHANGEs (needless_view_changes)."""
         if self.evidence is not None:
-            self.evidence.sent(replica_id, messages)
+            self.evidence.sent(replica_id, messages, low)
         for outbound in messages:
             vote = outbound.message
             if type(vote) in _VOTES:

@@ -92,6 +92,7 @@ class Evidence:
         self.quorum = 2 * self.f + 1
         self.prepare_quorum = 2 * self.f
         self.window = 2 * config.log_window
+        self.log_window = config.log_window
         self.keys = [info.public_key for info in config.replicas]
         self.of = [ReplicaEvidence() for _ in range(self.n)]
         #: The replicas with a Byzantine behaviour (the simulation's own dict, kept current).
@@ -194,12 +195,21 @@ class Evidence:
     def _find(self, checker: str, replica: int, sequence: int | None, message: str) -> None:
         self.findings.append((checker, message, sequence, replica))
 
-    def sent(self, replica: int, messages: Iterable[Any]) -> None:
+    def sent(self, replica: int, messages: Iterable[Any], low: int | None = None) -> None:
         """Check and record the PREPAREs, COMMITs, PRE-PREPAREs and VIEW-CHANGEs `replica`
-        sends (its Ready's outbound messages)."""
+        sends (its Ready's outbound messages); `low` is its stable checkpoint after that Ready:
+        no vote of it lies above `low` + L (N3: its high watermark can only have been lower
+        when the vote was made)."""
+        high = None if low is None else low + self.log_window
         for outbound in messages:
             m = outbound.message
             kind = type(m)
+            if (high is not None and m.sequence > high if kind is Prepare or kind is Commit
+                    else False):
+                self._find("prepare_evidence" if kind is Prepare else "commit_evidence",
+                           replica, m.sequence,
+                           f"replica {replica} sent a {kind.__name__.upper()} at sequence "
+                           f"{m.sequence}, above its high watermark {high} (N3)")
             if kind is Prepare:
                 self._sent_prepare(replica, m)
             elif kind is Commit:

@@ -438,7 +438,8 @@ MUTANTS: tuple[Mutant, ...] = (
                '            return "above_high_watermark"\n',
                '        if sequence > self.stable_checkpoint + self._log_window + 1:\n'
                '            return "above_high_watermark"\n'),
-    ), ("byz_sequence_off_by_one", "byz_late_checkpoints", "byz_stash_flood")),
+    ), ("byz_beyond_high_watermark", "byz_sequence_off_by_one", "byz_late_checkpoints",
+        "byz_stash_flood")),
     Mutant("reply_on_f", "N7: the client accepts a result on f matching replies", (
         Patch("client", '        self._reply_quorum = quorum.reply_quorum(config.n)\n',
               '        self._reply_quorum = quorum.reply_quorum(config.n) - 1\n'),

@@ -17,6 +17,7 @@ from pbft.messages import Checkpoint, Commit, PrePrepare
 
 from . import checkers
 from .attacks import (
+    BeyondHighWatermark,
     CensoringPrimary,
     DuplicateBatchPrimary,
     JustTolerablePrimary,
@@ -175,3 +176,10 @@ def _crash_writing_first_commit(seed: int) -> Simulation:
     # Its first COMMIT is written within the first batch (tens of ms): it is down by then.
     sim.at(1_000, lambda s: s.restart(victim) if victim in s.down else None)
     return sim
+
+
+@scenario("byz_beyond_high_watermark", "the primary also proposes each batch at the sequence "
+                                       "number just above its high watermark (N3)")
+def _beyond_high_watermark(seed: int) -> Simulation:
+    return Simulation(seed=seed, config_overrides={"checkpoint_interval": 4, "log_window": 8},
+                      behaviours={0: BeyondHighWatermark()})

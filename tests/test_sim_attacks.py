@@ -425,3 +425,11 @@ def test_just_tolerable_primary_holds_every_pre_prepare_and_keeps_its_view():
     assert [sim.replicas[r].view for r in range(4)] == [0, 0, 0, 0]
     assert not sum(sim.replicas[r].dropped["primary_slow_to_propose"] for r in (1, 2, 3))
     assert JustTolerablePrimary().description
+
+
+def test_n3_a_primary_proposing_just_above_the_high_watermark_is_held_back():
+    """N3, C2': the primary sends each batch again at its stable checkpoint + L + 1; correct
+    backups vote for none of those before their window covers it (the evidence checkers
+    judge every vote against the sender's watermarks), and the run stays safe and live."""
+    sim, _ = _run_clean("byz_beyond_high_watermark")
+    assert sim.behaviours[0].sent_beyond > 10

@@ -382,3 +382,18 @@ def test_a_replica_down_at_the_end_is_judged_for_what_it_did_while_up():
     sim.add_behaviour(2, Behaviour())
     assert checkers.bytes_held(sim, 1_000) == []
     assert checkers.needless_view_changes(sim) == []
+
+
+def test_no_vote_above_the_high_watermark():
+    """N3: a PREPARE or COMMIT above the sender's stable checkpoint + L (after the Ready that
+    carries it) is a finding, however well it is otherwise supported."""
+    sim = _sim()
+    window = sim.config.log_window
+    beyond = window + 1
+    _deliver(sim, 1, 0, _pre_prepare(sim, beyond))
+    sim.evidence.sent(1, [_Outbound(_vote(sim, Prepare, beyond, 1))], low=0)
+    assert ("prepare_evidence", beyond, 1) in _findings(sim)
+    before = len(_findings(sim))
+    _deliver(sim, 2, 0, _pre_prepare(sim, beyond))
+    sim.evidence.sent(2, [_Outbound(_vote(sim, Prepare, beyond, 2))], low=window)
+    assert len(_findings(sim)) == before, "within its window once its checkpoint moved"
