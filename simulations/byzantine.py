@@ -855,6 +855,24 @@ class ForgedNewView(Behaviour):
         return [(to, message)]
 
 
+class TruncatedNewView(Behaviour):
+    """As a new primary, sends NEW-VIEWs whose O lacks its last PRE-PREPARE (re-signed): the
+    batch prepared highest would be lost from the new view. V3 recomputes O, finds one fewer
+    and refuses it (`bad_new_view`); the view change moves on to the next primary."""
+
+    description = "new primary whose NEW-VIEW leaves out the tail of its O"
+
+    def __init__(self) -> None:
+        self.truncated = 0
+
+    def outgoing(self, to: tuple, message: Message) -> Send:
+        if isinstance(message, NewView) and message.pre_prepares:
+            message = self.context.sign(
+                replace(message, pre_prepares=message.pre_prepares[:-1]))
+            self.truncated += 1
+        return [(to, message)]
+
+
 class FetchSpam(Behaviour):
     """Every `every_ms`, asks every other replica for its whole log (FETCH-LOG from sequence 1)
     and for a snapshot chunk: asks that cost the victims work, which they must bound

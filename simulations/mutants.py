@@ -417,7 +417,8 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant("new_view_tail_dropped", "V3: a NEW-VIEW whose O-set lacks its tail is accepted", (
         _p("view_change", '    if len(plan) != len(message.pre_prepares):\n',
                           '    if len(plan) < len(message.pre_prepares):\n'),
-    ), ("byz_equivocating_new_view", "byz_forged_new_view", "byz_twins_next_primary")),
+    ), ("byz_truncated_new_view", "byz_equivocating_new_view", "byz_forged_new_view",
+        "byz_twins_next_primary")),
     Mutant("certificate_other_digest", "V1: a prepared certificate whose PREPAREs carry another "
            "digest than its PRE-PREPARE is accepted", (
         _p("view_change", '            or prepare.digest != pre_prepare.digest\n', ''),

@@ -47,6 +47,7 @@ from .byzantine import (
     SlowStateSource,
     SybilFlood,
     TamperedRequest,
+    TruncatedNewView,
     Twins,
     ViewChangeSpam,
     WrongDigest,
@@ -281,6 +282,15 @@ def _equivocating_new_view(seed: int) -> Simulation:
 def _forged_checkpoint_proof(seed: int) -> Simulation:
     behaviour = Compose(Silent(types=(PrePrepare,), from_ms=300), ForgedCheckpointProof())
     return _sim(seed, behaviours={0: behaviour})
+
+
+@scenario("byz_truncated_new_view", "the primary is cut off for 3 s under load; the next "
+                                    "primary's NEW-VIEW leaves out the last batch of its O")
+def _truncated_new_view(seed: int) -> Simulation:
+    sim = _sim(seed, behaviours={1: TruncatedNewView()})
+    sim.at(300, lambda s: s.network.isolate(0, [1, 2, 3]))
+    sim.at(3_300, lambda s: s.network.heal())
+    return sim
 
 
 @scenario("byz_forged_new_view", "the primary is cut off for 3 s; the next primary sends a "

@@ -409,6 +409,15 @@ def test_forged_new_view_is_refused():
     assert min(correct_views(sim)) >= 2
 
 
+def test_a_new_view_without_the_tail_of_its_o_is_refused():
+    """V3: a NEW-VIEW whose O lacks its last PRE-PREPARE (the batch prepared highest) is one
+    PRE-PREPARE short of what the VIEW-CHANGEs give: refused (`bad_new_view`); V4 moves on."""
+    sim = run("byz_truncated_new_view")
+    assert sim.behaviours[1].truncated > 0
+    assert dropped(sim, "bad_new_view") > 0
+    assert min(correct_views(sim)) >= 2
+
+
 def test_equivocating_new_view_is_safe():
     """V3, V6: different valid NEW-VIEWs (different quorums of VIEW-CHANGEs, one hiding what
     prepared at the new primary) reach different backups; agreement holds."""
