@@ -1077,18 +1077,22 @@ class Twins(Behaviour):
         self._flush_twin()
 
     def _flush_twin(self) -> None:
-        twin, send, peers = self.twin, self.context.send, self.peers
+        twin, send = self.twin, self.context.send
         while twin.has_ready():
             ready = twin.ready()
             for outbound in ready.messages:
-                to = tuple(r for r in outbound.to if r in peers)
-                if to:
-                    self.twin_sent += 1
-                    send(to, outbound.message)
+                self._send_twin_message(outbound.to, outbound.message)
             for reply in ready.replies:
                 self.twin_sent += 1
                 send((reply.client,), reply)
             twin.advance()
+
+    def _send_twin_message(self, to: tuple, message: Message) -> None:
+        """The twin's message, to those of `to` the twin reaches."""
+        to = tuple(r for r in to if r in self.peers)
+        if to:
+            self.twin_sent += 1
+            self.context.send(to, message)
 
 
 class Collusion:
@@ -1154,23 +1158,13 @@ class ColludingTwin(Twins):
                                    lambda s: self._twin_receive(message), fault=False)
         return message
 
-    def _flush_twin(self) -> None:
-        twin, send, peers = self.twin, self.context.send, self.peers
-        me, members = self.context.replica_id, self.collusion.members
-        while twin.has_ready():
-            ready = twin.ready()
-            for outbound in ready.messages:
-                to = tuple(r for r in outbound.to if r in peers)
-                if to:
-                    self.twin_sent += 1
-                    send(to, outbound.message)
-                accomplices = tuple(r for r in outbound.to if r in members and r != me)
-                if accomplices:
-                    self.collusion.relay(me, accomplices, outbound.message)
-            for reply in ready.replies:
-                self.twin_sent += 1
-                send((reply.client,), reply)
-            twin.advance()
+    def _send_twin_message(self, to: tuple, message: Message) -> None:
+        """As a twin's, and to its accomplices too (twins of colluders hear each other)."""
+        super()._send_twin_message(to, message)
+        me = self.context.replica_id
+        accomplices = tuple(r for r in to if r in self.collusion.members and r != me)
+        if accomplices:
+            self.collusion.relay(me, accomplices, message)
 
 
 class SlowStateSource(Behaviour):

@@ -155,14 +155,7 @@ class Evidence:
         sequence, low = m.sequence, evidence.low
         if not low < sequence <= low + self.window:
             return
-        key = (m.view, sequence, m.digest)
-        senders = evidence.commits.get(key)
-        if senders is None:
-            evidence.commits[key] = {sender}
-        else:
-            senders.add(sender)
-            if len(senders) >= self.quorum:
-                evidence.committed.add((sequence, m.digest))
+        self._add_commit(evidence, m.view, sequence, m.digest, sender)
 
     def _add_commit(self, evidence: ReplicaEvidence, view: int, sequence: int, digest: bytes,
                     sender: int) -> None:
