@@ -1,7 +1,7 @@
 """The trio runtime: the only part of pbft that does I/O. Replicas on real networks
 (`serve_replica`), their durable storage (`ReplicaStorage`), the async client (`connect`), the
 authenticated transport under both, and local clusters of replica processes (`LocalCluster`,
-also behind the `pbft` command). Nothing else in pbft imports it."""
+also behind the `pbft` command; `embedded_cluster`, a cluster inside one trio program). Nothing else in pbft imports it."""
 
 from .client import (
     Client,
@@ -12,6 +12,7 @@ from .client import (
     connect,
 )
 from .cluster import ClusterFiles, LocalCluster, generate_cluster
+from .embedded import EmbeddedCluster, embedded_cluster
 from .framing import (
     FrameReader,
     FrameTooLargeError,
@@ -41,6 +42,7 @@ __all__ = [
     "ClientError",
     "ClientStatistics",
     "ClusterFiles",
+    "EmbeddedCluster",
     "FrameReader",
     "FrameTooLargeError",
     "FrameWriter",
@@ -64,6 +66,7 @@ __all__ = [
     "TruncatedFrameError",
     "client_context",
     "connect",
+    "embedded_cluster",
     "generate_cluster",
     "peer_acceptor",
     "peer_public_key",
