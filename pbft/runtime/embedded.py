@@ -26,6 +26,7 @@ from pbft.app import StateMachine
 from pbft.config import ClusterConfig, ReplicaInfo
 from pbft.ed25519 import Ed25519Signer
 
+from ._errors import unwrap_single_error
 from .client import Client, connect
 from .cluster import free_ports
 from .node import NodeSettings, ReplicaNode, serve_replica
@@ -73,7 +74,8 @@ async def embedded_cluster(
     nodes' (default: `NodeSettings` without a metrics endpoint).
 
     Raises ConfigError for an invalid configuration (fewer than 4 replicas, bad bounds), and
-    whatever `app_factory` or `serve_replica` raise.
+    whatever `app_factory` or `serve_replica` raise; a lone error of the body comes out as
+    itself, not inside an ExceptionGroup.
     """
     replica_signers = [Ed25519Signer.generate() for _ in range(replicas)]
     client_signers = tuple(Ed25519Signer.generate() for _ in range(clients))
@@ -84,7 +86,10 @@ async def embedded_cluster(
         **(bounds or {}),
     )
     node_settings = settings if settings is not None else NodeSettings(metrics_port=None)
-    with tempfile.TemporaryDirectory(prefix="pbft-embedded-") as scratch:
+    with (
+        tempfile.TemporaryDirectory(prefix="pbft-embedded-") as scratch,
+        unwrap_single_error(),
+    ):
         root = Path(data_dir) if data_dir is not None else Path(scratch)
         async with trio.open_nursery() as nursery:
             nodes = []
