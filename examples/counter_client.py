@@ -4,7 +4,8 @@
 
 CONFIG is the cluster's `cluster.toml` and KEY a client key file, both as `pbft keygen` wrote
 them (`DIR/cluster.toml`, `DIR/keys/client-0.key`); each OPERATION (`"add 5"`, `get`) is
-ordered in turn and its result printed. Exit code 2 with one line if a file cannot be used.
+ordered in turn and its result printed. Exit code 2 with one line if a file cannot be used, 1
+if the cluster gives no result within 10 s.
 """
 
 import sys
@@ -13,7 +14,7 @@ import trio
 
 from pbft.config import ConfigError, load
 from pbft.ed25519 import KeyFileError, read_key_file
-from pbft.runtime import connect
+from pbft.runtime import ClientError, connect
 
 
 async def run(config_path: str, key_path: str, operations: list[str]) -> None:
@@ -35,6 +36,9 @@ def main(argv: list[str]) -> int:
     except (ConfigError, KeyFileError, OSError) as error:
         print(f"counter_client: {error}", file=sys.stderr)
         return 2
+    except ClientError as error:  # no quorum in time (outcome unknown), or refused
+        print(f"counter_client: {error}", file=sys.stderr)
+        return 1
     return 0
 
 

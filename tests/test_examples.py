@@ -143,3 +143,24 @@ def test_counter_snapshot_restores_the_same_state_and_refuses_junk():
     assert copy.digest() == counter.digest() and copy.query(b"get", b"") == b"41"
     with pytest.raises(ValueError):
         Counter().restore(b"not a number")
+
+
+def test_counter_client_without_a_quorum_says_so_in_one_line(tmp_path, monkeypatch, capsys):
+    """N7 not reached in time: the client's NoQuorumError (outcome unknown) is one line, exit 1."""
+    from contextlib import asynccontextmanager
+
+    from examples import counter_client
+    from pbft.runtime import NoQuorumError
+
+    @asynccontextmanager
+    async def unreachable(config, signer, **options):
+        raise NoQuorumError("no quorum within 10.0 s: connected to replicas none of 4",
+                            reachable=[], answered=[], needed=2)  # fmt: skip
+        yield
+
+    run(sys.executable, "-m", "pbft.runtime.cli", "keygen", "--out", str(tmp_path))
+    monkeypatch.setattr(counter_client, "connect", unreachable)
+    code = counter_client.main([str(tmp_path / "cluster.toml"),
+                                str(tmp_path / "keys" / "client-0.key"), "get"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 1 and err.count("\n") == 1 and "no quorum within 10.0 s" in err
