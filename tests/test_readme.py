@@ -117,6 +117,14 @@ RUN = [b for b in BLOCKS if b.kind != "text" and b.example is None and b.skip_re
 EXAMPLES = [b for b in BLOCKS if b.example is not None]
 
 
+def checkout_entries() -> set[str]:
+    """The repository's top-level entries a fresh clone has (what git tracks), not what runs
+    of these snippets left in a working copy (`cluster/`, `data0/`)."""
+    listed = subprocess.run(["git", "ls-files", "--cached"],
+                            cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    return {line.split("/")[0] for line in listed.splitlines() if not line.startswith(".")}
+
+
 def scratch_checkout(directory: Path) -> Path:
     """`directory` laid out like a checkout after `make test`: the repository's top-level
     entries and `.venv` (the virtualenv running this test) linked in, so that `.venv/bin/pbft`,
@@ -125,9 +133,8 @@ def scratch_checkout(directory: Path) -> Path:
     assert (venv / "bin" / "pbft").exists(), (
         f"run the tests from the project's virtualenv (make test): no pbft command in {venv}"
     )
-    for entry in ROOT.iterdir():
-        if entry.name not in SKIPPED_DIRS and not entry.name.startswith("."):
-            (directory / entry.name).symlink_to(entry)
+    for name in checkout_entries():
+        (directory / name).symlink_to(ROOT / name)
     (directory / ".venv").symlink_to(venv)
     return directory
 
