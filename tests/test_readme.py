@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-SKIPPED_DIRS = frozenset({".git", ".venv", "build", "dist", "replays", "__pycache__", "node_modules"})
+SKIPPED_DIRS = frozenset({".git", ".venv", "build", "dist", "replays", "__pycache__"})
 PYTHON_LANGUAGES = frozenset({"python", "py"})
 SHELL_LANGUAGES = frozenset({"sh", "bash", "shell", "console"})
 #: An opening fence: its backticks and the info string's first word, the language.
@@ -223,7 +223,8 @@ def test_the_replay_example_names_a_file_the_run_before_it_writes():
     ("markdown", "expected"),
     [
         ("```python\nprint(1)\n```\n", [("python", "print(1)", None, None)]),
-        ("<!-- example: examples/x.py -->\n```python\nA\n```\n", [("python", "A", "examples/x.py", None)]),
+        ("<!-- example: examples/x.py -->\n```python\nA\n```\n",
+         [("python", "A", "examples/x.py", None)]),
         ("<!-- not run by tests/test_readme.py: needs hosts -->\n```sh\nB\n```\n",
          [("sh", "B", None, "needs hosts")]),
         ("```\ndiagram\n```\ntext\n````sh\n```\nC\n````\n", [("", "diagram", None, None),

@@ -26,7 +26,8 @@ async def test_each_replica_gets_a_fresh_app_and_the_generated_clients_are_the_a
         async with embedded_cluster(factory, clients=2, data_dir=tmp_path) as cluster:
             assert len(made) == 4 and len({id(app) for app in made}) == 4
             assert cluster.config.clients == tuple(s.public_key for s in cluster.client_signers)
-            assert [node.port for node in cluster.nodes] == [r.port for r in cluster.config.replicas]
+            ports = [replica.port for replica in cluster.config.replicas]
+            assert [node.port for node in cluster.nodes] == ports
             async with cluster.connect(1) as client:
                 assert await client.submit(b"add 2") == b"2"
     assert sorted(p.name for p in tmp_path.iterdir()) == [f"replica-{i}" for i in range(4)]

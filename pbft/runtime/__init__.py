@@ -1,7 +1,8 @@
 """The trio runtime: the only part of pbft that does I/O. Replicas on real networks
 (`serve_replica`), their durable storage (`ReplicaStorage`), the async client (`connect`), the
-authenticated transport under both, and local clusters of replica processes (`LocalCluster`,
-also behind the `pbft` command; `embedded_cluster`, a cluster inside one trio program). Nothing else in pbft imports it."""
+authenticated transport under both, local clusters of replica processes (`LocalCluster`, also
+behind the `pbft` command) and whole clusters inside one trio program (`embedded_cluster`).
+Nothing else in pbft imports it."""
 
 from .client import (
     Client,
