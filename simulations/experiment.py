@@ -607,8 +607,9 @@ class Journal:
         self.done: dict[str, dict] = {}
         if fresh and path.exists():
             path.unlink()
-        if path.exists():
-            for line in path.read_text().splitlines():
+        text = path.read_text() if path.exists() else ""
+        if text:
+            for line in text.splitlines():
                 try:
                     entry = json.loads(line)
                     self.done[entry["key"]] = entry
@@ -616,6 +617,9 @@ class Journal:
                     continue
         path.parent.mkdir(parents=True, exist_ok=True)
         self._file = path.open("a")
+        if text and not text.endswith("\n"):
+            # End the cut-off line, or the next entry would be glued to it and lost too.
+            self._file.write("\n")
 
     def record(self, entry: dict) -> None:
         entry = {"key": job_key(entry["params"], entry["seed"]), **entry}

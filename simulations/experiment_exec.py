@@ -125,7 +125,9 @@ class RayExecutor:
     this process (a test, a notebook), that connection is used as it is. The workers import
     this checkout's code: its directory is put on their PYTHONPATH, so on a cluster of several
     machines the same checkout must be at the same path on every node (or the package
-    installed there). Raises ExperimentError if Ray is not installed."""
+    installed there). A caller that initialises Ray itself gives that environment
+    (`ray.init(runtime_env={"env_vars": {"PYTHONPATH": ...}})`) if its workers need it.
+    Raises ExperimentError if Ray is not installed."""
 
     def __init__(self, address: str = "auto", workers: int | None = None,
                  chunk: int | None = None) -> None:
@@ -157,9 +159,7 @@ class RayExecutor:
         try:
             cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
             chunk = self.chunk or max(1, min(8, len(jobs) // (4 * cpus)))
-            root = str(Path(__file__).resolve().parent.parent)
-            remote = ray.remote(num_cpus=1)(_run_chunk).options(
-                runtime_env={"env_vars": {"PYTHONPATH": root}})
+            remote = ray.remote(num_cpus=1)(_run_chunk)
             waiting = [remote.remote(jobs[i:i + chunk], measured)
                        for i in range(0, len(jobs), chunk)]
             while waiting:
