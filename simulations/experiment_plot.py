@@ -9,8 +9,8 @@ The experiment file's [plot] table lists the figures, each a `[[plot.figure]]` w
   pooled over the seeds, on the grid points matching `where` (a table of parameter values);
 - "relative": `y` (default throughput_per_s) for each value of `by`, as a fraction of its value
   at `baseline` (the fault-free run), one bar per value of `series`, with the 95% interval;
-  also written as a Markdown table (NAME.md), an Aardvark-style table of what each behaviour
-  costs.
+  also written as a Markdown table beside the figure (same name, .md), an Aardvark-style
+  table of what each behaviour costs.
 
 Without a [plot] table: a "line" of throughput against the first grid parameter (series: the
 second) and its latency CDF by the first grid parameter. Figures are PNG, SVG or both.

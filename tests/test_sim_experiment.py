@@ -345,3 +345,52 @@ def test_ray_gives_the_trace_hashes_of_a_local_run(tmp_path):
     assert len(remote) == 4
     assert [r["trace_hash"] for r in remote] == [r["trace_hash"] for r in local]
     assert remote == local
+
+
+# ------------------------------------------------------------------ the README and the benchmark
+
+
+def _readme_experiment_commands() -> list[str]:
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("### Experiments"):]
+    block = section[section.index("```sh\n") + 6:]
+    block = block[:block.index("```")]
+    return [line.split("  #")[0].strip() for line in block.splitlines() if line.strip()]
+
+
+def test_the_readme_experiment_commands_run_as_written(tmp_path, monkeypatch, capsys):
+    """README, "Experiments": each command of its block (run in this process, as
+    `python -m simulations` would), in a directory holding a copy of experiments/ (so that
+    results/ and figures/ land there), exits 0 and writes what the README says."""
+    import shutil
+
+    shutil.copytree(ROOT / "experiments", tmp_path / "experiments")
+    monkeypatch.chdir(tmp_path)
+    commands = _readme_experiment_commands()
+    assert len(commands) == 7
+    for command in commands:
+        words = command.split()
+        assert words[:3] == [".venv/bin/python", "-m", "simulations"], command
+        assert main(words[3:]) == 0, f"{command}\n{capsys.readouterr()}"
+    assert (tmp_path / "results" / "throughput" / "figures" / "throughput_vs_clients.png").exists()
+    assert (tmp_path / "results" / "view_change" / "figures" /
+            "outage_vs_request_timeout.svg").exists()
+    assert {p.name for p in (tmp_path / "figures").iterdir()} == {
+        "byzantine_cost.png", "byzantine_cost.svg", "byzantine_cost.md"}
+    assert len(_rows(tmp_path / "results" / "byzantine" / "runs.csv")) == 10
+
+
+def test_the_executor_benchmark_prints_its_figures_and_the_same_traces(capsys, monkeypatch):
+    """benchmarks/experiment_throughput.py (without Ray, whose run the Ray test covers): rates
+    for 1 and 2 local workers in its last line, and every executor gave the same traces."""
+    from benchmarks import experiment_throughput
+
+    monkeypatch.setattr(experiment_throughput, "grid",
+                        lambda seeds: experiment_throughput.Experiment(
+                            "bench", "", [1, 2, 3, 4], {"clients": 2, "requests_per_client": 5},
+                            {}, {}))
+    summary = experiment_throughput.main(["--quick", "--no-ray"])
+    last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert last == summary and last["runs"] == 4 and last["same_traces"] is True
+    assert last["runs_per_s_local_1"] > 0 and last["runs_per_s_local_2"] > 0
+    assert last["runs_per_s_ray"] is None
