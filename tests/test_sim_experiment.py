@@ -83,6 +83,7 @@ def test_quick_replaces_the_seeds_and_the_grid_values_it_names(tmp_path):
     ("[experiment]\nseeds = []\n", "seeds must be a non-empty list"),
     ("[grids]\nloss = [0.1]\n", "unknown section(s) grids"),
     ("[quick]\ngrid = { loss = [0.1] }\n", "[quick] grid names 'loss', not in [grid]"),
+    ("[quick]\nseed = '1'\n", "[quick] takes seeds, grid and fixed, not seed"),
     ("[grid\n", "not valid TOML"),
 ])
 def test_a_bad_experiment_file_is_refused_with_what_is_wrong(tmp_path, capsys, text, message):
@@ -100,6 +101,8 @@ def test_a_missing_file_and_a_bad_worker_count_are_usage_errors(tmp_path, capsys
     assert "cannot read" in capsys.readouterr().err
     assert main(["experiment", str(_write(tmp_path)), "--workers", "0"]) == 2
     assert "--workers must be at least 1" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="workers must be at least 1"):
+        LocalExecutor(0)
 
 
 def test_every_named_behaviour_installs_on_a_built_simulation():
@@ -308,6 +311,23 @@ def test_the_relative_table_compares_each_behaviour_with_the_fault_free_run():
     table = relative_table({"by": "behaviour", "series": "behaviour_replica"}, summary)
     assert table == [{"behaviour": "silent", "behaviour_replica": 0, "relative": 0.5,
                       "ci95": 0.2, "failing": 1, "runs": 3}]
+
+
+def test_a_relative_figure_without_its_baseline_or_a_figure_of_unknown_kind_is_refused(
+        tmp_path, capsys):
+    summary = [{"behaviour": "silent", "throughput_per_s_mean": 1.0,
+                "throughput_per_s_ci95": 0.0, "failing": 0, "runs": 1}]
+    with pytest.raises(ex.ExperimentError, match="no grid point with behaviour = 'none'"):
+        relative_table({"name": "r", "by": "behaviour"}, summary)
+    zero = [{**summary[0], "behaviour": "none", "throughput_per_s_mean": 0.0}]
+    with pytest.raises(ex.ExperimentError, match="the baseline's throughput_per_s is 0"):
+        relative_table({"name": "r", "by": "behaviour"}, zero)
+    out = tmp_path / "out"
+    text = SMALL + '[[plot.figure]]\nkind = "pie"\nname = "p"\n'
+    assert main(["experiment", str(_write(tmp_path, text)), "--workers", "1", "--out",
+                 str(out), "--quick"]) == 0
+    assert main(["plot", str(out)]) == 2
+    assert "figure p: unknown kind 'pie'" in capsys.readouterr().err
 
 
 def test_plot_of_a_directory_without_results_is_a_usage_error(tmp_path, capsys):
