@@ -145,12 +145,17 @@ class RayExecutor:
             return False
         root = str(Path(__file__).resolve().parent.parent)
         runtime_env = {"env_vars": {"PYTHONPATH": root}}
-        if self.address == "local":
-            ray.init(num_cpus=self.workers, include_dashboard=False, runtime_env=runtime_env,
-                     logging_level="WARNING", log_to_driver=False)
-        else:
-            ray.init(address=self.address, runtime_env=runtime_env,
-                     logging_level="WARNING", log_to_driver=False)
+        try:
+            if self.address == "local":
+                ray.init(num_cpus=self.workers, include_dashboard=False,
+                         runtime_env=runtime_env, logging_level="WARNING", log_to_driver=False)
+            else:
+                ray.init(address=self.address, runtime_env=runtime_env,
+                         logging_level="WARNING", log_to_driver=False)
+        except (ConnectionError, RuntimeError, ValueError) as error:
+            raise ExperimentError(f"cannot reach a Ray cluster at {self.address!r} ({error}); "
+                                  f"start one with `ray start --head`, or use --ray local") \
+                from None
         return True
 
     def run(self, jobs: list[Job], measured: bool = True) -> Iterator[dict]:

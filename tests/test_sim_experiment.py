@@ -414,3 +414,43 @@ def test_the_executor_benchmark_prints_its_figures_and_the_same_traces(capsys, m
     assert last == summary and last["runs"] == 4 and last["same_traces"] is True
     assert last["runs_per_s_local_1"] > 0 and last["runs_per_s_local_2"] > 0
     assert last["runs_per_s_ray"] is None
+
+
+def test_an_interrupted_command_keeps_what_finished_and_the_same_command_resumes(
+        tmp_path, monkeypatch, capsys):
+    path, out = _write(tmp_path), tmp_path / "out"
+    real, calls = exec_module.run_job, []
+
+    def interrupted(job, measured=True):
+        calls.append(job)
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+        return real(job, measured)
+
+    monkeypatch.setattr(exec_module, "run_job", interrupted)
+    assert main(["experiment", str(path), "--workers", "1", "--out", str(out)]) == 130
+    assert "the same command resumes" in capsys.readouterr().err
+    assert len((out / "runs.jsonl").read_text().splitlines()) == 3
+    calls.clear()
+    monkeypatch.setattr(exec_module, "run_job", lambda job, measured=True: (
+        calls.append(job), real(job, measured))[1])
+    assert main(["experiment", str(path), "--workers", "1", "--out", str(out)]) == 0
+    assert len(calls) == 5 and len(_rows(out / "runs.csv")) == 8
+
+
+def test_the_fault_parameters_shape_the_run():
+    """A partition of the primary and a crash with a restart are faults of the run (the
+    isolated primary is replaced: a view change; the restarted replica is not faulty at the
+    end); larger operations mean more bytes for the same messages."""
+    base = {"clients": 2, "requests_per_client": 10}
+    cut = ex.run_job((0, 0, {**base, "isolate_replica": 0, "isolate_from_ms": 100,
+                             "isolate_for_ms": 2000}, 1))
+    assert cut["metrics"]["view_changes"] >= 1 and not cut["result"]["violations"]
+    restarted = ex.run_job((0, 0, {**base, "crash_replica": 2, "crash_at_ms": 100,
+                                   "restart_after_ms": 500}, 1))
+    assert restarted["result"]["faulty"] == [] and not restarted["result"]["violations"]
+    down = ex.run_job((0, 0, {**base, "crash_replica": 2, "crash_at_ms": 100}, 1))
+    assert down["result"]["faulty"] == [2]
+    small = ex.run_job((0, 0, base, 1))["metrics"]
+    large = ex.run_job((0, 0, {**base, "operation_bytes": 2000}, 1))["metrics"]
+    assert large["bytes_sent"] > small["bytes_sent"] + 2000 * 20
