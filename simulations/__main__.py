@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 
 from .results import RunResult, Violation
-from .scenarios import CATALOGUE, run_scenario
+from .scenarios import CATALOGUE
 
 REPLAY_DIR = Path("replays")
 #: Exit statuses (see the module docstring).
