@@ -211,6 +211,8 @@ def test_failing_and_crashing_runs_are_recorded_with_their_replay_command(tmp_pa
     replayed = capsys.readouterr().out
     assert "batch_delay_ms = 5000 must be below" in replayed
     assert main(["experiment", str(path), "--replay", "9:1"]) == 2
+    assert "no point 9" in capsys.readouterr().err
+    assert main(["experiment", str(path), "--replay", f"{violation['point']}:7"]) == 1
     assert main(["experiment", str(path), "--replay", "nonsense"]) == 2
 
 
