@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import random
 
-from pbft.messages import Commit, NewView, Prepare, PrePrepare, Reply
+from pbft.messages import Checkpoint, Commit, NewView, Prepare, PrePrepare, Reply
 
 from .byzantine import (
     BadSignatureClient,
@@ -39,12 +39,16 @@ from .byzantine import (
     OffByOne,
     PartialSendClient,
     PhantomVotes,
+    PushedCommitCertificates,
     Replay,
     ReplayingClient,
     SelectiveDelivery,
+    ShortNewView,
     Silent,
     SkewedTimestamps,
     SlowStateSource,
+    StaleVotesBehindNewView,
+    SwappedCertificatePrimary,
     SybilFlood,
     TamperedRequest,
     TruncatedNewView,
@@ -299,6 +303,46 @@ def _forged_new_view(seed: int) -> Simulation:
     sim = _sim(seed, behaviours={1: ForgedNewView()})
     sim.at(300, lambda s: s.network.isolate(0, [1, 2, 3]))
     sim.at(3_300, lambda s: s.network.heal())
+    return sim
+
+
+@scenario("byz_short_new_view", "the primary is cut off for 3 s under load; the next primary's "
+                                "NEW-VIEW holds 2f VIEW-CHANGEs, leaving out the one that "
+                                "weighs most in O")
+def _short_new_view(seed: int) -> Simulation:
+    sim = _sim(seed, behaviours={1: ShortNewView()})
+    sim.at(300, lambda s: s.network.isolate(0, [1, 2, 3]))
+    sim.at(3_300, lambda s: s.network.heal())
+    return sim
+
+
+@scenario("byz_stale_votes_behind_new_view", "the primary is cut off for 3 s under load; right "
+                                             "behind its NEW-VIEW the next primary replays the "
+                                             "old view's PREPAREs and COMMITs for what O "
+                                             "re-proposes")
+def _stale_votes_behind_new_view(seed: int) -> Simulation:
+    sim = _sim(seed, behaviours={1: StaleVotesBehindNewView()})
+    sim.at(300, lambda s: s.network.isolate(0, [1, 2, 3]))
+    sim.at(3_300, lambda s: s.network.heal())
+    return sim
+
+
+@scenario("byz_swapped_prepared_certificate", "the primary stops proposing and asks for view 1 "
+                                              "with certificates pairing a PRE-PREPARE it kept "
+                                              "for another batch with the PREPAREs of the one "
+                                              "proposed")
+def _swapped_prepared_certificate(seed: int) -> Simulation:
+    return _sim(seed, behaviours={0: SwappedCertificatePrimary(silent_from_ms=300 + seed % 5 * 40)})
+
+
+@scenario("byz_pushed_commit_certificates", "a backup pushes every commit certificate to everyone "
+                                            "unasked; CHECKPOINTs reach two backups 150-300 ms "
+                                            "late, with a checkpoint every 2 batches (windows "
+                                            "lag: some certificates lie above H)")
+def _pushed_commit_certificates(seed: int) -> Simulation:
+    sim = _sim(seed, behaviours={3: PushedCommitCertificates()},
+               config_overrides={"checkpoint_interval": 2, "log_window": 4})
+    sim.network.slow_down(Checkpoint, 150, 300, destinations=[1, 2])
     return sim
 
 
