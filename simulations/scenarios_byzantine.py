@@ -399,14 +399,23 @@ def cut_off_and_fetch(seed: int, behaviour, **config_overrides) -> Simulation:
     return sim
 
 
+#: The healed replica of `cut_off_and_fetch` must have executed, this long after the heal, all
+#: that was executed before it (issue 11, item 4: a slow source must not stall the fetch; the
+#: core before that fix was still fetching at the end of the run, 30 s later). Today's core
+#: takes 3-5 s; the recovery scenarios use the same bound.
+CUT_OFF_CATCH_UP_BOUND_MS = 10_000
+
+
 @scenario("byz_slow_state_source", "backup 2 is cut off for 2.2 s and must fetch the state; "
-                                   "backup 3 serves every chunk just under the fetch timeout")
+                                   "backup 3 serves every chunk just under the fetch timeout",
+          catch_up_bound_ms=CUT_OFF_CATCH_UP_BOUND_MS)
 def _slow_state_source(seed: int) -> Simulation:
     return cut_off_and_fetch(seed, SlowStateSource())
 
 
 @scenario("byz_fetch_state_flood", "backup 2 is cut off for 2.2 s and must fetch the state; "
-                                   "backup 3 floods everyone with FETCH-STATE and FETCH-LOG")
+                                   "backup 3 floods everyone with FETCH-STATE and FETCH-LOG",
+          catch_up_bound_ms=CUT_OFF_CATCH_UP_BOUND_MS)
 def _fetch_state_flood(seed: int) -> Simulation:
     return cut_off_and_fetch(seed, FetchStateFlooder())
 

@@ -15,7 +15,7 @@ from collections import Counter
 
 import pytest
 
-from pbft.messages import Commit, Prepare, PrePrepare, Request
+from pbft.messages import Commit, Prepare, PrePrepare, Request, StateChunk
 from simulations import byzantine
 from simulations.byzantine import (
     Behaviour,
@@ -494,6 +494,21 @@ def test_silent_backup_with_a_partitioned_primary_waits_for_the_heal():
 
 
 # ------------------------------------------------------------------ state transfer
+
+
+@pytest.mark.parametrize("name", ["byz_slow_state_source", "byz_fetch_state_flood"])
+def test_the_cut_off_replica_must_catch_up_within_the_bound(name):
+    """S1' (issue 11, item 4): these scenarios judge the healed replica's catch-up
+    (`catch_up_bound_ms`). A replica that can never get a STATE-CHUNK (all lost to it from the
+    heal on) is flagged, though every client completes through the other three."""
+    entry = CATALOGUE[name]
+    assert entry.catch_up_bound_ms is not None
+    sim = entry.build(1)
+    sim.at(2_500, lambda s: s.network.lose(StateChunk, 1.0, destinations=[2]))
+    result = run_scenario(entry, 1, sim)
+    assert result.liveness
+    assert [v.checker for v in result.violations] == ["catch_up"], result.violations
+    assert result.violations[0].replicas == (2,)
 
 
 def test_corrupted_snapshot_is_refused_and_fetched_elsewhere():
