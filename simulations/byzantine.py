@@ -16,7 +16,9 @@ The replica underneath runs the real core; a behaviour only lies about what it s
 Below the API is a library, one small class per lie (silence, crashes at a chosen point,
 equivocation, wrong digests, tampered requests, off-by-one views and sequence numbers, phantom
 votes, forged signatures, replays, view-change spam, forged prepared certificates, equivocating
-NEW-VIEWs, false checkpoints, corrupted state transfer, selective delivery, Twins, slow state
+NEW-VIEWs, NEW-VIEWs short of a VIEW-CHANGE, old-view votes replayed behind a NEW-VIEW, prepared
+certificates pairing another PRE-PREPARE with genuine PREPAREs, commit certificates pushed
+unasked, false checkpoints, corrupted state transfer, selective delivery, Twins, slow state
 sources, fetch floods, and `Collusion`: f + 1 colluding replicas, a negative control the
 checkers must flag); `Compose` stacks several on one replica. A behaviour that silences a kind
 of vote silences it inside the certificates it serves too (`without_own_votes`). Byzantine
