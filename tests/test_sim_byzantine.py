@@ -148,7 +148,9 @@ def test_every_byzantine_scenario_is_registered_with_ci_seeds_and_one_line():
 
 
 @pytest.mark.parametrize("name", ["byz_twins_primary", "byz_equivocating_new_view",
-                                  "byz_client_flood", "byz_stale_votes_behind_new_view",
+                                  "byz_client_flood", "byz_short_new_view",
+                                  "byz_stale_votes_behind_new_view",
+                                  "byz_swapped_prepared_certificate",
                                   "byz_pushed_commit_certificates"])
 def test_byzantine_runs_are_deterministic(name):
     """Behaviours draw only from the simulation's generator: same seed, same trace."""
