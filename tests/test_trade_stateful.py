@@ -61,6 +61,8 @@ POOLS: dict[str, list[Any]] = {
     "pres_id": ["P-1", "P-2"],
     "record_id": ["TR-1", "TR-2"],
     "payment_id": ["PAY-1", "PAY-2", "PAY-3"],
+    "repayment_id": ["RP-1", "RP-2", "RP-3", "RP-4", "RP-5", "RP-6"],
+    "collection_id": ["COL-1", "COL-2", "COL-3", "COL-4", "COL-5", "COL-6"],
     "customs": ["CUSTOMS-QD", "CUSTOMS-QD", "BANK-A"],
     "lender": ["BANK-A", "BANK-B"],
     "bank": ["BANK-A", "BANK-B", "BANK-I"],

@@ -52,6 +52,7 @@ from .commands import (
     is_id,
 )
 from .errors import ErrorCode
+from .idempotency import resubmission
 from .invariants import violations
 from .model import LedgerState, Participant, Role, pack_canonical, unpack_strict
 from .queries import QUERY_HANDLERS
@@ -281,6 +282,8 @@ class TradeLedger:
             code = admission_refusal(role, Role(op.role))
         if code is not None:
             return Refusal(code, f"a {role} may not {name}"), None
+        if (answer := resubmission(self._state, name, op, actor_id)) is not None:
+            return answer, None
         kind = COMMAND_KIND[name]
         target = _target_id(op, actor_id)
         if target is None:
