@@ -167,6 +167,8 @@ def approve(step: Step, op: FinApprove) -> Outcome:
     if not 0 <= op.rate_bp <= RATE_BP_MAX:
         return Refusal(ErrorCode.MALFORMED, f"rate_bp must be within 0..{RATE_BP_MAX}")
     financing: Financing = step.record
+    if (refusal := _applicant_refusal(step, financing)) is not None:
+        return refusal
     state = step.state
     invoice: Invoice = state.get("invoice", financing.invoice_id)
     declarations: list[Declaration] = [state.get("decl", d) for d in financing.decl_ids]
@@ -226,9 +228,18 @@ def reject(step: Step, op: FinReject) -> Outcome:
     return Done({"fin_id": financing.fin_id, "status": "REJECTED"})
 
 
+def _applicant_refusal(step: Step, financing: Financing) -> Refusal | None:
+    """INVALID_PARTY once the applicant is suspended: its financing requests made before the
+    suspension are no longer approved or paid out (repayments and collections, money coming
+    back, still are)."""
+    return counterparty_refusal(step.state, financing.applicant, [Role.TRADER], "applicant")
+
+
 @handles(HANDLERS, FinDisburse)
 def disburse(step: Step, op: FinDisburse) -> Outcome:
     financing: Financing = step.record
+    if (refusal := _applicant_refusal(step, financing)) is not None:
+        return refusal
     financing.disbursed_minor = financing.amount_minor
     return Done({"fin_id": financing.fin_id, "status": "DISBURSED"})
 
