@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
+from typing import Any
 
 from pbft.messages import PrePrepare
 from tradeapp.commands import (
@@ -77,13 +78,20 @@ BYZANTINE_BY_SEED: tuple[tuple[str, Callable[[], Behaviour], int], ...] = (
 )
 
 
-def seeded_trade_simulation(seed: int, script: list[ScriptStep]) -> Simulation:
+def seeded_trade_simulation(
+    seed: int, script: list[ScriptStep], *, config_overrides: dict[str, Any] | None = None,
+    **options: Any,
+) -> Simulation:  # fmt: skip
     """Four ledger replicas, the seed's Byzantine replica (BYZANTINE_BY_SEED), the seed's
     network (latency always, loss and duplication for some seeds, until NETWORK_HEALS_MS),
-    playing `script`."""
+    playing `script`. `config_overrides` are cluster options (`pbft.config.ClusterConfig`
+    fields: `batch_delay_ms` to gather concurrent requests into one batch); `options` go to
+    `trade_simulation` and the `Simulation` (e.g. `behaviours={}` for no faulty replica, or
+    `network=`), replacing the seed's choice. Raises ValueError for invalid cluster options."""
     _, behaviour, replica = BYZANTINE_BY_SEED[seed % len(BYZANTINE_BY_SEED)]
-    network = NetworkProfile.draw(random.Random(seed ^ 0x7EADE))
-    sim = trade_simulation(seed=seed, behaviours={replica: behaviour()}, network=network)
+    options.setdefault("behaviours", {replica: behaviour()})
+    options.setdefault("network", NetworkProfile.draw(random.Random(seed ^ 0x7EADE)))
+    sim = trade_simulation(seed=seed, config_overrides=config_overrides, **options)
     # Liveness is owed once the network is stable: loss and duplication stop at 2 s.
     sim.at(NETWORK_HEALS_MS, lambda s: s.network.heal())
     TradeRun(sim, script)
