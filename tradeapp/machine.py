@@ -7,7 +7,9 @@ Execution of one operation, in order:
    payload naming another actor ACTOR_MISMATCH; suspended PARTICIPANT_SUSPENDED;
 3. a read (get.*, report.*) is answered, filtered by the reader;
 4. a command is authorised from the transition tables (role, record, party, status) and handed
-   to its handler, which checks the business rules before it mutates anything;
+   to its handler, which checks the business rules before it mutates anything; between role and
+   record, a money-moving command resubmitted with a recorded id is answered from the first
+   (`tradeapp.idempotency`);
 5. whatever happened, exactly one event is chained onto the audit trail.
 
 Bootstrap: the ledger is constructed with the founding FX_ADMINs (participant id -> public
