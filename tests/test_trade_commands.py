@@ -679,10 +679,18 @@ def test_collections_partial_then_full_settle_the_receivable_and_encumbrance():
     w = World()
     invoice_id = w.invoice()
     fin_id = w.financing("DISBURSED", invoice_id=invoice_id)
-    partial = w.ok("BANK-A", RcvRecordCollection(invoice_id=invoice_id, amount_minor=4_000_000, collection_id="COL-T7"))
+    partial = w.ok(
+        "BANK-A",
+        RcvRecordCollection(invoice_id=invoice_id, amount_minor=4_000_000, collection_id="COL-T7"),
+    )
     assert partial["status"] == "REGISTERED" and partial["collected_minor"] == 4_000_000
     assert (
-        w.ok("BANK-A", RcvRecordCollection(invoice_id=invoice_id, amount_minor=6_000_000, collection_id="COL-T8"))["status"]
+        w.ok(
+            "BANK-A",
+            RcvRecordCollection(
+                invoice_id=invoice_id, amount_minor=6_000_000, collection_id="COL-T8"
+            ),
+        )["status"]
         == "SETTLED"
     )
     enc_id = w.record("financing", fin_id).enc_id
@@ -690,7 +698,10 @@ def test_collections_partial_then_full_settle_the_receivable_and_encumbrance():
     # Without financing, the seller's sponsoring bank records the collection.
     free = w.invoice()
     assert (
-        w.ok("BANK-A", RcvRecordCollection(invoice_id=free, amount_minor=USD_100K, collection_id="COL-T9"))["status"]
+        w.ok(
+            "BANK-A",
+            RcvRecordCollection(invoice_id=free, amount_minor=USD_100K, collection_id="COL-T9"),
+        )["status"]
         == "SETTLED"
     )
 
@@ -714,10 +725,13 @@ def test_financing_request_approve_disburse_repay_close():
     )
     assert w.ok("BANK-A", FinDisburse(fin_id=fin_id))["status"] == "DISBURSED"
     assert (
-        w.ok("BANK-A", FinRepay(fin_id=fin_id, amount_minor=3_000_000, repayment_id="RP-T13"))["outstanding_minor"]
+        w.ok("BANK-A", FinRepay(fin_id=fin_id, amount_minor=3_000_000, repayment_id="RP-T13"))[
+            "outstanding_minor"
+        ]
         == 5_000_000
     )
-    assert w.ok("BANK-A", FinRepay(fin_id=fin_id, amount_minor=5_000_000, repayment_id="RP-T14"))["status"] == "REPAID"
+    repay = FinRepay(fin_id=fin_id, amount_minor=5_000_000, repayment_id="RP-T14")
+    assert w.ok("BANK-A", repay)["status"] == "REPAID"
     assert w.ok("BANK-A", FinClose(fin_id=fin_id))["status"] == "CLOSED"
     # Closed without a collection: the encumbrance is released, the receivable free again.
     assert w.record("encumbrance", approved["enc_id"]).status == "RELEASED"

@@ -226,13 +226,13 @@ def test_an_id_reused_with_other_terms_or_by_another_bank_is_duplicate_id():
     other = w.financing("DISBURSED", lender="BANK-B")
     w.ok("BANK-A", FinRepay(fin_id=fin_id, amount_minor=1_000, repayment_id="RP-1"))
     before = w.driver.ledger.domain_digest()
-    _refused(w.driver.run("BANK-A", FinRepay(fin_id=fin_id, amount_minor=2_000,
-                                             repayment_id="RP-1")), ErrorCode.DUPLICATE_ID)  # fmt: skip
-    _refused(w.driver.run("BANK-B", FinRepay(fin_id=other, amount_minor=1_000,
-                                             repayment_id="RP-1")), ErrorCode.DUPLICATE_ID)  # fmt: skip
+    other_terms = FinRepay(fin_id=fin_id, amount_minor=2_000, repayment_id="RP-1")
+    _refused(w.driver.run("BANK-A", other_terms), ErrorCode.DUPLICATE_ID)
+    other_bank = FinRepay(fin_id=other, amount_minor=1_000, repayment_id="RP-1")
+    _refused(w.driver.run("BANK-B", other_bank), ErrorCode.DUPLICATE_ID)
     # BANK-B repeating BANK-A's repayment word for word learns nothing from a replay.
-    result = w.driver.run("BANK-B", FinRepay(fin_id=fin_id, amount_minor=1_000, repayment_id="RP-1"))
-    _refused(result, ErrorCode.DUPLICATE_ID)
+    word_for_word = FinRepay(fin_id=fin_id, amount_minor=1_000, repayment_id="RP-1")
+    _refused(w.driver.run("BANK-B", word_for_word), ErrorCode.DUPLICATE_ID)
     assert w.driver.ledger.domain_digest() == before
 
 

@@ -195,7 +195,8 @@ class World:
         if status in ("DISBURSED", "REPAID", "CLOSED"):
             self.ok(lender, FinDisburse(fin_id=fin_id))
         if status in ("REPAID", "CLOSED"):
-            self.ok(lender, FinRepay(fin_id=fin_id, amount_minor=amount, repayment_id=f"RP-{fin_id}"))
+            repay = FinRepay(fin_id=fin_id, amount_minor=amount, repayment_id=f"RP-{fin_id}")
+            self.ok(lender, repay)
         if status == "CLOSED":
             self.ok(lender, FinClose(fin_id=fin_id))
         return fin_id
