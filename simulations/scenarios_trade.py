@@ -8,6 +8,7 @@ end with one ledger digest that satisfies the ledger's invariants. They register
 catalogue as the others (`simulations.scenarios` imports this module last):
 
     python -m simulations run trade_financing_double --seed 3
+    python -m simulations run trade_financing_same_batch --seed 3
     python -m simulations sweep --scenarios trade_financing_double,trade_lc_flow --seeds 1-20
 """
 
@@ -166,6 +167,21 @@ def double_financing_script() -> list[ScriptStep]:
           seeds=TRADE_SEEDS, linearizability=check_trade)
 def _financing_double(seed: int) -> Simulation:
     return seeded_trade_simulation(seed, double_financing_script())
+
+
+#: A batching delay long enough that the primary gathers requests sent at one moment.
+SAME_BATCH_DELAY_MS = 200
+
+
+@scenario("trade_financing_same_batch", "trade ledger: trade_financing_double with a batching "
+                                        "delay, so that both banks' approvals land in one "
+                                        "batch (exactly one wins on every replica)",
+          seeds=TRADE_SEEDS, linearizability=check_trade)
+def _financing_same_batch(seed: int) -> Simulation:
+    return seeded_trade_simulation(
+        seed, double_financing_script(),
+        config_overrides={"batch_delay_ms": SAME_BATCH_DELAY_MS},
+    )  # fmt: skip
 
 
 # ------------------------------------------------------------------ letter of credit

@@ -30,7 +30,7 @@ from simulations.byzantine import (
 from simulations.engine import Simulation
 from simulations.network import NetworkProfile
 from simulations.scenarios import CATALOGUE, Scenario, run_scenario
-from simulations.scenarios_trade import double_financing_script, seeded_trade_simulation
+from simulations.scenarios_trade import seeded_trade_simulation
 from simulations.trade import (
     ACCEPTED,
     Concurrently,
@@ -539,10 +539,9 @@ def test_two_banks_approvals_forced_into_one_batch_exactly_one_wins(seed):
     batch, exactly one succeeds, the same one on every replica". A batching delay makes the
     primary gather BANK-A's and BANK-B's simultaneous approvals into one batch (checked in the
     executed log); the first in the batch wins, the second is ALREADY_ENCUMBERED; the seed's
-    Byzantine replica and network faults as in the catalogue's trade_financing_double."""
-    sim = seeded_trade_simulation(
-        seed, double_financing_script(), config_overrides={"batch_delay_ms": 200}
-    )
+    Byzantine replica and network faults as in trade_financing_double (the catalogue's
+    trade_financing_same_batch)."""
+    sim = CATALOGUE["trade_financing_same_batch"].build(seed)
     judge(sim, seed)
     (batch,) = [b for b in _batches_holding(sim, "fin.approve") if b[0].count("fin.approve") == 2]
     names, results = batch
