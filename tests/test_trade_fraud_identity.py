@@ -11,7 +11,7 @@ import trio
 
 from pbft.runtime.client import NoQuorumError
 from tradeapp import Accepted, ErrorCode, Rejected
-from tradeapp.client import TradeClient, new_request_id
+from tradeapp.client import TradeClient, fill_request_id, new_request_id
 from tradeapp.commands import (
     DeclApproveAmendment,
     FinApprove,
@@ -311,6 +311,17 @@ def test_the_client_names_the_id_when_every_resubmission_failed():
     trio.run(run)
     ids = {new_request_id("RP") for _ in range(100)}
     assert len(ids) == 100 and all(len(i) <= 64 for i in ids)
+
+
+def test_front_ends_fill_in_the_id_of_money_moving_commands_only():
+    filled = fill_request_id("rcv.record_collection", {"invoice_id": "I", "amount_minor": 1})
+    assert filled["collection_id"].startswith("COL-")
+    assert RcvRecordCollection(**filled).encode()  # a valid Id on the wire
+    kept = fill_request_id("fin.repay", {"fin_id": "F", "amount_minor": 1, "repayment_id": "R"})
+    assert kept["repayment_id"] == "R"
+    assert fill_request_id("fin.approve", {"fin_id": "F", "rate_bp": 1}) == {
+        "fin_id": "F", "rate_bp": 1,
+    }  # fmt: skip
 
 
 # ================================================================ item 11: never the lender

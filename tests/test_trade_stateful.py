@@ -484,6 +484,25 @@ class FraudsterRules:
             self.driver.run(lender, FinApprove(fin_id=fin_id, rate_bp=450))
 
     @invariant()
+    def recorded_amounts_add_up(self):
+        """Item 10, from the records themselves: what a financing says was repaid is the sum
+        of its recorded repayments, what an invoice says was collected the sum of its
+        collections (a resubmission counted twice would break it)."""
+        state = self.driver.ledger.state
+        repaid: dict[str, int] = {}
+        for repayment in state.records("repayment"):
+            repaid[repayment.fin_id] = repaid.get(repayment.fin_id, 0) + repayment.amount_minor
+        for financing in state.records("financing"):
+            assert financing.repaid_minor == repaid.get(financing.fin_id, 0), financing.fin_id
+        collected: dict[str, int] = {}
+        for collection in state.records("collection"):
+            collected[collection.invoice_id] = (
+                collected.get(collection.invoice_id, 0) + collection.amount_minor
+            )
+        for invoice in state.records("invoice"):
+            assert invoice.collected_minor == collected.get(invoice.invoice_id, 0), invoice
+
+    @invariant()
     def one_participant_per_enterprise(self):
         """Item 8."""
         keys = [

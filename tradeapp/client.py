@@ -55,7 +55,9 @@ from pbft.runtime.transport import Transport
 from .commands import COMMANDS, OPERATIONS, QUERIES, Operation, Result, decode_result
 from .idempotency import IDEMPOTENT
 
-__all__ = ["TradeClient", "method_name", "new_request_id", "read_each_replica"]
+__all__ = [
+    "TradeClient", "fill_request_id", "method_name", "new_request_id", "read_each_replica",
+]  # fmt: skip
 
 #: Id prefixes of the generated ids, by command.
 _ID_PREFIXES = {"fin.repay": "RP", "rcv.record_collection": "COL", "pay.service_outward": "PAY"}
@@ -66,6 +68,17 @@ def new_request_id(prefix: str) -> str:
     """A fresh id for a money-moving command: `prefix`, a dash and 24 random hex digits (96
     bits: two clients never pick the same by chance)."""
     return f"{prefix}-{secrets.token_hex(12)}"
+
+
+def fill_request_id(name: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    """`arguments` of the operation `name`, with a fresh id (`new_request_id`) in its id field
+    if it is a money-moving command (`tradeapp.idempotency.IDEMPOTENT`) and the id is missing
+    or None; other operations' arguments unchanged. For front ends (the CLI): generate the id
+    once, show it, and resubmit with it."""
+    recorded = IDEMPOTENT.get(name)
+    if recorded is None or arguments.get(recorded.id_field) is not None:
+        return arguments
+    return {**arguments, recorded.id_field: new_request_id(_ID_PREFIXES[name])}
 
 
 def method_name(operation_name: str) -> str:
@@ -125,9 +138,8 @@ def _operation_method(cls: type[Operation], *, query: bool) -> Callable[..., Any
         if recorded is None:
             op = cls(**arguments)
             return await (self.read(op) if query else self.run(op))
-        if arguments.get(recorded.id_field) is None:
-            arguments[recorded.id_field] = new_request_id(_ID_PREFIXES[cls.NAME])
-        return await _run_resubmitting(self, cls(**arguments), recorded.id_field)
+        op = cls(**fill_request_id(cls.NAME, arguments))
+        return await _run_resubmitting(self, op, recorded.id_field)
 
     parameters = [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
     for f in fields(cls):
