@@ -155,6 +155,13 @@ class Network:
         low = profile.latency_ms_min * 1000
         return low, profile.latency_ms_max * 1000 - low
 
+    def lossless(self) -> bool:
+        """Whether every message sent now arrives exactly once (no partition, clog, loss rule,
+        loss or duplication in force): `copies` would return 1 without drawing."""
+        profile = self.profile
+        return not (self._links or self._losses
+                    or (self.faulty and (profile.loss or profile.duplication)))
+
     def copies(self, source: Node, destination: Node, message: Any = None) -> int:
         """How many copies of `message` arrive: 0 if it is blocked by a partition or lost (to
         the profile's loss or a `lose` rule), 2 if duplicated, else 1."""
