@@ -66,6 +66,7 @@ def run_cluster(batch_size: int, requests: int, seed: int, wire: bool) -> dict:
     deliveries = cluster.run_workload(
         sessions, per_client, lambda c, i: kv_put(f"key{c}", b"v" * 16)
     )
+    deliveries += cluster.deliver_all()  # until the slowest replica has executed everything
     elapsed = time.perf_counter() - start
     committed = sum(len(s.results) for s in sessions)
     assert committed == clients * per_client

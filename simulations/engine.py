@@ -1,8 +1,9 @@
 """The deterministic simulator's event loop: a single-threaded discrete-event loop over virtual
 time that drives real `pbft.core` replicas and client sessions through a faulty simulated
 network. Its parts live beside it: the network (`network`), the clients and their workloads
-(`clients`), keys (`keys`), durable records (`storage`), what a run found (`results`), and the
-evidence of each step (`evidence`).
+(`clients`), keys (`keys`), durable records (`storage`), what the replicas executed and voted
+(`history`), the trace hash (`trace`), what a run found (`results`), and the evidence of each
+step (`evidence`).
 
 One seeded `random.Random` is the only source of randomness, virtual time the only clock, and a
 heap of (time, sequence, event) the only scheduler; so the same code and seed give the same run,
@@ -17,9 +18,7 @@ the checkers judge it); tests that build a situation step by step use `submit`, 
 
 from __future__ import annotations
 
-import bisect
 import gc
-import hashlib
 import heapq
 import random
 from collections.abc import Callable, Iterable, Iterator
@@ -27,22 +26,13 @@ from contextlib import contextmanager
 from typing import Any
 
 from pbft.app import StateMachine
-from pbft.codec import TAGS, DecodeError, Limits, decode, encode, packb_canonical
+from pbft.codec import TAGS, DecodeError, Limits, decode, encode
 from pbft.config import ClusterConfig, ReplicaInfo
 from pbft.core import ClientResult, ClientSession, ExecutedBatch, Replica
 from pbft.crypto import Signer, Verifier
 from pbft.ed25519 import Ed25519Verifier
 from pbft.core.sizes import message_bytes
-from pbft.messages import (
-    Commit,
-    LoggedBatch,
-    NewView,
-    Prepare,
-    PrePrepare,
-    Reply,
-    Request,
-    ViewChange,
-)
+from pbft.messages import LoggedBatch, PrePrepare, Reply, Request
 
 from .clients import (
     ClientRecord,
@@ -51,9 +41,11 @@ from .clients import (
     SimClient,
 )
 from .evidence import Evidence
+from .history import History
 from .keys import InsecureSigner, InsecureVerifier, ed25519_signer
 from .network import Network, NetworkProfile
 from .storage import SimulatedStorage
+from .trace import CHUNK, Trace
 
 _DELIVER, _TICK, _ACTION, _CLIENT = 0, 1, 2, 3
 
@@ -96,8 +88,6 @@ SIMULATION_CONFIG: dict[str, int] = {
 #: After the last scheduled action and the last client, replicas get this long to catch up.
 SETTLE_US = 1_000_000
 
-#: Messages by which a replica commits itself to one digest for a (view, sequence) (N10).
-_VOTES = frozenset((PrePrepare, Prepare, Commit))
 #: The messages that carry a batch: the only ones whose size grows with what clients send (config
 #: validation bounds every other message a correct replica builds), so the only ones the engine
 #: measures against `frame_bytes_max` (see `Simulation.send`).
@@ -170,8 +160,8 @@ class Simulation:
         self.now_us = 0
         self._heap: list[tuple] = []
         self._counter = 0
-        self._trace = hashlib.sha256()
-        self._trace_events: list[tuple] = []
+        #: Every delivery and drop, hashed as the run goes (`trace_hash`).
+        self.trace = Trace()
         self.events = 0
         self.deliveries = 0
 
@@ -217,26 +207,16 @@ class Simulation:
         #: (replica, record type name, virtual µs) for every death at a named write.
         self.writes_crashed: list[tuple[int, str, int]] = []
         self._compacted = [0] * replicas
-        #: Every batch each replica executed, in sequence order, across crashes, restarts and
-        #: wiped disks: executing a sequence number again (after a restart, from an older
-        #: snapshot) is not recorded twice; if it differs from the first execution it is noted
-        #: in `reexecuted_differently` (see `_note_executed`).
-        self.executed: list[list[ExecutedBatch]] = [[] for _ in range(replicas)]
-        self._executed_at: list[dict[int, ExecutedBatch]] = [{} for _ in range(replicas)]
-        #: (replica, sequence, what differs) for every execution of a sequence number that
-        #: differs from that replica's first execution of it (checkers.agreement).
-        self.reexecuted_differently: list[tuple[int, int, str]] = []
-        #: How many executions repeated an earlier one of the same replica exactly.
-        self.reexecutions = 0
-        #: Virtual µs at which each replica first executed each sequence number.
-        self.executed_at_us: list[dict[int, int]] = [{} for _ in range(replicas)]
-        #: The digest of every vote each replica without a behaviour sent, by (replica, kind,
-        #: view, sequence), and the votes that contradicted an earlier one (N10).
-        self.votes_sent: dict[tuple[int, type, int, int], bytes] = {}
-        self.double_votes: list[tuple[int, str, int, int]] = []
-        #: (replica, view) for every VIEW-CHANGE a replica without a behaviour sent (asking for
-        #: that view), for checkers.needless_view_changes.
-        self.view_changes_sent: set[tuple[int, int]] = set()
+        #: What each replica executed and, if it has no behaviour, voted (`History`); its
+        #: parts are also attributes of the simulation, for the checkers.
+        self.history = History(replicas)
+        history = self.history
+        self.executed = history.executed
+        self.executed_at_us = history.executed_at_us
+        self.reexecuted_differently = history.reexecuted_differently
+        self.votes_sent = history.votes_sent
+        self.double_votes = history.double_votes
+        self.view_changes_sent = history.view_changes_sent
         #: Memory sampling (`sample_memory`): each replica's largest `Replica.bytes_held()` seen,
         #: and when (virtual ms).
         self.peak_bytes_held: dict[int, int] = {}
@@ -324,6 +304,11 @@ class Simulation:
     @property
     def samples_memory(self) -> bool:
         return self._sample_every_us > 0
+
+    @property
+    def reexecutions(self) -> int:
+        """How many executions repeated an earlier one of the same replica exactly."""
+        return self.history.reexecutions
 
     def at(self, ms: float, action: Callable[["Simulation"], None], fault: bool = True) -> None:
         """Run `action(self)` at virtual time `ms`. Faults count for the liveness clock."""
@@ -679,14 +664,13 @@ class Simulation:
             self._trace_event(source, destination, message)
         else:
             name, has_view, has_sequence = shape
-            events = self._trace_events
+            events = self.trace.events
             events.append((self.now_us, source if type(source) is int else source[:6],
                            destination if type(destination) is int else destination[:6], name,
                            message.view if has_view else -1,
                            message.sequence if has_sequence else -1))
-            if len(events) >= 4096:
-                self._trace.update(packb_canonical(events))
-                events.clear()
+            if len(events) >= CHUNK:
+                self.trace.flush_if_full()
         if self.observer is not None:
             self.observer.delivering(source, destination, message)
         if type(destination) is int:
@@ -714,16 +698,7 @@ class Simulation:
                     self._flush_client(client)
 
     def _trace_event(self, source: Any, destination: Any, message: Any) -> None:
-        # Events are hashed in chunks of plain tuples (ints, str, bytes), packed canonically:
-        # deterministic, unlike hash(), and several times cheaper than their repr.
-        events = self._trace_events
-        events.append((self.now_us, source if type(source) is int else source[:6],
-                       destination if type(destination) is int else destination[:6],
-                       type(message).__name__, getattr(message, "view", -1),
-                       getattr(message, "sequence", -1)))
-        if len(events) >= 4096:
-            self._trace.update(packb_canonical(events))
-            events.clear()
+        self.trace.event(self.now_us, source, destination, message)
 
     def send(self, source: Any, destinations: tuple, message: Any) -> None:
         """Put one message on the network from `source` to each destination.
@@ -867,33 +842,13 @@ class Simulation:
         return True
 
     def _note_executed(self, replica_id: int, batches: tuple[ExecutedBatch, ...]) -> None:
-        """Add what a replica executed to its history. A sequence number it executed before
-        (a restart recovers from its last snapshot and executes the log after it again; a
-        state transfer may restore an older state) is not added again: it must be the same
-        batch, at the same timestamp, with the same requests and results (the view may
-        differ: a view change re-proposes committed batches), or it is noted in
-        `reexecuted_differently`."""
-        history = self.executed[replica_id]
-        first = self._executed_at[replica_id]
-        first_at = self.executed_at_us[replica_id]
-        for batch in batches:
-            sequence = batch.sequence
-            earlier = first.get(sequence)
-            if earlier is None:
-                if self.evidence is not None and replica_id not in self.behaviours:
-                    self.evidence.executed(replica_id, sequence, batch.digest)
-                first[sequence] = batch
-                first_at[sequence] = self.now_us
-                if not history or history[-1].sequence < sequence:
-                    history.append(batch)
-                else:  # a sequence number it had skipped by state transfer
-                    bisect.insort(history, batch, key=_sequence_of)
-                continue
-            difference = _execution_difference(earlier, batch)
-            if difference is None:
-                self.reexecutions += 1
-            else:
-                self.reexecuted_differently.append((replica_id, sequence, difference))
+        """Add what a replica executed to its history (`History.note_executed`); the first
+        execution of each sequence number by a replica without a behaviour must follow 2f + 1
+        matching COMMITs (evidence)."""
+        first = self.history.note_executed(replica_id, batches, self.now_us)
+        if first and self.evidence is not None and replica_id not in self.behaviours:
+            for batch in first:
+                self.evidence.executed(replica_id, batch.sequence, batch.digest)
 
     def _send_ready(self, replica_id: int, behaviour: Any, ready: Any) -> None:
         if self.observer is not None:
@@ -927,25 +882,11 @@ class Simulation:
                     self.send(replica_id, to, message)
 
     def _note_votes(self, replica_id: int, messages: tuple, low: int) -> None:
-        """Remember the digest of each vote a replica without a behaviour sends (single_vote):
-        its PRE-PREPAREs, PREPAREs and COMMITs, and the PRE-PREPAREs of its NEW-VIEWs (V2);
-        and which views it asked for in VIEW-CHANGEs (needless_view_changes)."""
+        """What a replica without a behaviour sends: to the evidence, then its votes and
+        VIEW-CHANGEs to the history (single_vote, needless_view_changes)."""
         if self.evidence is not None:
             self.evidence.sent(replica_id, messages, low)
-        for outbound in messages:
-            vote = outbound.message
-            if type(vote) in _VOTES:
-                self._note_vote(replica_id, vote)
-            elif type(vote) is NewView:
-                for pre_prepare in vote.pre_prepares:
-                    self._note_vote(replica_id, pre_prepare)
-            elif type(vote) is ViewChange:
-                self.view_changes_sent.add((replica_id, vote.new_view))
-
-    def _note_vote(self, replica_id: int, vote: PrePrepare | Prepare | Commit) -> None:
-        key = (replica_id, type(vote), vote.view, vote.sequence)
-        if self.votes_sent.setdefault(key, vote.digest) != vote.digest:
-            self.double_votes.append((replica_id, type(vote).__name__, vote.view, vote.sequence))
+        self.history.note_sent(replica_id, messages)
 
     # ------------------------------------------------------------------ clients
 
@@ -1015,30 +956,10 @@ class Simulation:
     # ------------------------------------------------------------------ results
 
     def trace_hash(self) -> str:
-        trace = self._trace.copy()
-        trace.update(packb_canonical(self._trace_events))
-        return trace.hexdigest()[:16]
+        return self.trace.hexdigest()
 
     def committed(self) -> int:
         return sum(1 for c in self.clients for op in c.record.operations if op[2] is not None)
 
     def correct_replicas(self) -> list[int]:
         return [r for r in range(len(self.replicas)) if r not in self.faulty]
-
-
-
-def _sequence_of(batch: ExecutedBatch) -> int:
-    return batch.sequence
-
-
-def _execution_difference(first: ExecutedBatch, again: ExecutedBatch) -> str | None:
-    """What differs between two executions of one sequence number by one replica, or None."""
-    if first.digest != again.digest:
-        return "another batch"
-    if first.timestamp_ms != again.timestamp_ms:
-        return f"timestamp {again.timestamp_ms} instead of {first.timestamp_ms}"
-    if [e.request for e in first.requests] != [e.request for e in again.requests]:
-        return "other requests executed"
-    if [e.result for e in first.requests] != [e.result for e in again.requests]:
-        return "other results"
-    return None
