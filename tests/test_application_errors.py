@@ -79,6 +79,8 @@ def test_a_restarted_replica_replays_the_raising_request_to_the_same_result():
         cluster.submit(client, kv_put("k", b"%d" % i))
         cluster.deliver_all()
     assert restarted is cluster.replicas[2]
+    # The engine compares each re-execution with the first: same batch, same results.
+    assert cluster.reexecutions >= 1 and cluster.reexecuted_differently == []
     assert restarted.last_executed == cluster.replicas[0].last_executed
     assert restarted.state_digest() == cluster.replicas[0].state_digest()
 
