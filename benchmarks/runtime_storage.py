@@ -1,6 +1,6 @@
 """Append latency of the durable replica storage (SQLite, WAL, synchronous=FULL).
 
-Replays the record stream a replica of an in-process cluster persisted, grouped as its `Ready`s
+Replays the record stream a replica of a simulated cluster persisted, grouped as its `Ready`s
 would be (`--records-per-append`), into a fresh database, and reports appends/s, records/s and
 the cost of the commit (the fsync) against the rest (encoding, inserting). Also times a raw
 `os.write` + `os.fsync` of the same bytes, the floor any durable store pays, and the same
@@ -27,17 +27,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from pbft.app import kv_put
 from pbft.codec import Limits, encode
 from pbft.runtime.storage import ReplicaStorage
-from simulations.cluster import InProcessCluster
+from simulations.engine import Simulation
+from simulations.network import NetworkProfile
 
 
 def record_stream(count: int) -> tuple[list, Limits]:
     """At least `count` records a backup persisted under a closed-loop workload."""
-    cluster = InProcessCluster(4, seed=1, config_overrides={"batch_size_max": 10})
+    cluster = Simulation(seed=1, clients=0, network=NetworkProfile(random_order=True), wire=True,
+                         insecure_signatures=False, shipped_config=True, compact_storage=False,
+                         config_overrides={"batch_size_max": 10})
     sessions = [cluster.add_client(f"c{i}") for i in range(20)]
     per_client = 10
     while True:
         cluster.run_workload(sessions, per_client, lambda c, i: kv_put(f"k{c}", b"v" * 16))
-        records = cluster.persisted[1]
+        records = cluster.storages[1].records
         if len(records) >= count:
             return records[:count], Limits.from_config(cluster.config)
 

@@ -1,5 +1,6 @@
-"""How long a view change takes on 4 replicas once the network is stable, in the in-process
-driver's virtual time (each message delivery takes --ms-per-delivery of virtual time).
+"""How long a view change takes on 4 replicas once the network is stable, in the simulator's
+virtual time on a random-order network (each message delivery takes --ms-per-delivery of
+virtual time).
 
 The primary crashes with client requests in flight; the clock starts when the first backup
 sends its VIEW-CHANGE and stops when every correct replica has installed the new view. The
@@ -18,36 +19,38 @@ import statistics
 
 from pbft.app import kv_append
 
-from simulations.cluster import InProcessCluster
+from simulations.engine import Simulation
+from simulations.network import NetworkProfile
 
 TIMEOUTS = {"request_timeout_ms": 500, "view_change_timeout_ms": 1_000,
             "client_retry_timeout_ms": 200}
 
 
 def one_view_change(seed: int, ms_per_delivery: int) -> dict:
-    cluster = InProcessCluster(4, seed=seed, config_overrides=TIMEOUTS,
-                               ms_per_delivery=ms_per_delivery)
-    sessions = [cluster.add_client(f"c{i}") for i in range(4)]
-    cluster.run_workload(sessions, 5, lambda c, i: kv_append(f"k{c}", b"%d" % i), idle_step_ms=10)
-    cluster.crash(0)
-    backups = cluster.replicas[1:]
-    started = installed = None
-    for session in sessions:
-        cluster.submit(session, kv_append("after-crash", b"x"))
-    while installed is None:
-        if not cluster.deliver_one():
-            cluster.advance_time(10)
+    sim = Simulation(seed=seed, clients=0, shipped_config=True, config_overrides=TIMEOUTS,
+                     network=NetworkProfile(random_order=True, ms_per_delivery=ms_per_delivery),
+                     wire=True, insecure_signatures=False)
+    clients = [sim.add_client(f"c{i}") for i in range(4)]
+    sim.run_workload(clients, 5, lambda c, i: kv_append(f"k{c}", b"%d" % i))
+    sim.deliver_all()  # every replica up to date: the clock measures the view change alone
+    sim.crash(0)
+    backups = sim.replicas[1:]
+    started = None
+
+    def installed() -> bool:
+        nonlocal started
         if started is None and any(not r.view_active for r in backups):
-            started = cluster.now_ms
-        if started is not None and all(r.view_active and r.view == 1 for r in backups):
-            installed = cluster.now_ms
-        if cluster.now_ms > 60_000:
-            raise RuntimeError(f"seed {seed}: no new view after 60 s of virtual time")
-    cluster.run_workload(sessions, 0, lambda c, i: b"", idle_step_ms=10)
-    while any(s.outstanding is not None for s in sessions):
-        if not cluster.deliver_one():
-            cluster.advance_time(10)
-    return {"seed": seed, "view_change_ms": installed - started,
+            started = sim.now_ms
+        return started is not None and all(r.view_active and r.view == 1 for r in backups)
+
+    for client in clients:
+        sim.submit(client, kv_append("after-crash", b"x"))
+    if not sim.run_until(installed, within_ms=60_000):
+        raise RuntimeError(f"seed {seed}: no new view after 60 s of virtual time")
+    view_change_ms = sim.now_ms - started
+    if not sim.run_until(lambda: all(c.done for c in clients), within_ms=60_000):
+        raise RuntimeError(f"seed {seed}: requests unanswered in the new view")
+    return {"seed": seed, "view_change_ms": view_change_ms,
             "view_changes": sum(r.view_changes_started for r in backups)}
 
 

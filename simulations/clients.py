@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pbft.core import ClientSession
+from pbft.core import ClientResult, ClientSession
 
 #: What a workload's `make_operation(client_index, i, rng)` returns: the operation, or the
 #: operation and whether to submit it read-only (R1).
@@ -69,10 +69,12 @@ class SimClient:
     """A closed-loop client: submits its next operation after a think time drawn from the
     simulation's generator, until it has submitted `requests` operations. `rng` is its own
     generator for `make_operation`, seeded from the simulation's seed and the client's name
-    (so a workload's draws neither depend on nor disturb the network's)."""
+    (so a workload's draws neither depend on nor disturb the network's). `results` holds every
+    result its session accepted, in order; `done` says it has nothing left to submit and no
+    request outstanding."""
 
     __slots__ = ("session", "record", "remaining", "think_ms", "make_operation", "index",
-                 "invoked_us", "done", "rng", "_takes_rng")
+                 "invoked_us", "done", "rng", "results", "_takes_rng")
 
     def __init__(self, session: ClientSession, record: ClientRecord, index: int, requests: int,
                  think_ms: float, make_operation: MakeOperation,
@@ -86,7 +88,24 @@ class SimClient:
         self.invoked_us = 0
         self.done = requests == 0
         self.rng = rng if rng is not None else random.Random(record.name)
+        self.results: list[ClientResult] = []
         self._takes_rng = _takes_rng(make_operation)
+
+    @property
+    def client(self) -> bytes:
+        """The client's key (its id to the replicas)."""
+        return self.session.client
+
+    def add_work(self, requests: int, make_operation: MakeOperation | None = None) -> None:
+        """Submit `requests` more operations, without think time between them (a closed loop
+        at full speed), made by `make_operation` if given (else by the current one)."""
+        if make_operation is not None:
+            self.make_operation = make_operation
+            self._takes_rng = _takes_rng(make_operation)
+        self.remaining += requests
+        self.think_ms = 0.0
+        if requests:
+            self.done = False
 
     def next_operation(self, i: int) -> tuple[bytes, bool]:
         """Operation `i` of this client and whether it is read-only."""

@@ -1,19 +1,24 @@
 """The deterministic simulator's event loop: a single-threaded discrete-event loop over virtual
 time that drives real `pbft.core` replicas and client sessions through a faulty simulated
 network. Its parts live beside it: the network (`network`), the clients and their workloads
-(`clients`), keys (`keys`), durable records (`storage`), what a run found (`results`), and the
-evidence of each step (`evidence`).
+(`clients`), keys (`keys`), durable records (`storage`), what the replicas executed and voted
+(`history`), the trace hash (`trace`), what a run found (`results`), and the evidence of each
+step (`evidence`).
 
 One seeded `random.Random` is the only source of randomness, virtual time the only clock, and a
 heap of (time, sequence, event) the only scheduler; so the same code and seed give the same run,
-and the trace hash printed with every run proves it.
+and the trace hash printed with every run proves it. On a `random_order` network (see
+`NetworkProfile`) messages in flight are not on the heap: they wait in a pool, and whenever the
+pool is not empty the next event is the delivery of one of them, drawn by the generator.
+
+Two ways to drive it: `run()` plays a whole scenario (closed-loop clients, scheduled faults, then
+the checkers judge it); tests that build a situation step by step use `submit`, `inject`,
+`deliver_one`, `deliver_all`, `advance_time`, `run_for`, `run_until` and `run_workload`.
 """
 
 from __future__ import annotations
 
-import bisect
 import gc
-import hashlib
 import heapq
 import random
 from collections.abc import Callable, Iterable, Iterator
@@ -21,22 +26,13 @@ from contextlib import contextmanager
 from typing import Any
 
 from pbft.app import StateMachine
-from pbft.codec import TAGS, DecodeError, Limits, decode, encode, packb_canonical
+from pbft.codec import TAGS, DecodeError, Limits, decode, encode
 from pbft.config import ClusterConfig, ReplicaInfo
 from pbft.core import ClientResult, ClientSession, ExecutedBatch, Replica
 from pbft.crypto import Signer, Verifier
 from pbft.ed25519 import Ed25519Verifier
 from pbft.core.sizes import message_bytes
-from pbft.messages import (
-    Commit,
-    LoggedBatch,
-    NewView,
-    Prepare,
-    PrePrepare,
-    Reply,
-    Request,
-    ViewChange,
-)
+from pbft.messages import LoggedBatch, PrePrepare, Reply, Request
 
 from .clients import (
     ClientRecord,
@@ -45,9 +41,11 @@ from .clients import (
     SimClient,
 )
 from .evidence import Evidence
+from .history import History
 from .keys import InsecureSigner, InsecureVerifier, ed25519_signer
 from .network import Network, NetworkProfile
 from .storage import SimulatedStorage
+from .trace import CHUNK, Trace
 
 _DELIVER, _TICK, _ACTION, _CLIENT = 0, 1, 2, 3
 
@@ -90,8 +88,6 @@ SIMULATION_CONFIG: dict[str, int] = {
 #: After the last scheduled action and the last client, replicas get this long to catch up.
 SETTLE_US = 1_000_000
 
-#: Messages by which a replica commits itself to one digest for a (view, sequence) (N10).
-_VOTES = frozenset((PrePrepare, Prepare, Commit))
 #: The messages that carry a batch: the only ones whose size grows with what clients send (config
 #: validation bounds every other message a correct replica builds), so the only ones the engine
 #: measures against `frame_bytes_max` (see `Simulation.send`).
@@ -124,6 +120,10 @@ class Simulation:
 
     `replica_class` may be a deliberately broken subclass (to test the checkers);
     `behaviours` maps replica ids to Byzantine interceptors (`simulations.byzantine`).
+    The configuration is the shipped `ClusterConfig` changed by `SIMULATION_CONFIG` (or not,
+    with `shipped_config`) and then by `config_overrides`. `compact_storage` False keeps every
+    record each replica persisted in `storages` (the full stream, for tests that replay it);
+    by default records below the stable checkpoint are dropped, as the runtime's storage does.
     `admit_clients` (N8'): False, open admission (the configuration lists no clients); True,
     the configuration lists the keys of the `clients` built here; names, those and the keys of
     these names too (for clients added later under them, e.g. by `add_byzantine_client`).
@@ -149,6 +149,8 @@ class Simulation:
         admit_clients: bool | Iterable[str] = False,
         sample_memory_every_ms: float | None = None,
         evidence: bool = True,
+        shipped_config: bool = False,
+        compact_storage: bool = True,
     ) -> None:
         from pbft.app import KeyValueStore, kv_append
 
@@ -158,8 +160,8 @@ class Simulation:
         self.now_us = 0
         self._heap: list[tuple] = []
         self._counter = 0
-        self._trace = hashlib.sha256()
-        self._trace_events: list[tuple] = []
+        #: Every delivery and drop, hashed as the run goes (`trace_hash`).
+        self.trace = Trace()
         self.events = 0
         self.deliveries = 0
 
@@ -167,7 +169,7 @@ class Simulation:
         self.verifier: Verifier = InsecureVerifier() if insecure_signatures else Ed25519Verifier()
         self.make_signer = make_signer
         self.signers = [make_signer(f"replica-{i}") for i in range(replicas)]
-        overrides = {**SIMULATION_CONFIG, **(config_overrides or {})}
+        overrides = {**({} if shipped_config else SIMULATION_CONFIG), **(config_overrides or {})}
         if admit_clients is not False:
             names = [f"client-{c}" for c in range(clients)]
             if admit_clients is not True:
@@ -184,6 +186,12 @@ class Simulation:
         self.app_factory = app_factory or KeyValueStore
         self.replica_class = replica_class
         self.network = Network(self.rng, network or NetworkProfile())
+        profile = self.network.profile
+        self._random_order = profile.random_order
+        #: Messages in flight on a `random_order` network: (destination, source, payload).
+        self._pool: list[tuple[Any, Any, Any]] = []
+        self._per_delivery_us = int(profile.ms_per_delivery * 1000)
+        self._compact_storage = compact_storage
         self.storages = [SimulatedStorage() for _ in range(replicas)]
         self.apps = [self.app_factory() for _ in range(replicas)]
         self.replicas = [
@@ -199,26 +207,16 @@ class Simulation:
         #: (replica, record type name, virtual µs) for every death at a named write.
         self.writes_crashed: list[tuple[int, str, int]] = []
         self._compacted = [0] * replicas
-        #: Every batch each replica executed, in sequence order, across crashes, restarts and
-        #: wiped disks: executing a sequence number again (after a restart, from an older
-        #: snapshot) is not recorded twice; if it differs from the first execution it is noted
-        #: in `reexecuted_differently` (see `_note_executed`).
-        self.executed: list[list[ExecutedBatch]] = [[] for _ in range(replicas)]
-        self._executed_at: list[dict[int, ExecutedBatch]] = [{} for _ in range(replicas)]
-        #: (replica, sequence, what differs) for every execution of a sequence number that
-        #: differs from that replica's first execution of it (checkers.agreement).
-        self.reexecuted_differently: list[tuple[int, int, str]] = []
-        #: How many executions repeated an earlier one of the same replica exactly.
-        self.reexecutions = 0
-        #: Virtual µs at which each replica first executed each sequence number.
-        self.executed_at_us: list[dict[int, int]] = [{} for _ in range(replicas)]
-        #: The digest of every vote each replica without a behaviour sent, by (replica, kind,
-        #: view, sequence), and the votes that contradicted an earlier one (N10).
-        self.votes_sent: dict[tuple[int, type, int, int], bytes] = {}
-        self.double_votes: list[tuple[int, str, int, int]] = []
-        #: (replica, view) for every VIEW-CHANGE a replica without a behaviour sent (asking for
-        #: that view), for checkers.needless_view_changes.
-        self.view_changes_sent: set[tuple[int, int]] = set()
+        #: What each replica executed and, if it has no behaviour, voted (`History`); its
+        #: parts are also attributes of the simulation, for the checkers.
+        self.history = History(replicas)
+        history = self.history
+        self.executed = history.executed
+        self.executed_at_us = history.executed_at_us
+        self.reexecuted_differently = history.reexecuted_differently
+        self.votes_sent = history.votes_sent
+        self.double_votes = history.double_votes
+        self.view_changes_sent = history.view_changes_sent
         #: Memory sampling (`sample_memory`): each replica's largest `Replica.bytes_held()` seen,
         #: and when (virtual ms).
         self.peak_bytes_held: dict[int, int] = {}
@@ -240,6 +238,7 @@ class Simulation:
             self.add_behaviour(replica_id, behaviour)
 
         operation = make_operation or (lambda c, i: kv_append(f"key-{c % 3}", b"%d.%d;" % (c, i)))
+        self._default_operation = operation
         self.clients: list[SimClient] = []
         #: Keys Byzantine clients made up on the way (each a client of its own to the replicas,
         #: none correct), that the validity checker must not count as strangers.
@@ -273,20 +272,22 @@ class Simulation:
         self.behaviours[replica_id] = behaviour
         self.faulty.add(replica_id)
 
-    def add_client(self, name: str, requests: int, think_ms: float,
-                   make_operation: MakeOperation, correct: bool = True) -> SimClient:
+    def add_client(self, name: str, requests: int = 0, think_ms: float = 0.0,
+                   make_operation: MakeOperation | None = None,
+                   correct: bool = True) -> SimClient:
         """A closed-loop client `name` submitting `requests` operations made by
-        `make_operation` (see `MakeOperation`), which gets a generator of its own derived from
-        the simulation's seed and `name`."""
-        session = ClientSession(self.config, self.make_signer(name), 0)
+        `make_operation` (see `MakeOperation`; default: the simulation's workload), which gets
+        a generator of its own derived from the simulation's seed and `name`. With no
+        `requests` it waits to be driven (`submit`, `run_workload`)."""
+        session = ClientSession(self.config, self.make_signer(name), self.now_us // 1000)
         record = ClientRecord(name, correct)
         rng = random.Random(f"pbft-sim-operations:{self.seed}:{name}")
-        client = SimClient(session, record, len(self.clients), requests, think_ms, make_operation,
-                           rng)
+        client = SimClient(session, record, len(self.clients), requests, think_ms,
+                           make_operation or self._default_operation, rng)
         self.clients.append(client)
         self._clients_by_key[session.client] = client
         if requests:
-            start_us = int(self.rng.uniform(0, think_ms) * 1000)
+            start_us = self.now_us + int(self.rng.uniform(0, think_ms) * 1000)
             self._schedule(start_us, _CLIENT, client, None, None)
         return client
 
@@ -303,6 +304,11 @@ class Simulation:
     @property
     def samples_memory(self) -> bool:
         return self._sample_every_us > 0
+
+    @property
+    def reexecutions(self) -> int:
+        """How many executions repeated an earlier one of the same replica exactly."""
+        return self.history.reexecutions
 
     def at(self, ms: float, action: Callable[["Simulation"], None], fault: bool = True) -> None:
         """Run `action(self)` at virtual time `ms`. Faults count for the liveness clock."""
@@ -343,8 +349,9 @@ class Simulation:
             raise ValueError(f"count must be at least 1, got {count!r}")
         self._write_crashes[replica_id] = (kind, count)
 
-    def restart(self, replica_id: int, wipe: bool = False) -> None:
-        """Recover a crashed replica from its durable records (or from nothing, if wiped)."""
+    def restart(self, replica_id: int, wipe: bool = False) -> Replica:
+        """Recover a crashed replica from its durable records (or from nothing, if wiped: it
+        must catch up by state transfer, S1); return the new replica."""
         if wipe:
             self.storages[replica_id].wipe()
             self.wiped.add(replica_id)
@@ -361,6 +368,7 @@ class Simulation:
         # What it executed before the crash stays in `executed` (clients may have seen its
         # replies); what it executes again from its snapshot on is checked against that.
         self._flush(replica_id)
+        return self.replicas[replica_id]
 
     # ------------------------------------------------------------------ the loop
 
@@ -372,14 +380,21 @@ class Simulation:
         """Run until every client is done, or virtual time reaches `until_ms` (or the liveness
         bound after the last fault). Returns True if every correct client finished."""
         with _young_collections_relaxed():
-            return self._run(until_ms, liveness_bound_ms)
+            self._run(int(until_ms * 1000), int(liveness_bound_ms * 1000), True, None)
+        return self.all_done()
 
-    def _run(self, until_ms: float, liveness_bound_ms: float) -> bool:
+    def _run(self, until_us: float, bound_us: float, stop_when_done: bool,
+             condition: Callable[[], bool] | None) -> None:
+        """The event loop: run events until the next is later than `until_us` or than the
+        liveness bound after the last fault, or the event limit is reached (`runaway`), or (with
+        `stop_when_done`) every client is done and the run has settled, or `condition()`
+        holds after an event."""
+        if self._random_order:
+            self._run_random(until_us, bound_us, stop_when_done, condition)
+            return
         heap = self._heap
         pop = heapq.heappop
         deliver = self._deliver
-        until_us = int(until_ms * 1000)
-        bound_us = int(liveness_bound_ms * 1000)
         events_max = self.events_max if self.events_max is not None else float("inf")
         while heap:
             at_us, _, kind, a, b, c = pop(heap)
@@ -396,13 +411,204 @@ class Simulation:
                 deliver(a, b, c)
             elif kind == _TICK:
                 self._tick()
-                if self.all_done() and at_us >= self.last_action_us + SETTLE_US:
+                if stop_when_done and self.all_done() and at_us >= self.last_action_us + SETTLE_US:
                     break
             elif kind == _CLIENT:
                 self._client_submit(a)
             else:
                 a(self)
-        return self.all_done()
+            if condition is not None and condition():
+                break
+
+    def _run_random(self, until_us: float, bound_us: float, stop_when_done: bool,
+                    condition: Callable[[], bool] | None) -> None:
+        """`_run` on a `random_order` network: events due now run first (a closed-loop client's
+        next request, an action a message triggered); then, while messages are in flight, the
+        next event is the delivery of one of them (after `ms_per_delivery`, unless a timed event
+        comes first); otherwise virtual time moves to the next event on the heap."""
+        heap = self._heap
+        pool = self._pool
+        per_us = self._per_delivery_us
+        events_max = self.events_max if self.events_max is not None else float("inf")
+        deliver = self._deliver
+        randrange = self.rng.randrange
+        while True:
+            if self.events >= events_max:
+                self.runaway = True
+                break
+            if pool and (not heap or heap[0][0] > self.now_us + per_us):
+                if per_us:
+                    at_us = self.now_us + per_us
+                    if at_us > until_us or at_us > self.last_fault_us + bound_us:
+                        break
+                    self.now_us = at_us
+                self.events += 1
+                # `_deliver_random`, inline: this runs once per delivery.
+                index = randrange(len(pool))
+                pool[index], pool[-1] = pool[-1], pool[index]
+                destination, source, payload = pool.pop()
+                deliver(destination, source, payload)
+            elif heap:
+                at_us = heap[0][0]
+                if at_us > until_us or at_us > self.last_fault_us + bound_us:
+                    break
+                _, _, kind, a, b, c = heapq.heappop(heap)
+                self.now_us = at_us
+                self.events += 1
+                self._dispatch(kind, a, b, c)
+                if stop_when_done and kind == _TICK and self.all_done() \
+                        and at_us >= self.last_action_us + SETTLE_US:
+                    break
+            else:
+                break
+            if condition is not None and condition():
+                break
+
+    def _dispatch(self, kind: int, a: Any, b: Any, c: Any) -> None:
+        """Run one event taken from the heap (outside the hot loop of `_run`)."""
+        if kind == _DELIVER:
+            self._deliver(a, b, c)
+        elif kind == _TICK:
+            self._tick()
+        elif kind == _CLIENT:
+            self._client_submit(a)
+        else:
+            a(self)
+
+    def _deliver_random(self) -> None:
+        """Deliver one message in flight, drawn uniformly by the generator."""
+        pool = self._pool
+        index = self.rng.randrange(len(pool))
+        pool[index], pool[-1] = pool[-1], pool[index]
+        destination, source, payload = pool.pop()
+        self._deliver(destination, source, payload)
+
+    # ------------------------------------------------------------------ driving step by step
+
+    @property
+    def now_ms(self) -> int:
+        """Virtual time in whole milliseconds."""
+        return self.now_us // 1000
+
+    @property
+    def in_flight(self) -> int:
+        """How many message copies are in flight (sent, neither delivered nor lost yet)."""
+        if self._random_order:
+            return len(self._pool)
+        return sum(1 for event in self._heap if event[2] == _DELIVER)
+
+    def submit(self, client: SimClient, operation: bytes, read_only: bool = False) -> None:
+        """`client` submits `operation` now (its request goes on the network at once). Raises
+        RuntimeError if its previous request is still outstanding, ValueError if the operation
+        is larger than the configuration allows (`ClientSession.submit`)."""
+        session = client.session
+        session.now_ms = max(session.now_ms, self.now_us // 1000)
+        session.submit(operation, read_only)
+        client.done = False
+        client.record.operations.append((operation, self.now_us, None, None))
+        self._flush_client(client)
+
+    def inject(self, destination: Any, message: Any, source: Any = "test") -> None:
+        """Put `message` on the network to `destination`, as if `source` sent it (a replica id,
+        a client key, or any other name: the engine delivers what it is given; the replica
+        judges it, e.g. by its signature)."""
+        self.send(source, (destination,), message)
+
+    def deliver_one(self) -> bool:
+        """Deliver one message; False if none is in flight. On a `random_order` network: one
+        drawn by the generator, after the events due now and in the next `ms_per_delivery` of
+        virtual time; otherwise: every event up to the earliest delivery, and that delivery."""
+        if self._random_order:
+            if not self._pool:
+                return False
+            self._advance_to(self.now_us + self._per_delivery_us)
+            if self._pool:
+                self.events += 1
+                self._deliver_random()
+            return True
+        if not any(event[2] == _DELIVER for event in self._heap):
+            return False
+        while True:
+            at_us, _, kind, a, b, c = heapq.heappop(self._heap)
+            self.now_us = at_us
+            self.events += 1
+            self._dispatch(kind, a, b, c)
+            if kind == _DELIVER:
+                return True
+
+    def deliver_all(self, max_deliveries: int = 10_000_000) -> int:
+        """`deliver_one` until nothing is in flight (or `max_deliveries`); return how many were
+        delivered. On a `random_order` network without `ms_per_delivery` no time passes, so no
+        timer fires: exactly the messages already sent and those they cause are delivered."""
+        count = 0
+        while count < max_deliveries and self.deliver_one():
+            count += 1
+        return count
+
+    def advance_time(self, ms: float) -> None:
+        """Move virtual time `ms` forward, running every timed event due meanwhile (ticks,
+        client submissions, scheduled actions, and on a latency network the deliveries); on a
+        `random_order` network nothing in flight is delivered. Raises ValueError if `ms` is
+        negative."""
+        if ms < 0:
+            raise ValueError(f"ms must not be negative, got {ms!r}")
+        self._advance_to(self.now_us + int(ms * 1000))
+
+    def _advance_to(self, target_us: int) -> None:
+        heap = self._heap
+        while heap and heap[0][0] <= target_us:
+            at_us, _, kind, a, b, c = heapq.heappop(heap)
+            self.now_us = at_us
+            self.events += 1
+            self._dispatch(kind, a, b, c)
+        self.now_us = max(self.now_us, target_us)
+
+    def run_for(self, ms: float) -> None:
+        """Run everything (deliveries, timers, clients, actions) for `ms` of virtual time.
+        Raises ValueError if `ms` is negative."""
+        if ms < 0:
+            raise ValueError(f"ms must not be negative, got {ms!r}")
+        target_us = self.now_us + int(ms * 1000)
+        self._run(target_us, float("inf"), False, None)
+        self.now_us = max(self.now_us, target_us)
+
+    def run_until(self, condition: Callable[[], bool], within_ms: float = 120_000) -> bool:
+        """Run until `condition()` holds (checked before the first event and after each) or
+        `within_ms` of virtual time have passed; return whether it holds."""
+        if condition():
+            return True
+        self._run(self.now_us + int(within_ms * 1000), float("inf"), False, condition)
+        return condition()
+
+    def run_workload(self, clients: list[SimClient], requests_per_client: int,
+                     make_operation: MakeOperation | None = None,
+                     within_ms: float = 600_000) -> int:
+        """Closed loop: each of `clients` submits `requests_per_client` more operations, made
+        by `make_operation` (see `MakeOperation`; default: what the client made so far), the
+        next as soon as the previous result is accepted; run until all are answered. Returns
+        the deliveries made. Raises RuntimeError if they are not answered within `within_ms`
+        of virtual time, ValueError if `requests_per_client` is negative."""
+        if requests_per_client < 0:
+            raise ValueError(f"requests_per_client must not be negative, "
+                             f"got {requests_per_client!r}")
+        start = self.deliveries
+        for client in clients:
+            client.add_work(requests_per_client, make_operation)
+            self._schedule(self.now_us, _CLIENT, client, None, None)
+        pending = list(clients)
+
+        def finished() -> bool:  # checked after every event: amortised O(1)
+            while pending and pending[-1].done:
+                pending.pop()
+            return not pending
+
+        with _young_collections_relaxed():
+            done = self.run_until(finished, within_ms)
+        if not done:
+            left = sum(c.remaining + (c.session.outstanding is not None) for c in clients)
+            raise RuntimeError(f"workload unfinished after {within_ms} ms of virtual time: "
+                               f"{left} operations unanswered")
+        return self.deliveries - start
 
     def all_done(self) -> bool:
         return all(c.done for c in self.clients if c.record.correct)
@@ -458,14 +664,13 @@ class Simulation:
             self._trace_event(source, destination, message)
         else:
             name, has_view, has_sequence = shape
-            events = self._trace_events
+            events = self.trace.events
             events.append((self.now_us, source if type(source) is int else source[:6],
                            destination if type(destination) is int else destination[:6], name,
                            message.view if has_view else -1,
                            message.sequence if has_sequence else -1))
-            if len(events) >= 4096:
-                self._trace.update(packb_canonical(events))
-                events.clear()
+            if len(events) >= CHUNK:
+                self.trace.flush_if_full()
         if self.observer is not None:
             self.observer.delivering(source, destination, message)
         if type(destination) is int:
@@ -493,16 +698,7 @@ class Simulation:
                     self._flush_client(client)
 
     def _trace_event(self, source: Any, destination: Any, message: Any) -> None:
-        # Events are hashed in chunks of plain tuples (ints, str, bytes), packed canonically:
-        # deterministic, unlike hash(), and several times cheaper than their repr.
-        events = self._trace_events
-        events.append((self.now_us, source if type(source) is int else source[:6],
-                       destination if type(destination) is int else destination[:6],
-                       type(message).__name__, getattr(message, "view", -1),
-                       getattr(message, "sequence", -1)))
-        if len(events) >= 4096:
-            self._trace.update(packb_canonical(events))
-            events.clear()
+        self.trace.event(self.now_us, source, destination, message)
 
     def send(self, source: Any, destinations: tuple, message: Any) -> None:
         """Put one message on the network from `source` to each destination.
@@ -521,6 +717,9 @@ class Simulation:
                 return
         else:
             payload = message
+        if self._random_order:
+            self._send_random(source, destinations, payload, message)
+            return
         plain = self.network.plain_latency_us()
         if plain is not None:
             self._send_plain(source, destinations, payload, plain)
@@ -533,6 +732,21 @@ class Simulation:
         for destination in destinations:
             for at_us in arrivals(source, destination, now, message):
                 self._schedule(at_us, _DELIVER, destination, source, payload)
+
+    def _send_random(self, source: Any, destinations: tuple, payload: Any, message: Any) -> None:
+        """`send` on a `random_order` network: each copy that is neither lost nor blocked joins
+        the pool of messages in flight."""
+        if type(payload) in _BATCH_CARRIERS and self._oversized(payload):
+            self._drop_oversized(source, destinations, payload)
+            return
+        pool = self._pool
+        if self.network.lossless():
+            pool.extend([(destination, source, payload) for destination in destinations])
+            return
+        copies = self.network.copies
+        for destination in destinations:
+            for _ in range(copies(source, destination, message)):
+                pool.append((destination, source, payload))
 
     def _fire_triggers(self, source: Any, message: Any) -> None:
         """`Network.on_message`: the actions this send fires run at this virtual time, after
@@ -596,7 +810,7 @@ class Simulation:
             if ready.executed:
                 self._note_executed(replica_id, ready.executed)
             low = ready.status.low_watermark
-            if low > self._compacted[replica_id]:
+            if low > self._compacted[replica_id] and self._compact_storage:
                 self._compacted[replica_id] = low
                 storage.compact(low)
             if evidence is not None and low != evidence.of[replica_id].low:
@@ -628,33 +842,13 @@ class Simulation:
         return True
 
     def _note_executed(self, replica_id: int, batches: tuple[ExecutedBatch, ...]) -> None:
-        """Add what a replica executed to its history. A sequence number it executed before
-        (a restart recovers from its last snapshot and executes the log after it again; a
-        state transfer may restore an older state) is not added again: it must be the same
-        batch, at the same timestamp, with the same requests and results (the view may
-        differ: a view change re-proposes committed batches), or it is noted in
-        `reexecuted_differently`."""
-        history = self.executed[replica_id]
-        first = self._executed_at[replica_id]
-        first_at = self.executed_at_us[replica_id]
-        for batch in batches:
-            sequence = batch.sequence
-            earlier = first.get(sequence)
-            if earlier is None:
-                if self.evidence is not None and replica_id not in self.behaviours:
-                    self.evidence.executed(replica_id, sequence, batch.digest)
-                first[sequence] = batch
-                first_at[sequence] = self.now_us
-                if not history or history[-1].sequence < sequence:
-                    history.append(batch)
-                else:  # a sequence number it had skipped by state transfer
-                    bisect.insort(history, batch, key=_sequence_of)
-                continue
-            difference = _execution_difference(earlier, batch)
-            if difference is None:
-                self.reexecutions += 1
-            else:
-                self.reexecuted_differently.append((replica_id, sequence, difference))
+        """Add what a replica executed to its history (`History.note_executed`); the first
+        execution of each sequence number by a replica without a behaviour must follow 2f + 1
+        matching COMMITs (evidence)."""
+        first = self.history.note_executed(replica_id, batches, self.now_us)
+        if first and self.evidence is not None and replica_id not in self.behaviours:
+            for batch in first:
+                self.evidence.executed(replica_id, batch.sequence, batch.digest)
 
     def _send_ready(self, replica_id: int, behaviour: Any, ready: Any) -> None:
         if self.observer is not None:
@@ -688,25 +882,11 @@ class Simulation:
                     self.send(replica_id, to, message)
 
     def _note_votes(self, replica_id: int, messages: tuple, low: int) -> None:
-        """Remember the digest of each vote a replica without a behaviour sends (single_vote):
-        its PRE-PREPAREs, PREPAREs and COMMITs, and the PRE-PREPAREs of its NEW-VIEWs (V2);
-        and which views it asked for in VIEW-CHANGEs (needless_view_changes)."""
+        """What a replica without a behaviour sends: to the evidence, then its votes and
+        VIEW-CHANGEs to the history (single_vote, needless_view_changes)."""
         if self.evidence is not None:
             self.evidence.sent(replica_id, messages, low)
-        for outbound in messages:
-            vote = outbound.message
-            if type(vote) in _VOTES:
-                self._note_vote(replica_id, vote)
-            elif type(vote) is NewView:
-                for pre_prepare in vote.pre_prepares:
-                    self._note_vote(replica_id, pre_prepare)
-            elif type(vote) is ViewChange:
-                self.view_changes_sent.add((replica_id, vote.new_view))
-
-    def _note_vote(self, replica_id: int, vote: PrePrepare | Prepare | Commit) -> None:
-        key = (replica_id, type(vote), vote.view, vote.sequence)
-        if self.votes_sent.setdefault(key, vote.digest) != vote.digest:
-            self.double_votes.append((replica_id, type(vote).__name__, vote.view, vote.sequence))
+        self.history.note_sent(replica_id, messages)
 
     # ------------------------------------------------------------------ clients
 
@@ -757,6 +937,7 @@ class Simulation:
         operations = client.record.operations
         operation, invoked_us, _, _ = operations[-1]
         operations[-1] = (operation, invoked_us, self.now_us, result.result)
+        client.results.append(result)
         if self.observer is not None:
             self.observer.client_result(client, result)
         marks = client.record.marks.get(len(operations) - 1)
@@ -764,7 +945,10 @@ class Simulation:
             marks.result_timestamp = result.timestamp
             marks.answered_read_only = result.read_only
         if client.remaining > 0:
-            think_us = int(self.rng.expovariate(1.0 / max(client.think_ms, 0.001)) * 1000)
+            # No think time: the next request goes out now, as the next event (not from inside
+            # this flush of the session).
+            think_us = int(self.rng.expovariate(1.0 / max(client.think_ms, 0.001)) * 1000) \
+                if client.think_ms else 0
             self._schedule(self.now_us + think_us, _CLIENT, client, None, None)
         else:
             client.done = True
@@ -772,30 +956,10 @@ class Simulation:
     # ------------------------------------------------------------------ results
 
     def trace_hash(self) -> str:
-        trace = self._trace.copy()
-        trace.update(packb_canonical(self._trace_events))
-        return trace.hexdigest()[:16]
+        return self.trace.hexdigest()
 
     def committed(self) -> int:
         return sum(1 for c in self.clients for op in c.record.operations if op[2] is not None)
 
     def correct_replicas(self) -> list[int]:
         return [r for r in range(len(self.replicas)) if r not in self.faulty]
-
-
-
-def _sequence_of(batch: ExecutedBatch) -> int:
-    return batch.sequence
-
-
-def _execution_difference(first: ExecutedBatch, again: ExecutedBatch) -> str | None:
-    """What differs between two executions of one sequence number by one replica, or None."""
-    if first.digest != again.digest:
-        return "another batch"
-    if first.timestamp_ms != again.timestamp_ms:
-        return f"timestamp {again.timestamp_ms} instead of {first.timestamp_ms}"
-    if [e.request for e in first.requests] != [e.request for e in again.requests]:
-        return "other requests executed"
-    if [e.result for e in first.requests] != [e.result for e in again.requests]:
-        return "other results"
-    return None

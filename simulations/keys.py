@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import hashlib
 
-from .cluster import deterministic_signer
+from pbft.crypto import sha256
+from pbft.ed25519 import Ed25519Signer
 
-#: A real key derived from a label (one derivation for every driver).
-ed25519_signer = deterministic_signer
+
+def ed25519_signer(label: str) -> Ed25519Signer:
+    """A real Ed25519 key derived from `label`: equal labels, equal keys, so runs are
+    reproducible."""
+    return Ed25519Signer(sha256(b"pbft-sim-key:" + label.encode()))
 
 
 #: The latest signatures InsecureSigner made, by (public key, payload): a verifier checking one

@@ -3,7 +3,10 @@ one-way), clogged links, extra latency and extra loss by message type, and fault
 the traffic itself (`on_message`), all drawn from the simulation's one `random.Random`.
 
 Reordering is not a separate knob: every copy of a message gets its own latency, so messages on
-one link overtake each other whenever the latency spread allows it.
+one link overtake each other whenever the latency spread allows it. With `random_order` there is
+no latency at all: any message in flight may be delivered next, chosen by the seeded generator,
+and virtual time moves only between deliveries (timers, `ms_per_delivery`), which explores
+message orders far from what a latency distribution makes likely.
 """
 
 from __future__ import annotations
@@ -22,12 +25,30 @@ class NetworkProfile:
 
     Latency is uniform in [latency_ms_min, latency_ms_max] per message; `loss` and
     `duplication` are per-message probabilities.
+
+    `random_order`: no latency; every message sent joins the messages in flight, and the next
+    one delivered is drawn uniformly from them all by the seeded generator. No virtual time
+    passes while messages are in flight, unless `ms_per_delivery` says each delivery takes that
+    long (a crude latency, so that timers can fire in the middle of a burst). Loss, duplication,
+    partitions and `lose` rules apply as with latency; `clog` and `slow_down`, which are about
+    arrival times, do not exist in this mode.
+
+    Raises ValueError for a negative `ms_per_delivery`, or one without `random_order`.
     """
 
     latency_ms_min: float = 1.0
     latency_ms_max: float = 5.0
     loss: float = 0.0
     duplication: float = 0.0
+    random_order: bool = False
+    ms_per_delivery: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.ms_per_delivery < 0:
+            raise ValueError(f"ms_per_delivery must not be negative, got {self.ms_per_delivery!r}")
+        if self.ms_per_delivery and not self.random_order:
+            raise ValueError("ms_per_delivery applies to random_order only (latency sets the "
+                             "time of each delivery otherwise)")
 
     #: Ranges that swarm testing draws from: wide enough to hurt, narrow enough that the
     #: liveness bound of the checkers still holds once faults heal.
@@ -125,24 +146,32 @@ class Network:
         low + spread * random() (no partition, clog, loss or duplication in force): the driver
         may then draw it itself, consuming the generator exactly as `arrivals_us` would.
         None when `arrivals_us` must decide."""
-        if self._links or self._slowdowns or self._losses or self._triggers:
-            return None
         profile = self.profile
+        if self._links or self._slowdowns or self._losses or self._triggers \
+                or profile.random_order:
+            return None
         if self.faulty and (profile.loss or profile.duplication):
             return None
         low = profile.latency_ms_min * 1000
         return low, profile.latency_ms_max * 1000 - low
 
-    def arrivals_us(self, source: Node, destination: Node, now_us: int,
-                    message: Any = None) -> list[int]:
-        """Arrival times of the copies of `message` (empty if it is lost or blocked)."""
+    def lossless(self) -> bool:
+        """Whether every message sent now arrives exactly once (no partition, clog, loss rule,
+        loss or duplication in force): `copies` would return 1 without drawing."""
+        profile = self.profile
+        return not (self._links or self._losses
+                    or (self.faulty and (profile.loss or profile.duplication)))
+
+    def copies(self, source: Node, destination: Node, message: Any = None) -> int:
+        """How many copies of `message` arrive: 0 if it is blocked by a partition or lost (to
+        the profile's loss or a `lose` rule), 2 if duplicated, else 1."""
         link = self._links.get((source, destination))
         if link is not None and link.blocked:
-            return []
+            return 0
         profile = self.profile
         rng = self.rng
         if self.faulty and profile.loss and rng.random() < profile.loss:
-            return []
+            return 0
         if self._losses:
             loss = self._losses.get(type(message))
             if loss is not None and (loss.destinations is None
@@ -150,8 +179,18 @@ class Network:
                     and rng.random() < loss.probability:
                 name = type(message).__name__
                 self.lost_by_type[name] = self.lost_by_type.get(name, 0) + 1
-                return []
-        copies = 2 if self.faulty and profile.duplication and rng.random() < profile.duplication else 1
+                return 0
+        return 2 if self.faulty and profile.duplication and rng.random() < profile.duplication else 1
+
+    def arrivals_us(self, source: Node, destination: Node, now_us: int,
+                    message: Any = None) -> list[int]:
+        """Arrival times of the copies of `message` (empty if it is lost or blocked)."""
+        copies = self.copies(source, destination, message)
+        if not copies:
+            return []
+        link = self._links.get((source, destination))
+        rng = self.rng
+        profile = self.profile
         start = now_us if link is None else max(now_us, link.clogged_until_us)
         low, high = profile.latency_ms_min * 1000, profile.latency_ms_max * 1000
         slowdown = self._slowdowns.get(type(message)) if self._slowdowns else None
@@ -180,7 +219,9 @@ class Network:
         return self.partition([node], [o for o in others if o != node])
 
     def clog(self, source: Node, destination: Node, until_us: int) -> None:
-        """Hold every message on one link until `until_us` (then they arrive in a burst)."""
+        """Hold every message on one link until `until_us` (then they arrive in a burst).
+        Raises ValueError on a `random_order` network (no arrival times to hold)."""
+        self._needs_latency("clog")
         link = self._link(source, destination)
         link.clogged_until_us = max(link.clogged_until_us, until_us)
 
@@ -189,12 +230,18 @@ class Network:
         """Deliver every message of type `kind` (to `destinations`, default everyone) between
         `low_ms` and `high_ms` later than its latency would: e.g. CHECKPOINTs that arrive late
         at some replicas (a slow path, a busy receiver). Replaces an earlier rule for `kind`.
-        Raises ValueError unless 0 <= low_ms <= high_ms."""
+        Raises ValueError unless 0 <= low_ms <= high_ms, or on a `random_order` network."""
+        self._needs_latency("slow_down")
         if not 0 <= low_ms <= high_ms:
             raise ValueError(f"need 0 <= low_ms <= high_ms, got {low_ms!r}, {high_ms!r}")
         self._slowdowns[kind] = _Slowdown(
             None if destinations is None else frozenset(destinations), low_ms * 1000,
             high_ms * 1000)
+
+    def _needs_latency(self, what: str) -> None:
+        if self.profile.random_order:
+            raise ValueError(f"{what} needs a network with latency; with random_order no "
+                             "message has an arrival time")
 
     def lose(self, kind: type, probability: float,
              destinations: list[Node] | None = None) -> None:

@@ -12,11 +12,27 @@ from pbft.config import ClusterConfig, ReplicaInfo
 from pbft.core import Replica
 from pbft.ed25519 import Ed25519Verifier
 from pbft.messages import Commit, Prepare, PrePrepare, Request
-from simulations.cluster import deterministic_signer
+from simulations.engine import Simulation
+from simulations.keys import ed25519_signer
+from simulations.network import NetworkProfile
 
-SIGNERS = [deterministic_signer(f"replica-{i}") for i in range(4)]
-CLIENT = deterministic_signer("client-a")
-OTHER_CLIENT = deterministic_signer("client-b")
+SIGNERS = [ed25519_signer(f"replica-{i}") for i in range(4)]
+CLIENT = ed25519_signer("client-a")
+OTHER_CLIENT = ed25519_signer("client-b")
+
+#: Any message in flight may be delivered next, drawn by the seed: orders a latency model
+#: rarely produces.
+RANDOM_ORDER = NetworkProfile(random_order=True)
+
+
+def random_order_cluster(replicas: int = 4, *, seed: int = 0, **options) -> Simulation:
+    """A simulation for whole-cluster tests driven step by step: `replicas` cores on a
+    random-order network, real Ed25519 and the wire codec on every message, the shipped
+    configuration (changed by `config_overrides`), and no clients until the test adds them.
+    `options` go to `Simulation` and may replace any of these."""
+    settings = dict(seed=seed, replicas=replicas, clients=0, network=RANDOM_ORDER, wire=True,
+                    insecure_signatures=False, shipped_config=True)
+    return Simulation(**{**settings, **options})
 
 
 def make_config(**overrides) -> ClusterConfig:

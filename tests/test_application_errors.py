@@ -15,7 +15,8 @@ from pbft.app import (
     kv_get,
     kv_put,
 )
-from simulations.cluster import InProcessCluster
+
+from .corekit import random_order_cluster
 
 POISON = b"poison"
 
@@ -47,52 +48,54 @@ def test_application_error_result_round_trips_and_names_only_the_type():
 
 
 def test_a_raising_execute_gives_every_replica_the_same_error_result_and_the_service_goes_on():
-    cluster = InProcessCluster(app_factory=RaisingStore)
+    cluster = random_order_cluster(app_factory=RaisingStore)
     client = cluster.add_client("a")
     cluster.submit(client, POISON)
-    cluster.run()
-    [poisoned] = cluster.results[client.client]
+    cluster.deliver_all()
+    [poisoned] = client.results
     assert decode_application_error(poisoned.result) == "ValueError"
     for replica in cluster.replicas:
         assert replica.application_errors == {"ValueError": 1}
-    digests = {batch.requests[0].result for r in cluster.executed.values() for batch in r
+    digests = {batch.requests[0].result for r in cluster.executed for batch in r
                if batch.requests}
     assert digests == {application_error_result(ValueError())}
     cluster.submit(client, kv_put("k", b"after"))
-    cluster.run()
-    assert cluster.results[client.client][-1].result == KeyValueStore().execute(
+    cluster.deliver_all()
+    assert client.results[-1].result == KeyValueStore().execute(
         kv_put("k", b"after"), ExecutionContext(2, client.client, 0))
     assert len({r.state_digest() for r in cluster.replicas}) == 1
 
 
 def test_a_restarted_replica_replays_the_raising_request_to_the_same_result():
-    cluster = InProcessCluster(app_factory=RaisingStore,
-                               config_overrides={"checkpoint_interval": 4, "log_window": 8})
+    cluster = random_order_cluster(app_factory=RaisingStore,
+                                   config_overrides={"checkpoint_interval": 4, "log_window": 8})
     client = cluster.add_client("a")
     cluster.submit(client, POISON)
-    cluster.run()
+    cluster.deliver_all()
     cluster.crash(2)
     restarted = cluster.restart(2)
-    cluster.settle(2_000)
+    cluster.run_for(2_000)
     for i in range(5):
         cluster.submit(client, kv_put("k", b"%d" % i))
-        cluster.run()
+        cluster.deliver_all()
     assert restarted is cluster.replicas[2]
+    # The engine compares each re-execution with the first: same batch, same results.
+    assert cluster.reexecutions >= 1 and cluster.reexecuted_differently == []
     assert restarted.last_executed == cluster.replicas[0].last_executed
     assert restarted.state_digest() == cluster.replicas[0].state_digest()
 
 
 def test_a_raising_query_answers_read_only_with_the_error_result():
-    cluster = InProcessCluster(app_factory=RaisingStore)
+    cluster = random_order_cluster(app_factory=RaisingStore)
     client = cluster.add_client("a")
     cluster.submit(client, POISON, read_only=True)
-    cluster.run()
-    [result] = cluster.results[client.client]
+    cluster.deliver_all()
+    [result] = client.results
     assert result.read_only
     assert decode_application_error(result.result) == "ZeroDivisionError"
     cluster.submit(client, kv_get("k"), read_only=True)
-    cluster.run()
-    assert cluster.results[client.client][-1].read_only
+    cluster.deliver_all()
+    assert client.results[-1].read_only
 
 
 class RaisingAdmission(KeyValueStore):
@@ -102,11 +105,11 @@ class RaisingAdmission(KeyValueStore):
 
 def test_an_admits_hook_that_raises_refuses_the_client_and_does_not_stop_the_replica():
     """N8': a client's key must not stop a replica through the application's hook."""
-    cluster = InProcessCluster(app_factory=RaisingAdmission)
+    cluster = random_order_cluster(app_factory=RaisingAdmission)
     client = cluster.add_client("a")
     cluster.submit(client, kv_put("k", b"v"))
-    cluster.run()
-    assert cluster.results[client.client] == []
+    cluster.deliver_all()
+    assert client.results == []
     for replica in cluster.replicas:
         assert replica.dropped["client_not_admitted"] >= 1
         assert replica.application_errors["KeyError"] >= 1

@@ -4,20 +4,17 @@ replica restarted with an empty disk, and bounded memory over 100,000 requests."
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from pbft.app import kv_append, kv_put
-from pbft.codec import signing_payload
-from pbft.messages import Checkpoint, StateChunk
+from pbft.messages import Checkpoint
 
-from simulations.cluster import InProcessCluster
-from simulations.keys import InsecureSigner, InsecureVerifier
+from simulations.byzantine import CorruptSnapshot
 
 from .corekit import (
     commit_batch,
     drain,
     make_replica,
     pre_prepare,
+    random_order_cluster,
     request,
     sent,
     sign,
@@ -36,9 +33,8 @@ SMALL_CHUNKS = {**SMALL, "state_chunk_bytes": 64}
 
 
 def _run(cluster, sessions, count, key="k"):
-    cluster.run_workload(sessions, count, lambda c, i: kv_append(f"{key}{c}", b"%d," % i),
-                         idle_step_ms=50)
-    cluster.run()
+    cluster.run_workload(sessions, count, lambda c, i: kv_append(f"{key}{c}", b"%d," % i))
+    cluster.deliver_all()
 
 
 def test_c1_a_checkpoint_every_k_sequence_numbers_with_the_state_digest():
@@ -86,14 +82,13 @@ def test_s1_a_backup_cut_off_for_10_checkpoint_intervals_rejoins_by_state_transf
     """S1: replica 3 hears nothing for 10+ checkpoint intervals; once healed it learns of the
     stable checkpoint, fetches the state, catches up, and then its votes are needed: with
     replica 2 crashed, the cluster still commits."""
-    cluster = InProcessCluster(4, seed=5, config_overrides=SMALL)
-    cut = {"on": True}
-    cluster.filters.append(lambda s, d, m: not (cut["on"] and 3 in (s, d)))
+    cluster = random_order_cluster(seed=5, config_overrides=SMALL)
     sessions = [cluster.add_client(f"c{i}") for i in range(2)]
+    cut = cluster.network.isolate(3, [0, 1, 2] + [s.client for s in sessions])
     _run(cluster, sessions, 40)
     assert cluster.replicas[3].last_executed == 0
     assert cluster.replicas[0].stable_checkpoint >= 10 * 4
-    cut["on"] = False
+    cluster.network.heal(cut)
     _run(cluster, sessions, 20)
     rejoined = cluster.replicas[3]
     assert rejoined.state_transfers_completed >= 1
@@ -109,23 +104,16 @@ def test_s1_a_replica_serving_a_corrupted_snapshot_is_detected_and_another_is_us
     """S1, S1': replica 0 flips a bit in every STATE-CHUNK it serves; replica 3, restarted with
     an empty state, refuses each such chunk as it arrives (its Merkle proof no longer leads to
     the proven digest) and gets the snapshot from the others."""
-    cluster = InProcessCluster(4, seed=5, config_overrides=SMALL_CHUNKS)
-    liar = cluster.signers[0]
-
-    def corrupt(to, message):
-        if isinstance(message, StateChunk):
-            data = bytes([message.data[0] ^ 1]) + message.data[1:]
-            bad = replace(message, data=data)
-            return [(to, replace(bad, signature=liar.sign(signing_payload(bad))))]
-        return [(to, message)]
-
-    cluster.interceptors[0] = corrupt
+    cluster = random_order_cluster(seed=5, config_overrides=SMALL_CHUNKS)
+    liar = CorruptSnapshot()
+    cluster.add_behaviour(0, liar)
     sessions = [cluster.add_client(f"c{i}") for i in range(2)]
     _run(cluster, sessions, 20)
     cluster.crash(3)
     _run(cluster, sessions, 20)
-    restarted = cluster.restart(3, empty=True)
+    restarted = cluster.restart(3, wipe=True)
     _run(cluster, sessions, 20)
+    assert liar.corrupted >= 1
     assert restarted.dropped["bad_state_chunk"] >= 1
     assert restarted.state_transfers_completed >= 1
     assert len({r.state_digest() for r in cluster.replicas}) == 1
@@ -134,13 +122,13 @@ def test_s1_a_replica_serving_a_corrupted_snapshot_is_detected_and_another_is_us
 def test_s1_a_replica_restarted_with_an_empty_state_catches_up():
     """S1: a backup loses its whole state; after restarting it fetches state and batches and
     ends with the same state digest as the others."""
-    cluster = InProcessCluster(4, seed=8, config_overrides=SMALL)
+    cluster = random_order_cluster(seed=8, config_overrides=SMALL)
     sessions = [cluster.add_client(f"c{i}") for i in range(3)]
     _run(cluster, sessions, 15)
     cluster.crash(2)
-    cluster.restart(2, empty=True)
+    cluster.restart(2, wipe=True)
     _run(cluster, sessions, 15)
-    cluster.settle(2_000)
+    cluster.run_for(2_000)
     assert cluster.replicas[2].state_transfers_completed >= 1
     assert len({r.state_digest() for r in cluster.replicas}) == 1
     assert len({r.last_executed for r in cluster.replicas}) == 1
@@ -149,16 +137,15 @@ def test_s1_a_replica_restarted_with_an_empty_state_catches_up():
 def test_memory_stays_bounded_over_100000_requests():
     """C2: after 100,000 requests each replica holds at most log_window log entries and batches,
     a bounded number of checkpoints, snapshots and stashed messages. (Signatures are a cheap
-    stand-in here: this test is about memory, not cryptography.)"""
+    stand-in here, and the engine's evidence is not recorded: this test is about the replicas'
+    memory, not cryptography.)"""
     config = {"checkpoint_interval": 16, "log_window": 32, "batch_size_max": 50}
-    cluster = InProcessCluster(
-        4, seed=2, wire=False, verifier=InsecureVerifier(),
-        signer_factory=InsecureSigner, config_overrides=config,
-    )
+    cluster = random_order_cluster(seed=2, wire=False, insecure_signatures=True,
+                                   evidence=False, config_overrides=config)
     sessions = [cluster.add_client(f"c{i}") for i in range(100)]
     cluster.run_workload(sessions, 1_000, lambda c, i: kv_put(f"k{c}", b"%d" % i))
-    cluster.run()
-    assert sum(len(r) for r in cluster.results.values()) == 100_000
+    cluster.deliver_all()
+    assert sum(len(s.results) for s in sessions) == 100_000
     for replica in cluster.replicas:
         footprint = replica.memory_footprint()
         assert footprint["log"] <= 32
@@ -178,15 +165,15 @@ def test_s1_a_replica_that_does_not_answer_a_fetch_is_skipped_after_the_timeout(
     restarted replica asks another replica for what it asked 0, and catches up."""
     from pbft.messages import FetchState
 
-    cluster = InProcessCluster(4, seed=6, config_overrides=SMALL_CHUNKS)
-    cluster.filters.append(lambda s, d, m: not (isinstance(m, FetchState) and d == 0))
+    cluster = random_order_cluster(seed=6, config_overrides=SMALL_CHUNKS)
+    cluster.network.lose(FetchState, 1.0, destinations=[0])
     sessions = [cluster.add_client(f"c{i}") for i in range(2)]
     _run(cluster, sessions, 15)
     cluster.crash(3)
     _run(cluster, sessions, 15)
-    restarted = cluster.restart(3, empty=True)
+    restarted = cluster.restart(3, wipe=True)
     _run(cluster, sessions, 15)
-    cluster.settle(2_000)
+    cluster.run_for(2_000)
     assert restarted.dropped["state_fetch_timeout"] >= 1
     assert restarted.state_transfers_completed >= 1
     assert len({r.state_digest() for r in cluster.replicas}) == 1

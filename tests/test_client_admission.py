@@ -28,8 +28,8 @@ from pbft.core.client_table import ClientTable
 from pbft.crypto import sha256
 from pbft.messages import PrePrepare, Prepare, Reply, Request
 from pbft.runtime.cli import main
-from simulations.cluster import deterministic_signer
 from simulations.engine import Simulation
+from simulations.keys import ed25519_signer
 from simulations.scenarios import CATALOGUE, run_scenario
 
 from .corekit import (
@@ -45,8 +45,8 @@ from .corekit import (
     sent,
 )
 
-THIRD_CLIENT = deterministic_signer("client-c")
-HOST = deterministic_signer("client-host")
+THIRD_CLIENT = ed25519_signer("client-c")
+HOST = ed25519_signer("client-host")
 
 
 def keys(n: int, start: int = 100) -> list[bytes]:
@@ -292,7 +292,7 @@ def test_a_full_table_refuses_new_clients_and_never_evicts():
     assert backup.dropped["client_table_full_at_execution"] == 1
     assert backup.client_table.get(THIRD_CLIENT.public_key) is None
     for sequence in range(2, 6):
-        sybil = deterministic_signer(f"sybil-{sequence}")
+        sybil = ed25519_signer(f"sybil-{sequence}")
         commit_batch(backup, pre_prepare(sequence, requests=(
             request(1, client=sybil), request(sequence, client=OTHER_CLIENT),
         )))  # fmt: skip

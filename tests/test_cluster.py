@@ -1,14 +1,18 @@
-"""Whole-cluster runs in the in-process driver: 4 replicas, seeded message order, real Ed25519
-and the wire codec on every message; checks agreement, exactly-once and client results."""
+"""Whole-cluster runs in the engine on a random-order network: 4 replicas, seeded message order,
+real Ed25519 and the wire codec on every message; checks agreement, exactly-once and client
+results."""
 
 from __future__ import annotations
 
 from pbft.app import kv_append, kv_decode_result, kv_get
+from pbft.messages import Request
 
-from simulations.cluster import InProcessCluster
+from simulations.engine import Simulation
+
+from .corekit import random_order_cluster
 
 
-def _history(cluster: InProcessCluster, replica: int) -> list[tuple]:
+def _history(cluster: Simulation, replica: int) -> list[tuple]:
     return [
         (b.sequence, b.digest, tuple((e.request.client, e.request.timestamp) for e in b.requests))
         for b in cluster.executed[replica]
@@ -18,10 +22,10 @@ def _history(cluster: InProcessCluster, replica: int) -> list[tuple]:
 def test_1000_requests_from_10_clients_commit_in_the_same_order_everywhere():
     """N1–N8: 1,000 requests from 10 clients commit; every replica executes the same sequence;
     every client gets each result exactly once and the results are the replicated ones."""
-    cluster = InProcessCluster(4, seed=7)
+    cluster = random_order_cluster(seed=7)
     sessions = [cluster.add_client(f"c{i}") for i in range(10)]
     cluster.run_workload(sessions, 100, lambda c, i: kv_append(f"key{c}", b"%d," % i))
-    cluster.run()  # let the slower replicas finish too
+    cluster.deliver_all()  # let the slower replicas finish too
 
     histories = [_history(cluster, r) for r in range(4)]
     assert all(h == histories[0] for h in histories), "agreement: the same batches everywhere"
@@ -30,7 +34,7 @@ def test_1000_requests_from_10_clients_commit_in_the_same_order_everywhere():
     assert [b.sequence for b in cluster.executed[0]] == list(range(1, len(histories[0]) + 1))
 
     for c, session in enumerate(sessions):
-        results = cluster.results[session.client]
+        results = session.results
         assert len(results) == 100, "every result arrives once"
         assert len({r.timestamp for r in results}) == 100
         # append returns the value after appending: the i-th result holds 0..i.
@@ -46,7 +50,7 @@ def test_same_seed_same_run_different_seed_different_order():
     """The driver is deterministic: equal seeds give equal delivery counts and histories."""
 
     def run(seed):
-        cluster = InProcessCluster(4, seed=seed)
+        cluster = random_order_cluster(seed=seed)
         sessions = [cluster.add_client(f"c{i}") for i in range(3)]
         deliveries = cluster.run_workload(sessions, 10, lambda c, i: kv_append("k", b"%d%d" % (c, i)))
         return deliveries, _history(cluster, 0)
@@ -58,16 +62,16 @@ def test_same_seed_same_run_different_seed_different_order():
 def test_a_request_sent_twice_executes_once():
     """N8: the client's request delivered to the primary twice, and again to every replica after
     it executed, runs once; the late copies get the stored reply."""
-    cluster = InProcessCluster(4, seed=11)
+    cluster = random_order_cluster(seed=11)
     session = cluster.add_client("twice")
     cluster.submit(session, kv_append("k", b"x"))
-    request = session.outstanding
+    request = session.session.outstanding
     cluster.inject(0, request, source=session.client)
-    cluster.run()
-    assert [r.result for r in cluster.results[session.client]] == [kv_decode_result_ok(b"x")]
+    cluster.deliver_all()
+    assert [r.result for r in session.results] == [kv_decode_result_ok(b"x")]
     for replica in range(4):
         cluster.inject(replica, request, source=session.client)
-    cluster.run()
+    cluster.deliver_all()
     for replica in range(4):
         ran = [e for b in cluster.executed[replica] for e in b.requests]
         assert len(ran) == 1
@@ -87,19 +91,14 @@ def kv_decode_result_ok(value: bytes) -> bytes:
 def test_client_retransmission_reaches_a_primary_that_lost_the_request():
     """N9: the primary never sees the first copy; on timeout the client multicasts, the
     backups relay, and the request commits once."""
-    cluster = InProcessCluster(4, seed=5, config_overrides={"client_retry_timeout_ms": 50})
+    cluster = random_order_cluster(seed=5, config_overrides={"client_retry_timeout_ms": 50})
     session = cluster.add_client("lossy")
-    first_copy = {"dropped": False}
-
-    def lose_first_request_to_primary(source, destination, message):
-        if destination == 0 and source == session.client and not first_copy["dropped"]:
-            first_copy["dropped"] = True
-            return False
-        return True
-
-    cluster.filters.append(lose_first_request_to_primary)
+    # Requests to the primary are lost until the client has sent its first one.
+    cluster.network.lose(Request, 1.0, destinations=[0])
+    cluster.network.on_message(Request, session.client, 1, lambda sim: sim.network.heal())
     cluster.run_workload([session], 1, lambda c, i: kv_append("k", b"late"))
-    cluster.run()
-    assert session.retransmissions == 1
-    assert len(cluster.results[session.client]) == 1
+    cluster.deliver_all()
+    assert cluster.network.lost_by_type == {"Request": 1}
+    assert session.session.retransmissions == 1
+    assert len(session.results) == 1
     assert all(len(cluster.executed[r]) == 1 for r in range(4))

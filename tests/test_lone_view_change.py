@@ -12,32 +12,45 @@ from __future__ import annotations
 
 from pbft.app import kv_put
 from pbft.messages import Commit, Prepare, PrePrepare, ViewChange
-from simulations.cluster import InProcessCluster
+from simulations.engine import Observer
+
+from .corekit import random_order_cluster
 
 CUT = 3
 
 
+class SentBy(Observer):
+    """Records every message the given replicas send (what their core hands over)."""
+
+    def __init__(self, replicas, kinds=object) -> None:
+        self.replicas = frozenset(replicas)
+        self.kinds = kinds
+        self.messages: list = []
+
+    def readied(self, replica_id, ready) -> None:
+        if replica_id in self.replicas:
+            self.messages.extend(o.message for o in ready.messages
+                                 if isinstance(o.message, self.kinds))
+
+
 def _cluster():
-    cluster = InProcessCluster(config_overrides={"request_timeout_ms": 1_000})
-    cut = {"on": True}
+    cluster = random_order_cluster(config_overrides={"request_timeout_ms": 1_000})
     # Replica 3 neither hears nor is heard by the other replicas; clients reach everyone.
-    cluster.filters.append(lambda s, d, m: not (
-        cut["on"] and isinstance(s, int) and isinstance(d, int) and CUT in (s, d)))
-    sent: list = []
-    cluster.interceptors[CUT] = lambda to, m: (sent.append(m), [(to, m)])[1]
-    return cluster, cut, sent
+    cut = cluster.network.partition([CUT], [r for r in range(4) if r != CUT])
+    cluster.observer = SentBy([CUT])
+    return cluster, cut, cluster.observer.messages
 
 
 def _alone_in_view_1(cluster, cut):
     client = cluster.add_client("a")
     cluster.submit(client, kv_put("k", b"0"))
-    cluster.run()
+    cluster.deliver_all()
     cluster.advance_time(1_100)  # replica 3's request timer fires; it asks for view 1 alone
-    cluster.run()
+    cluster.deliver_all()
     lone = cluster.replicas[CUT]
     assert lone.view == 1 and not lone.view_active
     assert all(cluster.replicas[r].view == 0 for r in range(3))
-    cut["on"] = False
+    cluster.network.heal(cut)
     return client
 
 
@@ -46,8 +59,8 @@ def test_v5_prime_a_lone_view_change_returns_to_the_view_the_others_work_in():
     client = _alone_in_view_1(cluster, cut)
     for i in range(1, 6):
         cluster.submit(client, kv_put("k", b"%d" % i))
-        cluster.run()
-    cluster.settle(3_000)
+        cluster.deliver_all()
+    cluster.run_for(3_000)
     lone = cluster.replicas[CUT]
     assert (lone.view, lone.view_active, lone.following) == (0, True, True)
     assert lone.view_changes_abandoned == 1
@@ -65,7 +78,7 @@ def test_v5_prime_the_returned_replica_sends_no_vote_in_that_view():
     sent.clear()
     for i in range(1, 6):
         cluster.submit(client, kv_put("k", b"%d" % i))
-        cluster.run()
+        cluster.deliver_all()
     assert cluster.replicas[CUT].following
     votes = [m for m in sent if isinstance(m, (PrePrepare, Prepare, Commit)) and m.view == 0]
     assert votes == []
@@ -77,11 +90,11 @@ def test_v5_prime_the_next_view_change_brings_the_replica_back_as_a_voter():
     cluster, cut, sent = _cluster()
     client = _alone_in_view_1(cluster, cut)
     cluster.submit(client, kv_put("k", b"1"))
-    cluster.run()
+    cluster.deliver_all()
     assert cluster.replicas[CUT].following
     cluster.crash(0)  # the primary of view 0: everyone times out and moves to view 1
     cluster.submit(client, kv_put("k", b"2"))
-    cluster.settle(6_000)
+    cluster.run_for(6_000)
     assert all(cluster.replicas[r].view == 1 and cluster.replicas[r].view_active
                for r in (1, 2, 3))
     lone = cluster.replicas[CUT]
@@ -89,9 +102,9 @@ def test_v5_prime_the_next_view_change_brings_the_replica_back_as_a_voter():
     assert [m for m in sent if isinstance(m, ViewChange) and m.new_view == 1]
     sent.clear()
     cluster.submit(client, kv_put("k", b"3"))
-    cluster.run()
+    cluster.deliver_all()
     assert any(isinstance(m, Commit) and m.view == 1 for m in sent)
-    assert cluster.results[client.client][-1].result is not None
+    assert client.results[-1].result is not None
 
 
 def test_v5_prime_fewer_than_2f_plus_1_others_do_not_bring_it_back():
@@ -100,13 +113,13 @@ def test_v5_prime_fewer_than_2f_plus_1_others_do_not_bring_it_back():
     cluster, cut, _ = _cluster()
     client = cluster.add_client("a")
     cluster.submit(client, kv_put("k", b"0"))
-    cluster.run()
+    cluster.deliver_all()
     cluster.advance_time(1_100)
-    cluster.run()
+    cluster.deliver_all()
     cluster.crash(2)
-    cut["on"] = False
+    cluster.network.heal(cut)
     cluster.submit(client, kv_put("k", b"1"))
-    cluster.run()
+    cluster.deliver_all()
     lone = cluster.replicas[CUT]
     assert lone.view_changes_abandoned == 0
 
@@ -114,30 +127,29 @@ def test_v5_prime_fewer_than_2f_plus_1_others_do_not_bring_it_back():
 def test_v5_prime_a_primary_that_left_its_own_view_does_not_return_to_follow_it():
     """V5': following without voting, the primary of the view it left would propose nothing;
     it keeps its view change, and the backups join it once their request timers run."""
-    cluster = InProcessCluster(config_overrides={"request_timeout_ms": 1_000})
-    cut = {"on": True}
-    cluster.filters.append(lambda s, d, m: not (
-        cut["on"] and d == 0 and isinstance(m, (Commit, Prepare))))
-    commits = []
-    for r in (1, 2, 3):
-        cluster.interceptors[r] = lambda to, m: (
-            commits.append(m) if isinstance(m, Commit) else None, [(to, m)])[1]
+    cluster = random_order_cluster(config_overrides={"request_timeout_ms": 1_000})
+    # The primary hears no PREPARE and no COMMIT.
+    cluster.network.lose(Commit, 1.0, destinations=[0])
+    cluster.network.lose(Prepare, 1.0, destinations=[0])
+    cluster.observer = SentBy([1, 2, 3], Commit)
+    commits = cluster.observer.messages
     client = cluster.add_client("a")
     cluster.submit(client, kv_put("k", b"0"))
-    cluster.run()
+    cluster.deliver_all()
     cluster.advance_time(1_100)  # the primary's own request timer: its batch did not commit
-    cluster.run()
+    cluster.deliver_all()
     primary = cluster.replicas[0]
     assert primary.view == 1 and not primary.view_active
-    cut["on"] = False
+    cluster.network.heal()
+    assert commits
     for commit in commits:  # the backups' COMMITs of view 0 arrive late
         cluster.inject(0, commit, source=commit.replica)
-    cluster.run()
+    cluster.deliver_all()
     assert primary.view_changes_abandoned == 0 and not primary.view_active
     cluster.submit(client, kv_put("k", b"1"))
-    cluster.settle(5_000)
+    cluster.run_for(5_000)
     assert all(r.view == 1 and r.view_active for r in cluster.replicas)
-    assert len(cluster.results[client.client]) == 2
+    assert len(client.results) == 2
 
 
 def test_v5_prime_a_replica_two_views_ahead_alone_follows_the_view_installed_without_it():
@@ -148,21 +160,21 @@ def test_v5_prime_a_replica_two_views_ahead_alone_follows_the_view_installed_wit
     cluster, cut, sent = _cluster()
     client = cluster.add_client("a")
     cluster.submit(client, kv_put("k", b"0"))
-    cluster.run()
+    cluster.deliver_all()
     for r in (0, 1, 2):
         cluster.replicas[r]._start_view_change(1)
-    cluster.settle(500)
+    cluster.run_for(500)
     assert all(cluster.replicas[r].view == 1 and cluster.replicas[r].view_active
                for r in (0, 1, 2))
     lone = cluster.replicas[CUT]
     lone._start_view_change(1)
     lone._start_view_change(2)
-    cluster.run()
-    cut["on"] = False
+    cluster.deliver_all()
+    cluster.network.heal(cut)
     for i in range(1, 4):
         cluster.submit(client, kv_put("k", b"%d" % i))
-        cluster.run()
-    cluster.settle(3_000)
+        cluster.deliver_all()
+    cluster.run_for(3_000)
     assert (lone.view, lone.view_active, lone.following) == (1, True, True)
     assert lone.last_executed == cluster.replicas[1].last_executed
     assert lone.state_digest() == cluster.replicas[1].state_digest()

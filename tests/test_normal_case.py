@@ -181,9 +181,9 @@ def test_n2_the_primary_never_proposes_above_the_high_watermark():
 
 
 def deterministic_client(i: int):
-    from simulations.cluster import deterministic_signer
+    from simulations.keys import ed25519_signer
 
-    return deterministic_signer(f"test-client-{i}")
+    return ed25519_signer(f"test-client-{i}")
 
 
 # ---------------------------------------------------------------------------------------- N3

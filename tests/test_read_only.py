@@ -8,21 +8,20 @@ from pbft.app import kv_append, kv_decode_result, kv_get
 from pbft.core import ClientSession
 from pbft.messages import Reply
 
-from simulations.cluster import InProcessCluster
-
-from .corekit import CLIENT, make_config
+from .corekit import CLIENT, make_config, random_order_cluster
 
 
 def test_r1_read_only_requests_are_answered_without_ordering():
     """R1: a read-only request reaches every replica, is answered at once (no batch, no
     sequence number) and accepted on 2f + 1 matching replies."""
-    cluster = InProcessCluster(4, seed=1)
+    cluster = random_order_cluster(seed=1)
     writer, reader = cluster.add_client("w"), cluster.add_client("r")
     cluster.run_workload([writer], 3, lambda c, i: kv_append("k", b"%d" % i))
+    cluster.deliver_all()
     batches = [len(cluster.executed[r]) for r in range(4)]
     cluster.submit(reader, kv_get("k"), read_only=True)
-    cluster.run()
-    (result,) = cluster.results[reader.client]
+    cluster.deliver_all()
+    (result,) = reader.results
     assert result.read_only and kv_decode_result(result.result) == ("ok", b"012")
     assert [len(cluster.executed[r]) for r in range(4)] == batches, "nothing was ordered"
 
@@ -59,15 +58,16 @@ def test_r1_disagreeing_replies_make_the_client_retry_as_an_ordered_request():
 
 def test_r1_read_only_timeout_falls_back_to_an_ordered_request():
     """R1: no 2f + 1 matching replies in time (replica 3 and 2 are silent): ordered retry."""
-    cluster = InProcessCluster(4, seed=2, config_overrides={"client_retry_timeout_ms": 100})
+    cluster = random_order_cluster(seed=2, config_overrides={"client_retry_timeout_ms": 100})
     cluster.crash(3)
     cluster.crash(2)
     reader = cluster.add_client("r")
     cluster.submit(reader, kv_get("k"), read_only=True)
-    cluster.run()
-    assert reader.outstanding is not None and reader.outstanding.read_only
+    cluster.deliver_all()
+    assert reader.session.outstanding is not None and reader.session.outstanding.read_only
     cluster.advance_time(100)
-    assert reader.outstanding is not None and not reader.outstanding.read_only
+    assert reader.session.outstanding is not None
+    assert not reader.session.outstanding.read_only
 
 
 # ------------------------------------------------------------------ R1': fresh enough to answer

@@ -8,7 +8,7 @@ import pytest
 
 from pbft.app import kv_append
 
-from simulations.cluster import InProcessCluster
+from .corekit import random_order_cluster
 
 FAST = {
     "checkpoint_interval": 4,
@@ -21,15 +21,14 @@ FAST = {
 
 
 def _run(cluster, sessions, count):
-    cluster.run_workload(sessions, count, lambda c, i: kv_append(f"k{c}", b"%d," % i),
-                         idle_step_ms=50)
-    cluster.run()
+    cluster.run_workload(sessions, count, lambda c, i: kv_append(f"k{c}", b"%d," % i))
+    cluster.deliver_all()
 
 
 def test_a_backup_recovers_from_its_records_and_catches_up():
     """S1: a backup crashes, misses some batches, recovers its snapshot and votes from its own
     records and then catches up with the others."""
-    cluster = InProcessCluster(4, seed=3, config_overrides=FAST)
+    cluster = random_order_cluster(seed=3, config_overrides=FAST)
     sessions = [cluster.add_client(f"c{i}") for i in range(3)]
     _run(cluster, sessions, 10)
     cluster.crash(2)
@@ -37,7 +36,7 @@ def test_a_backup_recovers_from_its_records_and_catches_up():
     recovered = cluster.restart(2)
     assert recovered.last_executed > 0, "it starts from its last snapshot, not from nothing"
     _run(cluster, sessions, 10)
-    cluster.settle(1_000)
+    cluster.run_for(1_000)
     assert len({r.state_digest() for r in cluster.replicas}) == 1
 
 
@@ -65,23 +64,21 @@ def test_every_replica_killed_mid_load_loses_no_acknowledged_request(seed):
     """Exactly once, durability: all four replicas crash with requests in flight and restart
     from their records; every request a client saw acknowledged is executed, once, and every
     pending request completes."""
-    cluster = InProcessCluster(4, seed=seed, config_overrides=FAST)
+    cluster = random_order_cluster(seed=seed, config_overrides=FAST)
     sessions = [cluster.add_client(f"c{i}") for i in range(4)]
     _run(cluster, sessions, 6)
     for session in sessions:
         cluster.submit(session, kv_append(f"k-crash-{seed}", b"x"))
     for _ in range(cluster.rng.randrange(5, 60)):
         cluster.deliver_one()
-    acknowledged = {(c, r.timestamp) for c, rs in cluster.results.items() for r in rs}
+    acknowledged = {(s.client, r.timestamp) for s in sessions for r in s.results}
     for r in range(4):
         cluster.crash(r)
     for r in range(4):
         cluster.restart(r)
-    while any(s.outstanding is not None for s in sessions):
-        cluster.advance_time(50)
-        cluster.run()
-        assert cluster.now_ms < 120_000, "the restarted cluster made no progress"
-    cluster.settle(1_000)
+    assert cluster.run_until(lambda: all(s.session.outstanding is None for s in sessions),
+                             within_ms=120_000), "the restarted cluster made no progress"
+    cluster.run_for(1_000)
     assert len({r.state_digest() for r in cluster.replicas}) == 1
     for replica in cluster.replicas:
         table = replica.client_table
@@ -89,7 +86,7 @@ def test_every_replica_killed_mid_load_loses_no_acknowledged_request(seed):
             assert table.last_timestamp(client) >= timestamp, "acknowledged and then lost"
     # Each client's results: one per request, none missing.
     for session in sessions:
-        assert len(cluster.results[session.client]) == 7
+        assert len(session.results) == 7
 
 
 # --- votes sent before they are durable (Ready.durable_first, VoteHorizon) ---------------------

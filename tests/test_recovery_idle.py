@@ -16,8 +16,10 @@ import pytest
 
 from pbft.app import kv_put
 from pbft.messages import Commit, PrePrepare
-from simulations.cluster import InProcessCluster
+from simulations.clients import SessionProxy
 from simulations.engine import Simulation
+
+from .corekit import random_order_cluster
 
 
 def _crash_all_when_clients_are_done(seed: int, wiped: int | None) -> tuple[Simulation, dict]:
@@ -58,33 +60,48 @@ def test_v1_a_batch_its_wiped_primary_cannot_finish_is_taken_over_by_the_next_vi
     PRE-PREPARE, and no COMMIT arrived anywhere. The primary comes back with an empty disk and
     the client is gone: only a view change can commit the batch, and the waiting request
     recovered from the log drives it."""
-    cluster = InProcessCluster(config_overrides={"request_timeout_ms": 1_000})
-    cluster.filters.append(lambda s, d, m: not isinstance(m, Commit)
-                           and not (isinstance(m, PrePrepare) and d == 3))
+    cluster = random_order_cluster(config_overrides={"request_timeout_ms": 1_000})
+    cluster.network.lose(Commit, 1.0)
+    cluster.network.lose(PrePrepare, 1.0, destinations=[3])
     client = cluster.add_client("a")
     cluster.submit(client, kv_put("k", b"v"))
-    cluster.run()
+    cluster.deliver_all()
     assert [r.last_executed for r in cluster.replicas] == [0, 0, 0, 0]
-    del cluster.clients[client.client]  # it sends nothing more
-    cluster.filters.clear()
+    client.session = _Gone(client.session)  # it sends nothing more
+    cluster.network.heal()
     for r in range(4):
         cluster.crash(r)
-    cluster.restart(0, empty=True)
+    cluster.restart(0, wipe=True)
     for r in (1, 2, 3):
         cluster.restart(r)
-    cluster.settle(20_000)
+    cluster.run_for(20_000)
     assert len({r.last_executed for r in cluster.replicas}) == 1
     assert all(r.client_table.get(client.client) is not None for r in cluster.replicas)
     assert all(r.view >= 1 and r.view_active for r in cluster.replicas)
 
 
+class _Gone(SessionProxy):
+    """A client that has left: it neither retransmits nor hears replies."""
+
+    def tick(self, now_ms: int) -> None:
+        pass
+
+    def receive(self, message) -> None:
+        pass
+
+    def has_ready(self) -> bool:
+        return False
+
+
 def _run_to_8_with_stable_4():
     from pbft.messages import Checkpoint
 
-    cluster = InProcessCluster(config_overrides={"checkpoint_interval": 2, "log_window": 8})
+    cluster = random_order_cluster(config_overrides={"checkpoint_interval": 2, "log_window": 8},
+                                   compact_storage=False)
     session = cluster.add_client("a")
     cluster.run_workload([session], 8, lambda c, i: kv_put(f"k{i % 3}", b"%d" % i))
-    records = [m for m in cluster.persisted[1]
+    cluster.deliver_all()
+    records = [m for m in cluster.storages[1].records
                if not (isinstance(m, Checkpoint) and m.sequence > 4 and m.replica != 1)]
     return cluster, records
 

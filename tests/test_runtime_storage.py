@@ -1,7 +1,7 @@
 """Durable replica storage (issue 5, item 2): SQLite records written as the core hands them over
 are read back in order; garbage below the stable checkpoint (C2) is collected without changing
 what recovery rebuilds; a torn last write is discarded and damage elsewhere refuses start.
-Record streams come from an in-process cluster, so they hold every kind the core persists."""
+Record streams come from a simulated cluster, so they hold every kind the core persists."""
 
 from __future__ import annotations
 
@@ -22,7 +22,9 @@ from pbft.runtime.storage import (
     StorageError,
     StorageMismatchError,
 )
-from simulations.cluster import InProcessCluster
+from simulations.engine import Simulation
+
+from .corekit import random_order_cluster
 
 FAST = {
     "checkpoint_interval": 4,
@@ -35,14 +37,13 @@ FAST = {
 
 
 @pytest.fixture(scope="module")
-def cluster() -> InProcessCluster:
-    """A cluster that ran long enough for several stable checkpoints."""
-    cluster = InProcessCluster(4, seed=11, config_overrides=FAST)
+def cluster() -> Simulation:
+    """A cluster that ran long enough for several stable checkpoints; its storages keep every
+    record (no compaction), the whole stream each replica persisted."""
+    cluster = random_order_cluster(seed=11, config_overrides=FAST, compact_storage=False)
     sessions = [cluster.add_client(f"c{i}") for i in range(3)]
-    cluster.run_workload(
-        sessions, 15, lambda c, i: kv_append(f"k{c}", b"%d," % i), idle_step_ms=50
-    )
-    cluster.run()
+    cluster.run_workload(sessions, 15, lambda c, i: kv_append(f"k{c}", b"%d," % i))
+    cluster.deliver_all()
     return cluster
 
 
@@ -52,7 +53,7 @@ def open_storage(path, replica_id=1, cluster=None) -> ReplicaStorage:
     return ReplicaStorage(path, replica_id=replica_id, public_key=key, limits=limits)
 
 
-def recover(cluster: InProcessCluster, replica_id: int, records) -> Replica:
+def recover(cluster: Simulation, replica_id: int, records) -> Replica:
     return Replica.recover(
         cluster.config, replica_id, cluster.signers[replica_id], Ed25519Verifier(),
         KeyValueStore(), list(records), cluster.now_ms,
@@ -65,7 +66,7 @@ def rows(path) -> list[tuple]:
 
 
 def test_records_round_trip_in_order(tmp_path, cluster):
-    records = cluster.persisted[1]
+    records = cluster.storages[1].records
     kinds = {type(r).__name__ for r in records}
     assert {"PrePrepare", "Prepare", "Commit", "Checkpoint", "SnapshotRecord"} <= kinds
     with open_storage(tmp_path, cluster=cluster) as storage:
@@ -89,7 +90,7 @@ def test_garbage_collection_keeps_what_recovery_needs(tmp_path, cluster):
     """C2: records at or below the stable checkpoint are deleted (and all vote horizons but the
     latest), but the replica recovered from what is left equals the one recovered from
     everything."""
-    records = cluster.persisted[2]
+    records = cluster.storages[2].records
     stable = cluster.replicas[2].stable_checkpoint
     assert stable >= 8, "the workload must reach a few checkpoints"
     with open_storage(tmp_path, 2, cluster) as storage:
@@ -114,7 +115,7 @@ def test_garbage_collection_keeps_what_recovery_needs(tmp_path, cluster):
 
 
 def test_garbage_is_collected_in_the_append_that_reports_the_watermark(tmp_path, cluster):
-    records = cluster.persisted[0]
+    records = cluster.storages[0].records
     with open_storage(tmp_path, 0, cluster) as storage:
         storage.append(records, low_watermark=cluster.replicas[0].stable_checkpoint)
         stats = storage.statistics()
@@ -125,14 +126,14 @@ def test_garbage_is_collected_in_the_append_that_reports_the_watermark(tmp_path,
 def test_nothing_is_collected_without_a_snapshot_at_or_below_the_watermark(tmp_path, cluster):
     """While a replica fetches the state of a checkpoint it has no snapshot for (S1), the
     records it would restart from must stay."""
-    records = [r for r in cluster.persisted[1] if not isinstance(r, SnapshotRecord)]
+    records = [r for r in cluster.storages[1].records if not isinstance(r, SnapshotRecord)]
     with open_storage(tmp_path, 1, cluster) as storage:
         storage.append(records)
         assert storage.collect_garbage(cluster.replicas[1].stable_checkpoint) == 0
 
 
 def test_a_torn_last_record_is_discarded_with_a_log_line(tmp_path, cluster, caplog):
-    records = cluster.persisted[1][:30]
+    records = cluster.storages[1].records[:30]
     with open_storage(tmp_path, cluster=cluster) as storage:
         storage.append(records[:20])
         storage.append(records[20:])
@@ -152,7 +153,7 @@ def test_a_torn_last_record_is_discarded_with_a_log_line(tmp_path, cluster, capl
 
 
 def test_a_damaged_record_inside_the_last_append_drops_the_rest_of_that_append(tmp_path, cluster):
-    records = cluster.persisted[1][:30]
+    records = cluster.storages[1].records[:30]
     with open_storage(tmp_path, cluster=cluster) as storage:
         storage.append(records[:20])
         storage.append(records[20:])
@@ -163,7 +164,7 @@ def test_a_damaged_record_inside_the_last_append_drops_the_rest_of_that_append(t
 
 
 def test_corruption_in_the_middle_refuses_to_start(tmp_path, cluster):
-    records = cluster.persisted[1][:30]
+    records = cluster.storages[1].records[:30]
     with open_storage(tmp_path, cluster=cluster) as storage:
         storage.append(records[:10])
         storage.append(records[10:20])
@@ -182,7 +183,7 @@ def test_corruption_in_the_middle_refuses_to_start(tmp_path, cluster):
 
 
 def test_a_record_that_does_not_decode_in_the_middle_refuses_to_start(tmp_path, cluster):
-    records = cluster.persisted[1][:30]
+    records = cluster.storages[1].records[:30]
     with open_storage(tmp_path, cluster=cluster) as storage:
         storage.append(records[:15])
         storage.append(records[15:])

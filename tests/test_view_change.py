@@ -1,5 +1,5 @@
 """View change, rule by rule (V1–V6) on single cores with hand-made messages, then as whole
-clusters in the seeded driver: crashed primaries, consecutive faulty primaries, an equivocating
+clusters in the engine on a random-order network: crashed primaries, consecutive faulty primaries, an equivocating
 primary, and requests prepared or committed at only some replicas before the change."""
 
 from __future__ import annotations
@@ -9,14 +9,23 @@ from dataclasses import replace
 import pytest
 
 from pbft.app import kv_append
-from pbft.codec import batch_digest, signing_payload
 from pbft.core import quorum
 from pbft.core.view_change import new_view_plan
 from pbft.messages import NULL_DIGEST, Commit, NewView, Prepare, PrePrepare, Request, ViewChange
 
-from simulations.cluster import InProcessCluster
+from simulations.byzantine import EquivocatingPrimary
 
-from .corekit import commit, drain, make_replica, pre_prepare, prepare, request, sent, sign
+from .corekit import (
+    commit,
+    drain,
+    make_replica,
+    pre_prepare,
+    prepare,
+    random_order_cluster,
+    request,
+    sent,
+    sign,
+)
 
 FAST = {"request_timeout_ms": 500, "view_change_timeout_ms": 1_000, "client_retry_timeout_ms": 200}
 
@@ -330,9 +339,8 @@ def test_v5_f_plus_1_view_changes_for_higher_views_make_a_replica_join():
 
 
 def _workload(cluster, sessions, total, key="k"):
-    cluster.run_workload(sessions, total, lambda c, i: kv_append(f"{key}{c}", b"%d," % i),
-                         idle_step_ms=50)
-    cluster.run()
+    cluster.run_workload(sessions, total, lambda c, i: kv_append(f"{key}{c}", b"%d," % i))
+    cluster.deliver_all()
 
 
 def _assert_agreement(cluster, replicas=None):
@@ -354,12 +362,12 @@ def _assert_exactly_once(cluster, replica):
 def test_primary_stops_and_every_pending_request_commits():
     """V1–V3, N9: the primary crashes with requests in flight; clients multicast, backups relay
     and time out, replica 1 takes over and every request of every client commits, once."""
-    cluster = InProcessCluster(4, seed=3, config_overrides=FAST)
+    cluster = random_order_cluster(seed=3, config_overrides=FAST)
     sessions = [cluster.add_client(f"c{i}") for i in range(5)]
     _workload(cluster, sessions, 5)
     cluster.crash(0)
     _workload(cluster, sessions, 15)
-    assert all(len(cluster.results[s.client]) == 5 + 15 for s in sessions)
+    assert all(len(s.results) == 5 + 15 for s in sessions)
     assert {r.view for r in cluster.replicas[1:]} == {1}
     _assert_agreement(cluster)
     for r in (1, 2, 3):
@@ -370,29 +378,15 @@ def test_primary_stops_and_every_pending_request_commits():
 def test_three_faulty_primaries_in_a_row_then_progress(seed):
     """V4: with n = 10 (f = 3) and primaries 0, 1 and 2 crashed, views 1 and 2 fail, view 3
     has a correct primary, and the cluster makes progress there."""
-    cluster = InProcessCluster(10, seed=seed, config_overrides=FAST)
+    cluster = random_order_cluster(10, seed=seed, config_overrides=FAST)
     sessions = [cluster.add_client(f"c{i}") for i in range(4)]
     _workload(cluster, sessions, 3)
     for i in (0, 1, 2):
         cluster.crash(i)
     _workload(cluster, sessions, 8)
-    assert all(len(cluster.results[s.client]) == 3 + 8 for s in sessions)
+    assert all(len(s.results) == 3 + 8 for s in sessions)
     assert {r.view for r in cluster.replicas[3:]} == {3}
     _assert_agreement(cluster, range(3, 10))
-
-
-def _equivocating(cluster, primary=0):
-    signer = cluster.signers[primary]
-
-    def intercept(to, message):
-        if isinstance(message, PrePrepare) and message.view == 0:
-            other = replace(message, timestamp_ms=message.timestamp_ms + 1,
-                            digest=batch_digest(message.timestamp_ms + 1, message.requests))
-            other = replace(other, signature=signer.sign(signing_payload(other)))
-            return [((1,), message), ((2, 3), other)]
-        return [(to, message)]
-
-    return intercept
 
 
 @pytest.mark.parametrize("seed", [5, 6, 7])
@@ -400,11 +394,13 @@ def test_equivocating_primary_cannot_split_the_correct_replicas(seed):
     """V6, agreement: the primary sends one PRE-PREPARE to replica 1 and another (valid, signed)
     for the same sequence number to replicas 2 and 3. No two correct replicas execute different
     batches; the view changes and every request commits."""
-    cluster = InProcessCluster(4, seed=seed, config_overrides=FAST)
-    cluster.interceptors[0] = _equivocating(cluster)
+    cluster = random_order_cluster(seed=seed, config_overrides=FAST)
+    primary = EquivocatingPrimary(split=1, evidence_after_ms=None)
+    cluster.add_behaviour(0, primary)
     sessions = [cluster.add_client(f"c{i}") for i in range(4)]
     _workload(cluster, sessions, 6)
-    assert all(len(cluster.results[s.client]) == 6 for s in sessions)
+    assert primary.equivocations >= 1
+    assert all(len(s.results) == 6 for s in sessions)
     assert all(r.view >= 1 for r in cluster.replicas[1:])
     _assert_agreement(cluster, (1, 2, 3))
 
@@ -412,19 +408,17 @@ def test_equivocating_primary_cannot_split_the_correct_replicas(seed):
 def test_v6_request_prepared_at_some_replicas_executes_at_the_same_sequence_in_the_new_view():
     """V6: every COMMIT of view 0 is lost, so batch 1 prepares at every replica but commits
     nowhere; after the primary crashes, view 1 executes the same batch at sequence 1."""
-    cluster = InProcessCluster(4, seed=9, config_overrides=FAST)
-    lost = {"on": True}
-    cluster.filters.append(lambda s, d, m: not (lost["on"] and isinstance(m, Commit)))
+    cluster = random_order_cluster(seed=9, config_overrides=FAST)
+    cluster.network.lose(Commit, 1.0)
     session = cluster.add_client("c")
     cluster.submit(session, kv_append("k", b"x"))
-    cluster.run()
+    cluster.deliver_all()
     batch = cluster.replicas[1]._log[1].pre_prepare  # noqa: SLF001 - the batch that prepared
     assert all(r.last_executed == 0 for r in cluster.replicas)
-    lost["on"] = False
+    cluster.network.heal()
     cluster.crash(0)
-    while session.outstanding is not None:
-        cluster.advance_time(50)
-        cluster.run()
+    assert cluster.run_until(lambda: session.session.outstanding is None)
+    cluster.deliver_all()
     for r in (1, 2, 3):
         executed = cluster.executed[r][0]
         assert (executed.sequence, executed.digest, executed.view) == (1, batch.digest, 1)
@@ -435,25 +429,21 @@ def test_v6_request_prepared_at_some_replicas_executes_at_the_same_sequence_in_t
 def test_v6_a_request_committed_at_one_correct_replica_is_never_lost():
     """V6: only replica 1 gets the COMMITs of batch 1 and executes it; the primary crashes. In
     view 1 the others execute the same batch at sequence 1, and replica 1 does not run it again."""
-    cluster = InProcessCluster(4, seed=4, config_overrides=FAST)
-    isolated = {"on": True}
-    cluster.filters.append(
-        lambda s, d, m: not (isolated["on"] and isinstance(m, Commit) and d != 1)
-    )
+    cluster = random_order_cluster(seed=4, config_overrides=FAST)
+    cluster.network.lose(Commit, 1.0, destinations=[0, 2, 3])
     session = cluster.add_client("c")
     cluster.submit(session, kv_append("k", b"x"))
-    cluster.run()
+    cluster.deliver_all()
     assert [r.last_executed for r in cluster.replicas] == [0, 1, 0, 0]
     digest = cluster.executed[1][0].digest
-    isolated["on"] = False
+    cluster.network.heal()
     cluster.crash(0)
-    while session.outstanding is not None:
-        cluster.advance_time(50)
-        cluster.run()
+    assert cluster.run_until(lambda: session.session.outstanding is None)
+    cluster.deliver_all()
     for r in (1, 2, 3):
         assert (cluster.executed[r][0].sequence, cluster.executed[r][0].digest) == (1, digest)
         assert len([e for b in cluster.executed[r] for e in b.requests]) == 1
-    assert len(cluster.results[session.client]) == 1
+    assert len(session.results) == 1
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
