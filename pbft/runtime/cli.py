@@ -177,6 +177,31 @@ def check_listen(host: str, port: int, what: str) -> None:
             probe.close()
 
 
+def _check_data_unlocked(data: Path) -> None:
+    """Raise CommandError (exit 1) if another process holds the data directory's lock: the
+    precise reason a second replica on it fails, checked before its ports (which that process
+    holds too) and without creating anything."""
+    import fcntl
+    import os
+
+    from .storage import LOCK_NAME
+
+    try:
+        fd = os.open(data / LOCK_NAME, os.O_RDWR)
+    except OSError:
+        return  # no lock file: nobody holds it (storage creates it when it opens)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        owner = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+        raise CommandError(
+            f"{data} is in use by another replica process (pid {owner}); two processes must "
+            "never run as one replica: stop the other one first", 1,
+        ) from None  # fmt: skip
+    finally:
+        os.close(fd)
+
+
 def cmd_replica(args: argparse.Namespace) -> int:
     from ._errors import unwrap_single_error
     from .node import NodeSettings, serve_replica
@@ -207,6 +232,7 @@ def cmd_replica(args: argparse.Namespace) -> int:
         metrics_port = configured[1] if configured else 0
     info = config.replicas[args.id]
     host = info.host if args.host is None else args.host
+    _check_data_unlocked(Path(args.data))
     check_listen(host, info.port if args.port is None else args.port,
                  f"replica {args.id}'s replica listener")  # fmt: skip
     if metrics_port is not None:
