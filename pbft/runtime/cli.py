@@ -125,6 +125,9 @@ def _parse_bounds(items: list[str]) -> dict[str, int]:
 def cmd_keygen(args: argparse.Namespace) -> int:
     from .cluster import generate_cluster, parse_hosts
 
+    if args.free_ports and args.hosts:
+        raise CommandError("--free-ports finds ports free on this machine; with --hosts give "
+                           "--base-port or host:port entries")  # fmt: skip
     hosts = parse_hosts(args.hosts, args.replicas) if args.hosts else None
     out = Path(args.out)
     if (out / "cluster.toml").exists():
@@ -132,7 +135,7 @@ def cmd_keygen(args: argparse.Namespace) -> int:
         return 2
     files = generate_cluster(
         out, replicas=args.replicas, clients=args.clients, host=args.host,
-        base_port=args.base_port, bounds=_parse_bounds(args.set),
+        base_port=None if args.free_ports else args.base_port, bounds=_parse_bounds(args.set),
         admit_clients=not args.open_admission, hosts=hosts,
     )  # fmt: skip
     config = files.config
@@ -445,7 +448,10 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
 
-    async def run() -> list[dict | str]:
+    if args.wait is not None and args.wait < 0:
+        raise CommandError("--wait must be at least 0 seconds")
+
+    async def ask_all() -> list[dict | str]:
         results: list[dict | str] = [""] * config.n
 
         async def one(replica_id: int) -> None:
@@ -465,6 +471,16 @@ def cmd_status(args: argparse.Namespace) -> int:
             for replica_id in range(config.n):
                 nursery.start_soon(one, replica_id)
         return results
+
+    async def run() -> list[dict | str]:
+        """Ask once, or with --wait until a quorum is healthy or the time is up."""
+        deadline = trio.current_time() + (args.wait or 0)
+        while True:
+            results = await ask_all()
+            healthy = sum(health == "ok" for health, _ in cluster_health(results))
+            if healthy >= config.quorum or trio.current_time() >= deadline:
+                return results
+            await trio.sleep(0.2)
 
     results = trio.run(run)
     judged = cluster_health(results)
@@ -607,6 +623,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "its metrics on that port + 1000")
     keygen.add_argument("--base-port", type=int, default=7000,
                         help="replica i listens on base-port + i (metrics: + 1000)")
+    keygen.add_argument("--free-ports", action="store_true",
+                        help="instead of --base-port: ports free on this machine now (a local "
+                             "cluster, e.g. for pbft cluster --dir)")
     keygen.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                         help="a configuration bound, e.g. request_timeout_ms=1000")
     keygen.add_argument("--open-admission", action="store_true", help=OPEN_ADMISSION_HELP)
@@ -684,7 +703,10 @@ def build_parser() -> argparse.ArgumentParser:
                              "address)")
     status.add_argument("--metrics-host", default=None,
                         help="ask this host for every replica (default: the configured ones)")
-    status.add_argument("--timeout", type=float, default=2.0)
+    status.add_argument("--timeout", type=float, default=2.0, help="seconds per replica asked")
+    status.add_argument("--wait", type=float, default=None, metavar="S",
+                        help="ask again until a quorum is healthy, for at most S seconds "
+                             "(scripts: wait for a cluster just started)")
     status.add_argument("--json", action="store_true")
     status.set_defaults(handler=cmd_status)
 
