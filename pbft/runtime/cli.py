@@ -446,10 +446,9 @@ async def _cluster_main(args: argparse.Namespace, files) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     from .cluster import metrics_address_of, metrics_port_of, wait_status
 
-    config = load_config(args.config)
-
     if args.wait is not None and args.wait < 0:
         raise CommandError("--wait must be at least 0 seconds")
+    config = load_config(args.config)
 
     async def ask_all() -> list[dict | str]:
         results: list[dict | str] = [""] * config.n
