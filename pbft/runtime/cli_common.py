@@ -190,6 +190,9 @@ class Progress:
             self._rich = RichProgress(
                 TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                 TimeElapsedColumn(), console=Console(file=self._file), transient=False,
+                # Printing to stdout while the bar is drawn: on the same terminal rich prints
+                # above the bar; redirected, stdout must stay where it was sent.
+                redirect_stdout=_isatty(sys.stdout), redirect_stderr=False,
             )  # fmt: skip
 
     @property
