@@ -308,10 +308,26 @@ def test_ctrl_c_removes_the_temporary_directory_or_says_where_it_is(tmp_path, ke
         _cleanup(process, pids)
 
 
+def test_sighup_stops_a_replica_cleanly(tmp_path):
+    """SIGHUP (a closed terminal) is a request to stop, like SIGTERM: exit code 0, and the
+    replica says so in its log."""
+    files = generate_cluster(tmp_path, clients=1)
+    with LocalCluster(files) as cluster:
+        cluster.start(0)
+        cluster.wait_ready_blocking(0)
+        assert cluster.kill(0, signal.SIGHUP, timeout_s=30) == 0
+    assert any(r.get("reason") == "signal" and "SIGHUP" in r["message"]
+               for r in cluster.log_records(0))  # fmt: skip
+
+
 # ---------------------------------------------------------------------------- option values
 
 
 NOT_ALLOWED = {
+    "app": (
+        [*PBFT, "cluster", "--app", "nosuch.module:factory"],
+        "pbft cluster: --app 'nosuch.module:factory': No module named 'nosuch' (expected kv, "
+        "bench or module:callable)"),
     "log level": (
         [*PBFT, "replica", "--config", "c", "--id", "0", "--key", "k", "--data", "d",
          "--log-level", "LOUD"],

@@ -104,6 +104,24 @@ def load_app(name: str) -> StateMachine:
     return factory()
 
 
+def check_app_name(name: str) -> None:
+    """Raise ValueError (naming the allowed forms) unless `name` is kv, bench or a
+    module:callable that can be imported; the factory is not called (it may need the
+    replica's own command line, as tradeapp.service:ledger does)."""
+    if name in ("kv", "bench"):
+        return
+    module_name, _, attribute = name.partition(":")
+    if not module_name or not attribute:
+        raise ValueError(f"--app {name!r}: expected kv, bench or module:callable")
+    try:
+        factory = getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError) as e:
+        raise ValueError(f"--app {name!r}: {e} (expected kv, bench or module:callable)"
+                         ) from None  # fmt: skip
+    if not callable(factory):
+        raise ValueError(f"--app {name!r}: {attribute} is not callable")
+
+
 def _parse_bounds(items: list[str]) -> dict[str, int]:
     bounds = {}
     for item in items:
@@ -329,6 +347,7 @@ def _check_cluster_ports(config: config_module.ClusterConfig, where: str) -> Non
 def cmd_cluster(args: argparse.Namespace) -> int:
     from .cluster import generate_cluster, open_cluster_files
 
+    check_app_name(args.app)
     if args.dir and (Path(args.dir) / "cluster.toml").exists():
         directory = Path(args.dir)
         files = open_cluster_files(directory)
