@@ -121,6 +121,15 @@ def test_simulations_replay_names_a_missing_or_malformed_file(tmp_path, case):
     assert expected.format(path=path) in line, line
 
 
+def test_bench_on_a_cluster_that_is_not_running_names_the_addresses(cluster_files):
+    result = run(PBFT, "bench", "--config", str(cluster_files.config_path), "--clients", "1",
+                 "--only", "ordered_0_0", "--duration", "0.5", "--connect-timeout", "0.5")  # fmt: skip
+    assert result.returncode == 1
+    line = one_line_error(result, "pbft bench: not connected to a quorum of 3 replicas")
+    info = cluster_files.config.replicas[3]
+    assert f"{info.host}:{info.port} (replica 3)" in line
+
+
 # ---------------------------------------------------------------------------- ports in use
 
 

@@ -190,9 +190,11 @@ async def _closed_loop(call, clients: int, duration_s: float, name: str,
 
 async def measure_replicated(config: ClusterConfig, signers, *, read_only: bool,
                              argument_kb: int, result_kb: int, duration_s: float,
-                             name: str, server_pids: list[int]) -> Row:  # fmt: skip
+                             name: str, server_pids: list[int],
+                             connect_timeout_s: float = 10.0) -> Row:  # fmt: skip
     operation = bench_operation(argument_kb * KB, result_kb * KB)
-    async with connect(config, signers, timeout_s=30.0, wait_connected_s=10.0) as client:
+    async with connect(config, signers, timeout_s=30.0,
+                       wait_connected_s=connect_timeout_s) as client:  # fmt: skip
         call = client.query if read_only else client.submit
 
         async def one(index: int) -> None:
@@ -429,6 +431,7 @@ def _bench_existing(args: argparse.Namespace, wanted: list[str]) -> int:
             row = await measure_replicated(
                 config, group, read_only=kind == "read_only", argument_kb=a, result_kb=r,
                 duration_s=args.duration, name=name, server_pids=[],
+                connect_timeout_s=args.connect_timeout,
             )  # fmt: skip
             row.server_cpu_s = math.nan
             after = await committed()

@@ -611,8 +611,12 @@ def divergent(results: list[dict | str]) -> set[int]:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from .bench import run_bench
+    from .client import ClientError
 
-    return run_bench(args)
+    try:
+        return run_bench(args)
+    except ClientError as e:  # the cluster of --config cannot be reached
+        raise CommandError(str(e), 1) from None
 
 
 # ---------------------------------------------------------------------------- main
@@ -736,6 +740,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="measure the running cluster of this configuration instead of "
                             "starting one (client keys: --client-keys, else keys/client-*.key "
                             "beside it; its replicas should run --app bench)")
+    bench.add_argument("--connect-timeout", type=float, default=10.0,
+                       help="with --config: seconds to reach a quorum of its replicas")
     bench.add_argument("--client-keys", default=None,
                        help="with --config: the directory of the admitted clients' key files")
     bench.add_argument("--only", default=None,
