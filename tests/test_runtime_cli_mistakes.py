@@ -123,7 +123,8 @@ def test_simulations_replay_names_a_missing_or_malformed_file(tmp_path, case):
 
 def test_bench_on_a_cluster_that_is_not_running_names_the_addresses(cluster_files):
     result = run(PBFT, "bench", "--config", str(cluster_files.config_path), "--clients", "1",
-                 "--only", "ordered_0_0", "--duration", "0.5", "--connect-timeout", "0.5")  # fmt: skip
+                 "--only", "ordered_0_0", "--duration", "0.5",
+                 "--connect-timeout", "0.5")  # fmt: skip
     assert result.returncode == 1
     line = one_line_error(result, "pbft bench: not connected to a quorum of 3 replicas")
     info = cluster_files.config.replicas[3]
@@ -134,8 +135,9 @@ def test_bench_on_a_cluster_that_is_not_running_names_the_addresses(cluster_file
 
 
 @pytest.mark.parametrize("listener", ["replica", "metrics"])
-def test_a_replica_on_a_port_in_use_names_the_address_and_writes_nothing(tmp_path,
-                                                                         cluster_files, listener):  # fmt: skip
+def test_a_replica_on_a_port_in_use_names_the_address_and_writes_nothing(
+    tmp_path, cluster_files, listener
+):
     info = cluster_files.config.replicas[0]
     port = info.port if listener == "replica" else info.port + METRICS_PORT_OFFSET
     data, log = tmp_path / "data-0", tmp_path / "replica.log"

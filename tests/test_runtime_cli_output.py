@@ -56,11 +56,11 @@ def test_a_progress_bar_on_a_terminal_leaves_redirected_stdout_alone(monkeypatch
 
 def test_a_table_to_a_pipe_keeps_its_natural_width(monkeypatch):
     monkeypatch.setenv("COLUMNS", "40")
-    wide = make_table(["replica", "state digest", "health"],
-                      [[0, "ab" * 32, "other cluster (cluster id 0123456789abcdef…)"]])  # fmt: skip
+    health = "other cluster (cluster id 0123456789abcdef…)"
+    wide = make_table(["replica", "state digest", "health"], [[0, "ab" * 32, health]])
     out = io.StringIO()
     print_table(wide, out)
     [header, rule, row] = out.getvalue().splitlines()
-    assert row.split(maxsplit=2) == ["0", "ab" * 32, "other cluster (cluster id 0123456789abcdef…)"]
+    assert row.split(maxsplit=2) == ["0", "ab" * 32, health]
     assert len(rule) > 40, "not wrapped to the 40 columns of a terminal"
     assert render_table(make_table(["x"], [])).splitlines()[-1] == "(none)"

@@ -513,9 +513,11 @@ def cmd_status(args: argparse.Namespace) -> int:
             continue
         if result["recovering"] and health == "ok":
             health = "ok (recovering)"
-        rows.append([replica_id, result["view"], result["primary"], result["last_executed"],
-                     behind, result["low_watermark"], result["committed_requests"],
-                     len(result["connected_peers"]), result["state_digest"][:16], health])  # fmt: skip
+        rows.append([
+            replica_id, result["view"], result["primary"], result["last_executed"], behind,
+            result["low_watermark"], result["committed_requests"],
+            len(result["connected_peers"]), result["state_digest"][:16], health,
+        ])  # fmt: skip
     columns = ["replica", "view", "primary", "last executed", "behind", "stable", "committed",
                "peers", "state digest", "health"]  # fmt: skip
     print_table(make_table(columns, rows, numeric=[True] * 8 + [False, False]))

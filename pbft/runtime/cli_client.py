@@ -194,8 +194,11 @@ def cmd_call(args: argparse.Namespace) -> int:
 
 def add_client_commands(commands: Any) -> None:
     """Add `submit` and `query` to the `pbft` argument parser's sub-commands."""
-    for name, help_text in (("submit", "order an operation and print its decoded result"),
-                            ("query", "a read-only operation (R1) and its decoded result")):  # fmt: skip
+    commands_help = {
+        "submit": "order an operation and print its decoded result",
+        "query": "a read-only operation (R1) and its decoded result",
+    }
+    for name, help_text in commands_help.items():
         parser = commands.add_parser(name, help=help_text, description=help_text)
         parser.add_argument("--config", required=True, help="the cluster's cluster.toml")
         parser.add_argument("--key", required=True,
