@@ -3,9 +3,12 @@
     python -m simulations list
     python -m simulations transcript [NAME|all] [--write]
     python -m simulations run SCENARIO --seed N [--json] [--save-replay]
-    python -m simulations sweep [--scenarios all|a,b] --seeds 1-500 [--jobs J] [--json] [--csv F]
+    python -m simulations sweep [--scenarios all|a,b] --seeds 1-500 [--jobs J] [--ray A] [--json]
+                                  [--csv F]
     python -m simulations replay FILE
     python -m simulations mutants [--fast] [--seeds 1-5] [--jobs J] [--only a,b]
+    python -m simulations experiment FILE.toml [--quick] [--workers N | --ray ADDRESS] [--out D]
+    python -m simulations plot RESULTS [--format png|svg|both] [--out D]
 
 A failing run writes a replay file and prints the one command that replays it (`run
 --save-replay` writes one for any run). A run that raises (in the core, a behaviour, the
@@ -24,14 +27,13 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import multiprocessing
 import os
 import sys
 import time
 from pathlib import Path
 
 from .results import RunResult, Violation
-from .scenarios import CATALOGUE, run_scenario
+from .scenarios import CATALOGUE
 
 REPLAY_DIR = Path("replays")
 #: Exit statuses (see the module docstring).
@@ -86,17 +88,6 @@ def write_replay(result: RunResult, schedule: list | None = None) -> Path:
     return path
 
 
-def _progress(done: int, total: int) -> None:
-    """A progress bar on a terminal; a line every tenth of the way otherwise (CI logs)."""
-    width = 40
-    filled = width * done // total
-    bar = f"[{'#' * filled}{'.' * (width - filled)}] {done}/{total}"
-    if sys.stderr.isatty():
-        print(f"\r{bar}", end="" if done < total else "\n", file=sys.stderr, flush=True)
-    elif done == total or done % max(1, total // 10) == 0:
-        print(bar, file=sys.stderr, flush=True)
-
-
 def _ok(result: RunResult) -> bool:
     return not result.violations
 
@@ -110,19 +101,10 @@ def _crashed(violations: list) -> bool:
 def run_guarded(name: str, seed: int) -> RunResult:
     """`run_scenario`, but an exception anywhere (the scenario's set-up, a checker; inside the
     run `run_scenario` reports it itself, as "invariant") is returned as a "crash" violation
-    with where it was raised, never raised."""
-    started = time.perf_counter()
-    try:
-        return run_scenario(CATALOGUE[name], seed)
-    except Exception as error:  # noqa: BLE001 - a crashed run is a finding, not the end
-        from .scenarios import _invariant_violation
+    with where it was raised, never raised (`experiment.run_job`, as in a sweep)."""
+    from .experiment import run_job
 
-        found = _invariant_violation(error)
-        return RunResult(
-            scenario=name, seed=seed, replicas=0, faulty=[], committed=0,
-            violations=[Violation("crash", found.message, None, found.replicas)],
-            liveness=False, virtual_s=0.0, wall_s=time.perf_counter() - started, events=0,
-            deliveries=0, trace_hash="")
+    return RunResult.from_dict(run_job((0, 0, {"scenario": name}, seed), measured=False)["result"])
 
 
 def _summary_line(result: RunResult) -> str:
@@ -161,32 +143,31 @@ def cmd_run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _run_one(job: tuple[str, int]) -> dict:
-    name, seed = job
-    return run_guarded(name, seed).as_dict()
-
-
 def cmd_sweep(args: argparse.Namespace) -> int:
-    jobs = [(name, seed) for name in _scenarios(args.scenarios) for seed in _seeds(args.seeds)]
-    started = time.perf_counter()
-    rows: list[dict] = []
-    workers = max(1, args.jobs)
-    pool = multiprocessing.Pool(workers) if workers > 1 else None
-    iterator = pool.imap(_run_one, jobs, chunksize=4) if pool else map(_run_one, jobs)
+    """The catalogue × seeds, on the executors of `experiment` (one way to run many
+    simulations): local processes (--jobs) or Ray (--ray)."""
+    from .experiment import ExperimentError
+    from .experiment_exec import executor_for, progress_bar
+
+    jobs = [(i, i, {"scenario": name}, seed) for i, (name, seed) in enumerate(
+        (name, seed) for name in _scenarios(args.scenarios) for seed in _seeds(args.seeds))]
     try:
-        for done, row in enumerate(iterator, 1):
-            rows.append(row)
+        executor = executor_for(args.ray, max(1, args.jobs))
+    except ExperimentError as error:
+        raise UsageError(str(error)) from None
+    started = time.perf_counter()
+    by_job: dict[int, dict] = {}
+    with progress_bar(len(jobs), f"sweep ({executor.describe()})") as bar:
+        for entry in executor.run(jobs, measured=False):
+            row = by_job[entry["job"]] = entry["result"]
             if args.json:
                 print(json.dumps(row), flush=True)
             if row["violations"]:
                 result = RunResult.from_dict(row)
                 print(f"\n{_summary_line(result)}", file=sys.stderr)
                 _report_failure(result)
-            _progress(done, len(jobs))
-    finally:
-        if pool:
-            pool.close()
-            pool.join()
+            bar.advance()
+    rows = [by_job[i] for i in sorted(by_job)]
     wall_s = time.perf_counter() - started
     with open(args.csv, "w", newline="") as f:
         fields = ["scenario", "seed", "replicas", "faulty", "committed", "violations", "liveness",
@@ -258,6 +239,18 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return EXIT_VIOLATIONS if result.violations else EXIT_OK
 
 
+def cmd_experiment(args: argparse.Namespace) -> int:
+    from .experiment_exec import experiment_command
+
+    return experiment_command(args)
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from .experiment_plot import plot_command
+
+    return plot_command(args)
+
+
 def cmd_transcript(args: argparse.Namespace) -> int:
     from .transcript import command
 
@@ -287,6 +280,28 @@ def main(argv: list[str] | None = None) -> int:
     sweep.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     sweep.add_argument("--json", action="store_true")
     sweep.add_argument("--csv", default="sweep.csv")
+    sweep.add_argument("--ray", metavar="ADDRESS", help="run on Ray: auto, local or an address")
+    experiment = commands.add_parser("experiment", help="a grid of parameters × seeds from a "
+                                     "TOML file: a table of runs and a summary (experiments/)")
+    experiment.add_argument("file")
+    experiment.add_argument("--workers", type=int, default=None,
+                            help="local processes (default: the CPU count); with --ray local, "
+                                 "Ray's CPUs")
+    experiment.add_argument("--ray", metavar="ADDRESS",
+                            help="run on Ray: auto (the cluster running here, or RAY_ADDRESS), "
+                                 "local (start one in this process), or a cluster's address")
+    experiment.add_argument("--out", help="output directory (default results/NAME)")
+    experiment.add_argument("--quick", action="store_true",
+                            help="the file's [quick] grid and seeds (a smaller run)")
+    experiment.add_argument("--seeds", help="override the file's seeds (e.g. 1-3)")
+    experiment.add_argument("--fresh", action="store_true",
+                            help="forget the runs already done in the output directory")
+    experiment.add_argument("--replay", metavar="POINT:SEED",
+                            help="run one run again, alone (the command a failing run prints)")
+    plot = commands.add_parser("plot", help="the standard figures of an experiment's results")
+    plot.add_argument("results", help="an experiment's output directory")
+    plot.add_argument("--out", help="where to write the figures (default RESULTS/figures)")
+    plot.add_argument("--format", default="png", choices=("png", "svg", "both"))
     replay = commands.add_parser("replay", help="replay a run from its replay file")
     replay.add_argument("file")
     mutants = commands.add_parser("mutants", help="mutation self-test: known bugs injected "
@@ -303,9 +318,13 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_mutants(args)
     handler = {"list": cmd_list, "run": cmd_run, "sweep": cmd_sweep, "replay": cmd_replay}
     handler["transcript"] = cmd_transcript
+    handler["experiment"] = cmd_experiment
+    handler["plot"] = cmd_plot
+    from .experiment import ExperimentError
+
     try:
         return handler[args.command](args)
-    except UsageError as error:
+    except (UsageError, ExperimentError) as error:
         print(f"python -m simulations {args.command}: {error}", file=sys.stderr)
         return EXIT_USAGE
 

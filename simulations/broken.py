@@ -207,6 +207,24 @@ class StaleReadsReplica(Replica):
         self._send_reply(request.client, request.timestamp, result, True)
 
 
+class WatermarkOffByOneReplica(Replica):
+    """Breaks N3 ("h < n ≤ H"): a sequence number one above the high watermark passes the
+    bound. The C2' stash keeps PRE-PREPAREs and votes at H + 1 before the bound is asked, but a
+    commit certificate (LOGGED-BATCH) meets it directly, so the replica can execute H + 1
+    before its window moves. The core's own invariant that would stop the run there
+    (`last_executed <= high_watermark`) is left out, so that only the evidence can tell."""
+
+    def _reject_sequence(self, sequence: int) -> str | None:
+        if sequence <= self.stable_checkpoint:
+            return "below_low_watermark"
+        if sequence > self.stable_checkpoint + self.config.log_window + 1:  # the bug: + 1
+            return "above_high_watermark"
+        return None
+
+    def _check_invariants(self) -> None:
+        pass
+
+
 #: Broken replica classes by name (for `--broken NAME` and for replay files).
 BROKEN: dict[str, type[Replica]] = {
     "double_vote": DoubleVoteReplica,
@@ -224,6 +242,7 @@ EVIDENCE_BROKEN: dict[str, type[Replica]] = {
     "primary_prepare": PrimaryPrepareReplica,
     "view_change_without_certificates": NoCertificatesViewChangeReplica,
     "unchecked_new_view": UncheckedNewViewReplica,
+    "watermark_off_by_one": WatermarkOffByOneReplica,
 }
 
 

@@ -16,7 +16,9 @@ The replica underneath runs the real core; a behaviour only lies about what it s
 Below the API is a library, one small class per lie (silence, crashes at a chosen point,
 equivocation, wrong digests, tampered requests, off-by-one views and sequence numbers, phantom
 votes, forged signatures, replays, view-change spam, forged prepared certificates, equivocating
-NEW-VIEWs, false checkpoints, corrupted state transfer, selective delivery, Twins, slow state
+NEW-VIEWs, NEW-VIEWs short of a VIEW-CHANGE, old-view votes replayed behind a NEW-VIEW, prepared
+certificates pairing another PRE-PREPARE with genuine PREPAREs, commit certificates pushed
+unasked, false checkpoints, corrupted state transfer, selective delivery, Twins, slow state
 sources, fetch floods, and `Collusion`: f + 1 colluding replicas, a negative control the
 checkers must flag); `Compose` stacks several on one replica. A behaviour that silences a kind
 of vote silences it inside the certificates it serves too (`without_own_votes`). Byzantine
@@ -871,6 +873,215 @@ class TruncatedNewView(Behaviour):
                 replace(message, pre_prepares=message.pre_prepares[:-1]))
             self.truncated += 1
         return [(to, message)]
+
+
+class ShortNewView(Behaviour):
+    """As a new primary, sends NEW-VIEWs with 2f VIEW-CHANGEs instead of 2f + 1: it leaves out
+    the one whose prepared certificates weigh most in O (the plan of the 2f others differs
+    from the honest one at the most sequence numbers; ties: the highest replica id), and
+    sends the O those 2f give (all re-signed). A batch that committed was prepared at f + 1
+    correct replicas at least; 2f + 1 VIEW-CHANGEs always include one of them, 2f may not, and
+    the new view could then order another batch at its sequence number. V3 counts 2f + 1 and
+    refuses it (`bad_new_view`); the view change moves on to the next primary."""
+
+    description = "new primary whose NEW-VIEW holds only 2f VIEW-CHANGEs"
+
+    def __init__(self) -> None:
+        self.shortened = 0
+        #: The replica whose VIEW-CHANGE each shortened NEW-VIEW left out, per view.
+        self.left_out: dict[int, int] = {}
+
+    def outgoing(self, to: tuple, message: Message) -> Send:
+        if not isinstance(message, NewView) or len(message.view_changes) < 2:
+            return [(to, message)]
+        context = self.context
+        honest = [(s, d) for s, d, _ in new_view_plan(message.view_changes)[1]]
+
+        def loss(vc: ViewChange) -> tuple[int, int]:
+            rest = [other for other in message.view_changes if other is not vc]
+            plan = [(s, d) for s, d, _ in new_view_plan(rest)[1]]
+            differing = sum(1 for a, b in zip(honest, plan) if a != b)
+            return differing + abs(len(honest) - len(plan)), vc.replica
+
+        dropped = max(message.view_changes, key=loss)
+        kept = tuple(vc for vc in message.view_changes if vc is not dropped)
+        _, plan = new_view_plan(kept)
+        me = context.replica_id
+        pre_prepares = tuple(
+            context.sign(PrePrepare(message.view, sequence, digest, timestamp_ms, (), me, b""))
+            for sequence, digest, timestamp_ms in plan
+        )
+        self.shortened += 1
+        self.left_out[message.view] = dropped.replica
+        return [(to, context.sign(replace(message, view_changes=kept,
+                                          pre_prepares=pre_prepares)))]
+
+
+class StaleVotesBehindNewView(Behaviour):
+    """As a new primary, right behind each NEW-VIEW it sends (`delays_ms` after it, so that they
+    arrive after the NEW-VIEW and before the backups' PREPAREs of the new view), sends every
+    backup the PREPAREs of the earlier views that travel inside that NEW-VIEW's prepared
+    certificates, and the COMMITs of earlier views it heard at those sequence numbers: all
+    genuine, all signed by their senders, all for the digests the new view re-proposes. A
+    replica that counts votes of an older view in the current one (N10) prepares and commits
+    in the new view without its votes; a correct one refuses them (`wrong_view`)."""
+
+    description = "new primary replaying the old view's votes right behind its NEW-VIEW"
+
+    def __init__(self, delays_ms: tuple[float, ...] = (1.0, 2.5)) -> None:
+        self.delays_ms = delays_ms
+        self.replayed = 0
+        self._commits: dict[int, dict[tuple[int, int], Commit]] = {}
+
+    def incoming(self, source: Any, message: Message) -> Message | None:
+        if type(message) is Commit:
+            self._commits.setdefault(message.sequence, {})[(message.view, message.replica)] = (
+                message)
+        return message
+
+    def outgoing(self, to: tuple, message: Message) -> Send:
+        if not isinstance(message, NewView):
+            return [(to, message)]
+        votes: dict[tuple, Any] = {}
+        for vc in message.view_changes:
+            for certificate in vc.prepared:
+                for prepare in certificate.prepares:
+                    votes[(Prepare, prepare.view, prepare.sequence, prepare.replica)] = prepare
+        o_set = {(pp.sequence, pp.digest) for pp in message.pre_prepares}
+        for sequence, commits in self._commits.items():
+            for (view, replica), commit in commits.items():
+                if view < message.view and (sequence, commit.digest) in o_set:
+                    votes[(Commit, view, sequence, replica)] = commit
+        stale = [vote for key, vote in sorted(votes.items(), key=lambda kv: kv[0][1:])
+                 if vote.view < message.view and vote.replica != self.context.replica_id]
+        for delay_ms in self.delays_ms:
+            for vote in stale:
+                self.context.send_later(delay_ms, tuple(r for r in to if r != vote.replica),
+                                        vote)
+        self.replayed += len(stale) * len(self.delays_ms)
+        return [(to, message)]
+
+
+class SwappedCertificatePrimary(Behaviour):
+    """A primary that keeps, for every batch Y it proposes, a second PRE-PREPARE of its own for
+    another batch X at the same (view, sequence) (the same requests a millisecond later: a
+    real batch, validly signed), which it shows nobody. From `silent_from_ms` it proposes no
+    more and asks at once for the next view with a VIEW-CHANGE whose prepared certificates pair
+    its PRE-PREPARE for X with the backups' genuine PREPAREs for Y; every VIEW-CHANGE of its
+    core later gets the same swap. Accepted, the new view could re-propose X, which nobody
+    prepared, where Y committed; V1 checks that a certificate's PREPAREs carry its
+    PRE-PREPARE's digest and refuses it (`bad_prepared_certificate`)."""
+
+    description = "primary whose VIEW-CHANGE pairs its other PRE-PREPARE with the PREPAREs of Y"
+
+    def __init__(self, silent_from_ms: int = 300) -> None:
+        self.silent_from_ms = silent_from_ms
+        self.swapped = 0
+        #: (view, sequence) -> (digest of Y, its twin X without requests).
+        self._twins: dict[tuple[int, int], tuple[bytes, PrePrepare]] = {}
+        self._prepares: dict[tuple[int, int, bytes], dict[int, Prepare]] = {}
+        self._asked = False
+
+    def incoming(self, source: Any, message: Message) -> Message | None:
+        if type(message) is Prepare:
+            key = (message.view, message.sequence, message.digest)
+            self._prepares.setdefault(key, {})[message.replica] = message
+        return message
+
+    def outgoing(self, to: tuple, message: Message) -> Send:
+        kind = type(message)
+        if kind is PrePrepare and message.replica == self.context.replica_id:
+            if self.context.now_ms >= self.silent_from_ms:
+                return []
+            if message.requests:
+                timestamp_ms = message.timestamp_ms + 1
+                twin = self.context.sign(replace(
+                    message, timestamp_ms=timestamp_ms, requests=(),
+                    digest=batch_digest(timestamp_ms, message.requests)))
+                self._twins[(message.view, message.sequence)] = (message.digest, twin)
+        elif kind is ViewChange:
+            message = self._swap(message)
+        return [(to, message)]
+
+    def on_tick(self, now_ms: int) -> None:
+        if self._asked or now_ms < self.silent_from_ms:
+            return
+        self._asked = True
+        context, replica = self.context, self.context.replica
+        prepared = []
+        for (view, sequence), (digest, _) in sorted(self._twins.items()):
+            if sequence <= replica.stable_checkpoint:
+                continue
+            prepares = self._prepares.get((view, sequence, digest), {})
+            if len(prepares) >= 2 * context.config.f:
+                chosen = tuple(prepares[r] for r in sorted(prepares)[: 2 * context.config.f])
+                prepared.append(PreparedCertificate(self._twins[(view, sequence)][1], chosen))
+        message = ViewChange(replica.view + 1, replica.stable_checkpoint,
+                             replica.stable_checkpoint_proof, tuple(prepared),
+                             context.replica_id, b"")
+        self.swapped += len(prepared)
+        context.send(context.others, context.sign(message))
+
+    def _swap(self, message: ViewChange) -> ViewChange:
+        prepared = []
+        swapped = 0
+        for certificate in message.prepared:
+            pp = certificate.pre_prepare
+            twin = self._twins.get((pp.view, pp.sequence))
+            if twin is not None and twin[0] == pp.digest:
+                certificate = replace(certificate, pre_prepare=twin[1])
+                swapped += 1
+            prepared.append(certificate)
+        if not swapped:
+            return message
+        self.swapped += swapped
+        return self.context.sign(replace(message, prepared=tuple(prepared)))
+
+
+class PushedCommitCertificates(Behaviour):
+    """Sends every other replica, unasked, each commit certificate it can build: as soon as it
+    holds a batch's PRE-PREPARE and 2f + 1 matching COMMITs of one view, a LOGGED-BATCH with
+    them, as if answering a FETCH-LOG nobody sent. Genuine certificates, but for a replica whose
+    window lags (its CHECKPOINTs arrive late) some lie above its high watermark, which it must
+    refuse (N3, `above_high_watermark`): it would execute beyond H."""
+
+    description = "pushes commit certificates (LOGGED-BATCHes) to everyone, unasked"
+
+    def __init__(self) -> None:
+        self.pushed = 0
+        self._batches: dict[tuple[int, int, bytes], PrePrepare] = {}
+        self._commits: dict[tuple[int, int, bytes], dict[int, Commit]] = {}
+        self._done: set[tuple[int, int, bytes]] = set()
+
+    def incoming(self, source: Any, message: Message) -> Message | None:
+        self._note(message)
+        return message
+
+    def outgoing(self, to: tuple, message: Message) -> Send:
+        self._note(message)
+        return [(to, message)]
+
+    def _note(self, message: Message) -> None:
+        kind = type(message)
+        if kind is PrePrepare and message.requests:
+            key = (message.view, message.sequence, message.digest)
+            self._batches[key] = message
+        elif kind is Commit:
+            key = (message.view, message.sequence, message.digest)
+            self._commits.setdefault(key, {})[message.replica] = message
+        else:
+            return
+        self._push(key)
+
+    def _push(self, key: tuple[int, int, bytes]) -> None:
+        commits = self._commits.get(key, {})
+        batch = self._batches.get(key)
+        if key in self._done or batch is None or len(commits) < quorum(self.context.config.n):
+            return
+        self._done.add(key)
+        certificate = tuple(commits[r] for r in sorted(commits))
+        self.pushed += 1
+        self.context.send(self.context.others, LoggedBatch(batch, certificate))
 
 
 class FetchSpam(Behaviour):

@@ -22,7 +22,8 @@ Checked when the replica acts (so evidence that arrives later does not excuse it
                          from distinct replicas other than the view's primary.
     execution_evidence   N5/N6: a first execution of (sequence, digest) follows 2f + 1
                          matching COMMITs of one view from distinct replicas (a commit
-                         certificate's count too; state transfer executes nothing).
+                         certificate's count too; state transfer executes nothing), and
+                         lies within the replica's watermarks (N3).
     new_view_evidence    V3: an installed NEW-VIEW holds 2f + 1 valid VIEW-CHANGEs for its
                          view from distinct replicas, and exactly the PRE-PREPAREs V2 computes
                          from them (recomputed here, independently of the core).
@@ -265,11 +266,18 @@ class Evidence:
                        f"COMMITs")
 
     def executed(self, replica: int, sequence: int, digest: bytes) -> None:
-        """A first execution of (sequence, digest) by `replica`."""
+        """A first execution of (sequence, digest) by `replica`, reported between its Ready and
+        its `advance()`: its stable checkpoint now is the Ready's low watermark, and nothing
+        it executed lies above that + L (N3: its high watermark can only have been lower)."""
         if (sequence, digest) not in self.of[replica].committed:
             self._find("execution_evidence", replica, sequence,
                        f"replica {replica} executed sequence {sequence} (digest "
                        f"{digest.hex()[:8]}) without 2f + 1 matching COMMITs of one view")
+        high = self.sim.replicas[replica].stable_checkpoint + self.log_window
+        if sequence > high:
+            self._find("execution_evidence", replica, sequence,
+                       f"replica {replica} executed sequence {sequence}, above its high "
+                       f"watermark {high} (N3)")
 
     def persisted(self, replica: int, records: tuple) -> None:
         """Before `replica`'s Ready is sent: a NEW-VIEW among its records is one it installs."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import random
 
-from pbft.messages import Commit, NewView, Prepare, PrePrepare, Reply
+from pbft.messages import Checkpoint, Commit, NewView, Prepare, PrePrepare, Reply
 
 from .byzantine import (
     BadSignatureClient,
@@ -39,12 +39,16 @@ from .byzantine import (
     OffByOne,
     PartialSendClient,
     PhantomVotes,
+    PushedCommitCertificates,
     Replay,
     ReplayingClient,
     SelectiveDelivery,
+    ShortNewView,
     Silent,
     SkewedTimestamps,
     SlowStateSource,
+    StaleVotesBehindNewView,
+    SwappedCertificatePrimary,
     SybilFlood,
     TamperedRequest,
     TruncatedNewView,
@@ -302,6 +306,46 @@ def _forged_new_view(seed: int) -> Simulation:
     return sim
 
 
+@scenario("byz_short_new_view", "the primary is cut off for 3 s under load; the next primary's "
+                                "NEW-VIEW holds 2f VIEW-CHANGEs, leaving out the one that "
+                                "weighs most in O")
+def _short_new_view(seed: int) -> Simulation:
+    sim = _sim(seed, behaviours={1: ShortNewView()})
+    sim.at(300, lambda s: s.network.isolate(0, [1, 2, 3]))
+    sim.at(3_300, lambda s: s.network.heal())
+    return sim
+
+
+@scenario("byz_stale_votes_behind_new_view", "the primary is cut off for 3 s under load; right "
+                                             "behind its NEW-VIEW the next primary replays the "
+                                             "old view's PREPAREs and COMMITs for what O "
+                                             "re-proposes")
+def _stale_votes_behind_new_view(seed: int) -> Simulation:
+    sim = _sim(seed, behaviours={1: StaleVotesBehindNewView()})
+    sim.at(300, lambda s: s.network.isolate(0, [1, 2, 3]))
+    sim.at(3_300, lambda s: s.network.heal())
+    return sim
+
+
+@scenario("byz_swapped_prepared_certificate", "the primary stops proposing and asks for view 1 "
+                                              "with certificates pairing a PRE-PREPARE it kept "
+                                              "for another batch with the PREPAREs of the one "
+                                              "proposed")
+def _swapped_prepared_certificate(seed: int) -> Simulation:
+    return _sim(seed, behaviours={0: SwappedCertificatePrimary(silent_from_ms=300 + seed % 5 * 40)})
+
+
+@scenario("byz_pushed_commit_certificates", "a backup pushes every commit certificate to everyone "
+                                            "unasked; CHECKPOINTs reach two backups 150-300 ms "
+                                            "late, with a checkpoint every 2 batches (windows "
+                                            "lag: some certificates lie above H)")
+def _pushed_commit_certificates(seed: int) -> Simulation:
+    sim = _sim(seed, behaviours={3: PushedCommitCertificates()},
+               config_overrides={"checkpoint_interval": 2, "log_window": 4})
+    sim.network.slow_down(Checkpoint, 150, 300, destinations=[1, 2])
+    return sim
+
+
 @scenario("byz_silent_backup_partitioned_primary", "a backup is silent and the primary is cut off "
                                                    "for 3 s: no quorum until it heals")
 def _silent_backup_partitioned_primary(seed: int) -> Simulation:
@@ -355,14 +399,23 @@ def cut_off_and_fetch(seed: int, behaviour, **config_overrides) -> Simulation:
     return sim
 
 
+#: The healed replica of `cut_off_and_fetch` must have executed, this long after the heal, all
+#: that was executed before it (issue 11, item 4: a slow source must not stall the fetch; the
+#: core before that fix was still fetching at the end of the run, 30 s later). Today's core
+#: takes 3-5 s; the recovery scenarios use the same bound.
+CUT_OFF_CATCH_UP_BOUND_MS = 10_000
+
+
 @scenario("byz_slow_state_source", "backup 2 is cut off for 2.2 s and must fetch the state; "
-                                   "backup 3 serves every chunk just under the fetch timeout")
+                                   "backup 3 serves every chunk just under the fetch timeout",
+          catch_up_bound_ms=CUT_OFF_CATCH_UP_BOUND_MS)
 def _slow_state_source(seed: int) -> Simulation:
     return cut_off_and_fetch(seed, SlowStateSource())
 
 
 @scenario("byz_fetch_state_flood", "backup 2 is cut off for 2.2 s and must fetch the state; "
-                                   "backup 3 floods everyone with FETCH-STATE and FETCH-LOG")
+                                   "backup 3 floods everyone with FETCH-STATE and FETCH-LOG",
+          catch_up_bound_ms=CUT_OFF_CATCH_UP_BOUND_MS)
 def _fetch_state_flood(seed: int) -> Simulation:
     return cut_off_and_fetch(seed, FetchStateFlooder())
 

@@ -8,6 +8,7 @@ end with one ledger digest that satisfies the ledger's invariants. They register
 catalogue as the others (`simulations.scenarios` imports this module last):
 
     python -m simulations run trade_financing_double --seed 3
+    python -m simulations run trade_financing_same_batch --seed 3
     python -m simulations sweep --scenarios trade_financing_double,trade_lc_flow --seeds 1-20
 """
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
+from typing import Any
 
 from pbft.messages import PrePrepare
 from tradeapp.commands import (
@@ -77,13 +79,20 @@ BYZANTINE_BY_SEED: tuple[tuple[str, Callable[[], Behaviour], int], ...] = (
 )
 
 
-def seeded_trade_simulation(seed: int, script: list[ScriptStep]) -> Simulation:
+def seeded_trade_simulation(
+    seed: int, script: list[ScriptStep], *, config_overrides: dict[str, Any] | None = None,
+    **options: Any,
+) -> Simulation:  # fmt: skip
     """Four ledger replicas, the seed's Byzantine replica (BYZANTINE_BY_SEED), the seed's
     network (latency always, loss and duplication for some seeds, until NETWORK_HEALS_MS),
-    playing `script`."""
+    playing `script`. `config_overrides` are cluster options (`pbft.config.ClusterConfig`
+    fields: `batch_delay_ms` to gather concurrent requests into one batch); `options` go to
+    `trade_simulation` and the `Simulation` (e.g. `behaviours={}` for no faulty replica, or
+    `network=`), replacing the seed's choice. Raises ValueError for invalid cluster options."""
     _, behaviour, replica = BYZANTINE_BY_SEED[seed % len(BYZANTINE_BY_SEED)]
-    network = NetworkProfile.draw(random.Random(seed ^ 0x7EADE))
-    sim = trade_simulation(seed=seed, behaviours={replica: behaviour()}, network=network)
+    options.setdefault("behaviours", {replica: behaviour()})
+    options.setdefault("network", NetworkProfile.draw(random.Random(seed ^ 0x7EADE)))
+    sim = trade_simulation(seed=seed, config_overrides=config_overrides, **options)
     # Liveness is owed once the network is stable: loss and duplication stop at 2 s.
     sim.at(NETWORK_HEALS_MS, lambda s: s.network.heal())
     TradeRun(sim, script)
@@ -158,6 +167,21 @@ def double_financing_script() -> list[ScriptStep]:
           seeds=TRADE_SEEDS, linearizability=check_trade)
 def _financing_double(seed: int) -> Simulation:
     return seeded_trade_simulation(seed, double_financing_script())
+
+
+#: A batching delay long enough that the primary gathers requests sent at one moment.
+SAME_BATCH_DELAY_MS = 200
+
+
+@scenario("trade_financing_same_batch", "trade ledger: trade_financing_double with a batching "
+                                        "delay, so that both banks' approvals land in one "
+                                        "batch (exactly one wins on every replica)",
+          seeds=TRADE_SEEDS, linearizability=check_trade)
+def _financing_same_batch(seed: int) -> Simulation:
+    return seeded_trade_simulation(
+        seed, double_financing_script(),
+        config_overrides={"batch_delay_ms": SAME_BATCH_DELAY_MS},
+    )  # fmt: skip
 
 
 # ------------------------------------------------------------------ letter of credit

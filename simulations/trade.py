@@ -495,7 +495,10 @@ class TradeRun:
             return
         step = self.script[self.position]
         if isinstance(step, Concurrently):
-            results = [o.result for o in self.outcomes if o.position == self.position]
+            # In the order of `steps`, not of completion.
+            group = [o for o in self.outcomes if o.position == self.position]
+            order = {id(member): i for i, member in enumerate(step.steps)}
+            results = [o.result for o in sorted(group, key=lambda o: order[id(o.step)])]
             problem = step.check(results)
             if problem is not None:
                 self.group_problems.append((self.position, problem))

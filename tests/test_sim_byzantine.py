@@ -15,7 +15,7 @@ from collections import Counter
 
 import pytest
 
-from pbft.messages import Commit, Prepare, PrePrepare, Request
+from pbft.messages import Commit, Prepare, PrePrepare, Request, StateChunk
 from simulations import byzantine
 from simulations.byzantine import (
     Behaviour,
@@ -148,7 +148,10 @@ def test_every_byzantine_scenario_is_registered_with_ci_seeds_and_one_line():
 
 
 @pytest.mark.parametrize("name", ["byz_twins_primary", "byz_equivocating_new_view",
-                                  "byz_client_flood"])
+                                  "byz_client_flood", "byz_short_new_view",
+                                  "byz_stale_votes_behind_new_view",
+                                  "byz_swapped_prepared_certificate",
+                                  "byz_pushed_commit_certificates"])
 def test_byzantine_runs_are_deterministic(name):
     """Behaviours draw only from the simulation's generator: same seed, same trace."""
     first, again = run_scenario(CATALOGUE[name], 4), run_scenario(CATALOGUE[name], 4)
@@ -418,6 +421,50 @@ def test_a_new_view_without_the_tail_of_its_o_is_refused():
     assert min(correct_views(sim)) >= 2
 
 
+def test_a_new_view_with_2f_view_changes_is_refused():
+    """V3: a NEW-VIEW needs 2f + 1 VIEW-CHANGEs; one with 2f (the one weighing most in O left
+    out, O recomputed from the rest and re-signed, so only the count is wrong) is refused
+    (`bad_new_view`); V4 moves on to the next primary."""
+    sim = run("byz_short_new_view")
+    behaviour = sim.behaviours[1]
+    assert behaviour.shortened > 0 and 1 in behaviour.left_out
+    assert dropped(sim, "bad_new_view") > 0
+    assert min(correct_views(sim)) >= 2
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_old_view_votes_behind_a_new_view_are_not_counted(seed):
+    """N10: the old view's PREPAREs and COMMITs, replayed by the new primary right behind its
+    NEW-VIEW (genuine, for the digests the new view re-proposes), are refused (`wrong_view`):
+    every COMMIT a correct replica sends in view 1 rests on view-1 PREPAREs (the evidence
+    checkers, which judge each view apart, pass the run)."""
+    sim = run("byz_stale_votes_behind_new_view", seed)
+    replayed = sim.behaviours[1].replayed
+    assert replayed > 0
+    assert dropped(sim, "wrong_view") >= replayed // 2
+    assert min(sim.replicas[r].view for r in sim.correct_replicas()) >= 1
+
+
+def test_a_certificate_pairing_another_pre_prepare_with_the_prepares_is_refused():
+    """V1: a prepared certificate's PREPAREs must carry its PRE-PREPARE's digest. The old
+    primary's VIEW-CHANGE pairs a PRE-PREPARE it signed for another batch with the backups'
+    genuine PREPAREs (`bad_prepared_certificate`); the view change completes without it."""
+    sim = run("byz_swapped_prepared_certificate")
+    assert sim.behaviours[0].swapped > 0
+    assert dropped(sim, "bad_prepared_certificate") > 0
+    assert min(correct_views(sim)) >= 1
+
+
+def test_commit_certificates_above_the_high_watermark_are_refused():
+    """N3: genuine commit certificates pushed unasked are accepted within a replica's window
+    and refused above it (`above_high_watermark`, at the backups whose CHECKPOINTs are late);
+    every replica ends with the same state."""
+    sim = run("byz_pushed_commit_certificates")
+    assert sim.behaviours[3].pushed > 0
+    assert sum(sim.replicas[r].dropped["above_high_watermark"] for r in (1, 2)) > 0
+    assert len({sim.replicas[r].state_digest() for r in sim.correct_replicas()}) == 1
+
+
 def test_equivocating_new_view_is_safe():
     """V3, V6: different valid NEW-VIEWs (different quorums of VIEW-CHANGEs, one hiding what
     prepared at the new primary) reach different backups; agreement holds."""
@@ -449,6 +496,21 @@ def test_silent_backup_with_a_partitioned_primary_waits_for_the_heal():
 
 
 # ------------------------------------------------------------------ state transfer
+
+
+@pytest.mark.parametrize("name", ["byz_slow_state_source", "byz_fetch_state_flood"])
+def test_the_cut_off_replica_must_catch_up_within_the_bound(name):
+    """S1' (issue 11, item 4): these scenarios judge the healed replica's catch-up
+    (`catch_up_bound_ms`). A replica that can never get a STATE-CHUNK (all lost to it from the
+    heal on) is flagged, though every client completes through the other three."""
+    entry = CATALOGUE[name]
+    assert entry.catch_up_bound_ms is not None
+    sim = entry.build(1)
+    sim.at(2_500, lambda s: s.network.lose(StateChunk, 1.0, destinations=[2]))
+    result = run_scenario(entry, 1, sim)
+    assert result.liveness
+    assert [v.checker for v in result.violations] == ["catch_up"], result.violations
+    assert result.violations[0].replicas == (2,)
 
 
 def test_corrupted_snapshot_is_refused_and_fetched_elsewhere():

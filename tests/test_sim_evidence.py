@@ -32,6 +32,8 @@ EVIDENCE_CAUGHT = [
     ("view_change_without_certificates", "crash_primary", range(1, 4),
      "view_change_evidence"),                                                 # V1: P
     ("unchecked_new_view", "byz_forged_new_view", range(1, 4), "new_view_evidence"),  # V3
+    ("watermark_off_by_one", "byz_pushed_commit_certificates", range(1, 4),
+     "execution_evidence"),                                                   # N3: ≤ H
 ]
 
 
@@ -397,3 +399,16 @@ def test_no_vote_above_the_high_watermark():
     _deliver(sim, 2, 0, _pre_prepare(sim, beyond))
     sim.evidence.sent(2, [_Outbound(_vote(sim, Prepare, beyond, 2))], low=window)
     assert len(_findings(sim)) == before, "within its window once its checkpoint moved"
+
+
+def test_no_execution_above_the_high_watermark():
+    """N3: a first execution above the replica's stable checkpoint + L (read between its Ready
+    and `advance()`) is a finding, even with its 2f + 1 COMMITs; at or below it, none."""
+    sim = _sim()
+    window = sim.config.log_window
+    for sequence in (window, window + 1):
+        for signer in range(3):
+            _deliver(sim, 1, signer, _vote(sim, Commit, sequence, signer))
+        sim.evidence.executed(1, sequence, b"d" * 32)
+    assert _findings(sim) == [("execution_evidence", window + 1, 1)]
+    assert "above its high watermark" in sim.evidence.findings[0][1]

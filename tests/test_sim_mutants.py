@@ -65,8 +65,10 @@ def test_building_mutants_leaves_the_real_core_alone():
 @pytest.mark.parametrize("name", mutants.FAST)
 def test_the_fast_subset_is_killed_and_the_correct_core_passes_the_same_run(name):
     """N5 (commit on 2f), N8 (timestamp check inverted), N7 (reply on f), S1/N5 (COMMITs in
-    a served batch not verified): each killed on its focused scenarios within 8 seeds; the
-    correct core passes the killing run."""
+    a served batch not verified), N10 (older views' votes counted), V3 (NEW-VIEW with 2f
+    VIEW-CHANGEs), V1 (certificate with PREPAREs of another digest), N3 (watermark off by
+    one): each killed on its focused scenarios within 8 seeds; the correct core passes the
+    killing run."""
     outcome = mutants.hunt(mutants.MUTANTS_BY_NAME[name], mutants.MUTANTS_BY_NAME[name].focus,
                            range(1, 9))
     assert outcome.killed, outcome
@@ -103,21 +105,15 @@ def test_the_command_prints_a_table_and_a_json_last_line(capsys):
     assert main(["mutants", "--only", "no_such_mutant"]) == 2
 
 
-#: Mutants no scenario kills today (they need the evidence checkers of issue 14, item 1, or a
-#: dedicated adversary); the slow run fails if any other survives, and if one of these is
-#: killed (then drop it from here).
-#: What the full run leaves alive since the evidence checkers (`checkpoint_proof_2f` fell to
-#: them) and the truncating new primary (`new_view_tail_dropped`): each needs an adversary that
-#: exploits it (issue 14, item 4: every mutant killed).
-SURVIVORS_TODAY = {
-    "older_view_votes", "new_view_2f", "certificate_other_digest", "watermark_off_by_one",
-}
+#: Mutants the full run may leave alive: none (issue 14, item 4: every mutant killed). The
+#: slow run fails if one survives.
+SURVIVORS_TODAY: set[str] = set()
 
 
 @pytest.mark.slow
-def test_full_mutation_run_kills_all_but_the_known_survivors():
+def test_full_mutation_run_kills_every_mutant():
     """The full run: every mutant, its focus then the whole catalogue, seeds 1-8 (some
-    focused kills need seed 8; the survivors take several minutes of the whole catalogue)."""
+    focused kills need seed 8)."""
     outcomes = mutants.run_all([m.name for m in mutants.MUTANTS], range(1, 9), full=True, jobs=2)
     survivors = {row["mutant"] for row in outcomes if not row["killed"]}
     assert survivors == SURVIVORS_TODAY

@@ -33,6 +33,7 @@ from simulations.scenarios import CATALOGUE, Scenario, run_scenario
 from simulations.scenarios_trade import seeded_trade_simulation
 from simulations.trade import (
     ACCEPTED,
+    Concurrently,
     Fault,
     LyingReplies,
     Pause,
@@ -47,7 +48,16 @@ from simulations.trade import (
 )
 from tests import test_trade_scenarios as direct
 from tradeapp.audit import verify_chain
-from tradeapp.commands import OPERATIONS, REPORTS, GetLc, LcAdvise, decode_result
+from tradeapp.commands import (
+    OPERATIONS,
+    REPORTS,
+    GetLc,
+    InvRegister,
+    LcAdvise,
+    PartySuspend,
+    decode_operation,
+    decode_result,
+)
 from tradeapp.errors import ErrorCode
 from tradeapp.invariants import violations as ledger_violations
 from tradeapp.scenario import FX_ADMIN, at
@@ -506,3 +516,81 @@ def test_a_script_recorder_refuses_raw_operations():
     with pytest.raises(RuntimeError, match="raw operations cannot be replayed"):
         recorder.run_raw("BANK-A", b"\x90")
     assert len(recorder.script) == steps
+
+
+# ------------------------------------------------------------------ issue 15: one batch
+
+
+def _batches_holding(sim: Simulation, command: str) -> list[tuple[list[str], list]]:
+    """(operation names, results) of every batch a correct replica executed holding `command`
+    more than once or next to another command, in sequence order."""
+    (replica, *_) = [r for r in sim.correct_replicas() if r not in sim.down]
+    found = []
+    for batch in sim.executed[replica]:
+        names = [decode_operation(e.request.operation).name for e in batch.requests]
+        if command in names and len(names) >= 2:
+            found.append((names, [decode_result(e.result) for e in batch.requests]))
+    return found
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4, 5, 6])
+def test_two_banks_approvals_forced_into_one_batch_exactly_one_wins(seed):
+    """TRADE-DOMAIN.md, financing: "when two approvals for one receivable land in the same
+    batch, exactly one succeeds, the same one on every replica". A batching delay makes the
+    primary gather BANK-A's and BANK-B's simultaneous approvals into one batch (checked in the
+    executed log); the first in the batch wins, the second is ALREADY_ENCUMBERED; the seed's
+    Byzantine replica and network faults as in trade_financing_double (the catalogue's
+    trade_financing_same_batch)."""
+    sim = CATALOGUE["trade_financing_same_batch"].build(seed)
+    judge(sim, seed)
+    (batch,) = [b for b in _batches_holding(sim, "fin.approve") if b[0].count("fin.approve") == 2]
+    names, results = batch
+    assert names == ["fin.approve", "fin.approve"]
+    assert results[0].ok and results[1].code == ErrorCode.ALREADY_ENCUMBERED
+
+
+def _suspension_race_script() -> list[ScriptStep]:
+    """FX_ADMIN suspends EXP-QD while EXP-QD registers an invoice, at the same moment; then
+    EXP-QD tries again, after the suspension."""
+    recorder = cast_recorder(at("2024-03-01"))
+
+    def invoice(invoice_id: str) -> InvRegister:
+        return InvRegister(invoice_id=invoice_id, buyer="IMP-NL", invoice_no=invoice_id,
+                           currency="USD", amount_minor=1_000, issue_date="2024-03-01")
+
+    def consistent(results: list) -> str | None:
+        suspended, registered = results
+        if not suspended.ok:
+            return f"the suspension was refused: {suspended}"
+        if not (registered.ok or registered.code == ErrorCode.PARTICIPANT_SUSPENDED):
+            return f"the registration got {registered}"
+        return None
+
+    race = Concurrently(
+        (Step(FX_ADMIN, PartySuspend(participant_id="EXP-QD"), expect=None),
+         Step("EXP-QD", invoice("INV-RACE"), expect=None)),
+        consistent, "EXP-QD registers while FX_ADMIN suspends it",
+    )  # fmt: skip
+    later = Step("EXP-QD", invoice("INV-LATER"), ErrorCode.PARTICIPANT_SUSPENDED)
+    return [*recorder.script, race, later]
+
+
+@pytest.mark.parametrize("seed", [1, 4, 5])
+def test_a_request_ordered_after_the_suspension_in_its_batch_is_refused(seed):
+    """Issue 15, item 9: suspension takes effect at its place in the order. The suspension
+    and the suspended participant's request share one batch (a batching delay); the request
+    is refused exactly when it comes after the suspension in the batch, on every replica.
+    Seed 1 orders the request first, seeds 4 and 5 the suspension (in seed 5 the request's
+    result also arrives first: `Concurrently` checks results in the order of its steps)."""
+    sim = seeded_trade_simulation(
+        seed, _suspension_race_script(), config_overrides={"batch_delay_ms": 200}
+    )
+    judge(sim, seed)
+    (batch,) = [b for b in _batches_holding(sim, "party.suspend") if "inv.register" in b[0]]
+    names, results = batch
+    suspended_first = names.index("party.suspend") < names.index("inv.register")
+    registered = results[names.index("inv.register")]
+    if suspended_first:
+        assert registered.code == ErrorCode.PARTICIPANT_SUSPENDED
+    else:
+        assert registered.ok

@@ -24,7 +24,7 @@ from tradeapp.banking_calendar import MS_PER_DAY, format_date
 from tradeapp.cli_demo import DEMO_BOUNDS, admission_phase, replica_digests, verified_audit_chain
 from tradeapp.client import TradeClient
 from tradeapp.commands import Accepted, Rejected
-from tradeapp.scenario import CAST, FX_ADMIN
+from tradeapp.scenario import CALENDARS, CAST, FX_ADMIN
 from tradeapp.service import write_founders
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -94,7 +94,8 @@ async def check_scenario_1_outcome(
     refused = await c["BANK-B"].get_lc(lc_id="LC-1")  # BANK-B cannot
     assert isinstance(refused, Rejected) and refused.code is ErrorCode.FORBIDDEN
     events, broken_at = await verified_audit_chain(c[FX_ADMIN], founders)
-    assert broken_at is None and events == 12 + 20  # the setup, then scenario 1's 20 commands
+    setup = len(CAST) + len(CALENDARS)  # admissions and calendars
+    assert broken_at is None and events == setup + 20  # then scenario 1's 20 commands
     rows = await replica_digests(cluster)  # every replica asked on its own
     assert len({row[4] for row in rows}) == 1, rows
     assert {row[5] for row in rows} == {events}

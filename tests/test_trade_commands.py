@@ -267,12 +267,12 @@ REFUSALS: list[tuple[str, Build, ErrorCode]] = [
     ("invoice-rekeyed-copy", lambda w: (w.ok("EXP-QD", _invoice()), ("EXP-QD", _invoice(invoice_id="INV-COPY", invoice_no="inv 42", buyer=" imp-nl ")))[1], ErrorCode.DUPLICATE_INVOICE),
     ("invoice-unknown-currency", lambda w: ("EXP-QD", _invoice(currency="ABC")), ErrorCode.UNKNOWN_CURRENCY),
     ("invoice-zero", lambda w: ("EXP-QD", _invoice(amount_minor=0)), ErrorCode.INVALID_AMOUNT),
-    ("collection-by-non-lender", lambda w: ("BANK-B", RcvRecordCollection(invoice_id=_encumbered_invoice(w), amount_minor=1)), ErrorCode.UNAUTHORIZED),
-    ("collection-by-other-bank", lambda w: ("BANK-B", RcvRecordCollection(invoice_id=w.invoice(), amount_minor=1)), ErrorCode.UNAUTHORIZED),
-    ("collection-above-invoice", lambda w: ("BANK-A", RcvRecordCollection(invoice_id=w.invoice(), amount_minor=USD_100K + 1)), ErrorCode.EXCEEDS_INVOICE),
-    ("collection-zero", lambda w: ("BANK-A", RcvRecordCollection(invoice_id=w.invoice(), amount_minor=0)), ErrorCode.INVALID_AMOUNT),
-    ("collection-settled", lambda w: ("BANK-A", RcvRecordCollection(invoice_id=w.invoice("SETTLED"), amount_minor=1)), ErrorCode.RECEIVABLE_SETTLED),
-    ("collection-unknown-invoice", lambda w: ("BANK-A", RcvRecordCollection(invoice_id="NOPE", amount_minor=1)), ErrorCode.UNKNOWN_DOCUMENT),
+    ("collection-by-non-lender", lambda w: ("BANK-B", RcvRecordCollection(invoice_id=_encumbered_invoice(w), amount_minor=1, collection_id="COL-T1")), ErrorCode.UNAUTHORIZED),
+    ("collection-by-other-bank", lambda w: ("BANK-B", RcvRecordCollection(invoice_id=w.invoice(), amount_minor=1, collection_id="COL-T2")), ErrorCode.UNAUTHORIZED),
+    ("collection-above-invoice", lambda w: ("BANK-A", RcvRecordCollection(invoice_id=w.invoice(), amount_minor=USD_100K + 1, collection_id="COL-T3")), ErrorCode.EXCEEDS_INVOICE),
+    ("collection-zero", lambda w: ("BANK-A", RcvRecordCollection(invoice_id=w.invoice(), amount_minor=0, collection_id="COL-T4")), ErrorCode.INVALID_AMOUNT),
+    ("collection-settled", lambda w: ("BANK-A", RcvRecordCollection(invoice_id=w.invoice("SETTLED"), amount_minor=1, collection_id="COL-T5")), ErrorCode.RECEIVABLE_SETTLED),
+    ("collection-unknown-invoice", lambda w: ("BANK-A", RcvRecordCollection(invoice_id="NOPE", amount_minor=1, collection_id="COL-T6")), ErrorCode.UNKNOWN_DOCUMENT),
     # financing requests
     ("request-unknown-lender", lambda w: ("EXP-QD", _fin_request(w, lender="NOBODY")), ErrorCode.UNKNOWN_PARTICIPANT),
     ("request-lender-not-a-bank", lambda w: ("EXP-QD", _fin_request(w, lender="IMP-NL")), ErrorCode.INVALID_PARTY),
@@ -294,9 +294,9 @@ REFUSALS: list[tuple[str, Build, ErrorCode]] = [
     ("approve-exceeds-invoice", lambda w: ("BANK-A", FinApprove(fin_id=w.financing(invoice_id=w.invoice(amount=1_000)), rate_bp=400)), ErrorCode.EXCEEDS_INVOICE),
     ("approve-rate-out-of-range", lambda w: ("BANK-A", FinApprove(fin_id=w.financing(), rate_bp=10_001)), ErrorCode.MALFORMED),
     ("approve-by-other-bank", lambda w: ("BANK-B", FinApprove(fin_id=w.financing(), rate_bp=400)), ErrorCode.UNAUTHORIZED),
-    ("repay-above-outstanding", lambda w: ("BANK-A", FinRepay(fin_id=w.financing("DISBURSED"), amount_minor=8_000_001)), ErrorCode.EXCEEDS_OUTSTANDING),
-    ("repay-zero", lambda w: ("BANK-A", FinRepay(fin_id=w.financing("DISBURSED"), amount_minor=0)), ErrorCode.INVALID_AMOUNT),
-    ("repay-by-regulator", lambda w: (FX_ADMIN, FinRepay(fin_id=w.financing("DISBURSED"), amount_minor=1)), ErrorCode.UNAUTHORIZED),
+    ("repay-above-outstanding", lambda w: ("BANK-A", FinRepay(fin_id=w.financing("DISBURSED"), amount_minor=8_000_001, repayment_id="RP-T10")), ErrorCode.EXCEEDS_OUTSTANDING),
+    ("repay-zero", lambda w: ("BANK-A", FinRepay(fin_id=w.financing("DISBURSED"), amount_minor=0, repayment_id="RP-T11")), ErrorCode.INVALID_AMOUNT),
+    ("repay-by-regulator", lambda w: (FX_ADMIN, FinRepay(fin_id=w.financing("DISBURSED"), amount_minor=1, repayment_id="RP-T12")), ErrorCode.UNAUTHORIZED),
     ("close-disbursed", lambda w: ("BANK-A", FinClose(fin_id=w.financing("DISBURSED"))), ErrorCode.INVALID_STATE),
     # letters of credit
     ("apply-unknown-bank", lambda w: ("IMP-NL", _lc_apply(issuing_bank="NOBODY")), ErrorCode.UNKNOWN_PARTICIPANT),
@@ -679,10 +679,18 @@ def test_collections_partial_then_full_settle_the_receivable_and_encumbrance():
     w = World()
     invoice_id = w.invoice()
     fin_id = w.financing("DISBURSED", invoice_id=invoice_id)
-    partial = w.ok("BANK-A", RcvRecordCollection(invoice_id=invoice_id, amount_minor=4_000_000))
+    partial = w.ok(
+        "BANK-A",
+        RcvRecordCollection(invoice_id=invoice_id, amount_minor=4_000_000, collection_id="COL-T7"),
+    )
     assert partial["status"] == "REGISTERED" and partial["collected_minor"] == 4_000_000
     assert (
-        w.ok("BANK-A", RcvRecordCollection(invoice_id=invoice_id, amount_minor=6_000_000))["status"]
+        w.ok(
+            "BANK-A",
+            RcvRecordCollection(
+                invoice_id=invoice_id, amount_minor=6_000_000, collection_id="COL-T8"
+            ),
+        )["status"]
         == "SETTLED"
     )
     enc_id = w.record("financing", fin_id).enc_id
@@ -690,7 +698,10 @@ def test_collections_partial_then_full_settle_the_receivable_and_encumbrance():
     # Without financing, the seller's sponsoring bank records the collection.
     free = w.invoice()
     assert (
-        w.ok("BANK-A", RcvRecordCollection(invoice_id=free, amount_minor=USD_100K))["status"]
+        w.ok(
+            "BANK-A",
+            RcvRecordCollection(invoice_id=free, amount_minor=USD_100K, collection_id="COL-T9"),
+        )["status"]
         == "SETTLED"
     )
 
@@ -714,10 +725,13 @@ def test_financing_request_approve_disburse_repay_close():
     )
     assert w.ok("BANK-A", FinDisburse(fin_id=fin_id))["status"] == "DISBURSED"
     assert (
-        w.ok("BANK-A", FinRepay(fin_id=fin_id, amount_minor=3_000_000))["outstanding_minor"]
+        w.ok("BANK-A", FinRepay(fin_id=fin_id, amount_minor=3_000_000, repayment_id="RP-T13"))[
+            "outstanding_minor"
+        ]
         == 5_000_000
     )
-    assert w.ok("BANK-A", FinRepay(fin_id=fin_id, amount_minor=5_000_000))["status"] == "REPAID"
+    repay = FinRepay(fin_id=fin_id, amount_minor=5_000_000, repayment_id="RP-T14")
+    assert w.ok("BANK-A", repay)["status"] == "REPAID"
     assert w.ok("BANK-A", FinClose(fin_id=fin_id))["status"] == "CLOSED"
     # Closed without a collection: the encumbrance is released, the receivable free again.
     assert w.record("encumbrance", approved["enc_id"]).status == "RELEASED"

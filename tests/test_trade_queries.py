@@ -171,7 +171,9 @@ def test_the_participant_directory_and_its_private_fields(world):
 @pytest.mark.parametrize(
     ("op", "code"),
     [
-        (GetLc(lc_id="NOPE"), ErrorCode.UNKNOWN_DOCUMENT),
+        # Need-to-know (issue 15, item 12): to a bank, a missing LC looks like a hidden one.
+        (GetLc(lc_id="NOPE"), ErrorCode.FORBIDDEN),
+        (GetInvoice(invoice_id="NOPE"), ErrorCode.UNKNOWN_DOCUMENT),
         (GetParticipant(participant_id="NOPE"), ErrorCode.UNKNOWN_PARTICIPANT),
         (GetCalendar(place="NOPE"), ErrorCode.UNKNOWN_CALENDAR),
         (GetAudit(start=0, limit=0), ErrorCode.MALFORMED),

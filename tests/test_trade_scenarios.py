@@ -372,8 +372,11 @@ def test_scenario_4_export_receivable_financing():
         "invoice_id": "INV-4", "encumbered": True, "settled": False, "remaining_minor": 2_000_000,
     }  # fmt: skip
     # Buyer pays, loan repaid, closed.
-    driver.ok("BANK-A", RcvRecordCollection(invoice_id="INV-4", amount_minor=USD_100K))
-    driver.ok("BANK-A", FinRepay(fin_id="F-4", amount_minor=8_000_000))
+    driver.ok(
+        "BANK-A",
+        RcvRecordCollection(invoice_id="INV-4", amount_minor=USD_100K, collection_id="COL-4"),
+    )
+    driver.ok("BANK-A", FinRepay(fin_id="F-4", amount_minor=8_000_000, repayment_id="RP-4"))
     driver.ok("BANK-A", FinClose(fin_id="F-4"))
     assert driver.read(FX_ADMIN, ReportOutstandingFinancing()).value["rows"] == []
     # A second financing of the settled receivable elsewhere.
@@ -461,7 +464,10 @@ def test_scenario_6_regulator():
     for op in (GetFinancing(fin_id="F-4"), GetLc(lc_id="LC-6")):
         assert driver.read("BANK-B", op).code == ErrorCode.FORBIDDEN
     # FX_ADMIN trying to repay a loan is refused; flagging a trader is accepted.
-    driver.refused(FX_ADMIN, FinRepay(fin_id="F-4", amount_minor=1), ErrorCode.UNAUTHORIZED)
+    driver.refused(
+        FX_ADMIN, FinRepay(fin_id="F-4", amount_minor=1, repayment_id="RP-X"),
+        ErrorCode.UNAUTHORIZED,
+    )  # fmt: skip
     driver.ok(FX_ADMIN, RegFlag(participant_id="EXP-QD", reason="UNUSUAL_VOLUME", note="review"))
     flags = driver.read(FX_ADMIN, GetParticipant(participant_id="EXP-QD")).value["flags"]
     assert [flag["reason"] for flag in flags] == ["UNUSUAL_VOLUME"]

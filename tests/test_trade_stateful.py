@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from tradeapp import Accepted, Rejected, Role
+from tradeapp import Accepted, Rejected, Role, decode_result
 from tradeapp.commands import (
     OPERATIONS,
     DeclAccept,
@@ -61,6 +61,8 @@ POOLS: dict[str, list[Any]] = {
     "pres_id": ["P-1", "P-2"],
     "record_id": ["TR-1", "TR-2"],
     "payment_id": ["PAY-1", "PAY-2", "PAY-3"],
+    "repayment_id": ["RP-1", "RP-2", "RP-3", "RP-4", "RP-5", "RP-6"],
+    "collection_id": ["COL-1", "COL-2", "COL-3", "COL-4", "COL-5", "COL-6"],
     "customs": ["CUSTOMS-QD", "CUSTOMS-QD", "BANK-A"],
     "lender": ["BANK-A", "BANK-B"],
     "bank": ["BANK-A", "BANK-B", "BANK-I"],
@@ -328,7 +330,236 @@ def tax_recipe(choose: Choose, driver: LedgerDriver, fresh: Fresh) -> list[tuple
 RECIPES = (financing_recipe, presentation_recipe, tax_recipe)
 
 
-class LedgerInvariants(RuleBasedStateMachine):
+# === Issue 15 items 8-13 (led2): fraudsters, identity, suspension, resubmission, need-to-know ===
+# Rules and invariants of their own, mixed into LedgerInvariants below; they use its driver.
+
+from tradeapp.commands import (  # noqa: E402
+    FinClose,
+    FinDisburse,
+    FinRepay,
+    GetAlerts,
+    GetFinancing,
+    GetInvoice,
+    PartyAdmit,
+    PartyReinstate,
+    PartySuspend,
+    RcvRecordCollection,
+    ReportRejections,
+)
+from tradeapp.errors import ErrorCode  # noqa: E402
+from tradeapp.governance import enterprise_key  # noqa: E402
+
+BANKS = [m.participant_id for m in CAST if m.role == Role.BANK]
+
+
+def _resubmission_of(kind: str, record: Any) -> tuple[str, Operation]:
+    """The command that recorded `record` (a repayment, collection or service payment), and
+    who signed it."""
+    if kind == "repayment":
+        return record.lender, FinRepay(
+            fin_id=record.fin_id, amount_minor=record.amount_minor,
+            repayment_id=record.repayment_id,
+        )  # fmt: skip
+    if kind == "collection":
+        return record.bank, RcvRecordCollection(
+            invoice_id=record.invoice_id, amount_minor=record.amount_minor,
+            collection_id=record.collection_id,
+        )  # fmt: skip
+    return record.bank, PayServiceOutward(
+        payment_id=record.payment_id, record_id=record.record_id, payer=record.payer,
+        payee=record.payee, currency=record.currency, amount_minor=record.amount_minor,
+    )  # fmt: skip
+
+
+class FraudsterRules:
+    """Issue 15, items 8-13, as rules over the same random ledger: resubmissions, clones,
+    suspended applicants; need-to-know and the rejections report as invariants."""
+
+    driver: LedgerDriver
+
+    def _run_checked(self, actor: str, op: Operation, allowed: set) -> Any:
+        """Run `op`; its outcome (Accepted or a code) must be in `allowed`."""
+        result = self.driver.run(actor, op)
+        outcome = Accepted if isinstance(result, Accepted) else result.code
+        assert outcome in allowed, (actor, op, result)
+        return result
+
+    @rule(data=st.data())
+    @precondition(
+        lambda self: any(
+            self.driver.ledger.state.tables[k] for k in ("repayment", "collection", "payment")
+        )
+    )
+    def resubmit_a_money_moving_command(self, data):
+        """Item 10: a command resubmitted with its recorded id is answered as a replay and
+        changes nothing (its signer may have been suspended since)."""
+        state = self.driver.ledger.state
+        recorded = [
+            (kind, record)
+            for kind in ("repayment", "collection", "payment")
+            for record in state.records(kind)
+        ]
+        kind, record = data.draw(st.sampled_from(recorded))
+        actor, op = _resubmission_of(kind, record)
+        before = self.driver.ledger.domain_digest()
+        result = self._run_checked(actor, op, {Accepted, ErrorCode.PARTICIPANT_SUSPENDED})
+        if result.ok:
+            assert result.value["replayed"] is True
+            assert result.value["recorded_at_sequence"] == record.sequence
+        assert self.driver.ledger.domain_digest() == before
+
+    @rule(data=st.data())
+    def admit_a_clone(self, data):
+        """Item 8: a new participant with an admitted enterprise's tax id (keyed otherwise) is
+        refused, whoever admits it."""
+        state = self.driver.ledger.state
+        victims = [p for p in state.records("participant") if enterprise_key(p.tax_id, p.country)]
+        victim = data.draw(st.sampled_from(victims))
+        tax_id = data.draw(st.sampled_from([
+            victim.tax_id, victim.tax_id.lower(), "-".join(victim.tax_id), f" {victim.tax_id} ",
+        ]))  # fmt: skip
+        role, admitter = data.draw(st.sampled_from([("TRADER", "BANK-B"), ("BANK", FX_ADMIN)]))
+        clone = f"CLONE-{len(self.driver.log)}"
+        op = PartyAdmit(
+            participant_id=clone, role=role, legal_name=clone, country=victim.country.lower(),
+            tax_id=tax_id, public_key=self.driver.key(clone), place="CN-QD",
+        )  # fmt: skip
+        self._run_checked(
+            admitter, op, {ErrorCode.DUPLICATE_ENTERPRISE, ErrorCode.PARTICIPANT_SUSPENDED}
+        )
+
+    @rule(data=st.data())
+    @precondition(
+        lambda self: any(
+            f.status in ("REQUESTED", "APPROVED")
+            for f in self.driver.ledger.state.records("financing")
+        )
+    )
+    def suspended_applicant_gets_no_credit(self, data):
+        """Item 9: once its applicant is suspended, a pending financing is neither approved
+        nor disbursed; reinstated, the applicant is as before."""
+        state = self.driver.ledger.state
+        pending = [f for f in state.records("financing") if f.status in ("REQUESTED", "APPROVED")]
+        financing = data.draw(st.sampled_from(pending))
+        applicant = state.get("participant", financing.applicant)
+        lender = state.get("participant", financing.lender)
+        if applicant.status != "ACTIVE" or lender.status != "ACTIVE":
+            return
+        if not self.driver.run(FX_ADMIN, PartySuspend(participant_id=applicant.participant_id)).ok:
+            return  # FX_ADMIN itself suspended by an earlier random command
+        op = (
+            FinApprove(fin_id=financing.fin_id, rate_bp=450)
+            if financing.status == "REQUESTED"
+            else FinDisburse(fin_id=financing.fin_id)
+        )
+        before = self.driver.ledger.domain_digest()
+        self._run_checked(lender.participant_id, op, {ErrorCode.INVALID_PARTY})
+        assert self.driver.ledger.domain_digest() == before
+        assert self.driver.run(
+            FX_ADMIN, PartyReinstate(participant_id=applicant.participant_id)
+        ).ok
+
+    @rule(data=st.data())
+    @precondition(
+        lambda self: any(
+            f.status == "APPROVED" for f in self.driver.ledger.state.records("financing")
+        )
+    )
+    def refinance_at_another_bank(self, data):
+        """Item 11's setting: an approved financing closes unpaid and its receivable is offered
+        to another bank, whose encumbrance then lies next to the earlier lender's released
+        one (the invariants check who sees which)."""
+        state = self.driver.ledger.state
+        approved = [f for f in state.records("financing") if f.status == "APPROVED"]
+        earlier = data.draw(st.sampled_from(approved))
+        if not self.driver.run(earlier.lender, FinClose(fin_id=earlier.fin_id)).ok:
+            return  # its lender suspended by an earlier random command
+        lender = data.draw(st.sampled_from([b for b in BANKS if b != earlier.lender]))
+        fin_id = f"F-RE{len(self.driver.log)}"
+        request = FinRequest(
+            fin_id=fin_id, lender=lender, invoice_id=earlier.invoice_id,
+            decl_ids=earlier.decl_ids, currency=earlier.currency, amount_minor=1,
+        )  # fmt: skip
+        if self.driver.run(earlier.applicant, request).ok:
+            self.driver.run(lender, FinApprove(fin_id=fin_id, rate_bp=450))
+
+    @invariant()
+    def recorded_amounts_add_up(self):
+        """Item 10, from the records themselves: what a financing says was repaid is the sum
+        of its recorded repayments, what an invoice says was collected the sum of its
+        collections (a resubmission counted twice would break it)."""
+        state = self.driver.ledger.state
+        repaid: dict[str, int] = {}
+        for repayment in state.records("repayment"):
+            repaid[repayment.fin_id] = repaid.get(repayment.fin_id, 0) + repayment.amount_minor
+        for financing in state.records("financing"):
+            assert financing.repaid_minor == repaid.get(financing.fin_id, 0), financing.fin_id
+        collected: dict[str, int] = {}
+        for collection in state.records("collection"):
+            collected[collection.invoice_id] = (
+                collected.get(collection.invoice_id, 0) + collection.amount_minor
+            )
+        for invoice in state.records("invoice"):
+            assert invoice.collected_minor == collected.get(invoice.invoice_id, 0), invoice
+
+    @invariant()
+    def one_participant_per_enterprise(self):
+        """Item 8."""
+        keys = [
+            enterprise_key(p.tax_id, p.country)
+            for p in self.driver.ledger.state.records("participant")
+            if p.admitted_by is not None
+        ]
+        assert len(keys) == len(set(keys)), keys
+
+    @invariant()
+    def banks_never_learn_other_lenders(self):
+        """Items 11 and 12: a bank's view of a receivable lists only its own encumbrances; its
+        alerts name no lender; a financing it is no party to looks like a missing one."""
+        state = self.driver.ledger.state
+        for bank in BANKS:
+            if state.get("participant", bank).status != "ACTIVE":
+                continue
+            for invoice in state.records("invoice"):
+                view = self.driver.read(bank, GetInvoice(invoice_id=invoice.invoice_id))
+                if view.ok:
+                    lenders = {e["lender"] for e in view.value.get("encumbrances", [])}
+                    assert lenders <= {bank}, (bank, invoice.invoice_id, lenders)
+            for alert in self.driver.read(bank, GetAlerts()).value["alerts"]:
+                assert "lenders" not in alert, alert
+            missing = self.driver.read(bank, GetFinancing(fin_id="F-NONE"))
+            for financing in state.records("financing"):
+                if bank in (financing.lender, financing.applicant):
+                    continue
+                hidden = self.driver.read(bank, GetFinancing(fin_id=financing.fin_id))
+                assert (hidden.code, hidden.message.replace(financing.fin_id, "F-NONE")) == (
+                    missing.code, missing.message
+                )
+
+    @invariant()
+    def double_financing_is_credited_to_the_borrower(self):
+        """Item 13: every ALREADY_ENCUMBERED approval counts for the enterprise that asked."""
+        ledger = self.driver.ledger
+        expected: dict[str, int] = {}
+        for event in ledger.audit_events:
+            if event.command == "fin.approve" and event.outcome == "ALREADY_ENCUMBERED":
+                fin_id = next(ref for ref in event.objects if ref.startswith("financing:"))
+                applicant = ledger.state.get("financing", fin_id.partition(":")[2]).applicant
+                expected[applicant] = expected.get(applicant, 0) + 1
+        if not expected:
+            return
+        report = decode_result(ledger.query(ReportRejections().encode(), self.driver.key(FX_ADMIN)))
+        if not report.ok:
+            return  # FX_ADMIN suspended by an earlier random command
+        rows = {(row[0], row[1]): row[2] for row in report.value["rows"]}
+        for applicant, count in expected.items():
+            assert rows.get(("ALREADY_ENCUMBERED", applicant), 0) >= count, (applicant, rows)
+
+
+# === end of the issue 15 items 8-13 block ===
+
+
+class LedgerInvariants(FraudsterRules, RuleBasedStateMachine):
     """One ledger after the common setup; each rule is one ordered execution."""
 
     def __init__(self) -> None:

@@ -167,7 +167,9 @@ class World:
         )  # fmt: skip
         if status == "SETTLED":
             sponsor = self.record("participant", seller).sponsor
-            self.ok(sponsor, RcvRecordCollection(invoice_id=invoice_id, amount_minor=amount))
+            self.ok(sponsor, RcvRecordCollection(
+                invoice_id=invoice_id, amount_minor=amount, collection_id=f"COL-{invoice_id}"
+            ))
         return invoice_id
 
     def financing(
@@ -193,7 +195,8 @@ class World:
         if status in ("DISBURSED", "REPAID", "CLOSED"):
             self.ok(lender, FinDisburse(fin_id=fin_id))
         if status in ("REPAID", "CLOSED"):
-            self.ok(lender, FinRepay(fin_id=fin_id, amount_minor=amount))
+            repay = FinRepay(fin_id=fin_id, amount_minor=amount, repayment_id=f"RP-{fin_id}")
+            self.ok(lender, repay)
         if status == "CLOSED":
             self.ok(lender, FinClose(fin_id=fin_id))
         return fin_id

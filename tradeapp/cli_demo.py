@@ -188,9 +188,11 @@ def demo_phases(today: int) -> list[Phase]:
             amount_minor=1_000_000)),
         Step("BANK-B", FinApprove(fin_id="F-4X", rate_bp=400), ErrorCode.ALREADY_ENCUMBERED),
         Step(FX_ADMIN, ReportOutstandingFinancing(), read=True),
-        Step(FX_ADMIN, FinRepay(fin_id="F-4", amount_minor=1), ErrorCode.UNAUTHORIZED),
-        Step("BANK-A", RcvRecordCollection(invoice_id="INV-4", amount_minor=USD_100K)),
-        Step("BANK-A", FinRepay(fin_id="F-4", amount_minor=8_000_000)),
+        Step(FX_ADMIN, FinRepay(fin_id="F-4", amount_minor=1, repayment_id="RP-X"),
+             ErrorCode.UNAUTHORIZED),
+        Step("BANK-A", RcvRecordCollection(
+            invoice_id="INV-4", amount_minor=USD_100K, collection_id="COL-4")),
+        Step("BANK-A", FinRepay(fin_id="F-4", amount_minor=8_000_000, repayment_id="RP-4")),
         Step("BANK-A", FinClose(fin_id="F-4")),
         Step("EXP-QD", FinRequest(
             fin_id="F-4B", lender="BANK-B", invoice_id="INV-4", decl_ids=["D-4"], currency="USD",

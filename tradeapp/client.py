@@ -20,6 +20,14 @@ failures are exceptions of `pbft.runtime` (`NoQuorumError`: no quorum in time, o
 The actor is the signing key; `actor=` only makes the payload name it, so that a client
 configured with the wrong key gets ACTOR_MISMATCH instead of acting as someone else.
 
+Money-moving commands that record one amount among many (`fin.repay`, `rcv.record_collection`,
+`pay.service_outward`) carry an id of the sender's choosing (`tradeapp.idempotency`). Their
+methods take it as an optional argument: left out, a fresh random id is generated
+(`new_request_id`). If no quorum answers in time, the method resubmits the same command with the
+same id (`resubmissions` times, default 1), which the ledger recognises instead of recording it
+twice (`"replayed": True` in the result); if it still fails, the NoQuorumError carries a note
+with the id, to resubmit with later.
+
 `read_each_replica` asks every replica separately (no quorum) — for comparing their state
 digests (`tradeapp.service.DIGEST_OPERATION`).
 """
@@ -28,6 +36,7 @@ from __future__ import annotations
 
 import inspect
 import random
+import secrets
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -40,12 +49,36 @@ from pbft.codec import signing_payload
 from pbft.config import ClusterConfig
 from pbft.ed25519 import Ed25519Signer
 from pbft.messages import Reply, Request
-from pbft.runtime.client import Client, connect
+from pbft.runtime.client import Client, NoQuorumError, connect
 from pbft.runtime.transport import Transport
 
 from .commands import COMMANDS, OPERATIONS, QUERIES, Operation, Result, decode_result
+from .idempotency import IDEMPOTENT
 
-__all__ = ["TradeClient", "method_name", "read_each_replica"]
+__all__ = [
+    "TradeClient", "fill_request_id", "method_name", "new_request_id", "read_each_replica",
+]  # fmt: skip
+
+#: Id prefixes of the generated ids, by command.
+_ID_PREFIXES = {"fin.repay": "RP", "rcv.record_collection": "COL", "pay.service_outward": "PAY"}
+assert sorted(_ID_PREFIXES) == sorted(IDEMPOTENT)
+
+
+def new_request_id(prefix: str) -> str:
+    """A fresh id for a money-moving command: `prefix`, a dash and 24 random hex digits (96
+    bits: two clients never pick the same by chance)."""
+    return f"{prefix}-{secrets.token_hex(12)}"
+
+
+def fill_request_id(name: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    """`arguments` of the operation `name`, with a fresh id (`new_request_id`) in its id field
+    if it is a money-moving command (`tradeapp.idempotency.IDEMPOTENT`) and the id is missing
+    or None; other operations' arguments unchanged. For front ends (the CLI): generate the id
+    once, show it, and resubmit with it."""
+    recorded = IDEMPOTENT.get(name)
+    if recorded is None or arguments.get(recorded.id_field) is not None:
+        return arguments
+    return {**arguments, recorded.id_field: new_request_id(_ID_PREFIXES[name])}
 
 
 def method_name(operation_name: str) -> str:
@@ -57,9 +90,14 @@ class TradeClient:
     """One participant's connection to the ledger cluster. Built by `TradeClient.connect`
     (which owns the connections) or around an open `pbft.runtime.Client`."""
 
-    def __init__(self, client: Client, actor: str | None = None) -> None:
+    def __init__(self, client: Client, actor: str | None = None, *, resubmissions: int = 1) -> None:
+        """`resubmissions`: how often a money-moving command with an id is sent again after
+        a NoQuorumError (0: never). Raises ValueError if negative."""
+        if resubmissions < 0:
+            raise ValueError("resubmissions must be >= 0")
         self.client = client
         self.actor = actor
+        self.resubmissions = resubmissions
 
     @classmethod
     @asynccontextmanager
@@ -94,13 +132,20 @@ class TradeClient:
 
 
 def _operation_method(cls: type[Operation], *, query: bool) -> Callable[..., Any]:
+    recorded = IDEMPOTENT.get(cls.NAME)
+
     async def method(self: TradeClient, **arguments: Any) -> Result:
-        op = cls(**arguments)
-        return await (self.read(op) if query else self.run(op))
+        if recorded is None:
+            op = cls(**arguments)
+            return await (self.read(op) if query else self.run(op))
+        op = cls(**fill_request_id(cls.NAME, arguments))
+        return await _run_resubmitting(self, op, recorded.id_field)
 
     parameters = [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
     for f in fields(cls):
         default = inspect.Parameter.empty if f.default is MISSING else f.default
+        if recorded is not None and f.name == recorded.id_field:
+            default = None
         parameters.append(
             inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=default,
                               annotation=str(f.type))  # fmt: skip
@@ -111,6 +156,23 @@ def _operation_method(cls: type[Operation], *, query: bool) -> Callable[..., Any
     kind = "Read (read-only path)" if query else "Order the command"
     method.__doc__ = f"{kind} `{cls.NAME}` ({cls.__name__}).\n\n{inspect.getdoc(cls) or ''}"
     return method
+
+
+async def _run_resubmitting(client: TradeClient, op: Operation, id_field: str) -> Result:
+    """Order `op`; after a NoQuorumError send it again, same id, up to `client.resubmissions`
+    times. The last NoQuorumError is raised with a note naming the id."""
+    attempts = client.resubmissions + 1
+    for attempt in range(attempts):
+        try:
+            return await client.run(op)
+        except NoQuorumError as error:
+            if attempt + 1 == attempts:
+                error.add_note(
+                    f"{op.NAME} {id_field}={getattr(op, id_field)}: outcome unknown; resubmit "
+                    "with this id (the ledger recognises it and never records it twice)"
+                )
+                raise
+    raise AssertionError("unreachable")
 
 
 def _attach_operation_methods() -> None:

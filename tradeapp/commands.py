@@ -113,6 +113,8 @@ FIELD_KINDS: dict[str, str] = {
     "pres_id": "presentation",
     "record_id": "tax_record",
     "payment_id": "payment",
+    "repayment_id": "repayment",
+    "collection_id": "collection",
 }
 
 #: name -> operation class; COMMANDS change state (ordered), QUERIES only read.
@@ -370,10 +372,13 @@ class InvRegister(Operation):
 
 @_operation("rcv.record_collection", "invoice_id")
 class RcvRecordCollection(Operation):
-    """The collecting bank records that the buyer paid (all or part of) the invoice."""
+    """The collecting bank records that the buyer paid (all or part of) the invoice.
+    `collection_id` is the bank's own id for this collection (unique among collections): a
+    resubmission with it is answered from the first, never recorded twice."""
 
     invoice_id: Id
     amount_minor: Amount
+    collection_id: Id
 
 
 @_operation("fin.request", "fin_id")
@@ -409,10 +414,13 @@ class FinDisburse(Operation):
 
 @_operation("fin.repay", "fin_id")
 class FinRepay(Operation):
-    """The lender records a repayment of (part of) the outstanding principal."""
+    """The lender records a repayment of (part of) the outstanding principal. `repayment_id`
+    is the lender's own id for it (unique among repayments): a resubmission with it is
+    answered from the first, never recorded twice."""
 
     fin_id: Id
     amount_minor: Amount
+    repayment_id: Id
 
 
 @_operation("fin.close", "fin_id")

@@ -28,6 +28,7 @@ class ErrorCode(StrEnum):
     # Identity of objects.
     DUPLICATE_ID = "DUPLICATE_ID"
     DUPLICATE_KEY = "DUPLICATE_KEY"  # a public key already bound to another participant
+    DUPLICATE_ENTERPRISE = "DUPLICATE_ENTERPRISE"  # tax id + country already a participant
     UNKNOWN_DOCUMENT = "UNKNOWN_DOCUMENT"
     UNKNOWN_CALENDAR = "UNKNOWN_CALENDAR"
     # Lifecycles.

@@ -20,7 +20,16 @@ from .encumbrance_registry import (
 )
 from .errors import ErrorCode
 from .fingerprint import invoice_fingerprint
-from .model import Declaration, Encumbrance, Financing, Invoice, Role, ledger_id
+from .model import (
+    Collection,
+    Declaration,
+    Encumbrance,
+    Financing,
+    Invoice,
+    Repayment,
+    Role,
+    ledger_id,
+)
 from .step import (
     Done,
     Handler,
@@ -90,6 +99,12 @@ def record_collection(step: Step, op: RcvRecordCollection) -> Outcome:
     if invoice.collected_minor + op.amount_minor > invoice.amount_minor:
         return Refusal(ErrorCode.EXCEEDS_INVOICE, "collections would exceed the invoice amount")
     invoice.collected_minor += op.amount_minor
+    step.state.add(
+        Collection(
+            collection_id=op.collection_id, status="RECORDED", invoice_id=invoice.invoice_id,
+            bank=collecting_bank, amount_minor=op.amount_minor, sequence=step.context.sequence,
+        )
+    )  # fmt: skip
     status = "SETTLED" if invoice.collected_minor == invoice.amount_minor else "REGISTERED"
     objects: tuple[str, ...] = ()
     if status == "SETTLED" and encumbrance is not None:
@@ -99,6 +114,8 @@ def record_collection(step: Step, op: RcvRecordCollection) -> Outcome:
         "invoice_id": invoice.invoice_id,
         "status": status,
         "collected_minor": invoice.collected_minor,
+        "collection_id": op.collection_id,
+        "replayed": False,
     }
     return Done(value, status=status, objects=objects)
 
@@ -150,6 +167,8 @@ def approve(step: Step, op: FinApprove) -> Outcome:
     if not 0 <= op.rate_bp <= RATE_BP_MAX:
         return Refusal(ErrorCode.MALFORMED, f"rate_bp must be within 0..{RATE_BP_MAX}")
     financing: Financing = step.record
+    if (refusal := _applicant_refusal(step, financing)) is not None:
+        return refusal
     state = step.state
     invoice: Invoice = state.get("invoice", financing.invoice_id)
     declarations: list[Declaration] = [state.get("decl", d) for d in financing.decl_ids]
@@ -209,9 +228,18 @@ def reject(step: Step, op: FinReject) -> Outcome:
     return Done({"fin_id": financing.fin_id, "status": "REJECTED"})
 
 
+def _applicant_refusal(step: Step, financing: Financing) -> Refusal | None:
+    """INVALID_PARTY once the applicant is suspended: its financing requests made before the
+    suspension are no longer approved or paid out (repayments and collections, money coming
+    back, still are)."""
+    return counterparty_refusal(step.state, financing.applicant, [Role.TRADER], "applicant")
+
+
 @handles(HANDLERS, FinDisburse)
 def disburse(step: Step, op: FinDisburse) -> Outcome:
     financing: Financing = step.record
+    if (refusal := _applicant_refusal(step, financing)) is not None:
+        return refusal
     financing.disbursed_minor = financing.amount_minor
     return Done({"fin_id": financing.fin_id, "status": "DISBURSED"})
 
@@ -225,11 +253,19 @@ def repay(step: Step, op: FinRepay) -> Outcome:
     if op.amount_minor > outstanding:
         return Refusal(ErrorCode.EXCEEDS_OUTSTANDING, f"only {outstanding} is outstanding")
     financing.repaid_minor += op.amount_minor
+    step.state.add(
+        Repayment(
+            repayment_id=op.repayment_id, status="RECORDED", fin_id=financing.fin_id,
+            lender=financing.lender, amount_minor=op.amount_minor, sequence=step.context.sequence,
+        )
+    )  # fmt: skip
     status = "REPAID" if financing.repaid_minor == financing.disbursed_minor else "DISBURSED"
     value = {
         "fin_id": financing.fin_id,
         "status": status,
         "outstanding_minor": outstanding - op.amount_minor,
+        "repayment_id": op.repayment_id,
+        "replayed": False,
     }
     return Done(value, status=status)
 

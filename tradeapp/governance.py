@@ -3,6 +3,8 @@ banking calendars."""
 
 from __future__ import annotations
 
+import unicodedata
+
 from .banking_calendar import UTC_OFFSET_MINUTES_MAX, UTC_OFFSET_MINUTES_MIN
 from .commands import (
     HOLIDAYS_MAX,
@@ -14,17 +16,46 @@ from .commands import (
     RegFlag,
 )
 from .errors import ErrorCode
-from .model import Calendar, Participant, Role
+from .model import Calendar, LedgerState, Participant, Role
 from .step import Done, Handler, Outcome, Refusal, Step, handles
 
 HANDLERS: dict[str, Handler] = {}
 
 
+def enterprise_key(tax_id: str, country: str) -> str:
+    """The identity of an enterprise: its country and tax id, each NFKC-normalised and upper
+    case, the tax id keeping only letters and digits (of any script), so that "91370200-expqd",
+    "91370200 EXPQD" and a fullwidth "９１３７０２００EXPQD" are one enterprise. Empty when the tax id
+    has no letter or digit."""
+    number = "".join(ch for ch in unicodedata.normalize("NFKC", tax_id).upper() if ch.isalnum())
+    if not number:
+        return ""
+    return f"{unicodedata.normalize('NFKC', country).strip().upper()}/{number}"
+
+
+def _admitted_enterprise(state: LedgerState, key: str) -> bool:
+    """True iff a participant (of any status: a suspended one still is that enterprise) has
+    this enterprise key. Admissions are rare: a scan, not an index."""
+    return any(enterprise_key(p.tax_id, p.country) == key for p in state.records("participant"))
+
+
 @handles(HANDLERS, PartyAdmit)
 def admit(step: Step, op: PartyAdmit) -> Outcome:
+    """Refuses a key already bound (DUPLICATE_KEY), a tax id with no letter or digit
+    (MALFORMED), and a second participant for an enterprise (tax id + country) already
+    admitted (DUPLICATE_ENTERPRISE: a clone could otherwise register the real enterprise's
+    invoices first and lock it out). The refusal does not name the existing participant."""
     # Who may admit which role was checked with the role (transitions.ADMITTERS).
     if op.public_key in step.state.participant_by_key:
         return Refusal(ErrorCode.DUPLICATE_KEY, "that public key already signs for a participant")
+    key = enterprise_key(op.tax_id, op.country)
+    if not key:
+        return Refusal(ErrorCode.MALFORMED, "tax_id needs at least one letter or digit")
+    if _admitted_enterprise(step.state, key):
+        return Refusal(
+            ErrorCode.DUPLICATE_ENTERPRISE,
+            f"an enterprise with tax id {op.tax_id!r} in {op.country!r} is already a participant",
+        )
     role = Role(op.role)
     step.state.add(
         Participant(

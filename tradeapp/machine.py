@@ -7,7 +7,9 @@ Execution of one operation, in order:
    payload naming another actor ACTOR_MISMATCH; suspended PARTICIPANT_SUSPENDED;
 3. a read (get.*, report.*) is answered, filtered by the reader;
 4. a command is authorised from the transition tables (role, record, party, status) and handed
-   to its handler, which checks the business rules before it mutates anything;
+   to its handler, which checks the business rules before it mutates anything; between role and
+   record, a money-moving command resubmitted with a recorded id is answered from the first
+   (`tradeapp.idempotency`);
 5. whatever happened, exactly one event is chained onto the audit trail.
 
 Bootstrap: the ledger is constructed with the founding FX_ADMINs (participant id -> public
@@ -52,6 +54,7 @@ from .commands import (
     is_id,
 )
 from .errors import ErrorCode
+from .idempotency import resubmission
 from .invariants import violations
 from .model import LedgerState, Participant, Role, pack_canonical, unpack_strict
 from .queries import QUERY_HANDLERS
@@ -281,6 +284,8 @@ class TradeLedger:
             code = admission_refusal(role, Role(op.role))
         if code is not None:
             return Refusal(code, f"a {role} may not {name}"), None
+        if (answer := resubmission(self._state, name, op, actor_id)) is not None:
+            return answer, None
         kind = COMMAND_KIND[name]
         target = _target_id(op, actor_id)
         if target is None:

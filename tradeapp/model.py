@@ -391,6 +391,31 @@ class Payment(Record):
     sequence: int
 
 
+@_record("repayment", "repayment_id")
+class Repayment(Record):
+    """One `fin.repay`, under the id its lender chose: a resubmission with that id is
+    recognised (tradeapp.idempotency) instead of being recorded twice."""
+
+    repayment_id: str
+    status: str  # RECORDED
+    fin_id: str
+    lender: str
+    amount_minor: int
+    sequence: int
+
+
+@_record("collection", "collection_id")
+class Collection(Record):
+    """One `rcv.record_collection`, under the id its collecting bank chose (see Repayment)."""
+
+    collection_id: str
+    status: str  # RECORDED
+    invoice_id: str
+    bank: str
+    amount_minor: int
+    sequence: int
+
+
 @_record("alert", "alert_id")
 class Alert(Record):
     """A fact the ledger raised for lenders and FX_ADMIN (e.g. OVER_FINANCED)."""

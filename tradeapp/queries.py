@@ -72,6 +72,24 @@ def _forbidden(what: str) -> Refusal:
     return Refusal(ErrorCode.FORBIDDEN, f"the reader may not see {what}")
 
 
+def _hidden(kind: str, record_id: str) -> Refusal:
+    """The one answer to a reader who may not see a record of this id, whether it exists or
+    not (an answer that differed would tell a rival that the id is taken)."""
+    return _forbidden(f"{kind} {record_id}")
+
+
+def _missing(
+    reader: Participant, kind: str, record_id: str, sees_any: tuple[Role, ...] = ()
+) -> Refusal:
+    """The answer for an id with no record: UNKNOWN_DOCUMENT to FX_ADMIN and to the roles
+    `sees_any` that see something of every record of the kind, whoever's it is (to them a
+    missing id is no secret); to everyone else the same FORBIDDEN as for a record hidden from
+    them (`_hidden`)."""
+    if _is_fx_admin(reader) or reader.role in sees_any:
+        return _unknown(kind, record_id)
+    return _hidden(kind, record_id)
+
+
 def _unknown(kind: str, record_id: str) -> Refusal:
     code = {
         "participant": ErrorCode.UNKNOWN_PARTICIPANT,
@@ -121,7 +139,9 @@ def parties(state: LedgerState, kind: str, record_id: str) -> set[str]:
         case "ebl":
             return _ebl_parties(record)
         case "invoice":
-            return _invoice_parties(state, record)
+            # The seller only: a lender's events reach it through its financing, and a later
+            # lender must not see through the receivable what earlier lenders recorded.
+            return {record.seller}
         case "encumbrance":
             return {record.lender, state.get("invoice", record.invoice_id).seller}
         case "financing":
@@ -134,6 +154,11 @@ def parties(state: LedgerState, kind: str, record_id: str) -> set[str]:
             return {record.payer, *record.paying_banks}
         case "payment":
             return {record.bank, record.payer}
+        case "repayment":
+            financing = state.get("financing", record.fin_id)
+            return {financing.lender, financing.applicant}
+        case "collection":
+            return {record.bank, state.get("invoice", record.invoice_id).seller}
         case "alert":
             return set(record.lenders)
     return set()  # calendars are public, nobody's own
@@ -188,7 +213,7 @@ def declaration_view(
 ) -> View | Refusal:
     decl: Declaration | None = state.get("decl", op.decl_id)
     if decl is None:
-        return _unknown("decl", op.decl_id)
+        return _missing(reader, "decl", op.decl_id, (Role.CUSTOMS,))
     financed = encumbered_minor(state, decl.decl_id)
     balance = financeable_balance_minor(state, decl)
     if (
@@ -213,14 +238,14 @@ def declaration_view(
             "declared_value_minor": decl.declared_value_minor,
             "financeable_balance_minor": balance,
         }
-    return _forbidden(f"declaration {decl.decl_id}")
+    return _hidden("decl", decl.decl_id)
 
 
 @_reads(GetEbl)
 def ebl_view(state: LedgerState, audit: AuditTrail, reader: Participant, op: Any) -> View | Refusal:
     ebl: Ebl | None = state.get("ebl", op.ebl_id)
     if ebl is None:
-        return _unknown("ebl", op.ebl_id)
+        return _missing(reader, "ebl", op.ebl_id, (Role.CUSTOMS,))
     if _is_fx_admin(reader) or reader.participant_id in _ebl_parties(ebl):
         return _full(ebl)
     if reader.role == Role.CUSTOMS:
@@ -231,7 +256,7 @@ def ebl_view(state: LedgerState, audit: AuditTrail, reader: Participant, op: Any
                 "port_of_discharge", "shipped_on_board_date",
             )
         }  # fmt: skip
-    return _forbidden(f"eBL {ebl.ebl_id}")
+    return _hidden("ebl", ebl.ebl_id)
 
 
 def _receivable_remaining_minor(state: LedgerState, invoice: Invoice) -> int:
@@ -249,16 +274,23 @@ def invoice_view(
 ) -> View | Refusal:
     invoice: Invoice | None = state.get("invoice", op.invoice_id)
     if invoice is None:
-        return _unknown("invoice", op.invoice_id)
+        return _missing(reader, "invoice", op.invoice_id, (Role.BANK, Role.CUSTOMS))
     blocking = blocking_encumbrance(state, invoice.fingerprint)
     encumbered = blocking is not None and blocking.status == "ACTIVE"
     remaining = _receivable_remaining_minor(state, invoice)
     if _is_fx_admin(reader) or reader.participant_id in _invoice_parties(state, invoice):
+        # The seller and FX_ADMIN see every encumbrance; a lender only its own, never who
+        # financed the receivable before or after it (need-to-know, "never the lender").
+        sees_all = _is_fx_admin(reader) or reader.participant_id == invoice.seller
         return {
             **_full(invoice),
             "encumbered": encumbered,
             "remaining_minor": remaining,
-            "encumbrances": [_full(enc) for enc in state.encumbrances_of(invoice.fingerprint)],
+            "encumbrances": [
+                _full(enc)
+                for enc in state.encumbrances_of(invoice.fingerprint)
+                if sees_all or enc.lender == reader.participant_id
+            ],
         }
     if reader.role == Role.BANK:
         # "Encumbered?" and the remaining balance only: never the lender, never the pricing.
@@ -276,7 +308,7 @@ def invoice_view(
             "amount_minor": invoice.amount_minor,
             "encumbered": encumbered,
         }
-    return _forbidden(f"invoice {invoice.invoice_id}")
+    return _hidden("invoice", invoice.invoice_id)
 
 
 @_reads(GetFinancing)
@@ -285,7 +317,7 @@ def financing_view(
 ) -> View | Refusal:
     financing: Financing | None = state.get("financing", op.fin_id)
     if financing is None:
-        return _unknown("financing", op.fin_id)
+        return _missing(reader, "financing", op.fin_id)
     if _is_fx_admin(reader) or reader.participant_id in (financing.applicant, financing.lender):
         return _full(financing)
     if reader.role == Role.CUSTOMS:
@@ -303,16 +335,16 @@ def financing_view(
                 "amount_minor": financing.amount_minor,
                 "decl_ids": its_decls,
             }
-    return _forbidden(f"financing {financing.fin_id}")
+    return _hidden("financing", financing.fin_id)
 
 
 @_reads(GetLc)
 def lc_view(state: LedgerState, audit: AuditTrail, reader: Participant, op: Any) -> View | Refusal:
     lc: LetterOfCredit | None = state.get("lc", op.lc_id)
     if lc is None:
-        return _unknown("lc", op.lc_id)
+        return _missing(reader, "lc", op.lc_id)
     if not (_is_fx_admin(reader) or reader.participant_id in _lc_parties(lc)):
-        return _forbidden(f"LC {lc.lc_id}")
+        return _hidden("lc", lc.lc_id)
     return {
         **_full(lc),
         "available_minor": available_minor(state, lc),
@@ -328,11 +360,11 @@ def _lc_child_view(
 ) -> View | Refusal:
     record: Any = state.get(kind, record_id)
     if record is None:
-        return _unknown(kind, record_id)
+        return _missing(reader, kind, record_id)
     lc = state.get("lc", record.lc_id)
     if _is_fx_admin(reader) or reader.participant_id in _lc_parties(lc):
         return _full(record)
-    return _forbidden(f"{kind} {record_id}")
+    return _hidden(kind, record_id)
 
 
 @_reads(GetAmendment)
@@ -355,7 +387,7 @@ def tax_record_view(
 ) -> View | Refusal:
     record: TaxRecord | None = state.get("tax_record", op.record_id)
     if record is None:
-        return _unknown("tax_record", op.record_id)
+        return _missing(reader, "tax_record", op.record_id, (Role.BANK, Role.TAX))
     remaining = record.amount_minor - record.used_minor
     if (
         reader.role in (Role.FX_ADMIN, Role.TAX)
@@ -370,19 +402,23 @@ def tax_record_view(
             "currency": record.currency,
             "remaining_minor": remaining,
         }
-    return _forbidden(f"tax record {record.record_id}")
+    return _hidden("tax_record", record.record_id)
 
 
 @_reads(GetAlerts)
 def alerts_view(
     state: LedgerState, audit: AuditTrail, reader: Participant, op: Any
 ) -> View | Refusal:
-    """OVER_FINANCED and other alerts: FX_ADMIN sees all, a lender those naming it."""
-    alerts = [
-        _full(alert)
-        for alert in state.records("alert")
-        if _is_fx_admin(reader) or reader.participant_id in alert.lenders
-    ]
+    """OVER_FINANCED and other alerts: FX_ADMIN sees all, a lender those concerning it, without
+    the list of lenders (a bank is never told who else lends on the goods)."""
+    if _is_fx_admin(reader):
+        return {"alerts": [_full(alert) for alert in state.records("alert")]}
+    alerts = []
+    for alert in state.records("alert"):
+        if reader.participant_id in alert.lenders:
+            view = _full(alert)
+            del view["lenders"]
+            alerts.append(view)
     return {"alerts": alerts}
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from .audit import OUTCOME_OK, AuditTrail
+from .audit import OUTCOME_OK, AuditEvent, AuditTrail
 from .commands import (
     Operation,
     ReportDecisionTimes,
@@ -96,14 +96,47 @@ def declarations_financed(state: LedgerState, audit: AuditTrail, reader: Partici
     )  # fmt: skip
 
 
+#: Refusals of a financing that say the receivable (or its goods) was presented to a lender
+#: again: the regulator looks for the enterprise behind them, not only the refused bank.
+DOUBLE_FINANCING_CODES = frozenset(
+    {
+        str(ErrorCode.ALREADY_ENCUMBERED),
+        str(ErrorCode.RECEIVABLE_SETTLED),
+        str(ErrorCode.EXCEEDS_FINANCEABLE_BALANCE),
+    }
+)
+
+
+def _borrower(state: LedgerState, event: AuditEvent) -> str | None:
+    """The enterprise that asked for the financing a refused `fin.approve` names, if the
+    refusal is one of DOUBLE_FINANCING_CODES."""
+    if event.command != "fin.approve" or event.outcome not in DOUBLE_FINANCING_CODES:
+        return None
+    for ref in event.objects:
+        kind, _, record_id = ref.partition(":")
+        if kind == "financing":
+            financing = state.get("financing", record_id)
+            if financing is not None:
+                return financing.applicant
+    return None
+
+
 @_report(ReportRejections)
 def rejections(state: LedgerState, audit: AuditTrail, reader: Participant) -> View:
-    """Refused attempts by error code × enterprise (the signer's participant id, "" if the key
-    is unknown), from the audit trail."""
+    """Refused attempts by error code × enterprise, from the audit trail. A refusal counts for
+    its signer (participant id, "" if the key is unknown); a double-financing refusal
+    (DOUBLE_FINANCING_CODES) counts also for the enterprise whose receivable it was, so one such
+    refusal appears in two rows, the refused bank's and the borrower's."""
     counts: dict[tuple[str, str], int] = {}
     for event in audit.events:
-        if event.outcome != OUTCOME_OK:
-            key = (event.outcome, event.actor or "")
+        if event.outcome == OUTCOME_OK:
+            continue
+        credited = [event.actor or ""]
+        borrower = _borrower(state, event)
+        if borrower is not None and borrower not in credited:
+            credited.append(borrower)
+        for enterprise in credited:
+            key = (event.outcome, enterprise)
             counts[key] = counts.get(key, 0) + 1
     return _table(["code", "enterprise", "count"], [[*key, n] for key, n in counts.items()])
 

@@ -47,22 +47,27 @@ class CastMember:
     tax_id: str
 
 
-#: docs/TRADE-DOMAIN.md, "Common setup", in admission order.
+#: docs/TRADE-DOMAIN.md, "Common setup", in admission order, plus a second customs office
+#: (CUSTOMS-SH) and a second exporter under another bank (EXP-SH, BANK-B's customer, declaring
+#: at CUSTOMS-SH), so that tests and simulations play cross-bank fraud without set-up code.
 CAST: tuple[CastMember, ...] = (
     CastMember("BANK-I", Role.BANK, FX_ADMIN, "NL", "NL-AMS", "NL-BANK-I"),
     CastMember("BANK-A", Role.BANK, FX_ADMIN, "CN", "CN-QD", "CN-BANK-A"),
     CastMember("BANK-B", Role.BANK, FX_ADMIN, "CN", "CN-QD", "CN-BANK-B"),
     CastMember("CARRIER-1", Role.CARRIER, FX_ADMIN, "DK", "DK-CPH", "DK-CARRIER-1"),
     CastMember("CUSTOMS-QD", Role.CUSTOMS, FX_ADMIN, "CN", "CN-QD", "CN-CUSTOMS-QD"),
+    CastMember("CUSTOMS-SH", Role.CUSTOMS, FX_ADMIN, "CN", "CN-SH", "CN-CUSTOMS-SH"),
     CastMember("TAX-QD", Role.TAX, FX_ADMIN, "CN", "CN-QD", "CN-TAX-QD"),
     CastMember("EXP-QD", Role.TRADER, "BANK-A", "CN", "CN-QD", "91370200EXPQD"),
     CastMember("IMP-NL", Role.TRADER, "BANK-I", "NL", "NL-AMS", "NL-IMP-001"),
     CastMember("SVC-CN", Role.TRADER, "BANK-B", "CN", "CN-QD", "91370200SVCCN"),
+    CastMember("EXP-SH", Role.TRADER, "BANK-B", "CN", "CN-SH", "91310000EXPSH"),
 )
 
 #: The calendars of the common setup: place -> (ISO weekend days, UTC offset in minutes).
 CALENDARS: Mapping[str, tuple[list[int], int]] = {
     "CN-QD": ([6, 7], 8 * 60),
+    "CN-SH": ([6, 7], 8 * 60),
     "NL-AMS": ([6, 7], 60),
     "DK-CPH": ([6, 7], 60),
 }

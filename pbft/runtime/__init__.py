@@ -1,7 +1,8 @@
 """The trio runtime: the only part of pbft that does I/O. Replicas on real networks
 (`serve_replica`), their durable storage (`ReplicaStorage`), the async client (`connect`), the
-authenticated transport under both, and local clusters of replica processes (`LocalCluster`,
-also behind the `pbft` command). Nothing else in pbft imports it."""
+authenticated transport under both, local clusters of replica processes (`LocalCluster`, also
+behind the `pbft` command) and whole clusters inside one trio program (`embedded_cluster`).
+Nothing else in pbft imports it."""
 
 from .client import (
     Client,
@@ -12,6 +13,7 @@ from .client import (
     connect,
 )
 from .cluster import ClusterFiles, LocalCluster, generate_cluster
+from .embedded import EmbeddedCluster, embedded_cluster
 from .framing import (
     FrameReader,
     FrameTooLargeError,
@@ -41,6 +43,7 @@ __all__ = [
     "ClientError",
     "ClientStatistics",
     "ClusterFiles",
+    "EmbeddedCluster",
     "FrameReader",
     "FrameTooLargeError",
     "FrameWriter",
@@ -64,6 +67,7 @@ __all__ = [
     "TruncatedFrameError",
     "client_context",
     "connect",
+    "embedded_cluster",
     "generate_cluster",
     "peer_acceptor",
     "peer_public_key",

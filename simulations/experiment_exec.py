@@ -1,0 +1,339 @@
+"""Executors: where the runs of an experiment or a catalogue sweep happen.
+
+`LocalExecutor(workers)` runs them in this process (1 worker) or in a pool of local processes;
+`RayExecutor(address)` on a Ray cluster (`ray.init(address=...)`). Both yield one entry
+(`experiment.run_job`'s dict) per job as it finishes, in any order; callers sort by
+`entry["job"]`. A run is a function of its job alone, so every executor gives the same trace
+hashes.
+
+A run that raises is already an entry (`run_job` never raises). A worker process that dies
+(a segfault, the OOM killer) breaks a local pool: the runs that were in flight are then run
+again, each alone in a fresh process, and the one that kills its process again is recorded as
+a "crash" with that message, so that one bad run never ends a sweep.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import sys
+import time
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from .experiment import ExperimentError, Job, run_job
+
+EXTRA = "pip install 'pbft[experiments]'"
+
+
+def require(module: str, purpose: str) -> Any:
+    """Import an optional dependency of the `experiments` extra, or raise ExperimentError that
+    names the extra to install."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise ExperimentError(f"{purpose} needs {module}, which is not installed: {EXTRA}") \
+            from None
+
+
+def _died(job: Job) -> dict:
+    from .results import RunResult, Violation
+
+    _, point, params, seed = job
+    result = RunResult(
+        scenario=params.get("scenario", "experiment"), seed=seed, replicas=0, faulty=[],
+        committed=0, violations=[Violation("crash", "the worker process running it died "
+                                           "(killed, or the interpreter crashed)")],
+        liveness=False, virtual_s=0.0, wall_s=0.0, events=0, deliveries=0, trace_hash="")
+    from .experiment import _EMPTY_METRICS
+
+    return {"job": job[0], "point": point, "params": params, "seed": seed,
+            "result": result.as_dict(), "metrics": dict(_EMPTY_METRICS)}
+
+
+class LocalExecutor:
+    """Runs jobs on this machine: in this process with 1 worker (so a test's monkeypatched
+    catalogue is seen), else in `workers` forked processes. Raises ValueError unless
+    `workers` >= 1."""
+
+    def __init__(self, workers: int = 1) -> None:
+        if workers < 1:
+            raise ValueError(f"workers must be at least 1, got {workers!r}")
+        self.workers = workers
+
+    def describe(self) -> str:
+        return f"local, {self.workers} worker{'s' if self.workers > 1 else ''}"
+
+    def run(self, jobs: list[Job], measured: bool = True) -> Iterator[dict]:
+        if self.workers == 1 or len(jobs) <= 1:
+            for job in jobs:
+                yield run_job(job, measured)
+            return
+        yield from self._pool(jobs, measured)
+
+    def _pool(self, jobs: list[Job], measured: bool) -> Iterator[dict]:
+        pending = deque(jobs)
+        context = multiprocessing.get_context("fork")
+        while pending:
+            inflight: dict = {}
+            pool = ProcessPoolExecutor(self.workers, mp_context=context)
+            try:
+                while pending or inflight:
+                    # A bounded window of submitted jobs: a sweep of 30,000 runs does not
+                    # queue 30,000 futures at once.
+                    while pending and len(inflight) < 4 * self.workers:
+                        job = pending.popleft()
+                        inflight[pool.submit(run_job, job, measured)] = job
+                    finished, _ = wait(inflight, return_when=FIRST_COMPLETED)
+                    for future in finished:
+                        entry = future.result()
+                        del inflight[future]
+                        yield entry
+            except BrokenProcessPool:
+                # One of the runs in flight killed its worker: run each alone to find it.
+                for job in sorted(inflight.values()):
+                    yield self._alone(job, measured, context)
+            finally:
+                pool.shutdown(wait=False, cancel_futures=True)
+
+    @staticmethod
+    def _alone(job: Job, measured: bool, context: Any) -> dict:
+        with ProcessPoolExecutor(1, mp_context=context) as pool:
+            try:
+                return pool.submit(run_job, job, measured).result()
+            except BrokenProcessPool:
+                return _died(job)
+
+
+def _run_chunk(jobs: list[Job], measured: bool) -> list[dict]:
+    return [run_job(job, measured) for job in jobs]
+
+
+class RayExecutor:
+    """Runs jobs as Ray tasks, a few runs per task (`chunk`, to keep Ray's per-task cost
+    small against a run's). `address`: "auto" (the cluster `ray start` runs here, or
+    RAY_ADDRESS), "local" (start a Ray instance in this process, `workers` CPUs), or a
+    cluster's address ("ray://head:10001", "head:6379"). If Ray is already initialised in
+    this process (a test, a notebook), that connection is used as it is. The workers import
+    this checkout's code: its directory is put on their PYTHONPATH, so on a cluster of several
+    machines the same checkout must be at the same path on every node (or the package
+    installed there). A caller that initialises Ray itself gives that environment
+    (`ray.init(runtime_env={"env_vars": {"PYTHONPATH": ...}})`) if its workers need it.
+    Raises ExperimentError if Ray is not installed."""
+
+    def __init__(self, address: str = "auto", workers: int | None = None,
+                 chunk: int | None = None) -> None:
+        self.address = address
+        self.workers = workers
+        self.chunk = chunk
+        self.ray = require("ray", "--ray")
+
+    def describe(self) -> str:
+        return f"ray ({self.address})"
+
+    def _connect(self) -> bool:
+        ray = self.ray
+        if ray.is_initialized():
+            return False
+        root = str(Path(__file__).resolve().parent.parent)
+        runtime_env = {"env_vars": {"PYTHONPATH": root}}
+        try:
+            if self.address == "local":
+                ray.init(num_cpus=self.workers, include_dashboard=False,
+                         runtime_env=runtime_env, logging_level="WARNING", log_to_driver=False)
+            else:
+                ray.init(address=self.address, runtime_env=runtime_env,
+                         logging_level="WARNING", log_to_driver=False)
+        except (ConnectionError, RuntimeError, ValueError) as error:
+            raise ExperimentError(f"cannot reach a Ray cluster at {self.address!r} ({error}); "
+                                  f"start one with `ray start --head`, or use --ray local") \
+                from None
+        return True
+
+    def run(self, jobs: list[Job], measured: bool = True) -> Iterator[dict]:
+        ray = self.ray
+        started_here = self._connect()
+        try:
+            cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+            chunk = self.chunk or max(1, min(8, len(jobs) // (4 * cpus)))
+            remote = ray.remote(num_cpus=1)(_run_chunk)
+            waiting = [remote.remote(jobs[i:i + chunk], measured)
+                       for i in range(0, len(jobs), chunk)]
+            while waiting:
+                done, waiting = ray.wait(waiting, num_returns=1)
+                for entries in ray.get(done):
+                    yield from entries
+        finally:
+            if started_here:
+                ray.shutdown()
+
+
+def executor_for(ray: str | None, workers: int | None) -> LocalExecutor | RayExecutor:
+    """The executor the command line asks for: Ray at `ray` if given, else local processes
+    (`workers`, default the machine's CPU count). Raises ExperimentError for a bad count."""
+    if workers is not None and workers < 1:
+        raise ExperimentError(f"--workers must be at least 1, got {workers}")
+    if ray is not None:
+        return RayExecutor(ray, workers)
+    return LocalExecutor(workers or os.cpu_count() or 1)
+
+
+@contextmanager
+def progress_bar(total: int, description: str) -> Iterator[Any]:
+    """A rich progress bar on stderr; `advance()` after each run. Off a terminal (CI logs) it
+    prints nothing until the end, where one line sums up."""
+    from rich.console import Console
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                               TimeElapsedColumn, TimeRemainingColumn)
+
+    console = Console(file=sys.stderr)
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TimeElapsedColumn(), TimeRemainingColumn(), console=console,
+                        transient=False, disable=not console.is_terminal)
+    task = progress.add_task(description, total=total)
+
+    class _Bar:
+        done = 0
+
+        def advance(self) -> None:
+            self.done += 1
+            progress.advance(task)
+
+    bar = _Bar()
+    with progress:
+        yield bar
+    if not console.is_terminal:
+        print(f"{description}: {bar.done}/{total} runs", file=sys.stderr, flush=True)
+
+
+# ------------------------------------------------------------------ the `experiment` command
+
+
+def _point_and_seed(text: str) -> tuple[int, int]:
+    try:
+        point, seed = text.split(":")
+        return int(point), int(seed)
+    except ValueError:
+        raise ExperimentError(f"--replay takes POINT:SEED (e.g. 3:7), got {text!r}") from None
+
+
+def _print_summary(experiment: Any, summary: list[dict]) -> None:
+    from .experiment import parameter_columns
+
+    names = [n for n in parameter_columns(experiment) if n in experiment.grid] or ["point"]
+    metrics = (("throughput_per_s", "req/s"), ("latency_p50_ms", "p50 ms"),
+               ("latency_p99_ms", "p99 ms"), ("view_change_ms", "vc ms"),
+               ("outage_ms", "outage ms"))
+    header = [*names, "runs", "failing", *(label for _, label in metrics)]
+    lines = []
+    for row in summary:
+        cells = [str(row[n]) for n in names] + [str(row["runs"]), str(row["failing"])]
+        for metric, _ in metrics:
+            mean, half = row[f"{metric}_mean"], row[f"{metric}_ci95"]
+            cells.append(f"{mean:.1f} ± {half:.1f}")
+        lines.append(cells)
+    widths = [max(len(h), *(len(c[i]) for c in lines)) if lines else len(h)
+              for i, h in enumerate(header)]
+    print("  ".join(h.rjust(w) for h, w in zip(header, widths)))
+    for cells in lines:
+        print("  ".join(c.rjust(w) for c, w in zip(cells, widths)))
+
+
+def replay_one(experiment: Any, point: int, seed: int) -> int:
+    """Run one run of `experiment` again, in this process; print its row and violations;
+    return the exit status (0, 1 violations, 3 crashed)."""
+    from .experiment import status_of, table_rows
+
+    points = experiment.points
+    if not 0 <= point < len(points):
+        raise ExperimentError(f"no point {point} in {experiment.source} (points 0-"
+                              f"{len(points) - 1})")
+    # Any seed: the run may come from a --seeds override.
+    entry = run_job((0, point, points[point], seed))
+    row = table_rows(experiment, [entry])[0]
+    print(json.dumps({k: v for k, v in row.items() if k != "replay"}))
+    for v in entry["result"]["violations"]:
+        print(f"  {v['checker']} at sequence {v['sequence']} replicas {v['replicas']}: "
+              f"{v['message']}")
+    status = status_of(entry["result"]["violations"])
+    return {"ok": 0, "violation": 1, "crashed": 3}[status]
+
+
+def run_experiment(experiment: Any, executor: Any, out: Path, *, fresh: bool = False,
+                   quick: bool = False) -> tuple[list[dict], list[dict], int]:
+    """Run every job of `experiment` not already in `out`/runs.jsonl (all of them with
+    `fresh`), then write the tables into `out`: runs.csv (and runs.parquet with pyarrow),
+    summary.csv, latencies.csv, experiment.json. Returns (rows, summary, runs done now).
+    KeyboardInterrupt propagates after the journal is closed: what finished is kept."""
+    from .experiment import (Journal, job_key, summary_rows, table_rows, write_csv,
+                             write_parquet)
+
+    out.mkdir(parents=True, exist_ok=True)
+    journal = Journal(out / "runs.jsonl", fresh=fresh)
+    jobs = experiment.jobs()
+    todo = [job for job in jobs if job_key(job[2], job[3]) not in journal.done]
+    try:
+        if todo:
+            with progress_bar(len(todo), f"{experiment.name} ({executor.describe()})") as bar:
+                for entry in executor.run(todo):
+                    journal.record(entry)
+                    bar.advance()
+    finally:
+        journal.close()
+    entries = []
+    for index, point, params, seed in jobs:
+        entry = dict(journal.done[job_key(params, seed)])
+        entry.update(job=index, point=point)
+        entries.append(entry)
+    rows = table_rows(experiment, entries, quick)
+    summary = summary_rows(experiment, rows)
+    write_csv(out / "runs.csv", rows)
+    if not write_parquet(out / "runs.parquet", rows):
+        (out / "runs.parquet").unlink(missing_ok=True)  # not one left from an older run
+    write_csv(out / "summary.csv", summary)
+    write_csv(out / "latencies.csv", [
+        {"point": e["point"], "seed": e["seed"], "latency_ms": latency}
+        for e in entries for latency in e["metrics"]["latencies_ms"]])
+    (out / "experiment.json").write_text(json.dumps(experiment.as_dict(), indent=2) + "\n")
+    return rows, summary, len(todo)
+
+
+def experiment_command(args: Any) -> int:
+    """`python -m simulations experiment FILE.toml ...`; exit 0 (every run ok), 1 (violations),
+    2 (usage: bad file or option, a missing extra), 3 (a run crashed), 130 (interrupted)."""
+    from .experiment import load_experiment
+
+    experiment = load_experiment(args.file, quick=args.quick, seeds=args.seeds)
+    if args.replay:
+        return replay_one(experiment, *_point_and_seed(args.replay))
+    executor = executor_for(args.ray, args.workers)
+    out = Path(args.out) if args.out else Path("results") / experiment.name
+    started = time.perf_counter()
+    try:
+        rows, summary, ran = run_experiment(experiment, executor, out, fresh=args.fresh,
+                                            quick=args.quick)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: the runs that finished are in {out / 'runs.jsonl'}; the same "
+              f"command resumes", file=sys.stderr)
+        return 130
+    wall_s = time.perf_counter() - started
+    _print_summary(experiment, summary)
+    failing = [r for r in rows if r["status"] != "ok"]
+    for row in failing:
+        print(f"{row['status']}: point {row['point']} seed {row['seed']} ({row['checkers']}); "
+              f"replay: {row['replay']}", file=sys.stderr)
+    parquet = " runs.parquet," if (out / "runs.parquet").exists() else ""
+    print(f"{len(rows)} runs ({ran} run now, {len(rows) - ran} already done), {len(failing)} "
+          f"failing, {wall_s:.1f} s wall; {out}/: runs.csv,{parquet} summary.csv, "
+          f"latencies.csv")
+    if any(r["status"] == "crashed" for r in failing):
+        return 3
+    return 1 if failing else 0
