@@ -113,11 +113,21 @@ def check_app_name(name: str) -> None:
     module_name, _, attribute = name.partition(":")
     if not module_name or not attribute:
         raise ValueError(f"--app {name!r}: expected kv, bench or module:callable")
+    # The replicas run `python -m` in this working directory, which puts it on their path;
+    # `pbft` as an installed command does not have it on its own.
+    import os
+
+    added = os.getcwd() not in sys.path
+    if added:
+        sys.path.insert(0, os.getcwd())
     try:
         factory = getattr(importlib.import_module(module_name), attribute)
     except (ImportError, AttributeError) as e:
         raise ValueError(f"--app {name!r}: {e} (expected kv, bench or module:callable)"
                          ) from None  # fmt: skip
+    finally:
+        if added:
+            sys.path.remove(os.getcwd())
     if not callable(factory):
         raise ValueError(f"--app {name!r}: {attribute} is not callable")
 
