@@ -6,9 +6,6 @@ is refused as a client's."""
 from __future__ import annotations
 
 import json
-import os
-import re
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -153,32 +150,3 @@ def test_pbft_submit_refuses_a_replicas_key_with_the_reason(tmp_path):
         "replicas take a connection with that key for replica 1 itself and never answer it as "
         "a client. Use a client key (`pbft keygen` writes keys/client-N.key)"
     )
-
-
-def shell_client_blocks() -> list[str]:
-    """The sh blocks of the README's "Shell client" section."""
-    readme = (ROOT / "README.md").read_text()
-    section = readme.split("\n## Shell client\n", 1)[1].split("\n## ", 1)[0]
-    return re.findall(r"```sh\n(.*?)```", section, re.S)
-
-
-@pytest.mark.parametrize(("index", "expected"), [(0, "hello\n"), (1, "report.rejections\n")])
-def test_the_readme_shell_client_blocks_run_as_written(tmp_path, index, expected):
-    """README, "Shell client": each block, run by bash with errors fatal (`.venv/bin/` is
-    this interpreter), starts a cluster from `pbft keygen`, talks to it and stops it."""
-    script = shell_client_blocks()[index]
-    script = script.replace(".venv/bin/python", sys.executable)
-    script = script.replace(".venv/bin/pbft", f"{sys.executable} -m pbft.runtime.cli")
-    process = subprocess.Popen(["bash", "-euo", "pipefail", "-c", script], cwd=ROOT,
-                               env={**os.environ, "TMPDIR": str(tmp_path)},
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               start_new_session=True)  # fmt: skip
-    try:
-        out, err = process.communicate(timeout=180)
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-    assert process.returncode == 0, out + err
-    assert expected in out and "Traceback" not in err, out + err
-    assert "stopped." in out, "the cluster stopped its replicas"
