@@ -17,18 +17,19 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TextIO
-
-from rich import box
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
-from rich.progress import Progress as RichProgress
-from rich.table import Table
-from rich.text import Text
+from typing import TYPE_CHECKING, Any, TextIO
 
 from pbft import config as config_module
 from pbft.config import ClusterConfig, ConfigError
 from pbft.ed25519 import Ed25519Signer, KeyFileError, read_key_file
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+# rich is imported where a table or a bar is drawn: a command that draws none (`pbft submit`,
+# `pbft replica`) does not pay for importing it at every start.
 
 __all__ = [
     "CommandError",
@@ -107,6 +108,8 @@ def load_client_key(path: str | os.PathLike[str], config: ClusterConfig,
 
 
 def _cell(value: Any) -> Text:
+    from rich.text import Text
+
     if isinstance(value, Text):
         return value
     return Text("" if value is None else str(value))
@@ -117,6 +120,10 @@ def make_table(columns: Sequence[str], rows: Sequence[Sequence[Any]], *, title: 
     """A table of `rows` under `columns`; numeric columns (by default: those whose every cell
     is an int or float, bools excepted) are right-aligned. Cells are shown as text, never
     interpreted as rich markup. An empty table shows one row saying `empty`."""
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
     if numeric is None:
         numeric = [
             bool(rows) and all(isinstance(row[i], (int, float)) and not isinstance(row[i], bool)
@@ -135,6 +142,8 @@ def make_table(columns: Sequence[str], rows: Sequence[Sequence[Any]], *, title: 
 
 
 def _console(file: TextIO, width: int | None = None) -> Console:
+    from rich.console import Console
+
     return Console(file=file, width=width, highlight=False, emoji=False, markup=False,
                    soft_wrap=False)  # fmt: skip
 
@@ -142,6 +151,8 @@ def _console(file: TextIO, width: int | None = None) -> Console:
 def render_table(table: Table, width: int | None = None) -> str:
     """The table as plain text, at its natural width (or `width`), no colour."""
     import io
+
+    from rich.console import Console
 
     measure = _console(io.StringIO(), width=100_000)
     natural = measure.measure(table).maximum
@@ -185,8 +196,12 @@ class Progress:
         terminal = _isatty(self._file)
         self._mode = "off" if force is False else "bar" if terminal else \
             "lines" if force else "off"  # fmt: skip
-        self._rich: RichProgress | None = None
+        self._rich: Any = None  # a rich.progress.Progress when drawing a bar
         if self._mode == "bar":
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+            from rich.progress import Progress as RichProgress
+
             self._rich = RichProgress(
                 TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                 TimeElapsedColumn(), console=Console(file=self._file), transient=False,
