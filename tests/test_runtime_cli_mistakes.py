@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from pbft.config import METRICS_PORT_OFFSET
-from pbft.runtime.cluster import LocalCluster, free_ports, generate_cluster, open_cluster_files
+from pbft.runtime.cluster import LocalCluster, free_ports, generate_cluster
 
 ROOT = Path(__file__).resolve().parent.parent
 PBFT = [sys.executable, "-m", "pbft.runtime.cli"]

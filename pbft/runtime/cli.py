@@ -2,14 +2,16 @@
 client, status, bench.
 
     pbft keygen  --replicas 4 --clients N --out DIR       configuration (admitting just these
-                 [--open-admission] [--hosts a,b,c,d]     clients) + key files (mode 0600)
+                 [--open-admission] [--hosts a,b,c,d]     clients) + key files (mode 0600);
+                 [--free-ports]                           ports free here, for pbft cluster --dir
     pbft replica --config FILE --id N --key FILE --data DIR
     pbft cluster --replicas 4 [--dir DIR] [--keep]        a local cluster until Ctrl-C / SIGTERM /
                                                           SIGHUP, or until a replica dies
     pbft submit  --config FILE --key FILE put K V         order an operation (key-value verbs or
     pbft query   --config FILE --key FILE get K           raw bytes), print its decoded result
-    pbft status  --config FILE                            each replica's progress, lag, state
-                                                          digest and health
+    pbft status  --config FILE [--wait S]                 each replica's progress, lag, state
+                                                          digest and health (--wait: until a
+                                                          quorum is healthy, at most S s)
     pbft bench   [--duration S] [--clients N]             the PBFT paper's micro-benchmarks
                  [--config FILE]                          (on a running cluster)
 
