@@ -123,3 +123,22 @@ def test_results_as_json_and_as_rich_tables():
     assert lines[3].split() == ["BANK-A", "5", "yes"]
     assert lines[4].split() == ["[b]BANK-BB", "10000", "no"], "cells are text, not rich markup"
     assert lines[3].index("5") == lines[4].index("10000") + 4, "numbers are right-aligned"
+
+
+def test_a_money_moving_command_without_its_id_gets_a_fresh_one_said_on_stderr(capsys):
+    """tradeapp/README.md, resubmission ids: the id makes a resubmission safe; the command
+    line generates one when none is given and prints it, so the same command can be sent
+    again with it."""
+    from tradeapp.cli import build_parser, operation_from_args
+
+    parser = build_parser()
+    args = parser.parse_args(["submit", "fin.repay", "--fin-id", "F-1", "--amount-minor", "5"])
+    op = operation_from_args(args)
+    assert op.repayment_id.startswith("RP-") and len(op.repayment_id) == 3 + 24
+    assert f"fin.repay: --repayment-id {op.repayment_id} (generated" in capsys.readouterr().err
+    again = operation_from_args(parser.parse_args(
+        ["submit", "fin.repay", "--fin-id", "F-1", "--amount-minor", "5", "--repayment-id",
+         op.repayment_id]))  # fmt: skip
+    assert again == op and capsys.readouterr().err == ""
+    with pytest.raises(SystemExit):  # other commands' fields stay required
+        parser.parse_args(["submit", "fin.approve", "--fin-id", "F-1"])

@@ -160,7 +160,10 @@ def _option(field_name: str) -> str:
 
 
 def _add_operations(subparsers: Any, operations: dict[str, type[Operation]]) -> None:
+    from .idempotency import IDEMPOTENT
+
     for name, cls in operations.items():
+        request_id = IDEMPOTENT[name].id_field if name in IDEMPOTENT else None
         doc = (cls.__doc__ or "").strip().split("\n")[0]
         if doc.startswith(cls.__name__ + "("):
             doc = ""
@@ -172,6 +175,13 @@ def _add_operations(subparsers: Any, operations: dict[str, type[Operation]]) -> 
                 parser.add_argument(_option(f.name), dest=f"field_{f.name}", required=True,
                                     choices=[role.value for role in Role])  # fmt: skip
                 continue
+            if f.name == request_id:
+                parser.add_argument(
+                    _option(f.name), dest=f"field_{f.name}", default=None, metavar=str(f.type),
+                    help="the command's id: sending it again with the same id never applies "
+                         "it twice (default: a fresh id, printed on stderr)",
+                )  # fmt: skip
+                continue
             parser.add_argument(
                 _option(f.name), dest=f"field_{f.name}", required=True, metavar=str(f.type),
             )
@@ -180,15 +190,25 @@ def _add_operations(subparsers: Any, operations: dict[str, type[Operation]]) -> 
 def operation_from_args(args: argparse.Namespace) -> Operation:
     """The operation an argparse namespace of `submit`/`read`/`report` names. Raises
     ValueError (naming the option) for a value that does not parse or fit its wire type."""
+    from .client import fill_request_id
+
     cls: type[Operation] = args.operation_class
     values = {}
     for f in fields(cls):
         text = getattr(args, f"field_{f.name}")
+        if text is None:  # an optional request id (IDEMPOTENT): generated below
+            continue
         try:
             values[f.name] = parse_field(str(f.type), text)
         except (ValueError, OSError) as e:
             raise ValueError(f"{_option(f.name)} {text!r}: {e}") from None
-    op = cls(**values)
+    filled = fill_request_id(cls.NAME, values)
+    for name in filled.keys() - values.keys():
+        # Said, so that the same command can be sent again with the same id (answered from
+        # the first, never applied twice) when its outcome is unknown.
+        print(f"{cls.NAME}: {_option(name)} {filled[name]} (generated; give it to resubmit "
+              "this command)", file=sys.stderr)  # fmt: skip
+    op = cls(**filled)
     op.encode()  # checks every field's wire type (ValueError)
     return op
 
