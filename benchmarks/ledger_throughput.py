@@ -15,9 +15,11 @@ request outstanding.
   24 ordered commands per trade; every outcome is checked.
 - kv (`--app kv`): the same number of workers, one key each, `kv_put` of a 64-byte value.
 
-    python benchmarks/ledger_throughput.py [--duration 10] [--workers 8] [--dir DIR]
+    python benchmarks/ledger_throughput.py [--duration 10] [--workers 8] [--dir DIR] [--progress]
 
-The last line is one JSON object with `ledger_commands_per_s`, `kv_requests_per_s` and more.
+Output: a header line, a table (one row per application) and, as the last line, one JSON object
+with `ledger_commands_per_s`, `kv_requests_per_s` and more, all on stdout. Progress (admissions,
+then each measurement) goes to stderr, only when it is a terminal unless `--progress`.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from pbft.app import kv_decode_result, kv_put
 from pbft.crypto import sha256
 from pbft.ed25519 import Ed25519Signer
 from pbft.runtime.bench import cpu_seconds
+from pbft.runtime.cli_common import Progress, make_table, print_table
 from pbft.runtime.client import connect
 from pbft.runtime.cluster import LocalCluster, generate_cluster
 from tradeapp import ErrorCode, Role
@@ -123,7 +126,16 @@ async def _replica_cpu(cluster: LocalCluster) -> float:
     return sum(cpu_seconds(p.pid) for p in cluster.processes.values())
 
 
-async def measure_ledger(directory: Path, workers: int, duration_s: float) -> dict:
+async def _show_elapsed(task, duration_s: float) -> None:
+    """Move `task` (total `duration_s`) with the time since it started, until cancelled."""
+    began = trio.current_time()
+    while True:
+        task.update(round(min(trio.current_time() - began, duration_s), 1))
+        await trio.sleep(0.2)
+
+
+async def measure_ledger(directory: Path, workers: int, duration_s: float,
+                         progress: Progress = Progress(False)) -> dict:  # fmt: skip
     files = generate_cluster(directory, clients=0)
     admin = Ed25519Signer.generate()
     write_founders(directory, {FX_ADMIN: admin.public_key})
@@ -144,6 +156,7 @@ async def measure_ledger(directory: Path, workers: int, duration_s: float) -> di
             clients = {pid: await open_client(pid, s) for pid, s in signers.items()}
             await fx.run(CalDefine(place="CN-QD", weekend=[6, 7], holidays=[],
                                    utc_offset_minutes=480))  # fmt: skip
+            admitted = progress.task("ledger: admitting participants", workers * len(CAST_ROLES))
             for w in range(workers):  # admissions: before the clock starts
                 for suffix, (role, sponsor) in CAST_ROLES.items():
                     pid = f"W{w}-{suffix}"
@@ -152,6 +165,7 @@ async def measure_ledger(directory: Path, workers: int, duration_s: float) -> di
                         participant_id=pid, role=role, legal_name=pid, country="CN",
                         tax_id=f"TAX-{pid}", public_key=signers[pid].public_key, place="CN-QD"))  # fmt: skip
                     assert isinstance(result, Accepted), (pid, result)
+                    admitted.advance()
             cpu_before = await _replica_cpu(cluster)
             started = trio.current_time()
             deadline = started + duration_s
@@ -170,8 +184,12 @@ async def measure_ledger(directory: Path, workers: int, duration_s: float) -> di
                     i += 1
 
             async with trio.open_nursery() as nursery:
-                for w in range(workers):
-                    nursery.start_soon(worker, w)
+                clock = progress.task("ledger: trades (s)", duration_s)
+                async with trio.open_nursery() as workers_nursery:
+                    nursery.start_soon(_show_elapsed, clock, duration_s)
+                    for w in range(workers):
+                        workers_nursery.start_soon(worker, w)
+                nursery.cancel_scope.cancel()
             elapsed = trio.current_time() - started  # the last trades run past the deadline
             cpu_s = await _replica_cpu(cluster) - cpu_before
         cluster.stop_all(signal.SIGTERM)
@@ -184,7 +202,8 @@ async def measure_ledger(directory: Path, workers: int, duration_s: float) -> di
     }  # fmt: skip
 
 
-async def measure_kv(directory: Path, workers: int, duration_s: float) -> dict:
+async def measure_kv(directory: Path, workers: int, duration_s: float,
+                     progress: Progress = Progress(False)) -> dict:  # fmt: skip
     files = generate_cluster(directory, clients=0)
     signers = [Ed25519Signer.generate() for _ in range(workers)]
     latencies: list[float] = []
@@ -212,8 +231,12 @@ async def measure_kv(directory: Path, workers: int, duration_s: float) -> dict:
                     i += 1
 
             async with trio.open_nursery() as nursery:
-                for w in range(workers):
-                    nursery.start_soon(worker, w)
+                clock = progress.task("kv: puts (s)", duration_s)
+                async with trio.open_nursery() as workers_nursery:
+                    nursery.start_soon(_show_elapsed, clock, duration_s)
+                    for w in range(workers):
+                        workers_nursery.start_soon(worker, w)
+                nursery.cancel_scope.cancel()
             elapsed = trio.current_time() - started
             cpu_s = await _replica_cpu(cluster) - cpu_before
         cluster.stop_all(signal.SIGTERM)
@@ -238,21 +261,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per measurement")
     parser.add_argument("--workers", type=int, default=8, help="closed-loop workers")
     parser.add_argument("--dir", default=None, help="work directory (default: a temp dir, removed at the end)")
+    parser.add_argument("--progress", action="store_true",
+                        help="report progress on stderr even when it is not a terminal")
     args = parser.parse_args(argv)
     directory = Path(args.dir or tempfile.mkdtemp(prefix="ledger-bench-"))
     print(f"4 replicas on 127.0.0.1, {args.workers} closed-loop workers, {args.duration:.0f} s "
           f"per row; work directory {directory}", flush=True)  # fmt: skip
     try:
-        ledger = trio.run(measure_ledger, directory / "ledger", args.workers, args.duration)
-        kv = trio.run(measure_kv, directory / "kv", args.workers, args.duration)
+        with Progress(True if args.progress else None) as progress:
+            ledger = trio.run(measure_ledger, directory / "ledger", args.workers, args.duration,
+                              progress)  # fmt: skip
+            kv = trio.run(measure_kv, directory / "kv", args.workers, args.duration, progress)
     finally:
         if args.dir is None:
             shutil.rmtree(directory, ignore_errors=True)
-    print(f"{'app':<8} {'ops':>7} {'ops/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
-          f"{'replica CPU ms/op':>18}")  # fmt: skip
-    for name, row in (("ledger", ledger), ("kv", kv)):
-        print(f"{name:<8} {row['commands']:>7} {row['per_s']:>9.1f} {row['latency_ms_p50']:>8.2f} "
-              f"{row['latency_ms_p99']:>8.2f} {row['replica_cpu_ms_per_op']:>18.3f}")  # fmt: skip
+    rows = [[name, row["commands"], f"{row['per_s']:.1f}", f"{row['latency_ms_p50']:.2f}",
+             f"{row['latency_ms_p99']:.2f}", f"{row['replica_cpu_ms_per_op']:.3f}"]
+            for name, row in (("ledger", ledger), ("kv", kv))]  # fmt: skip
+    print_table(make_table(["app", "ops", "ops/s", "p50 ms", "p99 ms", "replica CPU ms/op"],
+                           rows, numeric=[False] + [True] * 5))  # fmt: skip
     unexpected = ledger["unexpected"] + kv["unexpected"]
     for line in unexpected[:10]:
         print("UNEXPECTED:", line)

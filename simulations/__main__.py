@@ -204,15 +204,27 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 def cmd_replay(args: argparse.Namespace) -> int:
     try:
         document = json.loads(Path(args.file).read_text())
-        name, seed = document["scenario"], document["seed"]
-    except (OSError, ValueError, KeyError, TypeError) as error:
-        raise UsageError(f"cannot read replay file {args.file}: {error}") from None
+    except OSError as error:
+        raise UsageError(f"cannot read replay file {args.file}: {error.strerror}") from None
+    except ValueError as error:
+        raise UsageError(f"replay file {args.file} is not JSON: {error}") from None
+    if not (isinstance(document, dict) and isinstance(document.get("scenario"), str)
+            and type(document.get("seed")) is int):
+        raise UsageError(f"replay file {args.file}: expected a JSON object with a scenario "
+                         "name and an integer seed (as a failing run writes it)")
+    name, seed = document["scenario"], document["seed"]
     if "schedule" not in document and name not in CATALOGUE:
         raise UsageError(f"unknown scenario {name!r} in {args.file}")
     if "schedule" in document:
         from .search import replay_schedule
 
-        result = replay_schedule(document)
+        if not (isinstance(document["schedule"], list)
+                and all(isinstance(entry, dict) for entry in document["schedule"])):
+            raise UsageError(f"replay file {args.file}: schedule is not a list of faults")
+        try:
+            result = replay_schedule(document)
+        except (KeyError, ValueError, TypeError) as error:  # a hand-edited schedule
+            raise UsageError(f"replay file {args.file}: bad schedule: {error!r}") from None
     else:
         result = run_guarded(name, seed)
     print(_summary_line(result))

@@ -175,4 +175,6 @@ def test_bench_prints_a_table_and_a_json_line(tmp_path):
     assert summary["latency_ms_p50_single_client"] > 0
     assert summary["read_only_0_4_requests_per_s"] > 0
     assert summary["unreplicated_0_0_requests_per_s"] > 0
-    assert any(line.startswith("| ordered_0_0") for line in lines)
+    [row] = [line.split() for line in lines if line.startswith("ordered_0_0 ")]
+    assert row[1] == "4" and float(row[2].replace(",", "")) > 0, "the table: clients, req/s"
+    assert "ordered_0_0" not in result.stderr, "no progress when stderr is not a terminal"

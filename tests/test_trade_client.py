@@ -147,7 +147,7 @@ def test_cli_lists_every_operation_and_needs_a_cluster_for_calls(capsys):
 def test_tables_align_numbers_right_and_say_none_when_empty():
     table = format_table(["bank", "amount"], [["BANK-A", 5], ["BANK-BB", 10_000]])
     assert table.splitlines() == [
-        "bank     amount", "-------  ------", "BANK-A        5", "BANK-BB   10000",
+        "bank      amount", "────────────────", "BANK-A         5", "BANK-BB    10000",
     ]  # fmt: skip
     assert format_table(["x"], [], title="t").splitlines()[-1] == "(none)"
 

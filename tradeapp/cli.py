@@ -1,5 +1,7 @@
 """The `tradeapp` command line: submit ledger commands, read objects, print reports as tables.
 
+    python -m tradeapp.cli --config DIR/cluster.toml founders --founder FX-ADMIN[=KEY]
+                                                         write DIR/founders.json (see below)
     python -m tradeapp.cli --config DIR/cluster.toml --key KEY [--as ID] submit lc.issue --lc-id LC-1
     python -m tradeapp.cli --config ... --key ... read get.lc --lc-id LC-1 [--ordered]
     python -m tradeapp.cli --config ... --key ... report outstanding_financing
@@ -13,10 +15,27 @@ D-1,D-2`), `Changes` as a JSON object, keys and digests as hex (`--public-key` a
 key file written by `pbft keygen`), booleans `true`/`false`.
 
 The cluster's replicas must run `--app tradeapp.service:ledger`. `--key` is the participant's
-Ed25519 key file (the signer is the actor); `--as` names the participant in the payload.
+Ed25519 key file (the signer is the actor; a replica's key is refused); `--as` names the
+participant in the payload. `--json` prints a result as one JSON object instead of a table.
+`--connect-timeout` (5 s): fail, naming the addresses tried, when no replica can be reached.
+
+Founders. The ledger's first participants (the founding FX-ADMINs, who admit everyone else
+with `party.admit`) are not admitted by a command: every replica reads them at start-up from
+`founders.json` beside its `--config` file, a JSON object of participant id -> the 64 hex
+digits of its Ed25519 public key, e.g. `{"FX-ADMIN": "3b6a27bc…"}`. `founders` writes it:
+`--founder ID=KEYFILE` (e.g. a client key `pbft keygen` wrote), `--founder ID=HEX`, or a bare
+`--founder ID`, which writes a new key file `keys/ID.key` beside the configuration (or uses the
+one there). The configuration must admit clients openly (`pbft keygen --open-admission`): the
+ledger admits its participants itself. Then:
+
+    pbft keygen --replicas 4 --clients 0 --open-admission --out ledger
+    python -m tradeapp.cli --config ledger/cluster.toml founders --founder FX-ADMIN
+    pbft cluster --dir ledger --app tradeapp.service:ledger
+    python -m tradeapp.cli --config ledger/cluster.toml --key ledger/keys/FX-ADMIN.key \
+        --as FX-ADMIN report rejections
 
 Exit codes: 0 accepted, 1 refused by the ledger (the code is printed) or no quorum in time,
-2 bad usage.
+2 bad usage (a missing or invalid file is named in one line).
 """
 
 from __future__ import annotations
@@ -26,17 +45,32 @@ import json
 import sys
 from collections.abc import Sequence
 from dataclasses import fields
+from pathlib import Path
 from typing import Any
 
 import trio
 
-from pbft import config as config_module
-from pbft.ed25519 import read_key_file
+from pbft.config import ConfigError
+from pbft.ed25519 import Ed25519Signer, KeyFileError, read_key_file, write_key_file
+from pbft.runtime.cli_common import (
+    CommandError,
+    check_client_key,
+    load_client_key,
+    load_config,
+    make_table,
+    render_table,
+    run_command,
+)
 from pbft.runtime.client import ClientError
 
 from .commands import COMMANDS, QUERIES, REPORTS, Accepted, Operation, Rejected, Result
+from .model import Role
 
-__all__ = ["build_parser", "format_table", "main", "parse_field", "print_result"]
+__all__ = ["build_parser", "format_table", "main", "parse_field", "print_result",
+           "write_founders_file"]  # fmt: skip
+
+#: Default bound on how long a call waits when no replica at all is reachable.
+CONNECT_TIMEOUT_S = 5.0
 
 
 # ---------------------------------------------------------------------------- tables
@@ -53,27 +87,11 @@ def _cell(value: Any) -> str:
 
 
 def format_table(columns: Sequence[str], rows: Sequence[Sequence[Any]], *, title: str = "") -> str:
-    """A plain-text table: a header, a rule, one line per row; numbers right-aligned."""
-    text = [[_cell(v) for v in row] for row in rows]
-    widths = [len(c) for c in columns]
-    for row in text:
-        for i, cell in enumerate(row):
-            widths[i] = max(widths[i], len(cell))
-    numeric = [
-        bool(rows) and all(isinstance(row[i], int) and not isinstance(row[i], bool) for row in rows)
-        for i in range(len(columns))
-    ]
-
-    def line(cells: Sequence[str]) -> str:
-        return "  ".join(
-            cell.rjust(widths[i]) if numeric[i] else cell.ljust(widths[i])
-            for i, cell in enumerate(cells)
-        ).rstrip()
-
-    out = [title] if title else []
-    out += [line(list(columns)), line(["-" * w for w in widths])]
-    out += [line(row) for row in text] or ["(none)"]
-    return "\n".join(out)
+    """A table drawn by rich as plain text: the title, a header, a rule, one line per row
+    (numbers right-aligned), "(none)" for no rows."""
+    cells = [[_cell(v) if isinstance(v, (bytes, bool, list, dict)) or v is None else v
+              for v in row] for row in rows]  # fmt: skip
+    return render_table(make_table(columns, cells, title=title))
 
 
 def result_text(result: Result, *, title: str = "") -> str:
@@ -86,9 +104,21 @@ def result_text(result: Result, *, title: str = "") -> str:
     return format_table(["field", "value"], [[k, value[k]] for k in sorted(value)], title=title)
 
 
-def print_result(result: Result, *, title: str = "") -> int:
-    """Print `result`; returns the exit code (0 accepted, 1 refused)."""
-    print(result_text(result, title=title))
+def result_json(result: Result) -> str:
+    """`result` as one JSON object: {"ok": true, "value": ...} or {"ok": false, "code": ...,
+    "message": ...}; bytes as hex."""
+    if isinstance(result, Rejected):
+        document: dict[str, Any] = {"ok": False, "code": str(result.code),
+                                    "message": result.message}  # fmt: skip
+    else:
+        document = {"ok": True, "value": result.value}
+    return json.dumps(document, default=lambda b: b.hex() if isinstance(b, bytes) else str(b))
+
+
+def print_result(result: Result, *, title: str = "", as_json: bool = False) -> int:
+    """Print `result` (a table, or with `as_json` one JSON object); returns the exit code (0
+    accepted, 1 refused)."""
+    print(result_json(result) if as_json else result_text(result, title=title), flush=True)
     return 0 if isinstance(result, Accepted) else 1
 
 
@@ -130,13 +160,28 @@ def _option(field_name: str) -> str:
 
 
 def _add_operations(subparsers: Any, operations: dict[str, type[Operation]]) -> None:
+    from .idempotency import IDEMPOTENT
+
     for name, cls in operations.items():
+        request_id = IDEMPOTENT[name].id_field if name in IDEMPOTENT else None
         doc = (cls.__doc__ or "").strip().split("\n")[0]
         if doc.startswith(cls.__name__ + "("):
             doc = ""
         parser = subparsers.add_parser(name, help=doc or None, description=doc or None)
         parser.set_defaults(operation_class=cls)
         for f in fields(cls):
+            if str(f.type) == "Role":
+                # The allowed values, listed by argparse when another is given.
+                parser.add_argument(_option(f.name), dest=f"field_{f.name}", required=True,
+                                    choices=[role.value for role in Role])  # fmt: skip
+                continue
+            if f.name == request_id:
+                parser.add_argument(
+                    _option(f.name), dest=f"field_{f.name}", default=None, metavar=str(f.type),
+                    help="the command's id: sending it again with the same id never applies "
+                         "it twice (default: a fresh id, printed on stderr)",
+                )  # fmt: skip
+                continue
             parser.add_argument(
                 _option(f.name), dest=f"field_{f.name}", required=True, metavar=str(f.type),
             )
@@ -145,15 +190,25 @@ def _add_operations(subparsers: Any, operations: dict[str, type[Operation]]) -> 
 def operation_from_args(args: argparse.Namespace) -> Operation:
     """The operation an argparse namespace of `submit`/`read`/`report` names. Raises
     ValueError (naming the option) for a value that does not parse or fit its wire type."""
+    from .client import fill_request_id
+
     cls: type[Operation] = args.operation_class
     values = {}
     for f in fields(cls):
         text = getattr(args, f"field_{f.name}")
+        if text is None:  # an optional request id (IDEMPOTENT): generated below
+            continue
         try:
             values[f.name] = parse_field(str(f.type), text)
         except (ValueError, OSError) as e:
             raise ValueError(f"{_option(f.name)} {text!r}: {e}") from None
-    op = cls(**values)
+    filled = fill_request_id(cls.NAME, values)
+    for name in filled.keys() - values.keys():
+        # Said, so that the same command can be sent again with the same id (answered from
+        # the first, never applied twice) when its outcome is unknown.
+        print(f"{cls.NAME}: {_option(name)} {filled[name]} (generated; give it to resubmit "
+              "this command)", file=sys.stderr)  # fmt: skip
+    op = cls(**filled)
     op.encode()  # checks every field's wire type (ValueError)
     return op
 
@@ -167,7 +222,24 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--key", help="the participant's Ed25519 key file (the signer)")
     parser.add_argument("--as", dest="actor", default=None, help="participant id to claim")
     parser.add_argument("--timeout", type=float, default=15.0, help="seconds per call")
+    parser.add_argument("--connect-timeout", type=float, default=CONNECT_TIMEOUT_S,
+                        help="fail once no replica has been reachable for this long "
+                             f"(default {CONNECT_TIMEOUT_S:g} s)")
+    parser.add_argument("--json", action="store_true", help="print results as JSON")
     commands = parser.add_subparsers(dest="command", required=True)
+
+    founders = commands.add_parser(
+        "founders", help="write founders.json beside --config (the founding FX-ADMINs)",
+        description="Write founders.json beside the --config file: the founding FX-ADMINs "
+                    "every replica of tradeapp.service:ledger reads at start-up.",
+    )  # fmt: skip
+    founders.add_argument("--founder", action="append", required=True, metavar="ID[=KEY]",
+                          help="a founding FX-ADMIN: ID=KEYFILE, ID=64 hex digits, or ID alone "
+                               "(its key file keys/ID.key beside --config is written, or used "
+                               "if it exists); repeatable")
+    founders.add_argument("--force", action="store_true",
+                          help="replace an existing founders.json (the ledger's genesis: "
+                               "replicas that ran with the old one will disagree)")
 
     submit = commands.add_parser("submit", help="order a command")
     _add_operations(submit.add_subparsers(dest="name", required=True, metavar="COMMAND"), COMMANDS)
@@ -191,24 +263,31 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 async def _call(args: argparse.Namespace, op: Operation, *, query: bool) -> Result:
+    from pbft.runtime.client import connect
+
     from .client import TradeClient
 
-    config = config_module.load(args.config)
-    signer = read_key_file(args.key)
-    async with TradeClient.connect(
-        config, signer, actor=args.actor, timeout_s=args.timeout, wait_connected_s=args.timeout
-    ) as client:
+    config = load_config(args.config)
+    signer = load_client_key(args.key, config)
+    async with connect(config, signer, timeout_s=args.timeout,
+                       wait_connected_s=args.timeout,
+                       unreachable_timeout_s=args.connect_timeout) as client:  # fmt: skip
+        trade = TradeClient(client, args.actor)
         if query:
-            return await client.read(op, ordered=getattr(args, "ordered", False))
-        return await client.run(op)
+            return await trade.read(op, ordered=getattr(args, "ordered", False))
+        return await trade.run(op)
 
 
 async def _digests(args: argparse.Namespace) -> int:
     from .client import read_each_replica
     from .service import DIGEST_OPERATION
 
-    config = config_module.load(args.config)
+    config = load_config(args.config)
     answers = await read_each_replica(config, DIGEST_OPERATION, timeout_s=args.timeout)
+    if args.json:
+        print(json.dumps({str(replica_id): None if answer is None else json.loads(
+            result_json(answer)) for replica_id, answer in sorted(answers.items())}))  # fmt: skip
+        return 0 if all(isinstance(a, Accepted) for a in answers.values()) else 1
     rows = []
     for replica_id, answer in sorted(answers.items()):
         if isinstance(answer, Accepted):
@@ -219,16 +298,78 @@ async def _digests(args: argparse.Namespace) -> int:
     return 0 if all(isinstance(a, Accepted) for a in answers.values()) else 1
 
 
+def write_founders_file(config_path: str, specs: Sequence[str], *, force: bool = False) -> Path:
+    """`founders`: write founders.json beside `config_path` from `specs` ("ID", "ID=KEYFILE"
+    or "ID=HEX"; a bare ID gets the key file keys/ID.key beside the configuration, written if
+    missing). Returns the file written. Raises CommandError for an id that is not a
+    participant id, a key that cannot be read or is a replica's, an id given twice, a
+    configuration that lists its clients (the ledger admits its own: open admission is
+    needed), or an existing founders.json without `force`."""
+    from .commands import is_id
+    from .service import FOUNDERS_NAME, write_founders
+
+    config = load_config(config_path)
+    directory = Path(config_path).resolve().parent
+    if config.clients:
+        raise CommandError(
+            f"--config {config_path} admits only the {len(config.clients)} clients it lists, so "
+            "the ledger's participants (admitted by party.admit) would never be served: "
+            "generate it with `pbft keygen --open-admission`"
+        )
+    target = directory / FOUNDERS_NAME
+    if target.exists() and not force:
+        raise CommandError(f"{target} exists (the ledger's genesis); --force replaces it")
+    founders: dict[str, bytes] = {}
+    notes = []
+    for spec in specs:
+        participant_id, sep, key_text = spec.partition("=")
+        if not is_id(participant_id):
+            raise CommandError(f"--founder {spec!r}: {participant_id!r} is not a participant "
+                               "id (1 to 64 of A-Z a-z 0-9 . _ / -)")  # fmt: skip
+        if participant_id in founders:
+            raise CommandError(f"--founder {participant_id} is given twice")
+        if not sep:
+            path = directory / "keys" / f"{participant_id}.key"
+            if path.exists():
+                signer = _read_founder_key(path, spec)
+                notes.append(f"  {participant_id}: key file {path} (existing)")
+            else:
+                path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+                signer = Ed25519Signer.generate()
+                write_key_file(path, signer)
+                notes.append(f"  {participant_id}: key file {path} (new)")
+            public_key = signer.public_key
+        elif len(key_text) == 64 and all(c in "0123456789abcdefABCDEF" for c in key_text):
+            public_key = bytes.fromhex(key_text)
+            notes.append(f"  {participant_id}: public key {key_text.lower()}")
+        else:
+            public_key = _read_founder_key(Path(key_text), spec).public_key
+            notes.append(f"  {participant_id}: key file {key_text}")
+        check_client_key(public_key, config, f"--founder {spec}")
+        founders[participant_id] = public_key
+    written = write_founders(directory, founders)
+    print(f"wrote {written} ({len(founders)} founding FX-ADMIN{'s' * (len(founders) > 1)})")
+    for note in notes:
+        print(note)
+    print(f"start the ledger: pbft cluster --dir {directory} --app tradeapp.service:ledger")
+    return written
+
+
+def _read_founder_key(path: Path, spec: str) -> Ed25519Signer:
+    try:
+        return read_key_file(path)
+    except KeyFileError as e:
+        raise CommandError(f"--founder {spec}: {e}") from None
+
+
 def _needs_cluster(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     if not args.config:
         parser.error(f"{args.command} needs --config")
-    if args.command != "digests" and not args.key:
+    if args.command not in ("digests", "founders") and not args.key:
         parser.error(f"{args.command} needs --key")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if args.command == "operations":
         for name, cls in {**COMMANDS, **QUERIES}.items():
             print(f"{name:28} " + " ".join(f"{_option(f.name)} {f.type}" for f in fields(cls)))
@@ -238,21 +379,28 @@ def main(argv: list[str] | None = None) -> int:
 
         return run_demo(keep=args.keep)
     _needs_cluster(args, parser)
+    if args.command == "founders":
+        write_founders_file(args.config, args.founder, force=args.force)
+        return 0
     try:
         if args.command == "digests":
             return trio.run(_digests, args)
         if args.command == "report":
             op = QUERIES[f"report.{args.report}"]()
-            return print_result(trio.run(lambda: _call(args, op, query=True)))
+            return print_result(trio.run(lambda: _call(args, op, query=True)), as_json=args.json)
         op = operation_from_args(args)
         result = trio.run(lambda: _call(args, op, query=args.command == "read"))
-        return print_result(result, title=f"{op.NAME}")
+        return print_result(result, title=f"{op.NAME}", as_json=args.json)
     except ClientError as e:
-        print(f"tradeapp: {e}", file=sys.stderr)
-        return 1
-    except (ValueError, TypeError, OSError) as e:
-        print(f"tradeapp {args.command}: {e}", file=sys.stderr)
-        return 2
+        raise CommandError(str(e), code=1) from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns its exit code (see the module docstring)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    return run_command(f"tradeapp {args.command}", lambda: _run(args, parser),
+                       (ConfigError, KeyFileError, ValueError, TypeError, OSError))  # fmt: skip
 
 
 if __name__ == "__main__":

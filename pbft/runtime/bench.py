@@ -9,8 +9,10 @@ row is signed by its client (Ed25519). Closed loop: each client identity has one
 outstanding and sends the next as soon as the result arrives; throughput is counted over
 `--duration` seconds after a warm-up, latency is per request (submit → accepted result).
 
-The last line printed is one JSON object with, among others, `ordered_0_0_requests_per_s` and
-`latency_ms_p50_single_client` (ordered 0/0 with one client).
+Output: a header line, the table of rows and, as the last line, one JSON object with, among
+others, `ordered_0_0_requests_per_s` and `latency_ms_p50_single_client` (ordered 0/0 with one
+client), all on stdout. Progress (a bar per row) goes to stderr, and only when stderr is a
+terminal unless `--progress` is given.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from pbft.ed25519 import Ed25519Signer, Ed25519Verifier, read_key_file, write_ke
 from pbft.messages import Reply, Request
 
 from ._errors import unwrap_single_error
+from .cli_common import Progress, check_client_key, load_config, load_key, make_table, print_table
 from .client import ClientError, connect, percentile
 from .metrics import fetch
 from .transport import Peer, Transport
@@ -135,12 +138,23 @@ class Row:
         return percentile(self.latencies_s, q) * 1000
 
 
+#: The progress of the row being measured (`Progress` off: nothing is drawn).
+_progress = Progress(False)
+
+
 async def _closed_loop(call, clients: int, duration_s: float, name: str,
                        server_pids: list[int]) -> Row:  # fmt: skip
     """Run `clients` workers calling `await call(worker)` in a loop; measure a window of
     `duration_s` after `WARMUP_S`, and the CPU time this process and `server_pids` use in it."""
     row = Row(name, clients)
     measuring = False
+    task = _progress.task(f"{name:<18} (s)", WARMUP_S + duration_s)
+
+    async def show_progress() -> None:
+        began = trio.current_time()
+        while True:
+            task.update(round(trio.current_time() - began, 1))
+            await trio.sleep(0.2)
 
     async def worker(index: int) -> None:
         while True:
@@ -156,6 +170,8 @@ async def _closed_loop(call, clients: int, duration_s: float, name: str,
                 row.latencies_s.append(time.perf_counter() - started)
 
     async with trio.open_nursery() as nursery:
+        if _progress.enabled:
+            nursery.start_soon(show_progress)
         for index in range(clients):
             nursery.start_soon(worker, index)
         await trio.sleep(WARMUP_S)
@@ -168,14 +184,17 @@ async def _closed_loop(call, clients: int, duration_s: float, name: str,
         row.client_cpu_s = cpu_seconds() - client_cpu
         row.server_cpu_s = sum(cpu_seconds(pid) for pid in server_pids) - server_cpu
         nursery.cancel_scope.cancel()
+    task.update(task.total)
     return row
 
 
 async def measure_replicated(config: ClusterConfig, signers, *, read_only: bool,
                              argument_kb: int, result_kb: int, duration_s: float,
-                             name: str, server_pids: list[int]) -> Row:  # fmt: skip
+                             name: str, server_pids: list[int],
+                             connect_timeout_s: float = 10.0) -> Row:  # fmt: skip
     operation = bench_operation(argument_kb * KB, result_kb * KB)
-    async with connect(config, signers, timeout_s=30.0, wait_connected_s=10.0) as client:
+    async with connect(config, signers, timeout_s=30.0,
+                       wait_connected_s=connect_timeout_s) as client:  # fmt: skip
         call = client.query if read_only else client.submit
 
         async def one(index: int) -> None:
@@ -289,14 +308,25 @@ def _rows_wanted(only: str | None) -> list[str]:
 
 
 def run_bench(args: argparse.Namespace) -> int:
-    from .cluster import LocalCluster, generate_cluster
+    global _progress
 
     wanted = _rows_wanted(args.only)
-    clients = args.clients
-    if clients < 1 or args.duration <= 0:
+    if args.clients < 1 or args.duration <= 0:
         raise ValueError("--clients must be at least 1 and --duration positive")
-    if getattr(args, "config", None):
-        return _bench_existing(args, wanted)
+    with Progress(True if getattr(args, "progress", False) else None) as progress:
+        _progress = progress
+        try:
+            if getattr(args, "config", None):
+                return _bench_existing(args, wanted)
+            return _bench_local(args, wanted)
+        finally:
+            _progress = Progress(False)
+
+
+def _bench_local(args: argparse.Namespace, wanted: list[str]) -> int:
+    from .cluster import LocalCluster, generate_cluster
+
+    clients = args.clients
     with tempfile.TemporaryDirectory(prefix="pbft-bench-", dir=args.dir) as tmp:
         directory = Path(tmp)
         files = generate_cluster(directory / "cluster", replicas=4, clients=clients)
@@ -332,7 +362,6 @@ def run_bench(args: argparse.Namespace) -> int:
                         if after[1] > before[1]:
                             row.batch_size_mean = (after[0] - before[0]) / (after[1] - before[1])
                         rows.append(row)
-                        _print_row(row)
                     cluster.stop_all()
             baseline = [name for name in wanted if name.startswith("unreplicated")]
             if baseline:
@@ -354,18 +383,20 @@ def _bench_existing(args: argparse.Namespace, wanted: list[str]) -> int:
     and are refused; CPU per request is measured for the client only (the servers are not
     this host's processes). Raises ValueError for unusable arguments, ConfigError for an
     invalid configuration."""
-    from pbft import config as config_module
-
     from .cluster import metrics_address_of
 
-    config = config_module.load(args.config)
+    config = load_config(args.config)
     if args.only is None:
         wanted = [name for name in wanted if not name.startswith("unreplicated")]
     elif any(name.startswith("unreplicated") for name in wanted):
         raise ValueError("--config: the unreplicated rows run a local server; leave them out")
     key_dir = Path(args.client_keys) if args.client_keys else Path(args.config).parent / "keys"
+    if args.client_keys and not key_dir.is_dir():
+        raise ValueError(f"--client-keys {key_dir}: no such directory")
     key_paths = sorted(key_dir.glob("client-*.key"), key=lambda p: int(p.stem.split("-")[1]))
-    signers = [read_key_file(path) for path in key_paths[:args.clients]]
+    signers = [load_key(path, "--client-keys") for path in key_paths[:args.clients]]
+    for path, signer in zip(key_paths, signers):
+        check_client_key(signer.public_key, config, f"--client-keys {path}")
     if len(signers) < args.clients:
         if config.clients:
             raise ValueError(f"--clients {args.clients}: {key_dir} holds {len(signers)} client "
@@ -400,13 +431,13 @@ def _bench_existing(args: argparse.Namespace, wanted: list[str]) -> int:
             row = await measure_replicated(
                 config, group, read_only=kind == "read_only", argument_kb=a, result_kb=r,
                 duration_s=args.duration, name=name, server_pids=[],
+                connect_timeout_s=args.connect_timeout,
             )  # fmt: skip
             row.server_cpu_s = math.nan
             after = await committed()
             if before and after and after[1] > before[1]:
                 row.batch_size_mean = (after[0] - before[0]) / (after[1] - before[1])
             rows.append(row)
-            _print_row(row)
 
     with unwrap_single_error():
         trio.run(run)
@@ -447,7 +478,6 @@ async def _run_baseline(directory: Path, names: list[str], signers, duration_s: 
                                              result_kb=int(r), duration_s=duration_s,
                                              name=name, server_pids=[process.pid])  # fmt: skip
             rows.append(row)
-            _print_row(row)
     finally:
         process.kill()
         process.wait()
@@ -462,25 +492,18 @@ def _spawn_baseline(directory: Path, key_path: Path, port: int) -> subprocess.Po
         )  # fmt: skip
 
 
-def _print_row(row: Row) -> None:
-    print(f"  {row.name:<18} {row.requests_per_s:>9,.0f} req/s  p50 {row.latency_ms(0.5):7.2f} ms"
-          f"  p99 {row.latency_ms(0.99):7.2f} ms  ({row.completed} requests, {row.failed} failed,"
-          f" {row.clients} clients; CPU per request: client "
-          f"{row.cpu_ms_per_request(row.client_cpu_s):.3f} ms, servers "
-          f"{row.cpu_ms_per_request(row.server_cpu_s):.3f} ms; batch "
-          f"{row.batch_size_mean:.1f})", flush=True)  # fmt: skip
-
-
 def _print_table(rows: list[Row]) -> None:
+    columns = ["benchmark", "clients", "requests/s", "p50 ms", "p99 ms", "failed", "batch",
+               "CPU ms/req client", "CPU ms/req servers"]  # fmt: skip
+    table_rows = [
+        [row.name, row.clients, f"{row.requests_per_s:,.0f}", f"{row.latency_ms(0.5):.2f}",
+         f"{row.latency_ms(0.99):.2f}", row.failed, f"{row.batch_size_mean:.1f}",
+         f"{row.cpu_ms_per_request(row.client_cpu_s):.3f}",
+         f"{row.cpu_ms_per_request(row.server_cpu_s):.3f}"]
+        for row in rows
+    ]  # fmt: skip
     print()
-    print(f"| {'benchmark':<18} | {'clients':>7} | {'requests/s':>10} | {'p50 ms':>7} "
-          f"| {'p99 ms':>7} | {'CPU ms/req client':>17} | {'CPU ms/req servers':>18} |")  # fmt: skip
-    print(f"|{'-' * 20}|{'-' * 9}|{'-' * 12}|{'-' * 9}|{'-' * 9}|{'-' * 19}|{'-' * 20}|")
-    for row in rows:
-        print(f"| {row.name:<18} | {row.clients:>7} | {row.requests_per_s:>10,.0f} "
-              f"| {row.latency_ms(0.5):>7.2f} | {row.latency_ms(0.99):>7.2f} "
-              f"| {row.cpu_ms_per_request(row.client_cpu_s):>17.3f} "
-              f"| {row.cpu_ms_per_request(row.server_cpu_s):>18.3f} |")  # fmt: skip
+    print_table(make_table(columns, table_rows, numeric=[False] + [True] * 8))
 
 
 def _summary(rows: list[Row], clients: int, duration_s: float) -> dict:

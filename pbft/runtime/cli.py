@@ -1,16 +1,24 @@
-"""The `pbft` command: keys and configuration, replica processes, local clusters, status, bench.
+"""The `pbft` command: keys and configuration, replica processes, local clusters, a shell
+client, status, bench.
 
     pbft keygen  --replicas 4 --clients N --out DIR       configuration (admitting just these
-                 [--open-admission] [--hosts a,b,c,d]     clients) + key files (mode 0600)
+                 [--open-admission] [--hosts a,b,c,d]     clients) + key files (mode 0600);
+                 [--free-ports]                           ports free here, for pbft cluster --dir
     pbft replica --config FILE --id N --key FILE --data DIR
-    pbft cluster --replicas 4 [--dir DIR]                 a local cluster until Ctrl-C / SIGTERM
-    pbft status  --config FILE                            each replica's progress, lag, state
-                                                          digest and health
+    pbft cluster --replicas 4 [--dir DIR] [--keep]        a local cluster until Ctrl-C / SIGTERM /
+                                                          SIGHUP, or until a replica dies
+    pbft submit  --config FILE --key FILE put K V         order an operation (key-value verbs or
+    pbft query   --config FILE --key FILE get K           raw bytes), print its decoded result
+    pbft status  --config FILE [--wait S]                 each replica's progress, lag, state
+                                                          digest and health (--wait: until a
+                                                          quorum is healthy, at most S s)
     pbft bench   [--duration S] [--clients N]             the PBFT paper's micro-benchmarks
                  [--config FILE]                          (on a running cluster)
 
-Exit codes: 0 success, 1 a runtime failure (storage corrupt, replica unreachable, ...), 2 bad
-usage or configuration. Errors are one line on stderr naming what failed.
+Exit codes: 0 success, 1 a runtime failure (storage corrupt, replica unreachable, port in use,
+a replica died, ...), 2 bad usage or configuration. Errors are one line on stderr naming what
+failed (the file, the address); a reader of stdout that goes away (`--json | head`) ends the
+command quietly.
 """
 
 from __future__ import annotations
@@ -19,7 +27,9 @@ import argparse
 import importlib
 import json
 import logging
+import shutil
 import signal
+import socket
 import sys
 import tempfile
 import time
@@ -30,9 +40,12 @@ import trio
 from pbft import config as config_module
 from pbft.app import KeyValueStore, StateMachine
 from pbft.config import BOUND_NAMES, ConfigError
-from pbft.ed25519 import KeyFileError, read_key_file
+from pbft.ed25519 import KeyFileError
 
-__all__ = ["JsonFormatter", "check_identity", "cluster_health", "divergent", "load_app", "main"]
+from .cli_common import CommandError, load_config, load_key, make_table, print_table, run_command
+
+__all__ = ["JsonFormatter", "check_identity", "check_listen", "cluster_health", "divergent",
+           "load_app", "main"]
 
 log = logging.getLogger("pbft.runtime.cli")
 
@@ -93,6 +106,34 @@ def load_app(name: str) -> StateMachine:
     return factory()
 
 
+def check_app_name(name: str) -> None:
+    """Raise ValueError (naming the allowed forms) unless `name` is kv, bench or a
+    module:callable that can be imported; the factory is not called (it may need the
+    replica's own command line, as tradeapp.service:ledger does)."""
+    if name in ("kv", "bench"):
+        return
+    module_name, _, attribute = name.partition(":")
+    if not module_name or not attribute:
+        raise ValueError(f"--app {name!r}: expected kv, bench or module:callable")
+    # The replicas run `python -m` in this working directory, which puts it on their path;
+    # `pbft` as an installed command does not have it on its own.
+    import os
+
+    added = os.getcwd() not in sys.path
+    if added:
+        sys.path.insert(0, os.getcwd())
+    try:
+        factory = getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError) as e:
+        raise ValueError(f"--app {name!r}: {e} (expected kv, bench or module:callable)"
+                         ) from None  # fmt: skip
+    finally:
+        if added:
+            sys.path.remove(os.getcwd())
+    if not callable(factory):
+        raise ValueError(f"--app {name!r}: {attribute} is not callable")
+
+
 def _parse_bounds(items: list[str]) -> dict[str, int]:
     bounds = {}
     for item in items:
@@ -114,6 +155,9 @@ def _parse_bounds(items: list[str]) -> dict[str, int]:
 def cmd_keygen(args: argparse.Namespace) -> int:
     from .cluster import generate_cluster, parse_hosts
 
+    if args.free_ports and args.hosts:
+        raise CommandError("--free-ports finds ports free on this machine; with --hosts give "
+                           "--base-port or host:port entries")  # fmt: skip
     hosts = parse_hosts(args.hosts, args.replicas) if args.hosts else None
     out = Path(args.out)
     if (out / "cluster.toml").exists():
@@ -121,7 +165,7 @@ def cmd_keygen(args: argparse.Namespace) -> int:
         return 2
     files = generate_cluster(
         out, replicas=args.replicas, clients=args.clients, host=args.host,
-        base_port=args.base_port, bounds=_parse_bounds(args.set),
+        base_port=None if args.free_ports else args.base_port, bounds=_parse_bounds(args.set),
         admit_clients=not args.open_admission, hosts=hosts,
     )  # fmt: skip
     config = files.config
@@ -139,17 +183,68 @@ def cmd_keygen(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------- replica
 
 
+def check_listen(host: str, port: int, what: str) -> None:
+    """Raise CommandError (exit 1) naming the address and `what` listens there if (host, port)
+    cannot be bound now (another process holds it). Port 0 (any free port) always passes. A
+    pre-check, so that a replica refuses before it writes anything (its storage, its log);
+    another process may still take the port in between, and then listening fails as usual."""
+    if port == 0:
+        return
+    try:
+        addresses = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM,
+                                       flags=socket.AI_PASSIVE)  # fmt: skip
+    except socket.gaierror as e:
+        raise CommandError(f"cannot listen on {host}:{port} ({what}): {e.strerror}", 1) from None
+    for family, kind, protocol, _, address in addresses:
+        probe = socket.socket(family, kind, protocol)
+        try:
+            # As trio's listeners do: a port in TIME_WAIT after a restart is free to use.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(address)
+        except OSError as e:
+            raise CommandError(
+                f"cannot listen on {host}:{port} ({what}): {e.strerror or e}; nothing was "
+                "written (is another replica or cluster running there?)", 1,
+            ) from None  # fmt: skip
+        finally:
+            probe.close()
+
+
+def _check_data_unlocked(data: Path) -> None:
+    """Raise CommandError (exit 1) if another process holds the data directory's lock: the
+    precise reason a second replica on it fails, checked before its ports (which that process
+    holds too) and without creating anything."""
+    import fcntl
+    import os
+
+    from .storage import LOCK_NAME
+
+    try:
+        fd = os.open(data / LOCK_NAME, os.O_RDWR)
+    except OSError:
+        return  # no lock file: nobody holds it (storage creates it when it opens)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        owner = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+        raise CommandError(
+            f"{data} is in use by another replica process (pid {owner}); two processes must "
+            "never run as one replica: stop the other one first", 1,
+        ) from None  # fmt: skip
+    finally:
+        os.close(fd)
+
+
 def cmd_replica(args: argparse.Namespace) -> int:
     from ._errors import unwrap_single_error
     from .node import NodeSettings, serve_replica
     from .storage import StorageError
     from .transport import TransportSettings
 
-    configure_logging(args.log_level, args.log_format, args.log_file)
-    config = config_module.load(args.config)
+    config = load_config(args.config)
     if not 0 <= args.id < config.n:
         raise ConfigError(f"--id {args.id}: the configuration has replicas 0..{config.n - 1}")
-    signer = read_key_file(args.key)
+    signer = load_key(args.key)
     if signer.public_key != config.public_key(args.id):
         raise ConfigError(
             f"--key {args.key} holds key {signer.public_key.hex()[:16]}…, but replica {args.id} "
@@ -168,6 +263,14 @@ def cmd_replica(args: argparse.Namespace) -> int:
         metrics_port = args.metrics_port
     else:
         metrics_port = configured[1] if configured else 0
+    info = config.replicas[args.id]
+    host = info.host if args.host is None else args.host
+    _check_data_unlocked(Path(args.data))
+    check_listen(host, info.port if args.port is None else args.port,
+                 f"replica {args.id}'s replica listener")  # fmt: skip
+    if metrics_port is not None:
+        check_listen(metrics_host, metrics_port, f"replica {args.id}'s metrics listener")
+    configure_logging(args.log_level, args.log_format, args.log_file)
     settings = NodeSettings(
         tick_interval_ms=args.tick_ms,
         metrics_host=metrics_host,
@@ -189,7 +292,7 @@ def cmd_replica(args: argparse.Namespace) -> int:
 
     async def run() -> None:
         with (
-            trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals,
+            trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals,
             unwrap_single_error(),
         ):
             async with trio.open_nursery() as nursery:
@@ -239,72 +342,133 @@ def cmd_replica(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------- cluster
 
 
-def cmd_cluster(args: argparse.Namespace) -> int:
-    from ._errors import unwrap_single_error
-    from .cluster import (
-        LocalCluster,
-        generate_cluster,
-        metrics_port_of,
-        open_cluster_files,
-    )
+def _check_cluster_ports(config: config_module.ClusterConfig, where: str) -> None:
+    """Refuse (CommandError, exit 1) before starting anything if a replica's or a metrics
+    port of `config` is taken: a replica already running there would otherwise answer as one
+    of ours."""
+    for info in config.replicas:
+        try:
+            check_listen(info.host, info.port, f"replica {info.id}'s replica listener")
+            metrics = info.metrics_address()
+            if metrics is not None:
+                check_listen(metrics[0], metrics[1], f"replica {info.id}'s metrics listener")
+        except CommandError as e:
+            raise CommandError(f"{e}. {where}", 1) from None
 
-    directory = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="pbft-cluster-"))
-    if (directory / "cluster.toml").exists():
+
+def cmd_cluster(args: argparse.Namespace) -> int:
+    from .cluster import generate_cluster, open_cluster_files
+
+    check_app_name(args.app)
+    if args.dir and (Path(args.dir) / "cluster.toml").exists():
+        directory = Path(args.dir)
         files = open_cluster_files(directory)
         if files.config.n != args.replicas:
-            print(f"pbft cluster: {directory} holds a cluster of {files.config.n} replicas, "
-                  f"not {args.replicas}", file=sys.stderr)  # fmt: skip
-            return 2
-    else:
+            raise CommandError(f"--dir {directory} holds a cluster of {files.config.n} "
+                               f"replicas, not {args.replicas}")  # fmt: skip
+        _check_cluster_ports(files.config, f"Is the cluster of {directory} running already?")
+        return _run_cluster(args, files, temporary=False)
+    if args.base_port is not None:
+        # Before anything is written: a cluster on ports in use could not start.
+        from pbft.config import METRICS_PORT_OFFSET
+
+        for i in range(args.replicas):
+            for port, what in ((args.base_port + i, "replica listener"),
+                               (args.base_port + i + METRICS_PORT_OFFSET, "metrics listener")):
+                try:
+                    check_listen("127.0.0.1", port, f"replica {i}'s {what}")
+                except CommandError as e:
+                    raise CommandError(f"{e}. Choose another --base-port", 1) from None
+    temporary = not args.dir
+    directory = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="pbft-cluster-"))
+    try:
         files = generate_cluster(
             directory, replicas=args.replicas, clients=args.clients, host="127.0.0.1",
             base_port=args.base_port, bounds=_parse_bounds(args.set),
             admit_clients=not args.open_admission,
         )  # fmt: skip
-    replica_args = ["--app", args.app]
+    except BaseException:
+        if temporary:
+            shutil.rmtree(directory, ignore_errors=True)
+        raise
+    return _run_cluster(args, files, temporary=temporary)
 
-    async def run() -> int:
-        with (
-            trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals,
-            unwrap_single_error(),
-        ):
-            async with LocalCluster(files, replica_args=replica_args) as cluster:
-                cluster.start_all()
-                try:
-                    await cluster.wait_all_ready()
-                except (RuntimeError, trio.TooSlowError) as e:
-                    print(f"pbft cluster: a replica did not start: {e}", file=sys.stderr)
-                    cluster.stop_all()
-                    return 1
-                print(f"cluster of {files.config.n} replicas running in {directory}")
-                print(f"  configuration: {files.config_path}")
-                for info in files.config.replicas:
-                    print(f"  replica {info.id}: {info.host}:{info.port}  pid "
-                          f"{cluster.processes[info.id].pid}  metrics "
-                          f"http://127.0.0.1:{metrics_port_of(info)}/metrics  "
-                          f"log {files.log_path(info.id)}")  # fmt: skip
-                print(f"  client keys: {directory / 'keys'}/client-*.key")
-                print(f"  status: pbft status --config {files.config_path}")
-                print("Ctrl-C (or SIGTERM) stops every replica.", flush=True)
-                async with trio.open_nursery() as nursery:
-                    async def watch(replica_id: int) -> None:
-                        process = cluster.processes[replica_id]
-                        while process.poll() is None:
-                            await trio.sleep(0.2)
-                        print(f"replica {replica_id} exited with {process.returncode}",
-                              file=sys.stderr, flush=True)  # fmt: skip
 
-                    for replica_id in range(files.config.n):
-                        nursery.start_soon(watch, replica_id)
-                    async for _ in signals:
-                        break
+def _run_cluster(args: argparse.Namespace, files, *, temporary: bool) -> int:
+    """Run the replicas of `files` until a signal (SIGINT, SIGTERM, SIGHUP: exit 0) or until one
+    of them exits (the others are stopped; exit 1). A temporary directory is removed at the end
+    unless --keep; where the files are is said either way, for they hold private keys."""
+    try:
+        code = trio.run(_cluster_main, args, files)
+    finally:
+        directory = files.directory
+        if temporary and not args.keep:
+            shutil.rmtree(directory, ignore_errors=True)
+            _say(f"removed {directory} (its private keys with it; --keep or --dir keeps one)")
+        else:
+            _say(f"the cluster's files, private keys included, stay in {directory}")
+    return code
+
+
+def _say(text: str, file=None) -> None:
+    try:
+        print(text, file=file or sys.stdout, flush=True)
+    except BrokenPipeError:
+        pass
+
+
+async def _cluster_main(args: argparse.Namespace, files) -> int:
+    from ._errors import unwrap_single_error
+    from .cluster import LocalCluster, metrics_port_of
+
+    directory = files.directory
+    with (
+        trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals,
+        unwrap_single_error(),
+    ):
+        async with LocalCluster(files, replica_args=["--app", args.app],
+                                own_process_group=True) as cluster:  # fmt: skip
+            cluster.start_all()
+            try:
+                await cluster.wait_all_ready()
+            except (RuntimeError, trio.TooSlowError) as e:
+                _say(f"pbft cluster: a replica did not start: {e}", sys.stderr)
+                cluster.stop_all()
+                return 1
+            _say(f"cluster of {files.config.n} replicas running in {directory}")
+            _say(f"  configuration: {files.config_path}")
+            for info in files.config.replicas:
+                _say(f"  replica {info.id}: {info.host}:{info.port}  pid "
+                     f"{cluster.processes[info.id].pid}  metrics "
+                     f"http://127.0.0.1:{metrics_port_of(info)}/metrics  "
+                     f"log {files.log_path(info.id)}")  # fmt: skip
+            _say(f"  client keys: {directory / 'keys'}/client-*.key")
+            _say(f"  status: pbft status --config {files.config_path}")
+            _say("Ctrl-C (or SIGTERM, SIGHUP) stops every replica.")
+            died: list[int] = []
+            async with trio.open_nursery() as nursery:
+                async def watch(replica_id: int) -> None:
+                    process = cluster.processes[replica_id]
+                    while process.poll() is None:
+                        await trio.sleep(0.2)
+                    died.append(replica_id)
                     nursery.cancel_scope.cancel()
-                print("stopping every replica ...", flush=True)
-                cluster.stop_all(signal.SIGTERM)
-                print("stopped.")
-        return 0
 
-    return trio.run(run)
+                for replica_id in range(files.config.n):
+                    nursery.start_soon(watch, replica_id)
+                async for signum in signals:
+                    _say(f"{signal.Signals(signum).name} received")
+                    break
+                nursery.cancel_scope.cancel()
+            for replica_id in died:
+                process = cluster.processes[replica_id]
+                _say(f"pbft cluster: replica {replica_id} exited with {process.returncode} "
+                     f"(its log: {files.log_path(replica_id)}); stopping the others",
+                     sys.stderr)  # fmt: skip
+            _say("stopping every replica ...")
+            cluster.stop_all(signal.SIGTERM)
+            _say("stopped.")
+    return 1 if died else 0
 
 
 # ---------------------------------------------------------------------------- status
@@ -313,9 +477,11 @@ def cmd_cluster(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     from .cluster import metrics_address_of, metrics_port_of, wait_status
 
-    config = config_module.load(args.config)
+    if args.wait is not None and args.wait < 0:
+        raise CommandError("--wait must be at least 0 seconds")
+    config = load_config(args.config)
 
-    async def run() -> list[dict | str]:
+    async def ask_all() -> list[dict | str]:
         results: list[dict | str] = [""] * config.n
 
         async def one(replica_id: int) -> None:
@@ -336,32 +502,40 @@ def cmd_status(args: argparse.Namespace) -> int:
                 nursery.start_soon(one, replica_id)
         return results
 
+    async def run() -> list[dict | str]:
+        """Ask once, or with --wait until a quorum is healthy or the time is up."""
+        deadline = trio.current_time() + (args.wait or 0)
+        while True:
+            results = await ask_all()
+            healthy = sum(health == "ok" for health, _ in cluster_health(results))
+            if healthy >= config.quorum or trio.current_time() >= deadline:
+                return results
+            await trio.sleep(0.2)
+
     results = trio.run(run)
     judged = cluster_health(results)
+    healthy = sum(health == "ok" for health, _ in judged)
     if args.json:
-        print(json.dumps(results))
-    else:
-        print(f"{'replica':>7} {'view':>5} {'primary':>7} {'last executed':>13} "
-              f"{'behind':>6} {'stable':>7} {'committed':>10} {'peers':>5} "
-              f"{'state digest':<16}  health")  # fmt: skip
+        print(json.dumps(results), flush=True)
+        return 0 if healthy >= config.quorum else 1
+    rows = []
     for replica_id, (result, (health, behind)) in enumerate(zip(results, judged)):
         if isinstance(result, str):
-            line = (f"{replica_id:>7} {'-':>5} {'-':>7} {'-':>13} {'-':>6} {'-':>7} {'-':>10} "
-                    f"{'-':>5} {'-':<16}  {health}")  # fmt: skip
-        else:
-            if result["recovering"] and health == "ok":
-                health = "ok (recovering)"
-            line = (f"{replica_id:>7} {result['view']:>5} {result['primary']:>7} "
-                    f"{result['last_executed']:>13} {behind:>6} "
-                    f"{result['low_watermark']:>7} {result['committed_requests']:>10} "
-                    f"{len(result['connected_peers']):>5} {result['state_digest'][:16]:<16}  "
-                    f"{health}")  # fmt: skip
-        if not args.json:
-            print(line)
-    healthy = sum(health == "ok" for health, _ in judged)
-    if not args.json:
-        verdict = "serving" if healthy >= config.quorum else "NOT serving (no healthy quorum)"
-        print(f"{healthy} of {config.n} replicas healthy; quorum is {config.quorum}: {verdict}")
+            rows.append([replica_id, "-", "-", "-", "-", "-", "-", "-", "-", health])
+            continue
+        if result["recovering"] and health == "ok":
+            health = "ok (recovering)"
+        rows.append([
+            replica_id, result["view"], result["primary"], result["last_executed"], behind,
+            result["low_watermark"], result["committed_requests"],
+            len(result["connected_peers"]), result["state_digest"][:16], health,
+        ])  # fmt: skip
+    columns = ["replica", "view", "primary", "last executed", "behind", "stable", "committed",
+               "peers", "state digest", "health"]  # fmt: skip
+    print_table(make_table(columns, rows, numeric=[True] * 8 + [False, False]))
+    verdict = "serving" if healthy >= config.quorum else "NOT serving (no healthy quorum)"
+    print(f"{healthy} of {config.n} replicas healthy; quorum is {config.quorum}: {verdict}",
+          flush=True)  # fmt: skip
     return 0 if healthy >= config.quorum else 1
 
 
@@ -451,8 +625,12 @@ def divergent(results: list[dict | str]) -> set[int]:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from .bench import run_bench
+    from .client import ClientError
 
-    return run_bench(args)
+    try:
+        return run_bench(args)
+    except ClientError as e:  # the cluster of --config cannot be reached
+        raise CommandError(str(e), 1) from None
 
 
 # ---------------------------------------------------------------------------- main
@@ -481,6 +659,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "its metrics on that port + 1000")
     keygen.add_argument("--base-port", type=int, default=7000,
                         help="replica i listens on base-port + i (metrics: + 1000)")
+    keygen.add_argument("--free-ports", action="store_true",
+                        help="instead of --base-port: ports free on this machine now (a local "
+                             "cluster, e.g. for pbft cluster --dir)")
     keygen.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                         help="a configuration bound, e.g. request_timeout_ms=1000")
     keygen.add_argument("--open-admission", action="store_true", help=OPEN_ADMISSION_HELP)
@@ -523,7 +704,8 @@ def build_parser() -> argparse.ArgumentParser:
                          help="send a heartbeat on a connection idle for this long")
     replica.add_argument("--heartbeat-timeout-s", type=float, default=2.0,
                          help="close a connection on which nothing arrived for this long")
-    replica.add_argument("--log-level", default="INFO")
+    replica.add_argument("--log-level", default="INFO", type=str.upper,
+                         choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"])
     replica.add_argument("--log-format", default="text", choices=["text", "json"])
     replica.add_argument("--log-file", default=None)
     replica.add_argument("--profile", default=None, help=argparse.SUPPRESS)
@@ -532,13 +714,22 @@ def build_parser() -> argparse.ArgumentParser:
     cluster = commands.add_parser("cluster", help="run a local cluster until Ctrl-C")
     cluster.add_argument("--replicas", type=int, default=4)
     cluster.add_argument("--clients", type=int, default=4)
-    cluster.add_argument("--dir", default=None, help="work directory (default: a new temp dir)")
+    cluster.add_argument("--dir", default=None,
+                         help="work directory: used as it is if it holds a cluster.toml (e.g. "
+                              "from pbft keygen), else written (default: a new temporary "
+                              "directory, removed when the cluster stops)")
+    cluster.add_argument("--keep", action="store_true",
+                         help="keep the temporary directory (it holds private keys)")
     cluster.add_argument("--base-port", type=int, default=None,
                          help="replica i listens on base-port + i (default: free ports)")
-    cluster.add_argument("--app", default="kv")
+    cluster.add_argument("--app", default="kv", help="kv, bench or module:callable")
     cluster.add_argument("--set", action="append", default=[], metavar="NAME=VALUE")
     cluster.add_argument("--open-admission", action="store_true", help=OPEN_ADMISSION_HELP)
     cluster.set_defaults(handler=cmd_cluster)
+
+    from .cli_client import add_client_commands
+
+    add_client_commands(commands)
 
     status = commands.add_parser("status",
                                  help="each replica's progress, lag, state digest and health")
@@ -548,7 +739,10 @@ def build_parser() -> argparse.ArgumentParser:
                              "address)")
     status.add_argument("--metrics-host", default=None,
                         help="ask this host for every replica (default: the configured ones)")
-    status.add_argument("--timeout", type=float, default=2.0)
+    status.add_argument("--timeout", type=float, default=2.0, help="seconds per replica asked")
+    status.add_argument("--wait", type=float, default=None, metavar="S",
+                        help="ask again until a quorum is healthy, for at most S seconds "
+                             "(scripts: wait for a cluster just started)")
     status.add_argument("--json", action="store_true")
     status.set_defaults(handler=cmd_status)
 
@@ -560,6 +754,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="measure the running cluster of this configuration instead of "
                             "starting one (client keys: --client-keys, else keys/client-*.key "
                             "beside it; its replicas should run --app bench)")
+    bench.add_argument("--connect-timeout", type=float, default=10.0,
+                       help="with --config: seconds to reach a quorum of its replicas")
     bench.add_argument("--client-keys", default=None,
                        help="with --config: the directory of the admitted clients' key files")
     bench.add_argument("--only", default=None,
@@ -569,19 +765,17 @@ def build_parser() -> argparse.ArgumentParser:
                             "durable across power loss)")
     bench.add_argument("--persist", default="loop", choices=["thread", "loop"],
                        help="replicas' durable appends in a worker thread or the event loop")
+    bench.add_argument("--progress", action="store_true",
+                       help="report progress on stderr even when it is not a terminal")
     bench.set_defaults(handler=cmd_bench)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the `pbft` command; returns its exit code (see the module docstring)."""
     args = build_parser().parse_args(argv)
-    try:
-        return args.handler(args)
-    except (ConfigError, KeyFileError, ValueError) as e:
-        print(f"pbft {args.command}: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
+    return run_command(f"pbft {args.command}", lambda: args.handler(args),
+                       (ConfigError, KeyFileError, ValueError))  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -23,7 +23,13 @@ A REPLY is accepted only from a connection authenticated as the replica it names
 not signed; see `pbft.messages`): any other is dropped and counted (`reply_from_wrong_replica`).
 Timeouts: the session retransmits to every replica after `client_retry_timeout_ms` (N9, backing
 off) and falls back from a read-only to an ordered request (R1); `timeout_s` bounds the whole
-call, after which `NoQuorumError` says which replicas were reachable and which answered.
+call, after which `NoQuorumError` says which replicas were reachable and which answered. With
+`unreachable_timeout_s` (the `pbft` and `tradeapp` command lines use 5 s), a call fails sooner
+when no replica at all has been connected for that long (a wrong address, a cluster that is not
+running): its `NoQuorumError` names every address tried and why the connections failed.
+
+Keys: a replica's key is refused as a client's (ValueError): the replicas take a connection
+authenticated with it for that replica itself, so its requests would never be answered.
 """
 
 from __future__ import annotations
@@ -128,8 +134,12 @@ class Client:
         transport: Transport,
         *,
         timeout_s: float,
+        unreachable_timeout_s: float | None = None,
     ) -> None:
         self.config = config
+        self._unreachable_timeout_s = unreachable_timeout_s
+        #: When the client last had no replica connected, since then (None: one is connected).
+        self._unreachable_since: float | None = None
         self._identities = identities
         self._by_key = {identity.signer.public_key: identity for identity in identities}
         self._transport = transport
@@ -203,6 +213,7 @@ class Client:
         started = trio.current_time()
         identity: _Identity | None = None
         healthy = False
+        result: ClientResult | None = None
         # One cancel scope for the whole call: waiting for an identity, then for the result.
         with trio.move_on_at(started + timeout_s):
             try:
@@ -222,10 +233,14 @@ class Client:
                 session.tick(_now_ms())
                 session.submit(operation, read_only)
                 self._flush(identity)
-                await done.wait()
-                result = identity.result
-                assert result is not None
-                healthy = True
+                if self._unreachable_timeout_s is None:
+                    await done.wait()
+                else:
+                    await self._wait_or_unreachable(done)
+                if done.is_set():
+                    result = identity.result
+                    assert result is not None
+                    healthy = True
             finally:
                 if identity is not None:
                     identity.done = None
@@ -237,11 +252,18 @@ class Client:
                         identity.session = ClientSession(self.config, identity.signer, _now_ms())
                     self._free_send.send_nowait(identity)
         if healthy:
+            assert result is not None
             self._completed += 1
             self.latency.observe(trio.current_time() - started)
             return result.result
         self._failed += 1
         reachable = self.connected_replicas()
+        if self._unreachable_for() is not None and not reachable:
+            raise NoQuorumError(
+                f"no replica reachable for {self._unreachable_for():.1f} s: "
+                + unreachable_detail(self.config, self._transport),
+                reachable=[], answered=[], needed=self.config.f + 1,
+            )
         if identity is None:
             raise NoQuorumError(
                 f"no result within {timeout_s:.1f} s: all {len(self._identities)} identities of "
@@ -259,6 +281,23 @@ class Client:
             f"{answered or 'none'}; {needed} matching replies needed",
             reachable=reachable, answered=answered, needed=needed,
         )
+
+    def _unreachable_for(self) -> float | None:
+        """How long no replica has been connected, if `unreachable_timeout_s` has passed."""
+        since, limit = self._unreachable_since, self._unreachable_timeout_s
+        if since is None or limit is None:
+            return None
+        elapsed = trio.current_time() - since
+        return elapsed if elapsed >= limit else None
+
+    async def _wait_or_unreachable(self, done: trio.Event) -> None:
+        """Wait for `done`; return early (the call then fails) once no replica has been
+        connected for `unreachable_timeout_s`."""
+        while not done.is_set():
+            with trio.move_on_after(_TICK_INTERVAL_S * 2):
+                await done.wait()
+            if self._unreachable_for() is not None and not self.connected_replicas():
+                return
 
     def _flush(self, identity: _Identity) -> None:
         session, transport = identity.session, self._transport
@@ -334,8 +373,15 @@ class Client:
                 if identity.registration is not None:
                     transport.send(replica_id, identity.registration)
 
+    def _note_reachability(self) -> None:
+        if self.connected_replicas():
+            self._unreachable_since = None
+        elif self._unreachable_since is None:
+            self._unreachable_since = trio.current_time()
+
     async def _tick_loop(self) -> None:
         while True:
+            self._note_reachability()
             self._register()
             await trio.sleep(_TICK_INTERVAL_S)
             now_ms = _now_ms()
@@ -368,6 +414,7 @@ async def connect(
     settings: TransportSettings | None = None,
     rng: random.Random | None = None,
     wait_connected_s: float | None = None,
+    unreachable_timeout_s: float | None = None,
 ) -> AsyncIterator[Client]:
     """Connect to the replicas of `config` as `signer` (or a pool of signers, see the module
     docstring) and yield a `Client`; on exit every connection is closed and calls still
@@ -375,14 +422,25 @@ async def connect(
 
     The first signer must be an `Ed25519Signer` (its seed is the connections' TLS key).
     Connections are made in the background; with `wait_connected_s`, entering waits until a
-    quorum of replicas is connected and raises `NoQuorumError` if that takes longer. Raises
-    ValueError for an empty pool or a key given twice.
+    quorum of replicas is connected and raises `NoQuorumError` (naming the addresses tried) if
+    that takes longer. With `unreachable_timeout_s`, a call fails with `NoQuorumError` once no
+    replica has been connected for that long (from connecting, or from losing the last
+    connection), instead of waiting out its `timeout_s`. Raises ValueError for an empty pool, a
+    key given twice, or a replica's key (the replicas would take the client for that replica).
     """
     signers = [signer] if not isinstance(signer, Sequence) else list(signer)
     if not signers:
         raise ValueError("connect needs at least one signer")
     if len({s.public_key for s in signers}) != len(signers):
         raise ValueError("a key is given twice")
+    replica_keys = {info.public_key: info.id for info in config.replicas}
+    for s in signers:
+        if s.public_key in replica_keys:
+            raise ValueError(
+                f"key {s.public_key.hex()[:16]}… is replica {replica_keys[s.public_key]}'s key, "
+                "not a client's: the replicas take a connection with it for that replica and "
+                "never answer it as a client"
+            )
     carrier = signers[0]
     if not isinstance(carrier, Ed25519Signer):
         raise TypeError("the first signer must be an Ed25519Signer (its seed is the TLS key)")
@@ -397,7 +455,9 @@ async def connect(
         if s is not carrier:
             identity.registration = _registration(s, carrier.public_key)
         identities.append(identity)
-    client = Client(config, identities, transport, timeout_s=timeout_s)
+    client = Client(config, identities, transport, timeout_s=timeout_s,
+                    unreachable_timeout_s=unreachable_timeout_s)  # fmt: skip
+    client._unreachable_since = trio.current_time()
     with unwrap_single_error():
         async with trio.open_nursery() as nursery:
             await nursery.start(transport.serve, None)
@@ -420,10 +480,21 @@ async def _wait_quorum_connected(client: Client, timeout_s: float) -> None:
             reachable = client.connected_replicas()
             raise NoQuorumError(
                 f"not connected to a quorum of {config.quorum} replicas within {timeout_s:.1f} s:"
-                f" connected to {reachable or 'none'} of {config.n}",
+                f" connected to {reachable or 'none'} of {config.n}; "
+                + unreachable_detail(config, client._transport, skip=reachable),
                 reachable=reachable, answered=[], needed=config.quorum,
             )
         await trio.sleep(0.02)
+
+
+def unreachable_detail(config: ClusterConfig, transport: Transport,
+                       skip: Sequence[int] = ()) -> str:  # fmt: skip
+    """Which addresses were tried (replicas not in `skip`) and how connecting failed so far."""
+    tried = ", ".join(f"{info.host}:{info.port} (replica {info.id})"
+                      for info in config.replicas if info.id not in skip)  # fmt: skip
+    failures = transport.statistics().outbound_failures
+    how = ", ".join(f"{reason} × {count}" for reason, count in sorted(failures.items()))
+    return f"tried {tried}" + (f"; connection failures: {how}" if how else "")
 
 
 def percentile(values: Sequence[float], q: float) -> float:

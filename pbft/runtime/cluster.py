@@ -251,6 +251,19 @@ async def wait_status(
     return json.loads(body)
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: ask Linux for SIGTERM when the parent dies (prctl
+    PR_SET_PDEATHSIG); elsewhere nothing."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
 class LocalCluster:
     """Replica processes of `files` on this machine.
 
@@ -263,6 +276,14 @@ class LocalCluster:
     "bench"]`). Each replica writes its log (JSON lines) to `files.log_path(i)`. `wrap(i)`
     is put before replica i's command (e.g. `["ip", "netns", "exec", "host-i"]`: each replica
     on its own network host); it must exec the command, so that signals reach the replica.
+
+    `own_process_group` (what `pbft cluster` uses): each replica runs in a session of its own,
+    so that a terminal's Ctrl-C or hang-up reaches only the caller, which stops the replicas
+    itself; and (Linux) a replica gets SIGTERM when the caller dies, even by SIGKILL, rather
+    than run on as an orphan.
+
+    A replica is ready when its metrics endpoint answers *as that process* (the /status `pid`
+    is the one started): a replica of another cluster on the same ports is not taken for it.
     """
 
     def __init__(
@@ -273,8 +294,10 @@ class LocalCluster:
         python: str = sys.executable,
         log_level: str = "INFO",
         wrap: Callable[[int], Sequence[str]] | None = None,
+        own_process_group: bool = False,
     ) -> None:
         self.files = files
+        self._own_process_group = own_process_group
         self._wrap = wrap
         self.config = files.config
         self._replica_args = list(replica_args)
@@ -322,6 +345,8 @@ class LocalCluster:
                 stdin=subprocess.DEVNULL,
                 stdout=log_file,
                 stderr=log_file,
+                start_new_session=self._own_process_group,
+                preexec_fn=_die_with_parent if self._own_process_group else None,
             )
         self.processes[replica_id] = process
         return process
@@ -346,7 +371,7 @@ class LocalCluster:
             while True:
                 self._check_alive(replica_id)
                 status = await self.status(replica_id, 1.0)
-                if status is not None:
+                if status is not None and self._is_ours(replica_id, status):
                     return status
                 await trio.sleep(0.05)
 
@@ -360,12 +385,21 @@ class LocalCluster:
         while True:
             self._check_alive(replica_id)
             status = self.status_blocking(replica_id)
-            if status is not None:
+            if status is not None and self._is_ours(replica_id, status):
                 return status
             if time.monotonic() > deadline:
                 raise TimeoutError(f"replica {replica_id} not ready within {timeout_s} s:\n"
                                    + self.log_tail(replica_id))  # fmt: skip
             time.sleep(0.05)
+
+    def _is_ours(self, replica_id: int, status: dict) -> bool:
+        """Whether `status` comes from the process this cluster started as `replica_id` (a
+        wrapper that does not exec, or an old replica without `pid`, is taken at its word)."""
+        process = self.processes.get(replica_id)
+        pid = status.get("pid")
+        if process is None or not isinstance(pid, int) or self._wrap is not None:
+            return True
+        return pid == process.pid
 
     def metrics_address(self, replica_id: int) -> tuple[str, int]:
         return metrics_address_of(self.config.replicas[replica_id])
