@@ -161,7 +161,7 @@ def test_an_invoice_number_without_letter_or_digit_is_malformed(number):
     [
         ({"amount": 10 * M + 1}, True),  # one minor unit more
         ({"issue_date": "2024-03-02"}, True),  # a day later
-        ({"invoice_no": "INV-100", "amount": 10 * M - 1}, True),  # same number, other amount
+        ({"amount": 20 * M, "issue_date": "2024-04-01"}, True),  # same number, another deal
         ({"invoice_no": "INV-101", "amount": 10 * M + 100_000}, True),  # just within 1 %
         ({"invoice_no": "INV-101", "amount": 10 * M + 102_000}, False),  # beyond 1 %
         ({"invoice_no": "INV-101", "issue_date": "2024-03-08"}, False),  # a week apart
@@ -217,6 +217,7 @@ def test_a_buyer_outside_the_ledger_is_its_folded_name_and_country():
     assert isinstance(_register(w, "INV-6", buyer="ACME", country="FR")[1], Accepted)
     assert _code(_register(w, "INV-6", buyer="Acme GmbH")[1]) == "MALFORMED"  # no country
     assert _code(_register(w, "INV-6", buyer="Acme", country="DEU")[1]) == "MALFORMED"
+    assert _code(_register(w, "INV-6", buyer="- / -", country="DE")[1]) == "MALFORMED"
     assert fold_name("Acme GmbH") == fold_name("ACME")
 
 
@@ -281,6 +282,22 @@ def test_a_partial_collection_beyond_the_financed_amount_consumes_the_declaratio
         "EXCEEDS_FINANCEABLE_BALANCE"
     )
     assert isinstance(_finance(w, other, [decl], 5 * M, lender="BANK-B"), str)
+    _assert_oracles_agree(w)
+
+
+def test_a_collection_fills_the_declarations_in_order_each_up_to_its_value():
+    """Paid goods: 12M paid on a financing drawn on [5M, 10M] declarations consumes all of the
+    first and 7M of the second (not 12M of the first alone)."""
+    w = World()
+    d1, d2 = _decl(w, 5 * M), _decl(w, 10 * M)
+    invoice, _ = _register(w, "INV-A", amount=20 * M)
+    _finance(w, invoice, [d1, d2], 8 * M)
+    w.ok("BANK-A", RcvRecordCollection(invoice_id=invoice, amount_minor=12 * M))
+    other, _ = _register(w, "INV-B", amount=20 * M)
+    assert _code(_finance(w, other, [d2], 3 * M + 1, lender="BANK-B")) == (
+        "EXCEEDS_FINANCEABLE_BALANCE"
+    )
+    assert isinstance(_finance(w, other, [d2], 3 * M, lender="BANK-B"), str)
     _assert_oracles_agree(w)
 
 
@@ -435,3 +452,83 @@ def test_a_consignee_written_differently_is_still_the_buyer():
     decl = _decl(w, 10 * M, buyer="IMP-NL B.V.", country="NL")
     invoice, _ = _register(w, "INV-C", amount=8 * M)
     assert isinstance(_finance(w, invoice, [decl], 5 * M), str)
+
+
+def test_an_invoice_is_presented_at_most_list_bound_times():
+    """Bounds (docs/STYLE.md): the presentations an invoice remembers are bounded; once
+    LIST_ITEMS_MAX presentations have been returned, the next attach is INVALID_STATE."""
+    from tradeapp.commands import LIST_ITEMS_MAX
+
+    w = World(check_invariants=False)
+    invoice, _ = _register(w, "INV-R", amount=1 * M)
+    ebl_id = w.ebl()
+    lcs = [w.lc(), w.lc()]
+    for n in range(LIST_ITEMS_MAX + 1):
+        pres_id = w.fresh("P")
+        w.ok("EXP-QD", PresOpen(pres_id=pres_id, lc_id=lcs[n // (LIST_ITEMS_MAX - 1)]))
+        w.ok("EXP-QD", PresAttach(pres_id=pres_id, doc_type="ebl", ref=ebl_id, content_digest=None))
+        attach = PresAttach(pres_id=pres_id, doc_type="invoice", ref=invoice, content_digest=None)
+        if n == LIST_ITEMS_MAX:
+            assert _code(w.driver.run("EXP-QD", attach)) == "INVALID_STATE"
+            break
+        w.ok("EXP-QD", attach)
+        w.ok("EXP-QD", PresComplete(pres_id=pres_id, amount_minor=1 * M))
+        w.ok("BANK-I", PresRefuse(pres_id=pres_id, discrepancies=["LATE_SHIPMENT"],
+                                  waiver_requested=False))  # fmt: skip
+        w.ok("BANK-I", PresReturnDocs(pres_id=pres_id))
+    assert len(w.record("invoice", invoice).presentations) == LIST_ITEMS_MAX
+
+
+# --- The oracles are independent of the registry's helpers ------------------------------------
+
+
+def test_a_bug_in_the_registrys_helpers_does_not_hide_from_the_oracles(monkeypatch):
+    """Invariants I2/I3: with a planted bug in the registry (ACTIVE encumbrances no longer
+    counted), a 10M declaration backs 16M; both oracles, which restate the rules instead of
+    calling the registry, report it."""
+    import tradeapp.encumbrance_registry as registry
+
+    monkeypatch.setattr(registry, "HOLDING_STATUSES", ("SETTLED",))
+    w = World(check_invariants=False)
+    decl = _decl(w, 10 * M)
+    first, _ = _register(w, "INV-1", amount=10 * M)
+    second, _ = _register(w, "INV-2", amount=10 * M)
+    assert isinstance(_finance(w, first, [decl], 8 * M), str)
+    assert isinstance(_finance(w, second, [decl], 8 * M, lender="BANK-B"), str)  # the bug
+    ledger = w.driver.ledger
+    assert any(p.startswith("I3 declaration") for p in violations(ledger.state, ledger.audit))
+    operations = [entry.operation for entry in w.driver.log]
+    found = history_violations(operations, ledger.audit_events, ledger.state)
+    assert any("beyond balance" in p for p in found), found
+
+
+def test_the_history_oracle_flags_a_refusal_within_the_balance(monkeypatch):
+    """The oracle checks refusals too: EXCEEDS_FINANCEABLE_BALANCE within the recomputed
+    balance is a violation."""
+    import tradeapp.financing as financing
+
+    monkeypatch.setattr(financing, "financeable_balance_minor", lambda state, decl: 0)
+    w = World(check_invariants=False)
+    decl = _decl(w, 10 * M)
+    invoice, _ = _register(w, "INV-1", amount=10 * M)
+    assert _code(_finance(w, invoice, [decl], 1)) == "EXCEEDS_FINANCEABLE_BALANCE"
+    ledger = w.driver.ledger
+    operations = [entry.operation for entry in w.driver.log]
+    found = history_violations(operations, ledger.audit_events, ledger.state)
+    assert any("refused although" in p for p in found), found
+
+
+def test_the_history_oracle_recomputes_each_encumbrances_allocations():
+    """Financing draws on the declarations in the order the request lists them: an encumbrance
+    whose allocations differ from the recomputed ones is reported (state tampered here)."""
+    w = World(check_invariants=False)
+    d1, d2 = _decl(w, 5 * M), _decl(w, 10 * M)
+    invoice, _ = _register(w, "INV-1", amount=10 * M)
+    fin = _finance(w, invoice, [d1, d2], 8 * M)
+    ledger = w.driver.ledger
+    operations = [entry.operation for entry in w.driver.log]
+    assert history_violations(operations, ledger.audit_events, ledger.state) == []
+    encumbrance = w.record("encumbrance", w.record("financing", fin).enc_id)
+    encumbrance.allocations = {d1: 3 * M, d2: 5 * M}  # the wrong order's split
+    found = history_violations(operations, ledger.audit_events, ledger.state)
+    assert any("allocations" in p for p in found), found
