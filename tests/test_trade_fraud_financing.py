@@ -104,6 +104,7 @@ def _assert_oracles_agree(w: World) -> None:
         "INV-2O24-0042",  # Latin O for the digit 0
         "1NV-2024-0042",  # digit one for capital I
         "INV-2024-0042\u200b",  # a zero-width space
+        "INV-2024-0\u200d042",  # a zero-width joiner inside a run of digits
         "\U0001d408\U0001d40d\U0001d415-2024-42",  # mathematical bold letters
     ],
 )

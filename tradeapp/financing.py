@@ -76,13 +76,25 @@ def is_similar(new: Invoice, old: Invoice) -> bool:
 
 def _similar_alert(step: Step, invoice: Invoice) -> Alert | None:
     state: LedgerState = step.state
-    earlier = [
-        old.invoice_id
+    near = [
+        old
         for old in state.invoices_between(invoice.seller, invoice.buyer_key, invoice.currency)
         if old.invoice_id != invoice.invoice_id and is_similar(invoice, old)
     ]
-    if not earlier:
+    if not near:
         return None
+    # The closest first: the same number, then the smallest differences of amount and date.
+    number = normalise_invoice_number(invoice.invoice_no)
+    day = parse_date(invoice.issue_date)
+    near.sort(
+        key=lambda old: (
+            normalise_invoice_number(old.invoice_no) != number,
+            abs(old.amount_minor - invoice.amount_minor),
+            abs(parse_date(old.issue_date) - day),
+            old.invoice_id,
+        )
+    )
+    earlier = [old.invoice_id for old in near[:SIMILAR_NAMED_MAX]]
     sponsor = step.actor.sponsor
     alert = Alert(
         alert_id=ledger_id("ALERT", step.index),
@@ -90,7 +102,7 @@ def _similar_alert(step: Step, invoice: Invoice) -> Alert | None:
         code=ALERT_SIMILAR_RECEIVABLE,
         decl_id="",
         lenders=[sponsor] if sponsor is not None else [],
-        invoice_ids=[invoice.invoice_id, *earlier[:SIMILAR_NAMED_MAX]],
+        invoice_ids=[invoice.invoice_id, *earlier],
         currency=invoice.currency,
         financed_minor=0,
         declared_minor=0,

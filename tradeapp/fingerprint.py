@@ -7,7 +7,9 @@ with the original, so identifiers are folded first (`fold_identifier`):
 1. Unicode NFKC (compatibility forms: fullwidth and mathematical letters, ligatures,
    superscripts, circled digits), then upper case, then NFKC again (upper-casing can leave a
    string that is not in NFKC);
-2. every decimal digit of any script (general category Nd) becomes its ASCII digit;
+2. invisible format characters (general category Cf: zero-width spaces and joiners, bidi
+   controls) are removed, and every decimal digit of any script (general category Nd) becomes
+   its ASCII digit;
 3. invoice numbers only: leading zeros of every run of digits are dropped (a run of zeros alone
    becomes "0"); runs are taken as keyed, before separators go, so "2024/0001" and "2024-1"
    agree;
@@ -16,9 +18,8 @@ with the original, so identifiers are folded first (`fold_identifier`):
    This folds look-alikes across scripts: Latin O and digit 0, Cyrillic and Greek letters that
    look Latin, I / l / 1, and so on;
 5. only letters, marks and digits of every script are kept (general categories L*, M*, N*),
-   before the skeleton and again after it: punctuation, symbols, spaces and invisible format
-   characters (zero-width joiners, bidi controls) are dropped, so a symbol standing for a letter
-   ("|" for "l") is dropped rather than folded.
+   before the skeleton and again after it: punctuation, symbols and spaces are dropped, so a
+   symbol standing for a letter ("|" for "l") is dropped rather than folded.
 
 Upper-casing comes before the skeleton, so "l" and "I" differ (as "L" and "I" do), while "1",
 "I" and Cyrillic "І" agree. Leading zeros are dropped only where digits were keyed: a letter O
@@ -112,7 +113,9 @@ def fold_identifier(text: str, *, drop_leading_zeros: bool = True) -> str:
     """`text` folded as the module docstring says (steps 1-5; step 3 only if
     `drop_leading_zeros`). An empty result means the text has no letter or digit at all."""
     upper = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", text).upper())
-    digits = _digits_to_ascii(upper)
+    # Invisible format characters go first, so that one inside a run of digits does not split it.
+    visible = "".join(ch for ch in upper if unicodedata.category(ch) != "Cf")
+    digits = _digits_to_ascii(visible)
     if drop_leading_zeros:
         digits = _drop_leading_zeros(digits)
     # Punctuation goes before the skeleton too: confusables.txt maps some dashes to letters
