@@ -533,3 +533,17 @@ def test_the_history_oracle_recomputes_each_encumbrances_allocations():
     encumbrance.allocations = {d1: 3 * M, d2: 5 * M}  # the wrong order's split
     found = history_violations(operations, ledger.audit_events, ledger.state)
     assert any("allocations" in p for p in found), found
+
+
+def test_the_cli_takes_the_new_fields_and_leaves_them_out_by_default():
+    """The CLI builds operations from their fields: one with a default may be omitted."""
+    from tradeapp.cli import build_parser, operation_from_args
+
+    base = ["submit", "fin.request", "--fin-id", "F-1", "--lender", "BANK-A", "--invoice-id",
+            "INV-1", "--decl-ids", "D-1", "--currency", "USD", "--amount-minor", "5"]  # fmt: skip
+    parser = build_parser()
+    assert operation_from_args(parser.parse_args(base)).buyer_mismatch_reason is None
+    given = parser.parse_args([*base, "--buyer-mismatch-reason", "SOLD_IN_TRANSIT"])
+    assert operation_from_args(given).buyer_mismatch_reason == "SOLD_IN_TRANSIT"
+    with pytest.raises(SystemExit):  # a field without a default is still required
+        parser.parse_args(base[:-2])

@@ -25,7 +25,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
-from dataclasses import fields
+from dataclasses import MISSING, fields
 from typing import Any
 
 import trio
@@ -137,8 +137,11 @@ def _add_operations(subparsers: Any, operations: dict[str, type[Operation]]) -> 
         parser = subparsers.add_parser(name, help=doc or None, description=doc or None)
         parser.set_defaults(operation_class=cls)
         for f in fields(cls):
+            # A field with a default (a later addition to the wire shape) may be left out.
+            optional = f.default is not MISSING
             parser.add_argument(
-                _option(f.name), dest=f"field_{f.name}", required=True, metavar=str(f.type),
+                _option(f.name), dest=f"field_{f.name}", required=not optional,
+                default=None, metavar=str(f.type),
             )
 
 
@@ -149,6 +152,8 @@ def operation_from_args(args: argparse.Namespace) -> Operation:
     values = {}
     for f in fields(cls):
         text = getattr(args, f"field_{f.name}")
+        if text is None:
+            continue  # an optional field left out: its default
         try:
             values[f.name] = parse_field(str(f.type), text)
         except (ValueError, OSError) as e:
