@@ -34,6 +34,7 @@ B.V., GmbH, ...) are removed with `cleanco`'s per-country table (`fold_name`).
 
 from __future__ import annotations
 
+import functools
 import importlib.resources
 import unicodedata
 
@@ -211,10 +212,11 @@ def resolve_buyer(state: LedgerState, buyer: str, country: str) -> str | Refusal
     return named_buyer_key(buyer, country)
 
 
-def _participant_names(participant_id: str, legal_name: str) -> set[str]:
+@functools.lru_cache(maxsize=4096)  # a pure function of its arguments: only saves time
+def _participant_names(participant_id: str, legal_name: str) -> frozenset[str]:
     names = {
         fold_identifier(participant_id, drop_leading_zeros=False),
         fold_name(legal_name),
         fold_identifier(legal_name, drop_leading_zeros=False),
     }
-    return names - {""}
+    return frozenset(names - {""})
