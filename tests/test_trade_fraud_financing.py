@@ -44,8 +44,10 @@ from .test_trade_world import World
 M = 1_000_000  # the unit of these examples, in minor units
 
 
-def _register(w: World, invoice_no: str, *, buyer: str = "IMP-NL", amount: int = 10 * M,
-              issue_date: str = "2024-03-01", country: str = "", seller: str = "EXP-QD"):  # fmt: skip
+def _register(
+    w: World, invoice_no: str, *, buyer: str = "IMP-NL", amount: int = 10 * M,
+    issue_date: str = "2024-03-01", country: str = "", seller: str = "EXP-QD",
+):  # fmt: skip
     invoice_id = w.fresh("INV")
     op = InvRegister(
         invoice_id=invoice_id, buyer=buyer, invoice_no=invoice_no, currency="USD",
@@ -98,7 +100,7 @@ def _assert_oracles_agree(w: World) -> None:
     "variant",
     [
         "\u0406NV-2024-0042",  # Cyrillic capital byelorussian-ukrainian I
-        "\uff29\uff2e\uff36\uff0d\uff12\uff10\uff12\uff14\uff0d\uff10\uff10\uff14\uff12",  # fullwidth
+        "\uff29\uff2e\uff36\uff0d\uff12\uff10\uff12\uff14\uff0d\uff14\uff12",  # fullwidth
         "INV-2024-\u0660\u0660\u0664\u0662",  # Arabic-Indic digits
         "INV\u20132024\u20140042",  # en and em dashes
         "INV-2O24-0042",  # Latin O for the digit 0

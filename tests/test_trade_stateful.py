@@ -313,7 +313,8 @@ def presentation_recipe(
         ("EXP-QD", PresOpen(pres_id=pres_id, lc_id=lc_id)),
         ("EXP-QD", PresAttach(pres_id=pres_id, doc_type="ebl", ref=ebl_id, content_digest=None)),
     ]  # fmt: skip
-    invoices = [i.invoice_id for i in driver.ledger.state.records("invoice") if i.seller == "EXP-QD"]
+    state = driver.ledger.state
+    invoices = [i.invoice_id for i in state.records("invoice") if i.seller == "EXP-QD"]
     if invoices and choose([True, False]):
         steps.append(("EXP-QD", PresAttach(
             pres_id=pres_id, doc_type="invoice", ref=choose(invoices), content_digest=None,
@@ -343,9 +344,12 @@ def tax_recipe(choose: Choose, driver: LedgerDriver, fresh: Fresh) -> list[tuple
 RECIPES = (financing_recipe, presentation_recipe, tax_recipe)
 
 #: Re-keyings of an invoice number that must fold to the same receivable (issue 15 item 1).
-_CYRILLIC = str.maketrans("ABCEHIKMOPTX", "\u0410\u0412\u0421\u0415\u041d\u0406\u041a\u041c\u041e\u0420\u0422\u0425")
+_CYRILLIC = str.maketrans(
+    "ABCEHIKMOPTX", "\u0410\u0412\u0421\u0415\u041d\u0406\u041a\u041c\u041e\u0420\u0422\u0425"
+)
 _FULLWIDTH = {chr(c): chr(c + 0xFEE0) for c in range(0x21, 0x7F)}
 REKEYINGS: dict[str, Callable[[str], str]] = {
+    "zero padding": lambda s: re.sub(r"[0-9]+", lambda run: "00" + run.group(), s),
     "lower": str.lower,
     "cyrillic": lambda s: s.upper().translate(_CYRILLIC),
     "fullwidth": lambda s: "".join(_FULLWIDTH.get(c, c) for c in s),
@@ -354,7 +358,6 @@ REKEYINGS: dict[str, Callable[[str], str]] = {
     ),
     "dashes": lambda s: s.replace("-", "\u2013").replace(" ", "\u2014"),
     "zero-width": "\u200b".join,
-    "zero padding": lambda s: re.sub(r"[0-9]+", lambda run: "00" + run.group(), s),
 }
 #: Ways of writing the participant IMP-NL as a buyer (issue 15 item 4).
 BUYER_SPELLINGS = ["IMP-NL", "IMP NL", "imp-nl", "IMP-NL B.V.", "\u0406\u041c\u0420-NL"]
@@ -435,7 +438,8 @@ class LedgerInvariants(RuleBasedStateMachine):
         problems: list[str] = []
         while self._fed < len(self.driver.log):
             entry = self.driver.log[self._fed]
-            problems += self.oracle.observe(entry.operation, events[self._fed], self.driver.ledger.state)
+            state = self.driver.ledger.state
+            problems += self.oracle.observe(entry.operation, events[self._fed], state)
             self._fed += 1
         assert problems == []
 
@@ -457,10 +461,11 @@ class LedgerInvariants(RuleBasedStateMachine):
         """Item 1, 4: a look-alike re-keying of a registered invoice, with the buyer written
         another way, is DUPLICATE_INVOICE."""
         original = data.draw(st.sampled_from(self._exporter_invoices()))
-        names = data.draw(st.lists(st.sampled_from(sorted(REKEYINGS)), min_size=1, max_size=3))
+        names = data.draw(st.sets(st.sampled_from(sorted(REKEYINGS)), min_size=1, max_size=3))
         number = original.invoice_no
-        for name in names:
-            number = REKEYINGS[name](number)
+        for name in REKEYINGS:  # in the table's order: padding before digits are split up
+            if name in names:
+                number = REKEYINGS[name](number)
         buyer = data.draw(st.sampled_from(BUYER_SPELLINGS))
         op = InvRegister(
             invoice_id=self._fresh("INV"), buyer=buyer, invoice_no=number,
@@ -511,12 +516,15 @@ class LedgerInvariants(RuleBasedStateMachine):
         never approved."""
         choose = lambda seq: data.draw(st.sampled_from(seq))  # noqa: E731
         state = self.driver.ledger.state
-        fin = choose([f for f in state.records("financing") if f.status in ("APPROVED", "DISBURSED")])
+        fin = choose(
+            [f for f in state.records("financing") if f.status in ("APPROVED", "DISBURSED")]
+        )
         invoice = state.get("invoice", fin.invoice_id)
         unpaid = invoice.amount_minor - invoice.collected_minor
         if unpaid > 0:
             paid = choose([unpaid, max(1, unpaid // 2)])
-            self._outcome(fin.lender, RcvRecordCollection(invoice_id=invoice.invoice_id, amount_minor=paid))
+            collection = RcvRecordCollection(invoice_id=invoice.invoice_id, amount_minor=paid)
+            self._outcome(fin.lender, collection)
         if fin.status == "APPROVED" and choose([True, False]):
             self._outcome(fin.lender, FinClose(fin_id=fin.fin_id))
         self._feed_oracle()

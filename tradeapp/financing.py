@@ -207,7 +207,9 @@ def request(step: Step, op: FinRequest) -> Outcome:
         return Refusal(ErrorCode.NOT_DOCUMENT_OWNER, f"{op.invoice_id} is not {me}'s invoice")
     reason = op.buyer_mismatch_reason
     if reason is not None and reason not in BUYER_MISMATCH_REASONS:
-        return Refusal(ErrorCode.MALFORMED, f"buyer_mismatch_reason must be one of {BUYER_MISMATCH_REASONS}")
+        return Refusal(
+            ErrorCode.MALFORMED, f"buyer_mismatch_reason must be one of {BUYER_MISMATCH_REASONS}"
+        )
     for decl_id in op.decl_ids:
         declaration: Declaration | None = step.state.get("decl", decl_id)
         if declaration is None:

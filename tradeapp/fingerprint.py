@@ -1,8 +1,8 @@
 """The invoice fingerprint: one receivable, however it was keyed in, gives one SHA-256.
 
-A re-keyed copy of an invoice ("inv-0042" for "INV 42", "2024-1" for "2024/0001", "ІNV-42" with
-a Cyrillic І, "ＩＮＶ４２" in fullwidth forms, "INV-٤٢" with Arabic-Indic digits) must collide
-with the original, so identifiers are folded first (`fold_identifier`):
+A re-keyed copy of an invoice ("inv-0042" for "INV 42", "2024-1" for "2024/0001", "ІNV-42"
+with a Cyrillic І, "ＩＮＶ４２" in fullwidth forms, "INV-٤٢" with Arabic-Indic digits) must
+collide with the original, so identifiers are folded first (`fold_identifier`):
 
 1. Unicode NFKC (compatibility forms: fullwidth and mathematical letters, ligatures,
    superscripts, circled digits), then upper case, then NFKC again (upper-casing can leave a

@@ -139,7 +139,9 @@ def attach(step: Step, op: PresAttach) -> Outcome:
         if pending:
             return Refusal(ErrorCode.ALREADY_ENCUMBERED, f"{op.ref} is presented in {pending[0]}")
         if len(invoice.presentations) >= LIST_ITEMS_MAX:
-            return Refusal(ErrorCode.INVALID_STATE, f"{op.ref} was presented {LIST_ITEMS_MAX} times")
+            return Refusal(
+                ErrorCode.INVALID_STATE, f"{op.ref} was presented {LIST_ITEMS_MAX} times"
+            )
         objects = touched(("invoice", op.ref))
     elif op.content_digest is None:
         return Refusal(ErrorCode.MALFORMED, "an off-ledger document needs its content_digest")
