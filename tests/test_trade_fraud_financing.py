@@ -549,3 +549,16 @@ def test_the_cli_takes_the_new_fields_and_leaves_them_out_by_default():
     assert operation_from_args(given).buyer_mismatch_reason == "SOLD_IN_TRANSIT"
     with pytest.raises(SystemExit):  # a field without a default is still required
         parser.parse_args(base[:-2])
+
+
+def test_a_similar_receivable_alert_names_the_closest_earlier_receivables_first():
+    """README "Rules the ledger decides", SIMILAR_RECEIVABLE: the same number first, then the
+    smallest difference of amount (at most 16 are named)."""
+    w = World()
+    far, _ = _register(w, "X-1", amount=10 * M + 90_000)
+    near, _ = _register(w, "X-2", amount=10 * M + 10)
+    same_number, _ = _register(w, "SAME", amount=10 * M + 50_000)
+    new, result = _register(w, "SAME", amount=10 * M)
+    assert result.value["alert"]["code"] == "SIMILAR_RECEIVABLE"
+    alerts = w.driver.read(FX_ADMIN, GetAlerts()).value["alerts"]
+    assert alerts[-1]["invoice_ids"] == [new, same_number, near, far]
