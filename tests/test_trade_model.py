@@ -140,16 +140,19 @@ def test_banking_days_agree_with_a_datetime_walk(start, count, weekend):
 @pytest.mark.parametrize(
     ("raw", "normal"),
     [("INV-0042", "INV42"), ("inv 42", "INV42"), ("A-007/B0", "A7B0"), ("000", "0"),
-     ("2024/0001", "20241"), ("2024-1", "20241"), ("20240001", "20240001"), ("Ｉnv-１", "NV"),
+     ("2024/0001", "20241"), ("2024-1", "20241"), ("20240001", "20240001"), ("Ｉnv-１", "INV1"),
      ("", ""), ("a0b00c", "A0B0C")],
 )  # fmt: skip
 def test_invoice_numbers_are_normalised(raw, normal):
-    assert normalise_invoice_number(raw) == normal
+    """Invoice: the fold of a re-keyed number is the fold of its plain form (the folded form
+    itself is a TS #39 skeleton, e.g. "lNV42": compared, never shown)."""
+    assert normalise_invoice_number(raw) == normalise_invoice_number(normal)
+    assert normalise_invoice_number(raw) != normalise_invoice_number(normal + "9")
 
 
 def _fingerprint(**overrides):
     values = dict(
-        seller_tax_id="91370200X", buyer="IMP-NL", invoice_no="INV-0042", currency="USD",
+        seller_tax_id="91370200X", buyer_key="P:IMP-NL", invoice_no="INV-0042", currency="USD",
         amount_minor=100, issue_date="2024-03-01",
     )  # fmt: skip
     values.update(overrides)
@@ -158,10 +161,10 @@ def _fingerprint(**overrides):
 
 def test_a_rekeyed_invoice_has_the_same_fingerprint_a_different_one_does_not():
     """Invoice: a re-keyed copy of the same invoice has the same fingerprint."""
-    same = _fingerprint(invoice_no="inv 42", buyer=" imp-nl", seller_tax_id="91370200x")
+    same = _fingerprint(invoice_no="inv 42", seller_tax_id="91370200x")
     assert same == _fingerprint() and len(same) == 32
     for change in ({"amount_minor": 101}, {"currency": "EUR"}, {"issue_date": "2024-03-02"},
-                   {"invoice_no": "INV-0043"}, {"buyer": "IMP-DE"}, {"seller_tax_id": "Y"}):  # fmt: skip
+                   {"invoice_no": "INV-0043"}, {"buyer_key": "P:IMP-DE"}, {"seller_tax_id": "Y"}):  # fmt: skip
         assert _fingerprint(**change) != _fingerprint(), change
 
 

@@ -6,6 +6,7 @@ event."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import fields
 from typing import Any
@@ -21,9 +22,12 @@ from tradeapp.commands import (
     DeclLodge,
     DeclRelease,
     EblIssue,
+    EblPledge,
     FinApprove,
+    FinClose,
     FinRequest,
     InvRegister,
+    RcvRecordCollection,
     LcAdvise,
     LcApply,
     LcIssue,
@@ -34,7 +38,9 @@ from tradeapp.commands import (
     PresOpen,
     TaxRegisterRecord,
 )
-from tradeapp.invariants import violations
+from tradeapp.financing import SIMILAR_NAMED_MAX
+from tradeapp.invariants import HistoryOracle, violations
+from tradeapp.banking_calendar import format_date, parse_date
 from tradeapp.scenario import CAST, FX_ADMIN, LedgerDriver, at, cast_driver
 from tradeapp.transitions import COMMAND_PARTY, COMMAND_ROLES, TRANSITIONS
 
@@ -244,11 +250,14 @@ def financing_recipe(
     ledger stops) and a financing request on them, to any of two banks."""
     state = driver.ledger.state
     decl_id, currency = fresh("D"), choose(["USD", "USD", "USD", "EUR"])
+    consignee, country = choose([("IMP-NL", ""), ("IMP-NL", ""), ("IMP NL B.V.", "NL"),
+                                 ("Acme GmbH", "DE")])  # fmt: skip
     steps: list[tuple[str, Operation]] = [
         ("EXP-QD", DeclLodge(
-            decl_id=decl_id, customs="CUSTOMS-QD", buyer="IMP-NL", goods_description="g",
+            decl_id=decl_id, customs="CUSTOMS-QD", buyer=consignee, goods_description="g",
             hs_code="h", currency=currency,
             declared_value_minor=choose([10_000_000, 5_000_000, 1_000_000]),
+            buyer_country=country,
         )),
         ("CUSTOMS-QD", DeclAccept(decl_id=decl_id)),
         ("CUSTOMS-QD", DeclRelease(decl_id=decl_id)),
@@ -267,6 +276,7 @@ def financing_recipe(
     steps.append(("EXP-QD", FinRequest(
         fin_id=fresh("F"), lender=choose(["BANK-A", "BANK-B"]), invoice_id=invoice_id,
         decl_ids=decl_ids, currency=currency, amount_minor=choose([8_000_000, 5_000_000, 12_000_000]),
+        buyer_mismatch_reason=choose([None, None, None, "CONSIGNEE_IS_AGENT"]),
     )))  # fmt: skip
     return steps
 
@@ -305,6 +315,12 @@ def presentation_recipe(
         ("EXP-QD", PresOpen(pres_id=pres_id, lc_id=lc_id)),
         ("EXP-QD", PresAttach(pres_id=pres_id, doc_type="ebl", ref=ebl_id, content_digest=None)),
     ]  # fmt: skip
+    state = driver.ledger.state
+    invoices = [i.invoice_id for i in state.records("invoice") if i.seller == "EXP-QD"]
+    if invoices and choose([True, False]):
+        steps.append(("EXP-QD", PresAttach(
+            pres_id=pres_id, doc_type="invoice", ref=choose(invoices), content_digest=None,
+        )))  # fmt: skip
     if choose([True, False]):
         amount = choose([10_000_000, 6_000_000, 3_000_000])
         steps.append(("EXP-QD", PresComplete(pres_id=pres_id, amount_minor=amount)))
@@ -328,6 +344,25 @@ def tax_recipe(choose: Choose, driver: LedgerDriver, fresh: Fresh) -> list[tuple
 
 
 RECIPES = (financing_recipe, presentation_recipe, tax_recipe)
+
+#: Re-keyings of an invoice number that must fold to the same receivable (issue 15 item 1).
+_CYRILLIC = str.maketrans(
+    "ABCEHIKMOPTX", "\u0410\u0412\u0421\u0415\u041d\u0406\u041a\u041c\u041e\u0420\u0422\u0425"
+)
+_FULLWIDTH = {chr(c): chr(c + 0xFEE0) for c in range(0x21, 0x7F)}
+REKEYINGS: dict[str, Callable[[str], str]] = {
+    "zero padding": lambda s: re.sub(r"[0-9]+", lambda run: "00" + run.group(), s),
+    "lower": str.lower,
+    "cyrillic": lambda s: s.upper().translate(_CYRILLIC),
+    "fullwidth": lambda s: "".join(_FULLWIDTH.get(c, c) for c in s),
+    "arabic-indic digits": lambda s: "".join(
+        chr(0x660 + int(c)) if c.isascii() and c.isdigit() else c for c in s
+    ),
+    "dashes": lambda s: s.replace("-", "\u2013").replace(" ", "\u2014"),
+    "zero-width": "\u200b".join,
+}
+#: Ways of writing the participant IMP-NL as a buyer (issue 15 item 4).
+BUYER_SPELLINGS = ["IMP-NL", "IMP NL", "imp-nl", "IMP-NL B.V.", "\u0406\u041c\u0420-NL"]
 
 
 # === Issue 15 items 8-13 (led2): fraudsters, identity, suspension, resubmission, need-to-know ===
@@ -567,6 +602,8 @@ class LedgerInvariants(FraudsterRules, RuleBasedStateMachine):
         self.driver = cast_driver(at("2024-03-04"), check_invariants=False)
         self.accepted = 0
         self._counter = 0
+        self.oracle = HistoryOracle()
+        self._fed = 0
 
     def _fresh(self, prefix: str) -> str:
         self._counter += 1
@@ -621,6 +658,178 @@ class LedgerInvariants(FraudsterRules, RuleBasedStateMachine):
             op = FinApprove(fin_id=financing.fin_id, rate_bp=450)
             self._execute(financing.lender, op.encode(), same_batch=True)
 
+    def _outcome(self, actor: str, op: Operation) -> str:
+        """Execute `op` as `actor` in its own batch; its audit outcome ("OK" or the code)."""
+        self._execute(actor, op.encode())
+        return self.driver.ledger.audit_events[-1].outcome
+
+    def _feed_oracle(self) -> None:
+        """Give the history oracle every execution it has not seen; it must find nothing."""
+        events = self.driver.ledger.audit_events
+        problems: list[str] = []
+        while self._fed < len(self.driver.log):
+            entry = self.driver.log[self._fed]
+            state = self.driver.ledger.state
+            problems += self.oracle.observe(entry.operation, events[self._fed], state)
+            self._fed += 1
+        assert problems == []
+
+    def _active(self, participant_id: str) -> bool:
+        return self.driver.ledger.state.get("participant", participant_id).status == "ACTIVE"
+
+    def _exporter_invoices(self) -> list:
+        return [i for i in self.driver.ledger.state.records("invoice") if i.seller == "EXP-QD"]
+
+    def _released_exporter_decls(self) -> list:
+        return [
+            d for d in self.driver.ledger.state.records("decl")
+            if d.exporter == "EXP-QD" and d.status in ("RELEASED", "CLEARED")
+        ]  # fmt: skip
+
+    @rule(data=st.data())
+    @precondition(lambda self: self._exporter_invoices())
+    def rekeyed_invoice_is_the_same_receivable(self, data):
+        """Item 1, 4: a look-alike re-keying of a registered invoice, with the buyer written
+        another way, is DUPLICATE_INVOICE."""
+        original = data.draw(st.sampled_from(self._exporter_invoices()))
+        names = data.draw(st.sets(st.sampled_from(sorted(REKEYINGS)), min_size=1, max_size=3))
+        number = original.invoice_no
+        for name in REKEYINGS:  # in the table's order: padding before digits are split up
+            if name in names:
+                number = REKEYINGS[name](number)
+        buyer = data.draw(st.sampled_from(BUYER_SPELLINGS))
+        op = InvRegister(
+            invoice_id=self._fresh("INV"), buyer=buyer, invoice_no=number,
+            currency=original.currency, amount_minor=original.amount_minor,
+            issue_date=original.issue_date,
+        )  # fmt: skip
+        expected = "DUPLICATE_INVOICE" if self._active("EXP-QD") else "PARTICIPANT_SUSPENDED"
+        assert self._outcome("EXP-QD", op) == expected, (original.invoice_no, number, buyer)
+
+    @rule(data=st.data())
+    @precondition(lambda self: self._exporter_invoices())
+    def near_duplicate_raises_similar_receivable(self, data):
+        """Item 3: one minor unit more, or a day later, under a new number: accepted with a
+        SIMILAR_RECEIVABLE alert naming the original."""
+        original = data.draw(st.sampled_from(self._exporter_invoices()))
+        later = data.draw(st.booleans())
+        date = format_date(parse_date(original.issue_date) + 1) if later else original.issue_date
+        invoice_id = self._fresh("INV")
+        op = InvRegister(
+            invoice_id=invoice_id, buyer="IMP-NL", invoice_no=self._fresh("NEAR"),
+            currency=original.currency, amount_minor=original.amount_minor + (0 if later else 1),
+            issue_date=date,
+        )  # fmt: skip
+        outcome = self._outcome("EXP-QD", op)
+        if not self._active("EXP-QD"):
+            assert outcome == "PARTICIPANT_SUSPENDED"
+            return
+        assert outcome == "OK"
+        alerts = [
+            a for a in self.driver.ledger.state.records("alert")
+            if a.code == "SIMILAR_RECEIVABLE" and a.invoice_ids[0] == invoice_id
+        ]  # fmt: skip
+        # The closest SIMILAR_NAMED_MAX are named: the original, unless as many are as close.
+        named = alerts[0].invoice_ids[1:] if len(alerts) == 1 else []
+        assert original.invoice_id in named or len(named) == SIMILAR_NAMED_MAX, named
+
+    @rule(data=st.data())
+    @precondition(
+        lambda self: any(
+            f.status in ("APPROVED", "DISBURSED")
+            for f in self.driver.ledger.state.records("financing")
+        )
+    )
+    def paid_goods_back_no_new_credit(self, data):
+        """Item 5 and the boundaries: the buyer pays (part of) a financed receivable, the
+        financing may close, and a new receivable asks for the declarations' recomputed balance
+        or one minor unit more; the history oracle checks the decision, and one unit more is
+        never approved."""
+        choose = lambda seq: data.draw(st.sampled_from(seq))  # noqa: E731
+        state = self.driver.ledger.state
+        fin = choose(
+            [f for f in state.records("financing") if f.status in ("APPROVED", "DISBURSED")]
+        )
+        invoice = state.get("invoice", fin.invoice_id)
+        unpaid = invoice.amount_minor - invoice.collected_minor
+        if unpaid > 0:
+            paid = choose([unpaid, max(1, unpaid // 2)])
+            collection = RcvRecordCollection(invoice_id=invoice.invoice_id, amount_minor=paid)
+            self._outcome(fin.lender, collection)
+        if fin.status == "APPROVED" and choose([True, False]):
+            self._outcome(fin.lender, FinClose(fin_id=fin.fin_id))
+        self._feed_oracle()
+        balance = sum(self.oracle.balance(d) for d in fin.decl_ids)
+        amount = choose([balance, balance + 1]) if balance > 0 else 1
+        new_invoice = self._fresh("INV")
+        self._outcome("EXP-QD", InvRegister(
+            invoice_id=new_invoice, buyer="IMP-NL", invoice_no=new_invoice, currency=fin.currency,
+            amount_minor=amount, issue_date="2024-02-01",
+        ))  # fmt: skip
+        lender = "BANK-B" if fin.lender == "BANK-A" else "BANK-A"
+        fin_id = self._fresh("F")
+        self._outcome("EXP-QD", FinRequest(
+            fin_id=fin_id, lender=lender, invoice_id=new_invoice, decl_ids=list(fin.decl_ids),
+            currency=fin.currency, amount_minor=amount, buyer_mismatch_reason="CONSIGNEE_IS_AGENT",
+        ))  # fmt: skip
+        outcome = self._outcome(lender, FinApprove(fin_id=fin_id, rate_bp=450))
+        if amount > balance:
+            assert outcome != "OK"
+
+    @rule(data=st.data())
+    @precondition(
+        lambda self: self._released_exporter_decls()
+        and any(
+            self.driver.ledger.state.get("presentation", p).status != "RETURNED"
+            for i in self._exporter_invoices()
+            for p in i.presentations
+        )
+    )
+    def an_invoice_presented_under_an_lc_is_not_financed(self, data):
+        """Item 6: an invoice attached to a presentation that has not been returned is never
+        approved for financing."""
+        state = self.driver.ledger.state
+        presented = [
+            i for i in self._exporter_invoices()
+            if any(state.get("presentation", p).status != "RETURNED" for p in i.presentations)
+        ]  # fmt: skip
+        invoice = data.draw(st.sampled_from(presented))
+        decl = data.draw(st.sampled_from(self._released_exporter_decls()))
+        lender = data.draw(st.sampled_from(["BANK-A", "BANK-B"]))
+        fin_id = self._fresh("F")
+        self._outcome("EXP-QD", FinRequest(
+            fin_id=fin_id, lender=lender, invoice_id=invoice.invoice_id, decl_ids=[decl.decl_id],
+            currency=invoice.currency, amount_minor=1, buyer_mismatch_reason="CONSIGNEE_IS_AGENT",
+        ))  # fmt: skip
+        assert self._outcome(lender, FinApprove(fin_id=fin_id, rate_bp=450)) != "OK"
+
+    @rule(data=st.data())
+    @precondition(lambda self: self._released_exporter_decls())
+    def pledged_goods_back_only_their_pledgee(self, data):
+        """Item 6: the goods of a declaration, their eBL pledged to one bank, are not financed
+        by the other."""
+        decl = data.draw(st.sampled_from(self._released_exporter_decls()))
+        pledgee = data.draw(st.sampled_from(["BANK-A", "BANK-B"]))
+        bl_no = self._fresh("BL")
+        self._outcome("CARRIER-1", EblIssue(
+            bl_no=bl_no, shipper="EXP-QD", consignee="IMP-NL", holder="EXP-QD",
+            goods_description="g", port_of_loading="Qingdao", port_of_discharge="Rotterdam",
+            shipped_on_board_date="2024-03-01", decl_id=decl.decl_id,
+        ))  # fmt: skip
+        if self._outcome("EXP-QD", EblPledge(ebl_id=f"CARRIER-1/{bl_no}", bank=pledgee)) != "OK":
+            return
+        other = "BANK-B" if pledgee == "BANK-A" else "BANK-A"
+        invoice_id, fin_id = self._fresh("INV"), self._fresh("F")
+        self._outcome("EXP-QD", InvRegister(
+            invoice_id=invoice_id, buyer="IMP-NL", invoice_no=invoice_id, currency=decl.currency,
+            amount_minor=1, issue_date="2024-02-01",
+        ))  # fmt: skip
+        self._outcome("EXP-QD", FinRequest(
+            fin_id=fin_id, lender=other, invoice_id=invoice_id, decl_ids=[decl.decl_id],
+            currency=decl.currency, amount_minor=1, buyer_mismatch_reason="CONSIGNEE_IS_AGENT",
+        ))  # fmt: skip
+        assert self._outcome(other, FinApprove(fin_id=fin_id, rate_bp=450)) != "OK"
+
     @rule(hours=st.sampled_from([1, 6, 24, 72]))
     def time_passes(self, hours):
         self.driver.now_ms += hours * 3_600_000
@@ -636,6 +845,18 @@ class LedgerInvariants(FraudsterRules, RuleBasedStateMachine):
         ledger = self.driver.ledger
         assert violations(ledger.state, ledger.audit) == []
         assert len(ledger.audit_events) == len(self.driver.log)
+        self._feed_oracle()
+
+    @invariant()
+    def financing_rests_on_its_buyers_goods(self):
+        """Item 7: a financing whose declaration is consigned to someone other than its
+        invoice's buyer carries a coded reason."""
+        state = self.driver.ledger.state
+        for financing in state.records("financing"):
+            invoice = state.get("invoice", financing.invoice_id)
+            for decl_id in financing.decl_ids:
+                if state.get("decl", decl_id).buyer_key != invoice.buyer_key:
+                    assert financing.buyer_mismatch_reason is not None, financing.fin_id
 
 
 LedgerInvariants.TestCase.settings = settings(

@@ -44,7 +44,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
-from dataclasses import fields
+from dataclasses import MISSING, fields
 from pathlib import Path
 from typing import Any
 
@@ -182,8 +182,11 @@ def _add_operations(subparsers: Any, operations: dict[str, type[Operation]]) -> 
                          "it twice (default: a fresh id, printed on stderr)",
                 )  # fmt: skip
                 continue
+            # A field with a default (a later addition to the wire shape) may be left out.
+            optional = f.default is not MISSING
             parser.add_argument(
-                _option(f.name), dest=f"field_{f.name}", required=True, metavar=str(f.type),
+                _option(f.name), dest=f"field_{f.name}", required=not optional,
+                default=None, metavar=str(f.type),
             )
 
 
@@ -196,7 +199,7 @@ def operation_from_args(args: argparse.Namespace) -> Operation:
     values = {}
     for f in fields(cls):
         text = getattr(args, f"field_{f.name}")
-        if text is None:  # an optional request id (IDEMPOTENT): generated below
+        if text is None:  # left out: its default, or a request id generated below
             continue
         try:
             values[f.name] = parse_field(str(f.type), text)

@@ -243,7 +243,8 @@ class CalAddHoliday(Operation):
 
 @_operation("decl.lodge", "decl_id")
 class DeclLodge(Operation):
-    """The exporter lodges an export declaration with a customs office."""
+    """The exporter lodges an export declaration with a customs office. `buyer` is the
+    consignee: a participant id, or a name with `buyer_country` (ISO 3166 alpha-2)."""
 
     decl_id: Id
     customs: Id
@@ -252,6 +253,7 @@ class DeclLodge(Operation):
     hs_code: Text
     currency: Currency
     declared_value_minor: Amount
+    buyer_country: Text = ""
 
 
 @_operation("decl.accept", "decl_id")
@@ -294,7 +296,8 @@ class DeclCancel(Operation):
 
 @_operation("ebl.issue", None)
 class EblIssue(Operation):
-    """The carrier issues an eBL to `holder`; its id is "<carrier>/<bl_no>"."""
+    """The carrier issues an eBL to `holder`; its id is "<carrier>/<bl_no>". `decl_id` names
+    the shipper's export declaration of the goods, when the carrier has it."""
 
     bl_no: Id
     shipper: Id
@@ -304,6 +307,7 @@ class EblIssue(Operation):
     port_of_loading: Text
     port_of_discharge: Text
     shipped_on_board_date: Date
+    decl_id: Id | None = None
 
 
 @_operation("ebl.transfer", "ebl_id")
@@ -360,7 +364,8 @@ class EblVoid(Operation):
 
 @_operation("inv.register", "invoice_id")
 class InvRegister(Operation):
-    """The seller registers an invoice; its fingerprint must be new (DUPLICATE_INVOICE)."""
+    """The seller registers an invoice; its fingerprint must be new (DUPLICATE_INVOICE).
+    `buyer` is a participant id, or a name with `buyer_country` (ISO 3166 alpha-2)."""
 
     invoice_id: Id
     buyer: Text
@@ -368,6 +373,7 @@ class InvRegister(Operation):
     currency: Currency
     amount_minor: Amount
     issue_date: Date
+    buyer_country: Text = ""
 
 
 @_operation("rcv.record_collection", "invoice_id")
@@ -383,7 +389,9 @@ class RcvRecordCollection(Operation):
 
 @_operation("fin.request", "fin_id")
 class FinRequest(Operation):
-    """The exporter asks `lender` to finance its invoice, backed by its declarations."""
+    """The exporter asks `lender` to finance its invoice, backed by its declarations. A
+    declaration whose consignee is not the invoice's buyer needs `buyer_mismatch_reason`, one of
+    `model.BUYER_MISMATCH_REASONS`."""
 
     fin_id: Id
     lender: Id
@@ -391,6 +399,7 @@ class FinRequest(Operation):
     decl_ids: Ids
     currency: Currency
     amount_minor: Amount
+    buyer_mismatch_reason: Id | None = None
 
 
 @_operation("fin.approve", "fin_id")

@@ -13,11 +13,13 @@ from .commands import (
     DeclRelease,
 )
 from .encumbrance_registry import raise_over_financed_if_needed
+from .fingerprint import resolve_buyer
 from .model import Declaration, Role
 from .step import (
     Done,
     Handler,
     Outcome,
+    Refusal,
     Step,
     amount_refusal,
     counterparty_refusal,
@@ -35,6 +37,9 @@ def lodge(step: Step, op: DeclLodge) -> Outcome:
     refusal = refusal or money_refusal(op.currency, op.declared_value_minor)
     if refusal is not None:
         return refusal
+    buyer_key = resolve_buyer(step.state, op.buyer, op.buyer_country)
+    if isinstance(buyer_key, Refusal):
+        return buyer_key
     step.state.add(
         Declaration(
             decl_id=op.decl_id,
@@ -42,11 +47,13 @@ def lodge(step: Step, op: DeclLodge) -> Outcome:
             exporter=step.actor.participant_id,
             customs=op.customs,
             buyer=op.buyer,
+            buyer_key=buyer_key,
             goods_description=op.goods_description,
             hs_code=op.hs_code,
             currency=op.currency,
             declared_value_minor=op.declared_value_minor,
             lodged_ms=step.now_ms,
+            ebl_ids=[],
         )
     )
     return Done({"decl_id": op.decl_id, "status": "LODGED"})

@@ -19,13 +19,12 @@ from .commands import (
     EblTransfer,
     EblVoid,
 )
+from .encumbrance_registry import PLEDGE_LOCK, holding
 from .errors import ErrorCode
-from .model import COMMERCIAL_ROLES, Ebl, Role
+from .model import COMMERCIAL_ROLES, Declaration, Ebl, LedgerState, Role
 from .step import Done, Handler, Outcome, Refusal, Step, counterparty_refusal, handles
 
 HANDLERS: dict[str, Handler] = {}
-#: `locked_by` of an eBL pledged to its custodian bank (a presentation locks with its ref).
-PLEDGE_LOCK = "pledge"
 
 
 def ebl_id_of(carrier: str, bl_no: str) -> str | None:
@@ -56,6 +55,15 @@ def issue(step: Step, op: EblIssue) -> Outcome:
     ):
         if (refusal := counterparty_refusal(step.state, participant_id, roles, what)) is not None:
             return refusal
+    declaration: Declaration | None = None
+    if op.decl_id is not None:
+        declaration = step.state.get("decl", op.decl_id)
+        if declaration is None:
+            return Refusal(ErrorCode.UNKNOWN_DOCUMENT, f"no declaration {op.decl_id}")
+        if declaration.exporter != op.shipper:
+            return Refusal(
+                ErrorCode.INVALID_PARTY, f"{op.decl_id} is not the shipper {op.shipper}'s"
+            )
     carrier = step.actor.participant_id
     ebl_id = ebl_id_of(carrier, op.bl_no)
     assert ebl_id is not None  # the ledger checked the derived id before the handler
@@ -83,8 +91,11 @@ def issue(step: Step, op: EblIssue) -> Outcome:
             locked_by=None,
             custodian=None,
             surrender_answered=False,
+            decl_id=op.decl_id,
         )
     )
+    if declaration is not None:
+        declaration.ebl_ids = [*declaration.ebl_ids, ebl_id]
     return Done(
         {"ebl_id": ebl_id, "status": "ISSUED", "holder": op.holder}, objects=(f"ebl:{ebl_id}",)
     )
@@ -118,11 +129,25 @@ def pledge(step: Step, op: EblPledge) -> Outcome:
     refusal = in_use_refusal(ebl) or counterparty_refusal(
         step.state, op.bank, [Role.BANK], "pledgee"
     )
+    refusal = refusal or _financed_elsewhere_refusal(step.state, ebl, op.bank)
     if refusal is not None:
         return refusal
     ebl.locked_by = PLEDGE_LOCK
     ebl.custodian = op.bank
     return Done({"ebl_id": ebl.ebl_id, "custodian": op.bank})
+
+
+def _financed_elsewhere_refusal(state: LedgerState, ebl: Ebl, bank: str) -> Refusal | None:
+    """ALREADY_ENCUMBERED if a financing by another bank rests on the declaration of the goods:
+    the goods would secure two lenders."""
+    if ebl.decl_id is None:
+        return None
+    for encumbrance in state.encumbrances_on(ebl.decl_id):
+        if holding(encumbrance) and encumbrance.lender != bank:
+            return Refusal(
+                ErrorCode.ALREADY_ENCUMBERED, f"the goods of {ebl.decl_id} are already financed"
+            )
+    return None
 
 
 @handles(HANDLERS, EblReleasePledge)

@@ -13,19 +13,26 @@ from .commands import (
     InvRegister,
     RcvRecordCollection,
 )
+from .banking_calendar import parse_date
 from .encumbrance_registry import (
     FINANCEABLE_DECLARATION_STATUSES,
+    attribute_collection,
     blocking_encumbrance,
     financeable_balance_minor,
+    instrument_refusal,
 )
 from .errors import ErrorCode
-from .fingerprint import invoice_fingerprint
+from .fingerprint import invoice_fingerprint, normalise_invoice_number, resolve_buyer
 from .model import (
+    ALERT_SIMILAR_RECEIVABLE,
+    BUYER_MISMATCH_REASONS,
+    Alert,
     Collection,
     Declaration,
     Encumbrance,
     Financing,
     Invoice,
+    LedgerState,
     Repayment,
     Role,
     ledger_id,
@@ -40,21 +47,89 @@ from .step import (
     counterparty_refusal,
     handles,
     money_refusal,
+    record_ref,
     touched,
 )
 
 HANDLERS: dict[str, Handler] = {}
 #: Pricing bound: 100 % a year is 10,000 basis points; anything above is a keying error.
 RATE_BP_MAX = 10_000
+#: SIMILAR_RECEIVABLE: amounts within this many per mille of the larger (and at least one minor
+#: unit) and issue dates at most this many days apart count as near.
+SIMILAR_AMOUNT_PERMILLE = 10
+SIMILAR_DAYS = 3
+#: At most this many earlier receivables are named in one SIMILAR_RECEIVABLE alert.
+SIMILAR_NAMED_MAX = 16
+
+
+def is_similar(new: Invoice, old: Invoice) -> bool:
+    """Near match of two receivables of the same seller, buyer and currency (tradeapp/README.md,
+    "Rules the ledger decides"): the same folded invoice number, or amounts within
+    max(1 minor unit, 1 %) and issue dates at most SIMILAR_DAYS days apart."""
+    if normalise_invoice_number(new.invoice_no) == normalise_invoice_number(old.invoice_no):
+        return True
+    larger = max(new.amount_minor, old.amount_minor)
+    amount_near = abs(new.amount_minor - old.amount_minor) <= max(
+        1, larger * SIMILAR_AMOUNT_PERMILLE // 1000
+    )
+    days_apart = abs(parse_date(new.issue_date) - parse_date(old.issue_date))
+    return amount_near and days_apart <= SIMILAR_DAYS
+
+
+def _similar_alert(step: Step, invoice: Invoice) -> Alert | None:
+    state: LedgerState = step.state
+    near = [
+        old
+        for old in state.invoices_between(invoice.seller, invoice.buyer_key, invoice.currency)
+        if old.invoice_id != invoice.invoice_id and is_similar(invoice, old)
+    ]
+    if not near:
+        return None
+    # The closest first: the same number, then the smallest differences of amount and date.
+    number = normalise_invoice_number(invoice.invoice_no)
+    day = parse_date(invoice.issue_date)
+    near.sort(
+        key=lambda old: (
+            normalise_invoice_number(old.invoice_no) != number,
+            abs(old.amount_minor - invoice.amount_minor),
+            abs(parse_date(old.issue_date) - day),
+            old.invoice_id,
+        )
+    )
+    earlier = [old.invoice_id for old in near[:SIMILAR_NAMED_MAX]]
+    sponsor = step.actor.sponsor
+    alert = Alert(
+        alert_id=ledger_id("ALERT", step.index),
+        status="RAISED",
+        code=ALERT_SIMILAR_RECEIVABLE,
+        decl_id="",
+        lenders=[sponsor] if sponsor is not None else [],
+        invoice_ids=[invoice.invoice_id, *earlier],
+        currency=invoice.currency,
+        financed_minor=0,
+        declared_minor=0,
+        sequence=step.context.sequence,
+    )
+    state.add(alert)
+    return alert
 
 
 @handles(HANDLERS, InvRegister)
 def register_invoice(step: Step, op: InvRegister) -> Outcome:
+    """Refuses MALFORMED an invoice number with no letter or digit of any script, and a buyer
+    that cannot be identified (`fingerprint.resolve_buyer`); DUPLICATE_INVOICE a receivable
+    already registered. A near match of an earlier receivable is accepted with a
+    SIMILAR_RECEIVABLE alert."""
     if (refusal := money_refusal(op.currency, op.amount_minor)) is not None:
         return refusal
+    if not normalise_invoice_number(op.invoice_no):
+        return Refusal(ErrorCode.MALFORMED, "the invoice number has no letter or digit")
+    buyer_key = resolve_buyer(step.state, op.buyer, op.buyer_country)
+    if isinstance(buyer_key, Refusal):
+        return buyer_key
     fingerprint = invoice_fingerprint(
         seller_tax_id=step.actor.tax_id,
-        buyer=op.buyer,
+        buyer_key=buyer_key,
         invoice_no=op.invoice_no,
         currency=op.currency,
         amount_minor=op.amount_minor,
@@ -63,21 +138,27 @@ def register_invoice(step: Step, op: InvRegister) -> Outcome:
     original = step.state.invoice_by_fingerprint.get(fingerprint)
     if original is not None:
         return Refusal(ErrorCode.DUPLICATE_INVOICE, f"same receivable as {original}")
-    step.state.add(
-        Invoice(
-            invoice_id=op.invoice_id,
-            status="REGISTERED",
-            seller=step.actor.participant_id,
-            buyer=op.buyer,
-            invoice_no=op.invoice_no,
-            currency=op.currency,
-            amount_minor=op.amount_minor,
-            issue_date=op.issue_date,
-            fingerprint=fingerprint,
-            collected_minor=0,
-        )
+    invoice = Invoice(
+        invoice_id=op.invoice_id,
+        status="REGISTERED",
+        seller=step.actor.participant_id,
+        buyer=op.buyer,
+        buyer_key=buyer_key,
+        invoice_no=op.invoice_no,
+        currency=op.currency,
+        amount_minor=op.amount_minor,
+        issue_date=op.issue_date,
+        fingerprint=fingerprint,
+        collected_minor=0,
+        presentations=[],
     )
-    return Done({"invoice_id": op.invoice_id, "fingerprint": fingerprint})
+    step.state.add(invoice)
+    value = {"invoice_id": op.invoice_id, "fingerprint": fingerprint}
+    alert = _similar_alert(step, invoice)
+    if alert is None:
+        return Done(value)
+    value["alert"] = {"alert_id": alert.alert_id, "code": alert.code}
+    return Done(value, objects=(record_ref(alert),))
 
 
 @handles(HANDLERS, RcvRecordCollection)
@@ -106,10 +187,12 @@ def record_collection(step: Step, op: RcvRecordCollection) -> Outcome:
         )
     )  # fmt: skip
     status = "SETTLED" if invoice.collected_minor == invoice.amount_minor else "REGISTERED"
-    objects: tuple[str, ...] = ()
+    # Paid goods back nothing new: the declarations carrying them lose what was paid.
+    changed = attribute_collection(step.state, invoice, op.amount_minor)
     if status == "SETTLED" and encumbrance is not None:
         encumbrance.status = "SETTLED"
-        objects = touched(("encumbrance", encumbrance.enc_id))
+        changed = sorted({*changed, encumbrance.enc_id})
+    objects = touched(*(("encumbrance", enc_id) for enc_id in changed))
     value = {
         "invoice_id": invoice.invoice_id,
         "status": status,
@@ -132,12 +215,22 @@ def request(step: Step, op: FinRequest) -> Outcome:
         return Refusal(ErrorCode.UNKNOWN_DOCUMENT, f"no invoice {op.invoice_id}")
     if invoice.seller != me:
         return Refusal(ErrorCode.NOT_DOCUMENT_OWNER, f"{op.invoice_id} is not {me}'s invoice")
+    reason = op.buyer_mismatch_reason
+    if reason is not None and reason not in BUYER_MISMATCH_REASONS:
+        return Refusal(
+            ErrorCode.MALFORMED, f"buyer_mismatch_reason must be one of {BUYER_MISMATCH_REASONS}"
+        )
     for decl_id in op.decl_ids:
         declaration: Declaration | None = step.state.get("decl", decl_id)
         if declaration is None:
             return Refusal(ErrorCode.UNKNOWN_DOCUMENT, f"no declaration {decl_id}")
         if declaration.exporter != me:
             return Refusal(ErrorCode.NOT_DOCUMENT_OWNER, f"{decl_id} is not {me}'s declaration")
+        if declaration.buyer_key != invoice.buyer_key and reason is None:
+            return Refusal(
+                ErrorCode.BUYER_MISMATCH,
+                f"{decl_id}'s consignee is not {op.invoice_id}'s buyer: give buyer_mismatch_reason",
+            )
     step.state.add(
         Financing(
             fin_id=op.fin_id,
@@ -155,6 +248,7 @@ def request(step: Step, op: FinRequest) -> Outcome:
             requested_ms=step.now_ms,
             decided_ms=None,
             reject_reason=None,
+            buyer_mismatch_reason=reason,
         )
     )
     return Done({"fin_id": op.fin_id, "status": "REQUESTED"})
@@ -185,6 +279,8 @@ def approve(step: Step, op: FinApprove) -> Outcome:
         return Refusal(ErrorCode.RECEIVABLE_SETTLED, f"{invoice.invoice_id} has been paid")
     if blocking is not None:
         return Refusal(ErrorCode.ALREADY_ENCUMBERED, f"{invoice.invoice_id} is already financed")
+    if (refusal := instrument_refusal(state, invoice, declarations, financing.lender)) is not None:
+        return refusal
     balances = [financeable_balance_minor(state, d) for d in declarations]
     if financing.amount_minor > sum(balances):
         return Refusal(
@@ -211,6 +307,7 @@ def approve(step: Step, op: FinApprove) -> Outcome:
         currency=financing.currency,
         amount_minor=financing.amount_minor,
         allocations=allocations,
+        paid={},
     )
     state.add(encumbrance)
     financing.enc_id = encumbrance.enc_id

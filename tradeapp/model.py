@@ -37,6 +37,14 @@ COMMERCIAL_ROLES = frozenset({Role.BANK, Role.CARRIER, Role.TRADER})
 
 #: Alert codes (alerts are facts the ledger raises, not refusals).
 ALERT_OVER_FINANCED = "OVER_FINANCED"
+#: A new receivable nearly matches an earlier one (tradeapp/README.md: "Rules the ledger
+#: decides"): raised for the seller's registering bank and FX_ADMIN.
+ALERT_SIMILAR_RECEIVABLE = "SIMILAR_RECEIVABLE"
+
+#: Why a financing may rest on declarations whose consignee is not the invoice's buyer
+#: (docs/TRADE-DOMAIN.md, Financing): the consignee is the buyer's agent or forwarder; a company
+#: of the buyer's group; the goods were sold on while in transit.
+BUYER_MISMATCH_REASONS = ("CONSIGNEE_IS_AGENT", "BUYER_GROUP_ENTITY", "SOLD_IN_TRANSIT")
 
 #: Discrepancy codes an examining bank may cite when refusing a presentation (UCP 600 art. 16).
 DISCREPANCY_CODES = (
@@ -219,12 +227,14 @@ class Declaration(Record):
     status: str  # LODGED ACCEPTED RELEASED CLEARED REJECTED CANCELLED
     exporter: str
     customs: str
-    buyer: str
+    buyer: str  # the consignee, as keyed
+    buyer_key: str  # who the consignee is (fingerprint.participant_buyer_key / named_buyer_key)
     goods_description: str
     hs_code: str
     currency: str
     declared_value_minor: int
     lodged_ms: int
+    ebl_ids: list[str]  # eBLs whose carrier named this declaration, in issue order
 
 
 @_record("ebl", "ebl_id")
@@ -247,6 +257,7 @@ class Ebl(Record):
     locked_by: str | None
     custodian: str | None
     surrender_answered: bool
+    decl_id: str | None  # the export declaration of the goods, as the carrier names it
 
 
 @_record("invoice", "invoice_id")
@@ -257,12 +268,14 @@ class Invoice(Record):
     status: str  # REGISTERED SETTLED
     seller: str
     buyer: str
+    buyer_key: str  # who the buyer is (fingerprint.participant_buyer_key / named_buyer_key)
     invoice_no: str
     currency: str
     amount_minor: int
     issue_date: str
     fingerprint: bytes
     collected_minor: int
+    presentations: list[str]  # presentations under an LC that attached it, in attach order
 
 
 @_record("encumbrance", "enc_id")
@@ -278,6 +291,7 @@ class Encumbrance(Record):
     currency: str
     amount_minor: int
     allocations: dict[str, int]  # decl_id -> amount drawn from its financeable balance
+    paid: dict[str, int]  # decl_id -> collections on the receivable attributed to it
 
 
 @_record("financing", "fin_id")
@@ -299,6 +313,7 @@ class Financing(Record):
     requested_ms: int
     decided_ms: int | None
     reject_reason: str | None
+    buyer_mismatch_reason: str | None  # one of BUYER_MISMATCH_REASONS, or None
 
 
 @_record("lc", "lc_id")
@@ -418,13 +433,16 @@ class Collection(Record):
 
 @_record("alert", "alert_id")
 class Alert(Record):
-    """A fact the ledger raised for lenders and FX_ADMIN (e.g. OVER_FINANCED)."""
+    """A fact the ledger raised for banks and FX_ADMIN. OVER_FINANCED names the declaration and
+    its amounts; SIMILAR_RECEIVABLE names the new receivable and the earlier ones it nearly
+    matches (`invoice_ids`), with `decl_id` "" and the amounts 0."""
 
     alert_id: str
     status: str  # RAISED
     code: str
     decl_id: str
-    lenders: list[str]
+    lenders: list[str]  # the banks the alert is for
+    invoice_ids: list[str]
     currency: str
     financed_minor: int
     declared_minor: int
@@ -446,6 +464,7 @@ class LedgerState:
         "tables",
         "participant_by_key",
         "invoice_by_fingerprint",
+        "invoices_by_counterparty",
         "encumbrances_by_fp",
         "encumbrances_by_decl",
     )
@@ -454,6 +473,7 @@ class LedgerState:
         self.tables: dict[str, dict[str, Record]] = {kind: {} for kind in KINDS}
         self.participant_by_key: dict[bytes, str] = {}
         self.invoice_by_fingerprint: dict[bytes, str] = {}
+        self.invoices_by_counterparty: dict[str, list[str]] = {}
         self.encumbrances_by_fp: dict[bytes, list[str]] = {}
         self.encumbrances_by_decl: dict[str, list[str]] = {}
 
@@ -470,6 +490,8 @@ class LedgerState:
             self.participant_by_key[record.public_key] = record.participant_id
         elif isinstance(record, Invoice):
             self.invoice_by_fingerprint[record.fingerprint] = record.invoice_id
+            key = counterparty_key(record.seller, record.buyer_key, record.currency)
+            self.invoices_by_counterparty.setdefault(key, []).append(record.invoice_id)
         elif isinstance(record, Encumbrance):
             # Both keys are fixed at creation, so the indexes never need updating.
             self.encumbrances_by_fp.setdefault(record.fingerprint, []).append(record.enc_id)
@@ -482,6 +504,12 @@ class LedgerState:
         table = self.tables[kind]
         for record_id in sorted(table):
             yield table[record_id]
+
+    def invoices_between(self, seller: str, buyer_key: str, currency: str) -> list[Invoice]:
+        """The invoices of one seller to one buyer in one currency, in id order."""
+        table = self.tables["invoice"]
+        key = counterparty_key(seller, buyer_key, currency)
+        return [table[i] for i in sorted(self.invoices_by_counterparty.get(key, []))]
 
     def encumbrances_of(self, fingerprint: bytes) -> list[Encumbrance]:
         """Every encumbrance ever created on this fingerprint, in id (= creation) order."""
@@ -530,6 +558,11 @@ class LedgerState:
                     raise ValueError(f"participant {record_id!r} has an unknown role")
                 state.add(record)
         return state
+
+
+def counterparty_key(seller: str, buyer_key: str, currency: str) -> str:
+    """The index key of a seller's invoices to one buyer in one currency."""
+    return f"{seller}\x00{buyer_key}\x00{currency}"
 
 
 def ledger_id(prefix: str, command_index: int) -> str:

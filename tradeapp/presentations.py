@@ -30,6 +30,7 @@ from .model import (
     DISCREPANCY_CODES,
     EXAMINATION_BANKING_DAYS,
     Ebl,
+    Invoice,
     LedgerState,
     LetterOfCredit,
     Presentation,
@@ -110,6 +111,7 @@ def attach(step: Step, op: PresAttach) -> Outcome:
         return Refusal(ErrorCode.DUPLICATE_ID, f"{op.doc_type} {op.ref} is already attached")
     objects: tuple[str, ...] = ()
     ebl: Ebl | None = None
+    invoice: Invoice | None = None
     if op.doc_type == "ebl":
         ebl = state.get("ebl", op.ref)
         if ebl is None:
@@ -129,12 +131,26 @@ def attach(step: Step, op: PresAttach) -> Outcome:
             return Refusal(ErrorCode.UNKNOWN_DOCUMENT, f"no invoice {op.ref}")
         if invoice.seller != presentation.presenter:
             return Refusal(ErrorCode.NOT_DOCUMENT_OWNER, f"{op.ref} is not the presenter's")
+        pending = [
+            pres_id
+            for pres_id in invoice.presentations
+            if state.get("presentation", pres_id).status != "RETURNED"
+        ]
+        if pending:
+            return Refusal(ErrorCode.ALREADY_ENCUMBERED, f"{op.ref} is presented in {pending[0]}")
+        if len(invoice.presentations) >= LIST_ITEMS_MAX:
+            return Refusal(
+                ErrorCode.INVALID_STATE, f"{op.ref} was presented {LIST_ITEMS_MAX} times"
+            )
         objects = touched(("invoice", op.ref))
     elif op.content_digest is None:
         return Refusal(ErrorCode.MALFORMED, "an off-ledger document needs its content_digest")
     if ebl is not None:
         ebl.locked_by = _lock_ref(presentation)
         ebl.custodian = presentation.examining_bank
+    if invoice is not None:
+        # The LC pays this receivable: it is encumbered until the documents are returned.
+        invoice.presentations = [*invoice.presentations, presentation.pres_id]
     presentation.documents = [
         *presentation.documents,
         {"doc_type": op.doc_type, "ref": op.ref, "content_digest": op.content_digest},
