@@ -245,8 +245,8 @@ def test_collections_reduce_the_declarations_balance_after_the_financing_closes(
     invoice, _ = _register(w, "INV-A", amount=30 * M)
     fin = _finance(w, invoice, [decl], 20 * M)
     w.ok("BANK-A", FinDisburse(fin_id=fin))
-    w.ok("BANK-A", RcvRecordCollection(invoice_id=invoice, amount_minor=20 * M))
-    w.ok("BANK-A", FinRepay(fin_id=fin, amount_minor=20 * M))
+    w.ok("BANK-A", RcvRecordCollection(collection_id="COL-1", invoice_id=invoice, amount_minor=20 * M))
+    w.ok("BANK-A", FinRepay(repayment_id="REP-1", fin_id=fin, amount_minor=20 * M))
     w.ok("BANK-A", FinClose(fin_id=fin))
     fabricated, _ = _register(w, "INV-FAKE", amount=20 * M)
     refused = _finance(w, fabricated, [decl], 20 * M, lender="BANK-B")
@@ -267,7 +267,7 @@ def test_a_fully_paid_receivable_leaves_nothing_of_its_declaration():
     invoice, _ = _register(w, "INV-A", amount=30 * M)
     fin = _finance(w, invoice, [decl], 24 * M)
     w.ok("BANK-A", FinDisburse(fin_id=fin))
-    w.ok("BANK-A", RcvRecordCollection(invoice_id=invoice, amount_minor=30 * M))
+    w.ok("BANK-A", RcvRecordCollection(collection_id="COL-2", invoice_id=invoice, amount_minor=30 * M))
     new, _ = _register(w, "INV-NEW", amount=6 * M)
     assert _code(_finance(w, new, [decl], 6 * M, lender="BANK-B")) == "EXCEEDS_FINANCEABLE_BALANCE"
     assert _code(_finance(w, new, [decl], 1, lender="BANK-B")) == "EXCEEDS_FINANCEABLE_BALANCE"
@@ -279,7 +279,7 @@ def test_a_partial_collection_beyond_the_financed_amount_consumes_the_declaratio
     decl = _decl(w, 30 * M)
     invoice, _ = _register(w, "INV-A", amount=30 * M)
     _finance(w, invoice, [decl], 20 * M)
-    w.ok("BANK-A", RcvRecordCollection(invoice_id=invoice, amount_minor=25 * M))
+    w.ok("BANK-A", RcvRecordCollection(collection_id="COL-3", invoice_id=invoice, amount_minor=25 * M))
     other, _ = _register(w, "INV-B", amount=6 * M)
     assert _code(_finance(w, other, [decl], 5 * M + 1, lender="BANK-B")) == (
         "EXCEEDS_FINANCEABLE_BALANCE"
@@ -295,7 +295,7 @@ def test_a_collection_fills_the_declarations_in_order_each_up_to_its_value():
     d1, d2 = _decl(w, 5 * M), _decl(w, 10 * M)
     invoice, _ = _register(w, "INV-A", amount=20 * M)
     _finance(w, invoice, [d1, d2], 8 * M)
-    w.ok("BANK-A", RcvRecordCollection(invoice_id=invoice, amount_minor=12 * M))
+    w.ok("BANK-A", RcvRecordCollection(collection_id="COL-4", invoice_id=invoice, amount_minor=12 * M))
     other, _ = _register(w, "INV-B", amount=20 * M)
     assert _code(_finance(w, other, [d2], 3 * M + 1, lender="BANK-B")) == (
         "EXCEEDS_FINANCEABLE_BALANCE"

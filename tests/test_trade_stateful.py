@@ -754,7 +754,10 @@ class LedgerInvariants(FraudsterRules, RuleBasedStateMachine):
         unpaid = invoice.amount_minor - invoice.collected_minor
         if unpaid > 0:
             paid = choose([unpaid, max(1, unpaid // 2)])
-            collection = RcvRecordCollection(invoice_id=invoice.invoice_id, amount_minor=paid)
+            collection = RcvRecordCollection(
+                collection_id=self._fresh("COL"), invoice_id=invoice.invoice_id,
+                amount_minor=paid,
+            )  # fmt: skip
             self._outcome(fin.lender, collection)
         if fin.status == "APPROVED" and choose([True, False]):
             self._outcome(fin.lender, FinClose(fin_id=fin.fin_id))

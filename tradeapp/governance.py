@@ -16,6 +16,7 @@ from .commands import (
     RegFlag,
 )
 from .errors import ErrorCode
+from .fingerprint import fold_identifier
 from .model import Calendar, LedgerState, Participant, Role
 from .step import Done, Handler, Outcome, Refusal, Step, handles
 
@@ -23,11 +24,12 @@ HANDLERS: dict[str, Handler] = {}
 
 
 def enterprise_key(tax_id: str, country: str) -> str:
-    """The identity of an enterprise: its country and tax id, each NFKC-normalised and upper
-    case, the tax id keeping only letters and digits (of any script), so that "91370200-expqd",
-    "91370200 EXPQD" and a fullwidth "９１３７０２００EXPQD" are one enterprise. Empty when the tax id
-    has no letter or digit."""
-    number = "".join(ch for ch in unicodedata.normalize("NFKC", tax_id).upper() if ch.isalnum())
+    """The identity of an enterprise: its country (NFKC, upper case) and its tax id folded as an
+    invoice number is (`fingerprint.fold_identifier`: NFKC, digits of every script, punctuation
+    and invisible characters dropped, the TS #39 skeleton) but keeping leading zeros, which are
+    significant in a tax id. So "91370200-expqd", a fullwidth "９１３７０２００EXPQD" and one with a
+    Cyrillic "Е" are one enterprise. Empty when the tax id has no letter or digit."""
+    number = fold_identifier(tax_id, drop_leading_zeros=False)
     if not number:
         return ""
     return f"{unicodedata.normalize('NFKC', country).strip().upper()}/{number}"
