@@ -361,8 +361,8 @@ def throughput(sim: Simulation, fault_free: Simulation, ratio_min: float) -> lis
 #: is gone), to FETCH-LOG (LOGGED-BATCHes, the proof when the gap starts below its stable
 #: checkpoint) and to an old VIEW-CHANGE (the NEW-VIEW that installed its view). They are the
 #: only messages of these types it sends to a single replica (the others go to all of them).
-SERVED_KINDS: dict[type, str] = {StateChunk: "STATE-CHUNK", LoggedBatch: "LOGGED-BATCH",
-                                 Checkpoint: "CHECKPOINT", NewView: "NEW-VIEW"}
+SERVED_KINDS: dict[type, str] = {StateChunk: "STATE-CHUNKs", LoggedBatch: "LOGGED-BATCHes",
+                                 Checkpoint: "CHECKPOINTs", NewView: "NEW-VIEWs"}
 
 
 @dataclass(frozen=True)
@@ -441,20 +441,22 @@ class ServedWorkWatch(Observer):
         return self
 
     def readied(self, replica_id: int, ready: Any) -> None:
-        assert self.sim is not None
-        replica = self.sim.replicas[replica_id]
-        instance, incarnation = self._instance.get(replica_id, (None, -1))
-        if instance is not replica:
-            incarnation += 1
-            self._instance[replica_id] = (replica, incarnation)
         for outbound in ready.messages:
             message = outbound.message
-            kind = type(message)
-            if kind in SERVED_KINDS and len(outbound.to) == 1:
-                self.served.setdefault((replica_id, incarnation, outbound.to[0]), []).append(
-                    (replica.now_ms, kind, served_bytes(message)))
+            if len(outbound.to) == 1 and type(message) in SERVED_KINDS:
+                self._note(replica_id, outbound.to[0], message)
         if self.inner is not None:
             self.inner.readied(replica_id, ready)
+
+    def _note(self, server: int, peer: int, message: Any) -> None:
+        assert self.sim is not None, "install() first"
+        replica = self.sim.replicas[server]
+        instance, incarnation = self._instance.get(server, (None, -1))
+        if instance is not replica:  # restarted (`Simulation.restart` builds a new replica)
+            incarnation += 1
+            self._instance[server] = (replica, incarnation)
+        self.served.setdefault((server, incarnation, peer), []).append(
+            (replica.now_ms, type(message), served_bytes(message)))
 
     def delivering(self, source: Any, destination: Any, message: Any) -> None:
         if self.inner is not None:
@@ -499,13 +501,13 @@ class ServedWorkWatch(Observer):
                 if count > budget.messages[kind]:
                     found.append(Violation(
                         "served_work",
-                        f"replica {server} served replica {peer} {count:,} {name}s within "
+                        f"replica {server} served replica {peer} {count:,} {name} within "
                         f"{budget.period_ms} ms (from {count_at} ms); at most "
                         f"{budget.messages[kind]:,} (S1'')", replicas=(server,)))
                 elif size > budget.bytes[kind]:
                     found.append(Violation(
                         "served_work",
-                        f"replica {server} served replica {peer} {size:,} bytes of {name}s "
+                        f"replica {server} served replica {peer} {size:,} bytes of {name} "
                         f"within {budget.period_ms} ms (from {size_at} ms); at most "
                         f"{budget.bytes[kind]:,} (S1'')", replicas=(server,)))
         return found

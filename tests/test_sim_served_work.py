@@ -66,7 +66,8 @@ def test_correct_replicas_absorb_multiplied_asks(seed: int) -> None:
 
 def test_the_flood_scenario_is_judged_and_clean() -> None:
     """Issue 11, item 7: the oracle is on in byz_fetch_state_flood, whose flooder is refused
-    (the core before the fix served it ~20 times the budget: /work/notes/oldcore14.md)."""
+    (the core before the fix served each victim's flooder 510 STATE-CHUNKs in 500 ms, against
+    a budget of 66, and was flagged)."""
     entry = CATALOGUE["byz_fetch_state_flood"]
     assert entry.served_work_budget is checkers.served_work_budget
     sim = entry.build(1)
@@ -180,3 +181,8 @@ def test_the_observer_the_run_had_still_sees_everything() -> None:
     checkers.ServedWorkWatch(checkers.served_work_budget(sim.config)).install(sim)
     assert sim.run(until_ms=10_000)
     assert inner.readies > 0 and inner.deliveries > 0
+
+
+def test_multiply_asks_refuses_fewer_than_one_copy() -> None:
+    with pytest.raises(ValueError, match="copies must be >= 1"):
+        multiply_asks(Simulation(seed=1, clients=0), 0)
