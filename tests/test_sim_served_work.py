@@ -75,6 +75,20 @@ def test_the_flood_scenario_is_judged_and_clean() -> None:
     assert sum(r.dropped["fetch_state_rate_limited"] for r in sim.replicas) > 0
 
 
+#: Where a faulty replica asks for work (floods, spam, replays of old asks and VIEW-CHANGEs),
+#: where correct replicas fetch state or log, issue 11's attacks and the benign baseline.
+SWITCHED_ON = ("byz_fetch_state_flood", "byz_fetch_spam", "byz_replay",
+               "byz_replay_during_view_change", "byz_view_change_spam", "byz_future_view_flood",
+               "byz_client_flood", "byz_stash_flood", "byz_slow_state_source",
+               "byz_corrupt_snapshot", "byz_corrupt_logged_batches", "byz_large_requests",
+               "baseline", "crash_wipe_disk", "crash_all_restart")
+
+
+def test_the_oracle_is_on_where_peers_ask_for_work() -> None:
+    assert [name for name in SWITCHED_ON
+            if CATALOGUE[name].served_work_budget is not checkers.served_work_budget] == []
+
+
 # ------------------------------------------------------------------ hand-fed records
 
 
