@@ -491,6 +491,9 @@ class ServedWorkWatch(Observer):
         return best
 
     def violations(self, sim: Simulation) -> list[Violation]:
+        """One "served_work" violation per correct replica, peer and message type whose busiest
+        period holds more messages than the budget (or, if not, more bytes). A replica down at
+        the end is judged for what it served while up; a Byzantine one is not judged."""
         judged = _judged(sim)
         budget, found = self.budget, []
         for (server, _, peer), answers in sorted(self.served.items(), key=lambda kv: kv[0]):
