@@ -35,7 +35,16 @@ from dataclasses import replace
 from pbft.core import Replica, quorum
 from pbft.core.client_table import ClientTable
 from pbft.core.log import LogEntry
-from pbft.messages import Commit, Message, NewView, Prepare, PrePrepare, ViewChange
+from pbft.messages import (
+    Commit,
+    FetchLog,
+    FetchState,
+    Message,
+    NewView,
+    Prepare,
+    PrePrepare,
+    ViewChange,
+)
 
 from .byzantine import Behaviour, Send
 from .engine import Simulation
@@ -234,6 +243,43 @@ BROKEN: dict[str, type[Replica]] = {
     "amnesiac": AmnesiacReplica,
     "forgetful_new_primary": ForgetfulNewPrimary,
 }
+
+class _NoLimit:
+    """A `pbft.core.rate_limit.RateLimit` that allows every request."""
+
+    def allow(self, peer: int, now_ms: int) -> bool:
+        return True
+
+
+class UnlimitedServerReplica(Replica):
+    """Breaks S1'' ("every request that makes a replica work for a peer is rate-limited per
+    requesting replica"): it answers every FETCH-STATE and FETCH-LOG (catch-up and by digest)
+    however often a peer asks, as the core did before issue 11. Nothing it does is unsafe and
+    every client still completes; only the served-work oracle
+    (`checkers.ServedWorkWatch`) sees it, once asks come faster than a correct fetcher paces
+    them (a flooder, or a network that duplicates them: `multiply_asks`)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._fetch_state_limit = self._catch_up_limit = self._batch_fetch_limit = _NoLimit()
+
+
+def multiply_asks(sim: Simulation, copies: int) -> Simulation:
+    """A network that delivers every FETCH-STATE and FETCH-LOG `copies` times (each copy with
+    its own latency): duplication is a benign fault, which a correct replica's rate limits
+    absorb (S1''). Replaces `sim.send` on this simulation; returns `sim`. Raises ValueError
+    unless `copies` >= 1."""
+    if copies < 1:
+        raise ValueError(f"copies must be >= 1, got {copies}")
+    send = sim.send
+
+    def send_multiplied(source, destinations, message) -> None:
+        for _ in range(copies if type(message) in (FetchState, FetchLog) else 1):
+            send(source, destinations, message)
+
+    sim.send = send_multiplied  # type: ignore[method-assign]
+    return sim
+
 
 #: Broken replicas that only the evidence checkers catch (tests/test_sim_evidence.py), by name;
 #: not in `BROKEN`, which the search (`simulations.search`) targets one by one.

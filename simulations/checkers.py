@@ -11,11 +11,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from pbft.app import kv_decode_result
 from pbft.codec import unpackb_canonical
+from pbft.config import ClusterConfig
+from pbft.core import sizes
+from pbft.core.state_transfer import chunk_requests_per_source
+from pbft.messages import Checkpoint, LoggedBatch, NewView, StateChunk
 
-from .engine import Simulation
+from .engine import Observer, Simulation
 from .results import Violation
 from .linearizability import linearizability
 
@@ -344,3 +349,168 @@ def throughput(sim: Simulation, fault_free: Simulation, ratio_min: float) -> lis
         "throughput",
         f"correct clients completed {achieved:.1f} requests/s, {achieved / reference:.0%} of "
         f"the {reference:.1f}/s without the attack (at least {ratio_min:.0%} required)")]
+
+
+# ------------------------------------------------------------------ work served to one peer
+#
+# Issue 11, item 7 cost CPU, which virtual time does not count: a replica serving a flooder
+# without bound still lets every client complete. What it sends is counted instead.
+
+#: What a correct replica sends one peer only because that peer asked (S1''): the answers to
+#: FETCH-STATE (a STATE-CHUNK, or the proof of its stable checkpoint when the state asked for
+#: is gone), to FETCH-LOG (LOGGED-BATCHes, the proof when the gap starts below its stable
+#: checkpoint) and to an old VIEW-CHANGE (the NEW-VIEW that installed its view). They are the
+#: only messages of these types it sends to a single replica (the others go to all of them).
+SERVED_KINDS: dict[type, str] = {StateChunk: "STATE-CHUNKs", LoggedBatch: "LOGGED-BATCHes",
+                                 Checkpoint: "CHECKPOINTs", NewView: "NEW-VIEWs"}
+
+
+@dataclass(frozen=True)
+class ServedWorkBudget:
+    """What a correct replica may send one peer, answering its asks, in any `period_ms` of
+    the replica's clock (both ends included): per message type, at most `messages[kind]`
+    messages and `bytes[kind]` bytes (`served_bytes`)."""
+
+    period_ms: int
+    messages: dict[type, int]
+    bytes: dict[type, int]
+
+
+def served_work_budget(config: ClusterConfig) -> ServedWorkBudget:
+    """S1'': the most a correct replica sends one peer on request in any T =
+    `state_transfer_timeout_ms` (both ends included), from the rate limits of
+    `pbft.core.rate_limit` (a bucket of `burst` allows at most burst + rate · W / period
+    requests in any W ms) and the size bounds of `pbft.core.sizes`. With
+    q = ceil(state_fetch_window / (n - 1)) and L = `log_window`:
+
+    - FETCH-STATE, 2q at once and q per T: 3q requests, each answered by one STATE-CHUNK
+      (≤ `state_chunk_bytes_max`) or, for a state no longer held, by the stable checkpoint's
+      proof (≤ n CHECKPOINTs: 2f + 1 distinct senders or more, from a VIEW-CHANGE);
+    - catch-up FETCH-LOG, 1 at once and 1 per T: 2 answers, each ≤ n CHECKPOINTs and
+      ≤ L LOGGED-BATCHes with up to n COMMITs (the log holds h < s ≤ H only);
+    - FETCH-LOG by digest, L at once and L per T: 2L LOGGED-BATCHes without COMMITs;
+    - NEW-VIEW resent, 1 at once and 1 per R = max(1, view_change_timeout_ms // 4):
+      1 + T // R NEW-VIEWs, each in one frame (≤ `frame_bytes_max`: one a faulty primary
+      built may hold more VIEW-CHANGEs than a correct primary's).
+
+    So 3q STATE-CHUNKs, n (3q + 2) CHECKPOINTs, 4L LOGGED-BATCHes (each batch
+    ≤ `batch_bytes_max`, N2') and 1 + T // R NEW-VIEWs. The configuration is validated
+    already; nothing here raises."""
+    n, window, period = config.n, config.log_window, config.state_transfer_timeout_ms
+    q = chunk_requests_per_source(config.state_fetch_window, n - 1)
+    resend_ms = max(1, config.view_change_timeout_ms // 4)
+    batch = sizes.CONTAINER_OVERHEAD_BYTES + config.batch_bytes_max
+    messages = {StateChunk: 3 * q, Checkpoint: n * (3 * q + 2), LoggedBatch: 4 * window,
+                NewView: 1 + period // resend_ms}
+    return ServedWorkBudget(period, messages, {
+        StateChunk: 3 * q * sizes.state_chunk_bytes_max(config),
+        Checkpoint: messages[Checkpoint] * sizes.VOTE_BYTES,
+        LoggedBatch: 2 * window * (batch + n * sizes.VOTE_BYTES) + 2 * window * batch,
+        NewView: messages[NewView] * config.frame_bytes_max,
+    })
+
+
+def served_bytes(message: object) -> int:
+    """An upper bound on the encoded size of an answer (`pbft.core.sizes`; a STATE-CHUNK by its
+    data and proof)."""
+    if type(message) is StateChunk:
+        return (sizes.STATE_CHUNK_OVERHEAD_BYTES + len(message.data)
+                + sizes.PROOF_ENTRY_BYTES * len(message.proof))
+    return sizes.message_bytes(message)
+
+
+class ServedWorkWatch(Observer):
+    """Issue 14, item 2 (issue 11, item 7): records every answer (`SERVED_KINDS`, sent to a
+    single replica) each replica's core sends, with the replica's own clock (the one its rate
+    limits use), and judges the correct ones against `ServedWorkBudget`. A restarted replica
+    starts with fresh rate limits, so each incarnation is judged on its own. `install` before
+    the run (it passes everything on to the observer the simulation had); `violations` after.
+    Draws nothing from the simulation's generator: the run is the same with or without it."""
+
+    def __init__(self, budget: ServedWorkBudget) -> None:
+        self.budget = budget
+        self.sim: Simulation | None = None
+        self.inner: Observer | None = None
+        #: (server, incarnation, peer) -> [(server's clock in ms, kind, bytes)], in order.
+        self.served: dict[tuple[int, int, int], list[tuple[int, type, int]]] = {}
+        self._instance: dict[int, tuple[object, int]] = {}
+
+    def install(self, sim: Simulation) -> "ServedWorkWatch":
+        self.sim, self.inner = sim, sim.observer
+        sim.observer = self
+        return self
+
+    def readied(self, replica_id: int, ready: Any) -> None:
+        for outbound in ready.messages:
+            message = outbound.message
+            if len(outbound.to) == 1 and type(message) in SERVED_KINDS:
+                self._note(replica_id, outbound.to[0], message)
+        if self.inner is not None:
+            self.inner.readied(replica_id, ready)
+
+    def _note(self, server: int, peer: int, message: Any) -> None:
+        assert self.sim is not None, "install() first"
+        replica = self.sim.replicas[server]
+        instance, incarnation = self._instance.get(server, (None, -1))
+        if instance is not replica:  # restarted (`Simulation.restart` builds a new replica)
+            incarnation += 1
+            self._instance[server] = (replica, incarnation)
+        self.served.setdefault((server, incarnation, peer), []).append(
+            (replica.now_ms, type(message), served_bytes(message)))
+
+    def delivering(self, source: Any, destination: Any, message: Any) -> None:
+        if self.inner is not None:
+            self.inner.delivering(source, destination, message)
+
+    def ticking(self, replica_id: int, now_ms: int) -> None:
+        if self.inner is not None:
+            self.inner.ticking(replica_id, now_ms)
+
+    def client_result(self, client: Any, result: Any) -> None:
+        if self.inner is not None:
+            self.inner.client_result(client, result)
+
+    def busiest(self, answers: list[tuple[int, type, int]], kind: type
+                ) -> tuple[int, int, int, int]:
+        """The most `kind` messages and bytes in one budget period: (messages, from ms,
+        bytes, from ms), each from the window where it peaks."""
+        times = [(at, size) for at, k, size in answers if k is kind]
+        period = self.budget.period_ms
+        best = (0, 0, 0, 0)
+        start, total = 0, 0
+        for end, (at, size) in enumerate(times):
+            total += size
+            while at - times[start][0] > period:
+                total -= times[start][1]
+                start += 1
+            count = end - start + 1
+            if count > best[0]:
+                best = (count, times[start][0], best[2], best[3])
+            if total > best[2]:
+                best = (best[0], best[1], total, times[start][0])
+        return best
+
+    def violations(self, sim: Simulation) -> list[Violation]:
+        """One "served_work" violation per correct replica, peer and message type whose busiest
+        period holds more messages than the budget (or, if not, more bytes). A replica down at
+        the end is judged for what it served while up; a Byzantine one is not judged."""
+        judged = _judged(sim)
+        budget, found = self.budget, []
+        for (server, _, peer), answers in sorted(self.served.items(), key=lambda kv: kv[0]):
+            if server not in judged:
+                continue
+            for kind, name in SERVED_KINDS.items():
+                count, count_at, size, size_at = self.busiest(answers, kind)
+                if count > budget.messages[kind]:
+                    found.append(Violation(
+                        "served_work",
+                        f"replica {server} served replica {peer} {count:,} {name} within "
+                        f"{budget.period_ms} ms (from {count_at} ms); at most "
+                        f"{budget.messages[kind]:,} (S1'')", replicas=(server,)))
+                elif size > budget.bytes[kind]:
+                    found.append(Violation(
+                        "served_work",
+                        f"replica {server} served replica {peer} {size:,} bytes of {name} "
+                        f"within {budget.period_ms} ms (from {size_at} ms); at most "
+                        f"{budget.bytes[kind]:,} (S1'')", replicas=(server,)))
+        return found

@@ -53,6 +53,9 @@ class Scenario:
     #: `memory_sample_every_ms` of virtual time.
     bytes_held_bound: Callable[[ClusterConfig], int] | None = None
     memory_sample_every_ms: float = 100
+    #: What a correct replica may send one peer on request, from the configuration (typically
+    #: `checkers.served_work_budget`): checkers.ServedWorkWatch.
+    served_work_budget: Callable[[ClusterConfig], checkers.ServedWorkBudget] | None = None
     #: How many view changes with a correct primary are allowed: checkers.needless_view_changes.
     needless_view_changes: int | None = None
     #: `build` without the attack (same seed, same workload): correct clients must keep at
@@ -97,6 +100,9 @@ def run_scenario(entry: Scenario, seed: int, simulation: Simulation | None = Non
     watch = None
     if entry.catch_up_bound_ms is not None:
         watch = checkers.CatchUpWatch(entry.catch_up_bound_ms).install(sim)
+    served = None
+    if entry.served_work_budget is not None:
+        served = checkers.ServedWorkWatch(entry.served_work_budget(sim.config)).install(sim)
     violations = []
     started = time.perf_counter()
     try:
@@ -111,6 +117,8 @@ def run_scenario(entry: Scenario, seed: int, simulation: Simulation | None = Non
     violations.extend(checkers.runaway(sim))
     if watch is not None:
         violations.extend(watch.violations(sim))
+    if served is not None:
+        violations.extend(served.violations(sim))
     faulty = sorted(sim.faulty | sim.down)
     # Afterwards (availability oracles, readers of the finished run) replicas that are down
     # count as faulty: a crashed primary's view change is needed.
@@ -166,7 +174,8 @@ def availability_violations(entry: Scenario, sim: Simulation, seed: int) -> list
 #: whose faults are benign (issue 14, item 2); `_REACHABLE` adds "no view change while the
 #: primary is correct", for those whose primary stays reachable and up.
 _ORACLES = dict(request_wait_bound_ms=checkers.request_wait_bound_ms,
-                bytes_held_bound=replica_bytes_budget)
+                bytes_held_bound=replica_bytes_budget,
+                served_work_budget=checkers.served_work_budget)
 _REACHABLE = dict(_ORACLES, needless_view_changes=0)
 
 

@@ -5,7 +5,8 @@ replica unless the name says otherwise.
 Each must stay safe and live like every scenario, and also meet the goals of issue 11, checked
 by the availability oracles it switches on (`simulations.checkers`): every correct request
 completes within `request_wait_bound_ms(config)`, no correct replica holds more than its byte
-budget, and no view change happens while the primary is correct. They register in the same
+budget nor serves one peer more than `served_work_budget(config)`, and no view change happens
+while the primary is correct. They register in the same
 catalogue (`simulations.scenarios` imports this module last).
 """
 
@@ -48,7 +49,8 @@ def _stash_flood_bound(config: ClusterConfig) -> int:
 
 #: The oracles every scenario here switches on.
 _AVAILABILITY = {"request_wait_bound_ms": checkers.request_wait_bound_ms,
-                 "bytes_held_bound": sizes.replica_bytes_budget}
+                 "bytes_held_bound": sizes.replica_bytes_budget,
+                 "served_work_budget": checkers.served_work_budget}
 
 
 @scenario("byz_large_requests", "no Byzantine replica: 8 correct clients send 1 MiB requests at "
@@ -83,7 +85,7 @@ def _duplicate_batch(seed: int) -> Simulation:
 @scenario("byz_stash_flood", "the next view's primary sends 40 signed PRE-PREPAREs of 3 MiB for "
                              "the next and a far view, and votes above H (item 6)",
           request_wait_bound_ms=checkers.request_wait_bound_ms,
-          bytes_held_bound=_stash_flood_bound)
+          bytes_held_bound=_stash_flood_bound, served_work_budget=checkers.served_work_budget)
 def _stash_flood(seed: int) -> Simulation:
     # The flooder's share is bounded per sender by stash_bytes_max: four batches here.
     return Simulation(seed=seed, behaviours={1: StashFlooder()},

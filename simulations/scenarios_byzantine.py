@@ -57,9 +57,14 @@ from .byzantine import (
     WrongDigest,
     add_byzantine_client,
 )
+from . import checkers
 from .engine import Simulation
 from .network import NetworkProfile
 from .scenarios import scenario
+
+#: The served-work oracle (issue 11, item 7), on where a faulty replica asks for work (floods,
+#: spam, replays of old asks and VIEW-CHANGEs) and where correct replicas fetch state or log.
+_SERVED = dict(served_work_budget=checkers.served_work_budget)
 
 
 def _sim(seed: int, **options) -> Simulation:
@@ -204,13 +209,15 @@ def _garbage_signatures(seed: int) -> Simulation:
 
 
 @scenario("byz_replay", "a replica (by seed) records what it sees and replays old messages, "
-                        "requests and replies")
+                        "requests and replies",
+          **_SERVED)
 def _replay(seed: int) -> Simulation:
     return _sim(seed, behaviours={seed % 4: Replay()})
 
 
 @scenario("byz_replay_during_view_change", "backup 3 replays old messages while the primary is "
-                                           "cut off for 3 s (replays across views)")
+                                           "cut off for 3 s (replays across views)",
+          **_SERVED)
 def _replay_during_view_change(seed: int) -> Simulation:
     sim = _sim(seed, behaviours={3: Replay(capacity=2_048, min_age_ms=500)})
     sim.at(300, lambda s: s.network.isolate(0, [1, 2, 3]))
@@ -219,7 +226,8 @@ def _replay_during_view_change(seed: int) -> Simulation:
 
 
 @scenario("byz_fetch_spam", "a backup asks everyone for their whole log and for snapshot chunks "
-                            "every 20 ms")
+                            "every 20 ms",
+          **_SERVED)
 def _fetch_spam(seed: int) -> Simulation:
     return _sim(seed, behaviours={1 + seed % 3: FetchSpam()})
 
@@ -234,13 +242,15 @@ def _false_checkpoints(seed: int) -> Simulation:
 
 
 @scenario("byz_view_change_spam", "a backup sends VIEW-CHANGEs for ever-higher views every "
-                                  "100 ms")
+                                  "100 ms",
+          **_SERVED)
 def _view_change_spam(seed: int) -> Simulation:
     return _sim(seed, behaviours={1 + seed % 3: ViewChangeSpam()})
 
 
 @scenario("byz_view_change_spam_partition", "view-change spam from backup 3 while the primary is "
-                                            "cut off for 3 s (a real view change)")
+                                            "cut off for 3 s (a real view change)",
+          **_SERVED)
 def _view_change_spam_partition(seed: int) -> Simulation:
     sim = _sim(seed, behaviours={3: ViewChangeSpam()})
     sim.at(300, lambda s: s.network.isolate(0, [1, 2, 3]))
@@ -356,7 +366,8 @@ def _silent_backup_partitioned_primary(seed: int) -> Simulation:
 
 
 @scenario("byz_future_view_flood", "a backup floods everyone with 1000 unsigned COMMITs of a "
-                                   "far-future view; then the primary is cut off for 3 s")
+                                   "far-future view; then the primary is cut off for 3 s",
+          **_SERVED)
 def _future_view_flood(seed: int) -> Simulation:
     sim = _sim(seed, behaviours={1 + seed % 3: FutureViewFlood(count=1_000)},
                config_overrides={"stash_max": 1_000})
@@ -369,7 +380,8 @@ def _future_view_flood(seed: int) -> Simulation:
 
 
 @scenario("byz_corrupt_snapshot", "backup 1 loses its disk and fetches the state (in 64-byte "
-                                  "chunks); backup 2 serves corrupted chunks and batches")
+                                  "chunks); backup 2 serves corrupted chunks and batches",
+          **_SERVED)
 def _corrupt_snapshot(seed: int) -> Simulation:
     sim = _sim(seed, behaviours={2: Compose(CorruptSnapshot(), CorruptLoggedBatches())},
                config_overrides={"state_chunk_bytes": 64})
@@ -379,7 +391,8 @@ def _corrupt_snapshot(seed: int) -> Simulation:
 
 
 @scenario("byz_corrupt_logged_batches", "backup 2 is cut off for 1 s and catches up from the log; "
-                                        "backup 3, asked first, serves altered batches")
+                                        "backup 3, asked first, serves altered batches",
+          **_SERVED)
 def _corrupt_logged_batches(seed: int) -> Simulation:
     sim = _sim(seed, behaviours={3: CorruptLoggedBatches()})
     sim.at(300, lambda s: s.network.isolate(2, [0, 1, 3]))
@@ -408,14 +421,16 @@ CUT_OFF_CATCH_UP_BOUND_MS = 10_000
 
 @scenario("byz_slow_state_source", "backup 2 is cut off for 2.2 s and must fetch the state; "
                                    "backup 3 serves every chunk just under the fetch timeout",
-          catch_up_bound_ms=CUT_OFF_CATCH_UP_BOUND_MS)
+          catch_up_bound_ms=CUT_OFF_CATCH_UP_BOUND_MS,
+          **_SERVED)
 def _slow_state_source(seed: int) -> Simulation:
     return cut_off_and_fetch(seed, SlowStateSource())
 
 
 @scenario("byz_fetch_state_flood", "backup 2 is cut off for 2.2 s and must fetch the state; "
                                    "backup 3 floods everyone with FETCH-STATE and FETCH-LOG",
-          catch_up_bound_ms=CUT_OFF_CATCH_UP_BOUND_MS)
+          catch_up_bound_ms=CUT_OFF_CATCH_UP_BOUND_MS,
+          **_SERVED)
 def _fetch_state_flood(seed: int) -> Simulation:
     return cut_off_and_fetch(seed, FetchStateFlooder())
 
@@ -460,7 +475,8 @@ def _twins_next_primary(seed: int) -> Simulation:
 
 @scenario("byz_silent_commits_serving_log", "backup 2 is cut off for 1 s and catches up from "
                                             "the log; backup 3 sends no COMMIT, not even inside "
-                                            "the batches it serves")
+                                            "the batches it serves",
+          **_SERVED)
 def _silent_commits_serving_log(seed: int) -> Simulation:
     sim = _sim(seed, behaviours={3: Silent(types=(Commit,))})
     sim.at(300, lambda s: s.network.isolate(2, [0, 1, 3]))
@@ -547,7 +563,8 @@ def _client_equivocation(seed: int) -> Simulation:
 
 
 @scenario("byz_client_flood", "an extra client floods the primary with 500 valid requests a "
-                              "second for 3 s")
+                              "second for 3 s",
+          **_SERVED)
 def _client_flood(seed: int) -> Simulation:
     sim = _sim(seed)
     add_byzantine_client(sim, "flood", FloodingClient(per_tick=5, until_ms=3_000), requests=0)
@@ -647,7 +664,8 @@ def _silent_backup_lossy(seed: int) -> Simulation:
 
 @scenario("byz_restarted_backup_catches_up_views", "primary 0 crashes for good, backup 2 crashes "
                                                    "and restarts 8 s later, far behind the "
-                                                   "others' view changes")
+                                                   "others' view changes",
+          **_SERVED)
 def _restarted_backup_catches_up_views(seed: int) -> Simulation:
     sim = _sim(seed)
     sim.at(200, lambda s: s.crash(0))
@@ -658,7 +676,8 @@ def _restarted_backup_catches_up_views(seed: int) -> Simulation:
 
 @scenario("byz_restarted_primary_rejoins", "no Byzantine replica: primary 0 crashes, view 1 "
                                            "starts, backup 2 crashes for good, 0 restarts in "
-                                           "view 0 and must rejoin")
+                                           "view 0 and must rejoin",
+          **_SERVED)
 def _restarted_primary_rejoins(seed: int) -> Simulation:
     # Deadlocked before commit 407a621: neither 0 (primary of view 0, as it recovered) nor 1
     # (primary of view 1) ever timed out, and 3 alone could not move them (V5 needs f + 1).
