@@ -20,6 +20,8 @@ Exit status:
   1  violations found (no run crashed)
   2  usage error (bad arguments, unknown scenario)
   3  a run crashed (an exception inside it: checker "invariant" or "crash")
+  141  the reader of the output went away (`--json | head`): the command stops quietly, as
+     one killed by SIGPIPE would
 """
 
 from __future__ import annotations
@@ -30,37 +32,22 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
-from .results import RunResult, Violation
+from .experiment import ExperimentError, parse_seeds
+from .results import RunResult, crashed
 from .scenarios import CATALOGUE
 
 REPLAY_DIR = Path("replays")
 #: Exit statuses (see the module docstring).
 EXIT_OK, EXIT_VIOLATIONS, EXIT_USAGE, EXIT_CRASHED = 0, 1, 2, 3
-#: Checkers that report an exception raised by a run rather than a broken property.
-CRASH_CHECKERS = frozenset(("invariant", "crash"))
+#: Not 1: that would claim violations were found.
+EXIT_BROKEN_PIPE = 128 + 13
 
 
 class UsageError(Exception):
     """Bad command-line input (exit status 2)."""
-
-
-def _seeds(text: str) -> list[int]:
-    """"1-5,9" -> [1, 2, 3, 4, 5, 9]; raises UsageError for anything else."""
-    seeds: list[int] = []
-    try:
-        for part in text.split(","):
-            if "-" in part:
-                low, high = part.split("-", 1)
-                seeds.extend(range(int(low), int(high) + 1))
-            else:
-                seeds.append(int(part))
-    except ValueError:
-        raise UsageError(f"bad seeds {text!r} (e.g. 1-20 or 1,5,9)") from None
-    if not seeds:
-        raise UsageError(f"no seeds in {text!r}")
-    return seeds
 
 
 def _scenarios(text: str) -> list[str]:
@@ -90,12 +77,6 @@ def write_replay(result: RunResult, schedule: list | None = None) -> Path:
 
 def _ok(result: RunResult) -> bool:
     return not result.violations
-
-
-def _crashed(violations: list) -> bool:
-    """Whether a run (a `RunResult`'s violations, or a row's) raised instead of finishing."""
-    return any((v.checker if isinstance(v, Violation) else v["checker"]) in CRASH_CHECKERS
-               for v in violations)
 
 
 def run_guarded(name: str, seed: int) -> RunResult:
@@ -137,7 +118,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(json.dumps(result.as_dict()) if args.json else _summary_line(result))
     if not _ok(result):
         _report_failure(result)
-        return EXIT_CRASHED if _crashed(result.violations) else EXIT_VIOLATIONS
+        return EXIT_CRASHED if crashed(result.violations) else EXIT_VIOLATIONS
     if args.save_replay:
         print(f"replay: python -m simulations replay {write_replay(result)}", file=sys.stderr)
     return EXIT_OK
@@ -146,15 +127,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_sweep(args: argparse.Namespace) -> int:
     """The catalogue × seeds, on the executors of `experiment` (one way to run many
     simulations): local processes (--jobs) or Ray (--ray)."""
-    from .experiment import ExperimentError
     from .experiment_exec import executor_for, progress_bar
 
     jobs = [(i, i, {"scenario": name}, seed) for i, (name, seed) in enumerate(
-        (name, seed) for name in _scenarios(args.scenarios) for seed in _seeds(args.seeds))]
-    try:
-        executor = executor_for(args.ray, max(1, args.jobs))
-    except ExperimentError as error:
-        raise UsageError(str(error)) from None
+        (name, seed) for name in _scenarios(args.scenarios) for seed in parse_seeds(args.seeds))]
+    executor = executor_for(args.ray, max(1, args.jobs))
     started = time.perf_counter()
     by_job: dict[int, dict] = {}
     with progress_bar(len(jobs), f"sweep ({executor.describe()})") as bar:
@@ -196,7 +173,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                "scenarios": len(by_scenario), "wall_s": round(wall_s, 2), "csv": args.csv}
     if args.json:
         print(json.dumps(summary))
-    if any(_crashed(r["violations"]) for r in failing):
+    if any(crashed(r["violations"]) for r in failing):
         return EXIT_CRASHED
     return EXIT_VIOLATIONS if failing else EXIT_OK
 
@@ -234,7 +211,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
               f"(the code changed since)", file=sys.stderr)
     for v in result.violations:
         print(f"  {v.checker} at sequence {v.sequence} replicas {list(v.replicas)}: {v.message}")
-    if _crashed(result.violations):
+    if crashed(result.violations):
         return EXIT_CRASHED
     return EXIT_VIOLATIONS if result.violations else EXIT_OK
 
@@ -312,22 +289,40 @@ def main(argv: list[str] | None = None) -> int:
     mutants.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     mutants.add_argument("--only", default="", help="comma-separated mutant names")
     args = parser.parse_args(argv)
-    if args.command == "mutants":
-        from .mutants import main as cmd_mutants
+    from .mutants import main as cmd_mutants
 
-        return cmd_mutants(args)
-    handler = {"list": cmd_list, "run": cmd_run, "sweep": cmd_sweep, "replay": cmd_replay}
-    handler["transcript"] = cmd_transcript
-    handler["experiment"] = cmd_experiment
-    handler["plot"] = cmd_plot
-    from .experiment import ExperimentError
-
+    handler = {"list": cmd_list, "run": cmd_run, "sweep": cmd_sweep, "replay": cmd_replay,
+               "transcript": cmd_transcript, "experiment": cmd_experiment, "plot": cmd_plot,
+               "mutants": cmd_mutants}[args.command]
     try:
-        return handler[args.command](args)
+        return handler(args)
     except (UsageError, ExperimentError) as error:
-        print(f"python -m simulations {args.command}: {error}", file=sys.stderr)
+        _quietly(lambda: print(f"python -m simulations {args.command}: {error}",
+                               file=sys.stderr))
         return EXIT_USAGE
+    except BrokenPipeError:
+        _silence_output()
+        return EXIT_BROKEN_PIPE
 
+
+def _quietly(write: Callable[[], None]) -> None:
+    """Write to a stream that may have no reader any more."""
+    try:
+        write()
+    except BrokenPipeError:
+        _silence_output()
+
+
+def _silence_output() -> None:
+    """Point stdout and stderr at /dev/null: their reader is gone, and the interpreter's final
+    flush would otherwise print a BrokenPipe traceback of its own."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            os.dup2(devnull, stream.fileno())
+        except (OSError, ValueError):  # a stream that is not a file (a test's StringIO)
+            pass
+    os.close(devnull)
 
 if __name__ == "__main__":
     sys.exit(main())

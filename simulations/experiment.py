@@ -46,7 +46,7 @@ from pbft.messages import NewView, ViewChange
 
 from .engine import Observer, Simulation
 from .network import NetworkProfile
-from .results import RunResult, Violation
+from .results import RunResult, Violation, crashed
 
 
 class ExperimentError(Exception):
@@ -312,7 +312,7 @@ def measure(sim: Simulation, measurements: Measurements) -> dict[str, Any]:
 #: that executors can send it to other processes or machines.
 Job = tuple[int, int, dict, int]
 
-_EMPTY_METRICS = {"throughput_per_s": 0.0, "latency_p50_ms": math.nan,
+EMPTY_METRICS = {"throughput_per_s": 0.0, "latency_p50_ms": math.nan,
                   "latency_p90_ms": math.nan, "latency_p99_ms": math.nan,
                   "latency_max_ms": math.nan, "outage_ms": math.nan, "view_changes": 0,
                   "view_change_ms": 0.0, "view_change_max_ms": 0.0, "messages_sent": 0,
@@ -328,7 +328,7 @@ def run_job(job: Job, measured: bool = True) -> dict:
 
     index, point, params, seed = job
     started = time.perf_counter()
-    metrics = dict(_EMPTY_METRICS)
+    metrics = dict(EMPTY_METRICS)
     name = params.get("scenario", "experiment")
     try:
         if "scenario" in params:
@@ -348,11 +348,9 @@ def run_job(job: Job, measured: bool = True) -> dict:
             metrics = measure(sim, observer)
     except Exception as error:  # noqa: BLE001 - a crashed run is a finding, not the end
         found = _invariant_violation(error)
-        result = RunResult(
-            scenario=name, seed=seed, replicas=0, faulty=[], committed=0,
-            violations=[Violation("crash", found.message, None, found.replicas)],
-            liveness=False, virtual_s=0.0, wall_s=time.perf_counter() - started, events=0,
-            deliveries=0, trace_hash="")
+        result = RunResult.crash(name, seed, Violation("crash", found.message, None,
+                                                       found.replicas),
+                                 wall_s=time.perf_counter() - started)
     return {"job": index, "point": point, "params": params, "seed": seed,
             "result": result.as_dict(), "metrics": metrics}
 
@@ -472,11 +470,11 @@ RUN_COLUMNS = ("point", "seed", "status", "trace_hash", "committed", "liveness",
 #: The figures the summary gives a mean and a 95% confidence interval for.
 SUMMARY_METRICS = ("throughput_per_s", "latency_p50_ms", "latency_p99_ms", "outage_ms",
                    "view_changes", "view_change_ms", "messages_sent", "bytes_sent")
-CRASH_CHECKERS = frozenset(("invariant", "crash"))
 
 
 def status_of(violations: list[dict]) -> str:
-    if any(v["checker"] in CRASH_CHECKERS for v in violations):
+    """"crashed" (a run that raised), "violation" or "ok"."""
+    if crashed(violations):
         return "crashed"
     return "violation" if violations else "ok"
 

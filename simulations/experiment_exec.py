@@ -45,18 +45,14 @@ def require(module: str, purpose: str) -> Any:
 
 
 def _died(job: Job) -> dict:
+    from .experiment import EMPTY_METRICS
     from .results import RunResult, Violation
 
-    _, point, params, seed = job
-    result = RunResult(
-        scenario=params.get("scenario", "experiment"), seed=seed, replicas=0, faulty=[],
-        committed=0, violations=[Violation("crash", "the worker process running it died "
-                                           "(killed, or the interpreter crashed)")],
-        liveness=False, virtual_s=0.0, wall_s=0.0, events=0, deliveries=0, trace_hash="")
-    from .experiment import _EMPTY_METRICS
-
-    return {"job": job[0], "point": point, "params": params, "seed": seed,
-            "result": result.as_dict(), "metrics": dict(_EMPTY_METRICS)}
+    index, point, params, seed = job
+    result = RunResult.crash(params.get("scenario", "experiment"), seed, Violation(
+        "crash", "the worker process running it died (killed, or the interpreter crashed)"))
+    return {"job": index, "point": point, "params": params, "seed": seed,
+            "result": result.as_dict(), "metrics": dict(EMPTY_METRICS)}
 
 
 class LocalExecutor:

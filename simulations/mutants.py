@@ -598,7 +598,7 @@ def summary(outcomes: list[dict]) -> dict:
 def main(args) -> int:
     """`python -m simulations mutants`: 0 if every mutant was killed, 1 if one survived, 2 for
     bad arguments (an unknown mutant)."""
-    from .__main__ import _seeds
+    from .experiment import parse_seeds
 
     if args.only:
         names = [n for n in args.only.split(",") if n]
@@ -609,7 +609,7 @@ def main(args) -> int:
             return 2
     else:
         names = list(FAST if args.fast else MUTANTS_BY_NAME)
-    seeds = _seeds(args.seeds or ("1-8" if args.fast else "1-5"))
+    seeds = parse_seeds(args.seeds or ("1-8" if args.fast else "1-5"))
 
     def progress(row: dict) -> None:
         state = (f"killed by {row['place']} seed {row['seed']} ({row['checker']})"

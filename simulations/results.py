@@ -2,7 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+
+#: Checkers that report an exception raised by a run rather than a broken property.
+CRASH_CHECKERS = frozenset(("invariant", "crash"))
+
+
+def crashed(violations: Iterable["Violation | dict"]) -> bool:
+    """Whether a run raised instead of finishing: a violation (or its `as_dict`) of one of
+    `CRASH_CHECKERS`."""
+    return any((v.checker if isinstance(v, Violation) else v["checker"]) in CRASH_CHECKERS
+               for v in violations)
+
 
 @dataclass
 class Violation:
@@ -32,6 +44,15 @@ class RunResult:
     events: int
     deliveries: int
     trace_hash: str
+
+    @classmethod
+    def crash(cls, scenario: str, seed: int, violation: Violation,
+              wall_s: float = 0.0) -> "RunResult":
+        """The result of a run that could not even be judged (it raised in its set-up or a
+        checker, or its process died): `violation` and nothing else."""
+        return cls(scenario=scenario, seed=seed, replicas=0, faulty=[], committed=0,
+                   violations=[violation], liveness=False, virtual_s=0.0, wall_s=wall_s,
+                   events=0, deliveries=0, trace_hash="")
 
     @classmethod
     def from_dict(cls, row: dict) -> "RunResult":

@@ -246,6 +246,48 @@ def test_cli_list_run_and_sweep(tmp_path):
     assert (tmp_path / "runs.csv").read_text().count("\n") == 7
 
 
+_TINY_EXPERIMENT = """
+[experiment]
+name = "tiny"
+seeds = "1"
+[fixed]
+clients = 1
+requests_per_client = 2
+"""
+
+
+@pytest.mark.parametrize("command", [
+    ["list"], ["transcript"], ["run", "baseline", "--seed", "1", "--json"],
+    ["sweep", "--scenarios", "baseline", "--seeds", "1", "--jobs", "1", "--json"],
+    ["replay", "replay.json"], ["experiment", "tiny.toml", "--workers", "1", "--out", "out"],
+])
+def test_cli_output_into_a_closed_pipe_prints_no_traceback(tmp_path, command):
+    """Issue 16, item 4 (`--json | head`): every subcommand whose reader has gone stops quietly
+    with 141 (as a process killed by SIGPIPE; not 1, which would claim violations)."""
+    (tmp_path / "replay.json").write_text(json.dumps({"scenario": "baseline", "seed": 1}))
+    (tmp_path / "tiny.toml").write_text(_TINY_EXPERIMENT)
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    process = subprocess.Popen([sys.executable, "-m", "simulations", *command],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path,
+                               env={**os.environ, "PYTHONPATH": path})
+    process.stdout.close()  # before the interpreter has even started: every write fails
+    try:
+        stderr = process.stderr.read().decode()
+        code = process.wait(120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert "Traceback" not in stderr and "BrokenPipe" not in stderr, stderr
+    assert code == 141, stderr
+
+
+def test_cli_mutants_with_bad_seeds_is_a_usage_error(tmp_path):
+    result = _cli("mutants", "--seeds", "x", cwd=tmp_path)
+    assert result.returncode == 2 and "bad seeds 'x'" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_cli_refuses_an_unknown_scenario(tmp_path):
     result = _cli("run", "no_such_scenario", "--seed", "1", cwd=tmp_path)
     assert result.returncode == 2 and "unknown scenario" in result.stderr
