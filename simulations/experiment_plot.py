@@ -5,6 +5,8 @@ The experiment file's [plot] table lists the figures, each a `[[plot.figure]]` w
 
 - "line": `y` (a summary metric, default throughput_per_s) against the grid parameter `x`, one
   line per value of `series` (optional), with its 95% confidence band over the seeds;
+  `logx` puts x on a log2 axis; `yscale = "symlog"` puts y on a scale linear up to
+  `linthresh` (default 10) and logarithmic beyond, so that a few ms and a few s both show;
 - "latency_cdf": the distribution of every request's latency, one curve per value of `by`,
   pooled over the seeds, on the grid points matching `where` (a table of parameter values);
 - "relative": `y` (default throughput_per_s) for each value of `by`, as a fraction of its value
@@ -67,6 +69,15 @@ def default_figures(grid: dict) -> list[dict]:
     return [line, {"kind": "latency_cdf", "name": f"latency_cdf_by_{names[0]}", "by": names[0]}]
 
 
+def clipped_band(means: list[float], halves: list[float]) -> tuple[list[float], list[float]]:
+    """The lower and upper edges of a 95% band, the lower one clipped at 0: every metric of
+    the summary is a count, a size, a duration or a rate, and a band reaching below 0 would
+    claim values no run can have (Student's t is symmetric; a few seeds with one outlier make
+    it wider than the mean)."""
+    return ([max(0.0, m - h) for m, h in zip(means, halves)],
+            [m + h for m, h in zip(means, halves)])
+
+
 def _matching(row: dict, where: dict) -> bool:
     return all(row.get(k) == v for k, v in where.items())
 
@@ -89,11 +100,15 @@ def _line(plt: Any, figure: dict, summary: list[dict]) -> Any:
         means = [r[f"{y}_mean"] for r in group]
         halves = [r[f"{y}_ci95"] if not math.isnan(r[f"{y}_ci95"]) else 0 for r in group]
         line, = ax.plot(xs, means, marker="o", label=_series_label(series, key) or None)
-        ax.fill_between(xs, [m - h for m, h in zip(means, halves)],
-                        [m + h for m, h in zip(means, halves)], alpha=0.2,
-                        color=line.get_color(), linewidth=0)
+        low, high = clipped_band(means, halves)
+        ax.fill_between(xs, low, high, alpha=0.2, color=line.get_color(), linewidth=0)
     if figure.get("logx"):
         ax.set_xscale("log", base=2)
+    if figure.get("yscale") == "symlog":
+        ax.set_yscale("symlog", linthresh=figure.get("linthresh", 10))
+    elif figure.get("yscale") not in (None, "linear"):
+        raise ExperimentError(f"figure {figure.get('name')}: yscale {figure['yscale']!r} is "
+                              f"not linear or symlog")
     ax.set_xlabel(figure.get("xlabel", x))
     ax.set_ylabel(figure.get("ylabel", METRIC_LABELS.get(y, y)))
     ax.set_title(figure.get("title", f"{y} vs {x} (mean, 95% CI)"), fontsize=10)
@@ -163,8 +178,11 @@ def _relative(plt: Any, figure: dict, summary: list[dict]) -> tuple[Any, str]:
     for k, key in enumerate(keys):
         rows = {r[by]: r for r in table if not series or r[series] == key}
         ys = [i + k * height for i in range(len(labels))]
-        ax.barh(ys, [rows[l]["relative"] if l in rows else 0 for l in labels], height,
-                xerr=[rows[l]["ci95"] if l in rows else 0 for l in labels],
+        means = [rows[l]["relative"] if l in rows else 0 for l in labels]
+        low, high = clipped_band(means, [rows[l]["ci95"] if l in rows else 0 for l in labels])
+        below = [m - lo for m, lo in zip(means, low)]
+        above = [hi - m for m, hi in zip(means, high)]
+        ax.barh(ys, means, height, xerr=[below, above],
                 label=names.get(str(key), _series_label(series, key)) if series else None,
                 error_kw={"linewidth": 0.8})
     ax.set_yticks([i + height * (len(keys) - 1) / 2 for i in range(len(labels))], labels,

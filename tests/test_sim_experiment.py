@@ -303,6 +303,39 @@ def test_plot_draws_the_figures_the_file_asks_for(tmp_path):
     assert (out / "figures" / "timeout.png").read_bytes().startswith(b"\x89PNG")
 
 
+def test_confidence_bands_of_a_non_negative_metric_stop_at_zero():
+    """Two seeds with one outlier give a 95% interval wider than the mean: the band of a line
+    figure and the error bar of a relative one are drawn from 0, not below (a duration or a
+    throughput cannot be negative), and still reach the interval's upper end."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from simulations import experiment_plot as plot
+
+    summary = [{"loss": 0.0, "request_timeout_ms": t, "view_change_ms_mean": 100.0,
+                "view_change_ms_ci95": 900.0} for t in (250, 500)]
+    fig = plot._line(plt, {"x": "request_timeout_ms", "y": "view_change_ms",
+                           "series": "loss", "yscale": "symlog"}, summary)
+    band = fig.axes[0].collections[0].get_paths()[0].vertices[:, 1]
+    assert band.min() == 0.0 and band.max() == 1000.0
+    assert fig.axes[0].get_yscale() == "symlog"
+    plt.close(fig)
+    relative = [{"behaviour": "none", "throughput_per_s_mean": 50.0,
+                 "throughput_per_s_ci95": 1.0, "failing": 0, "runs": 3},
+                {"behaviour": "slow", "throughput_per_s_mean": 25.0,
+                 "throughput_per_s_ci95": 40.0, "failing": 0, "runs": 3}]
+    fig, _ = plot._relative(plt, {"by": "behaviour"}, relative)
+    bar = next(c for c in fig.axes[0].containers if hasattr(c, "has_xerr")
+                ).lines[2][0].get_segments()[0][:, 0]
+    assert min(bar) == 0.0 and max(bar) == pytest.approx(0.5 + 0.8)
+    plt.close(fig)
+    with pytest.raises(ex.ExperimentError, match="yscale 'log' is not linear or symlog"):
+        plot._line(plt, {"name": "v", "x": "request_timeout_ms", "y": "view_change_ms",
+                         "yscale": "log"}, summary)
+
+
 def test_the_relative_table_compares_each_behaviour_with_the_fault_free_run():
     summary = [
         {"behaviour": "none", "behaviour_replica": 0, "throughput_per_s_mean": 50.0,
