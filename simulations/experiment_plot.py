@@ -106,6 +106,7 @@ def _line(plt: Any, figure: dict, summary: list[dict]) -> Any:
         ax.set_xscale("log", base=2)
     if figure.get("yscale") == "symlog":
         ax.set_yscale("symlog", linthresh=figure.get("linthresh", 10))
+        ax.set_ylim(bottom=0)  # its margin would otherwise add a decade of negative values
     elif figure.get("yscale") not in (None, "linear"):
         raise ExperimentError(f"figure {figure.get('name')}: yscale {figure['yscale']!r} is "
                               f"not linear or symlog")
