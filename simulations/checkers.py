@@ -20,7 +20,7 @@ from pbft.core import sizes
 from pbft.core.state_transfer import chunk_requests_per_source
 from pbft.messages import Checkpoint, LoggedBatch, NewView, StateChunk
 
-from .engine import Observer, Simulation
+from .engine import ChainedObserver, Simulation
 from .results import Violation
 from .linearizability import linearizability
 
@@ -419,7 +419,7 @@ def served_bytes(message: object) -> int:
     return sizes.message_bytes(message)
 
 
-class ServedWorkWatch(Observer):
+class ServedWorkWatch(ChainedObserver):
     """Issue 14, item 2 (issue 11, item 7): records every answer (`SERVED_KINDS`, sent to a
     single replica) each replica's core sends, with the replica's own clock (the one its rate
     limits use), and judges the correct ones against `ServedWorkBudget`. A restarted replica
@@ -429,24 +429,16 @@ class ServedWorkWatch(Observer):
 
     def __init__(self, budget: ServedWorkBudget) -> None:
         self.budget = budget
-        self.sim: Simulation | None = None
-        self.inner: Observer | None = None
         #: (server, incarnation, peer) -> [(server's clock in ms, kind, bytes)], in order.
         self.served: dict[tuple[int, int, int], list[tuple[int, type, int]]] = {}
         self._instance: dict[int, tuple[object, int]] = {}
-
-    def install(self, sim: Simulation) -> "ServedWorkWatch":
-        self.sim, self.inner = sim, sim.observer
-        sim.observer = self
-        return self
 
     def readied(self, replica_id: int, ready: Any) -> None:
         for outbound in ready.messages:
             message = outbound.message
             if len(outbound.to) == 1 and type(message) in SERVED_KINDS:
                 self._note(replica_id, outbound.to[0], message)
-        if self.inner is not None:
-            self.inner.readied(replica_id, ready)
+        super().readied(replica_id, ready)
 
     def _note(self, server: int, peer: int, message: Any) -> None:
         assert self.sim is not None, "install() first"
@@ -457,18 +449,6 @@ class ServedWorkWatch(Observer):
             self._instance[server] = (replica, incarnation)
         self.served.setdefault((server, incarnation, peer), []).append(
             (replica.now_ms, type(message), served_bytes(message)))
-
-    def delivering(self, source: Any, destination: Any, message: Any) -> None:
-        if self.inner is not None:
-            self.inner.delivering(source, destination, message)
-
-    def ticking(self, replica_id: int, now_ms: int) -> None:
-        if self.inner is not None:
-            self.inner.ticking(replica_id, now_ms)
-
-    def client_result(self, client: Any, result: Any) -> None:
-        if self.inner is not None:
-            self.inner.client_result(client, result)
 
     def busiest(self, answers: list[tuple[int, type, int]], kind: type
                 ) -> tuple[int, int, int, int]:

@@ -115,6 +115,36 @@ class Observer:
         pass
 
 
+class ChainedObserver(Observer):
+    """An observer added to a simulation that may have one already: `install` puts it in
+    front of that one (`inner`), and every call a subclass does not override, or passes on
+    with `super()`, reaches it unchanged."""
+
+    sim: "Simulation | None" = None
+    inner: Observer | None = None
+
+    def install(self, sim: "Simulation") -> "ChainedObserver":
+        self.sim, self.inner = sim, sim.observer
+        sim.observer = self
+        return self
+
+    def delivering(self, source: Any, destination: Any, message: Any) -> None:
+        if self.inner is not None:
+            self.inner.delivering(source, destination, message)
+
+    def ticking(self, replica_id: int, now_ms: int) -> None:
+        if self.inner is not None:
+            self.inner.ticking(replica_id, now_ms)
+
+    def readied(self, replica_id: int, ready: Any) -> None:
+        if self.inner is not None:
+            self.inner.readied(replica_id, ready)
+
+    def client_result(self, client: "SimClient", result: ClientResult) -> None:
+        if self.inner is not None:
+            self.inner.client_result(client, result)
+
+
 class Simulation:
     """One run of n replicas and some clients. Build it, schedule faults with `at()`, `run()`.
 

@@ -44,7 +44,7 @@ from pbft.codec import encode
 from pbft.config import ClusterConfig
 from pbft.messages import NewView, ViewChange
 
-from .engine import Observer, Simulation
+from .engine import ChainedObserver, Simulation
 from .network import NetworkProfile
 from .results import RunResult, Violation, crashed
 
@@ -213,17 +213,14 @@ def build_simulation(params: dict[str, Any], seed: int) -> Simulation:
 # ------------------------------------------------------------------ measuring a run
 
 
-class Measurements(Observer):
+class Measurements(ChainedObserver):
     """Counts what the replicas' cores send (messages and encoded bytes, one per destination,
     replies included; a Byzantine behaviour may rewrite them afterwards) and when view
     changes start and end: a view change runs from the first VIEW-CHANGE a correct replica
-    sends after the last installed view to the NEW-VIEW that installs a later view. Passes
-    everything on to `inner` (an observer the run already had). Draws nothing from the
-    simulation's generator, so the run is the same with or without it."""
+    sends after the last installed view to the NEW-VIEW that installs a later view. Draws
+    nothing from the simulation's generator, so the run is the same with or without it."""
 
-    def __init__(self, sim: Simulation, inner: Observer | None = None) -> None:
-        self.sim = sim
-        self.inner = inner
+    def __init__(self) -> None:
         self.messages_sent = 0
         self.bytes_sent = 0
         self._view_change_from_us: int | None = None
@@ -232,6 +229,7 @@ class Measurements(Observer):
         self._installed = 0
 
     def readied(self, replica_id: int, ready: Any) -> None:
+        assert self.sim is not None, "install() first"
         now = self.sim.now_us
         correct = replica_id not in self.sim.behaviours
         for outbound in ready.messages:
@@ -252,20 +250,7 @@ class Measurements(Observer):
         for reply in ready.replies:
             self.messages_sent += 1
             self.bytes_sent += len(encode(reply))
-        if self.inner is not None:
-            self.inner.readied(replica_id, ready)
-
-    def delivering(self, source: Any, destination: Any, message: Any) -> None:
-        if self.inner is not None:
-            self.inner.delivering(source, destination, message)
-
-    def ticking(self, replica_id: int, now_ms: int) -> None:
-        if self.inner is not None:
-            self.inner.ticking(replica_id, now_ms)
-
-    def client_result(self, client: Any, result: Any) -> None:
-        if self.inner is not None:
-            self.inner.client_result(client, result)
+        super().readied(replica_id, ready)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -339,9 +324,7 @@ def run_job(job: Job, measured: bool = True) -> dict:
             p = {**SIMULATION_PARAMETERS, **params}
             entry = Scenario("experiment", "", lambda s: sim, until_ms=p["until_ms"],
                              liveness_bound_ms=p["liveness_bound_ms"])
-        observer = Measurements(sim, sim.observer) if measured else None
-        if observer is not None:
-            sim.observer = observer
+        observer = Measurements().install(sim) if measured else None
         result = run_scenario(entry, seed, sim)
         result.scenario = name
         if observer is not None:

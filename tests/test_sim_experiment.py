@@ -153,6 +153,42 @@ def test_the_measurements_do_not_change_the_run():
     assert measured["result"]["trace_hash"] == plain["result"]["trace_hash"]
 
 
+def test_chained_observers_pass_every_call_on_unchanged():
+    """Measurements and the served-work oracle stacked in front of an observer the run had
+    (a scenario's, a test's): it is told exactly what it is told alone, and the run is the
+    same."""
+    from simulations.checkers import ServedWorkWatch, served_work_budget
+    from simulations.engine import Observer, Simulation
+
+    class Counting(Observer):
+        def __init__(self):
+            self.calls = {"delivering": 0, "ticking": 0, "readied": 0, "client_result": 0}
+
+        def delivering(self, source, destination, message):
+            self.calls["delivering"] += 1
+
+        def ticking(self, replica_id, now_ms):
+            self.calls["ticking"] += 1
+
+        def readied(self, replica_id, ready):
+            self.calls["readied"] += 1
+
+        def client_result(self, client, result):
+            self.calls["client_result"] += 1
+
+    runs = []
+    for chained in (False, True):
+        sim = Simulation(seed=2, clients=2, requests_per_client=4)
+        sim.observer = counting = Counting()
+        if chained:
+            measurements = ex.Measurements().install(sim)
+            ServedWorkWatch(served_work_budget(sim.config)).install(sim)
+        assert sim.run(until_ms=10_000)
+        runs.append((counting.calls, sim.trace_hash()))
+    assert runs[0] == runs[1] and all(runs[0][0].values())
+    assert measurements.messages_sent > 0
+
+
 def test_a_view_change_is_measured_from_the_first_view_change_to_the_new_view():
     """The primary crashes: one view change (V1-V3), lasting a few message delays, while
     clients wait at least a request timeout; without a fault, none."""
