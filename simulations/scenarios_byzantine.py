@@ -71,6 +71,13 @@ def _sim(seed: int, **options) -> Simulation:
     return Simulation(seed=seed, **options)
 
 
+def _cut_off_primary(sim: Simulation) -> None:
+    """Isolate the first primary from 300 ms to 3.3 s: long enough for a view change under
+    load, after which it rejoins as a backup."""
+    sim.at(300, lambda s: s.network.isolate(0, [1, 2, 3]))
+    sim.at(3_300, lambda s: s.network.heal())
+
+
 # ------------------------------------------------------------------ silence and crashes
 
 
@@ -94,8 +101,7 @@ def _crash_after_pre_prepare(seed: int) -> Simulation:
                                       "right after its NEW-VIEW reached one backup only")
 def _crash_after_new_view(seed: int) -> Simulation:
     sim = _sim(seed, behaviours={1: CrashAt(NewView, 1, deliver_to=(2 + seed % 2,))})
-    sim.at(300, lambda s: s.network.isolate(0, [1, 2, 3]))
-    sim.at(3_300, lambda s: s.network.heal())
+    _cut_off_primary(sim)
     return sim
 
 
@@ -220,8 +226,7 @@ def _replay(seed: int) -> Simulation:
           **_SERVED)
 def _replay_during_view_change(seed: int) -> Simulation:
     sim = _sim(seed, behaviours={3: Replay(capacity=2_048, min_age_ms=500)})
-    sim.at(300, lambda s: s.network.isolate(0, [1, 2, 3]))
-    sim.at(3_300, lambda s: s.network.heal())
+    _cut_off_primary(sim)
     return sim
 
 
@@ -253,8 +258,7 @@ def _view_change_spam(seed: int) -> Simulation:
           **_SERVED)
 def _view_change_spam_partition(seed: int) -> Simulation:
     sim = _sim(seed, behaviours={3: ViewChangeSpam()})
-    sim.at(300, lambda s: s.network.isolate(0, [1, 2, 3]))
-    sim.at(3_300, lambda s: s.network.heal())
+    _cut_off_primary(sim)
     return sim
 
 
@@ -270,8 +274,7 @@ def _forged_prepared_certificate(seed: int) -> Simulation:
                                                     "for 3 s")
 def _forged_prepared_certificate_backup(seed: int) -> Simulation:
     sim = _sim(seed, behaviours={1 + seed % 3: ForgedPreparedCertificate()})
-    sim.at(300, lambda s: s.network.isolate(0, [1, 2, 3]))
-    sim.at(3_300, lambda s: s.network.heal())
+    _cut_off_primary(sim)
     return sim
 
 
@@ -302,8 +305,7 @@ def _forged_checkpoint_proof(seed: int) -> Simulation:
                                     "primary's NEW-VIEW leaves out the last batch of its O")
 def _truncated_new_view(seed: int) -> Simulation:
     sim = _sim(seed, behaviours={1: TruncatedNewView()})
-    sim.at(300, lambda s: s.network.isolate(0, [1, 2, 3]))
-    sim.at(3_300, lambda s: s.network.heal())
+    _cut_off_primary(sim)
     return sim
 
 
@@ -311,8 +313,7 @@ def _truncated_new_view(seed: int) -> Simulation:
                                  "NEW-VIEW that does not follow from its VIEW-CHANGEs")
 def _forged_new_view(seed: int) -> Simulation:
     sim = _sim(seed, behaviours={1: ForgedNewView()})
-    sim.at(300, lambda s: s.network.isolate(0, [1, 2, 3]))
-    sim.at(3_300, lambda s: s.network.heal())
+    _cut_off_primary(sim)
     return sim
 
 
@@ -321,8 +322,7 @@ def _forged_new_view(seed: int) -> Simulation:
                                 "weighs most in O")
 def _short_new_view(seed: int) -> Simulation:
     sim = _sim(seed, behaviours={1: ShortNewView()})
-    sim.at(300, lambda s: s.network.isolate(0, [1, 2, 3]))
-    sim.at(3_300, lambda s: s.network.heal())
+    _cut_off_primary(sim)
     return sim
 
 
@@ -332,8 +332,7 @@ def _short_new_view(seed: int) -> Simulation:
                                              "re-proposes")
 def _stale_votes_behind_new_view(seed: int) -> Simulation:
     sim = _sim(seed, behaviours={1: StaleVotesBehindNewView()})
-    sim.at(300, lambda s: s.network.isolate(0, [1, 2, 3]))
-    sim.at(3_300, lambda s: s.network.heal())
+    _cut_off_primary(sim)
     return sim
 
 
@@ -360,8 +359,7 @@ def _pushed_commit_certificates(seed: int) -> Simulation:
                                                    "for 3 s: no quorum until it heals")
 def _silent_backup_partitioned_primary(seed: int) -> Simulation:
     sim = _sim(seed, behaviours={1 + seed % 3: Silent()})
-    sim.at(300, lambda s: s.network.isolate(0, [1, 2, 3]))
-    sim.at(3_300, lambda s: s.network.heal())
+    _cut_off_primary(sim)
     return sim
 
 
@@ -371,8 +369,7 @@ def _silent_backup_partitioned_primary(seed: int) -> Simulation:
 def _future_view_flood(seed: int) -> Simulation:
     sim = _sim(seed, behaviours={1 + seed % 3: FutureViewFlood(count=1_000)},
                config_overrides={"stash_max": 1_000})
-    sim.at(300, lambda s: s.network.isolate(0, [1, 2, 3]))
-    sim.at(3_300, lambda s: s.network.heal())
+    _cut_off_primary(sim)
     return sim
 
 
@@ -465,8 +462,7 @@ def _twins_partition(seed: int) -> Simulation:
                                     "off for 3 s, and each twin leads its own side")
 def _twins_next_primary(seed: int) -> Simulation:
     sim = _sim(seed, behaviours={1: Twins(peers=(2, 3))})
-    sim.at(300, lambda s: s.network.isolate(0, [1, 2, 3]))
-    sim.at(3_300, lambda s: s.network.heal())
+    _cut_off_primary(sim)
     return sim
 
 
