@@ -29,8 +29,7 @@ from pbft.codec import signing_payload
 from pbft.ed25519 import Ed25519Signer, Ed25519Verifier
 from pbft.messages import Request
 
-from simulations.engine import Simulation
-from simulations.network import NetworkProfile
+from simulations.engine import random_order_cluster
 
 
 def signature_limit_requests_per_s(samples: int = 4000) -> tuple[float, float]:
@@ -55,11 +54,8 @@ def run_cluster(batch_size: int, requests: int, seed: int, wire: bool) -> dict:
     # Enough closed-loop clients to fill batches while one batch is in flight.
     clients = max(10, 2 * batch_size)
     per_client = max(1, requests // clients)
-    cluster = Simulation(
-        seed=seed, clients=0, network=NetworkProfile(random_order=True), wire=wire,
-        insecure_signatures=False, evidence=False, shipped_config=True,
-        config_overrides={"batch_size_max": batch_size},
-    )
+    cluster = random_order_cluster(seed=seed, wire=wire, evidence=False,
+                                   config_overrides={"batch_size_max": batch_size})
     sessions = [cluster.add_client(f"bench-{i}") for i in range(clients)]
     gc.collect()
     start = time.perf_counter()

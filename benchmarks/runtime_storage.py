@@ -27,15 +27,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from pbft.app import kv_put
 from pbft.codec import Limits, encode
 from pbft.runtime.storage import ReplicaStorage
-from simulations.engine import Simulation
-from simulations.network import NetworkProfile
+from simulations.engine import random_order_cluster
 
 
 def record_stream(count: int) -> tuple[list, Limits]:
     """At least `count` records a backup persisted under a closed-loop workload."""
-    cluster = Simulation(seed=1, clients=0, network=NetworkProfile(random_order=True), wire=True,
-                         insecure_signatures=False, shipped_config=True, compact_storage=False,
-                         config_overrides={"batch_size_max": 10})
+    cluster = random_order_cluster(seed=1, compact_storage=False,
+                                   config_overrides={"batch_size_max": 10})
     sessions = [cluster.add_client(f"c{i}") for i in range(20)]
     per_client = 10
     while True:

@@ -19,7 +19,7 @@ import statistics
 
 from pbft.app import kv_append
 
-from simulations.engine import Simulation
+from simulations.engine import random_order_cluster
 from simulations.network import NetworkProfile
 
 TIMEOUTS = {"request_timeout_ms": 500, "view_change_timeout_ms": 1_000,
@@ -27,9 +27,9 @@ TIMEOUTS = {"request_timeout_ms": 500, "view_change_timeout_ms": 1_000,
 
 
 def one_view_change(seed: int, ms_per_delivery: int) -> dict:
-    sim = Simulation(seed=seed, clients=0, shipped_config=True, config_overrides=TIMEOUTS,
-                     network=NetworkProfile(random_order=True, ms_per_delivery=ms_per_delivery),
-                     wire=True, insecure_signatures=False)
+    sim = random_order_cluster(
+        seed=seed, config_overrides=TIMEOUTS,
+        network=NetworkProfile(random_order=True, ms_per_delivery=ms_per_delivery))
     clients = [sim.add_client(f"c{i}") for i in range(4)]
     sim.run_workload(clients, 5, lambda c, i: kv_append(f"k{c}", b"%d" % i))
     sim.deliver_all()  # every replica up to date: the clock measures the view change alone

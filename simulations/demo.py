@@ -13,9 +13,8 @@ from pbft.app import kv_append, kv_decode_result, kv_get
 from pbft.messages import Request
 
 from . import checkers
-from .engine import Simulation
+from .engine import random_order_cluster
 from .keys import ed25519_signer
-from .network import NetworkProfile
 
 #: The checkers the demo runs on its cluster (liveness is shown by the table itself).
 CHECKERS = (checkers.agreement, checkers.single_vote, checkers.validity, checkers.exactly_once,
@@ -31,9 +30,8 @@ def main() -> None:
 
     # Real Ed25519 and the wire codec on every message; any message in flight may be delivered
     # next, in an order drawn from the seed.
-    sim = Simulation(seed=args.seed, clients=0, network=NetworkProfile(random_order=True),
-                     wire=True, insecure_signatures=False, shipped_config=True,
-                     config_overrides={"checkpoint_interval": 16, "log_window": 64})
+    sim = random_order_cluster(seed=args.seed, config_overrides={"checkpoint_interval": 16,
+                                                                 "log_window": 64})
     clients = [sim.add_client(f"demo-{i}") for i in range(args.clients)]
     print(f"4 replicas (f = {sim.config.f}), {args.clients} clients, seed {args.seed}\n")
 

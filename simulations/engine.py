@@ -993,3 +993,15 @@ class Simulation:
 
     def correct_replicas(self) -> list[int]:
         return [r for r in range(len(self.replicas)) if r not in self.faulty]
+
+
+def random_order_cluster(replicas: int = 4, *, seed: int = 0, **options: Any) -> Simulation:
+    """A simulation to drive step by step (`submit`, `inject`, `deliver_one`, `advance_time`,
+    ...), as the whole-cluster tests, the benchmarks of the core and `make demo` do: `replicas`
+    cores on a random-order network, real Ed25519 and the wire codec on every message, the
+    shipped configuration (changed by `config_overrides`), and no clients until the caller
+    adds them. `options` go to `Simulation` and may replace any of these."""
+    settings: dict[str, Any] = dict(
+        seed=seed, replicas=replicas, clients=0, network=NetworkProfile(random_order=True),
+        wire=True, insecure_signatures=False, shipped_config=True)
+    return Simulation(**{**settings, **options})

@@ -12,7 +12,7 @@ from pbft.config import ClusterConfig, ReplicaInfo
 from pbft.core import Replica
 from pbft.ed25519 import Ed25519Verifier
 from pbft.messages import Commit, Prepare, PrePrepare, Request
-from simulations.engine import Simulation
+from simulations.engine import random_order_cluster  # noqa: F401 - the tests import it from here
 from simulations.keys import ed25519_signer
 from simulations.network import NetworkProfile
 
@@ -23,16 +23,6 @@ OTHER_CLIENT = ed25519_signer("client-b")
 #: Any message in flight may be delivered next, drawn by the seed: orders a latency model
 #: rarely produces.
 RANDOM_ORDER = NetworkProfile(random_order=True)
-
-
-def random_order_cluster(replicas: int = 4, *, seed: int = 0, **options) -> Simulation:
-    """A simulation for whole-cluster tests driven step by step: `replicas` cores on a
-    random-order network, real Ed25519 and the wire codec on every message, the shipped
-    configuration (changed by `config_overrides`), and no clients until the test adds them.
-    `options` go to `Simulation` and may replace any of these."""
-    settings = dict(seed=seed, replicas=replicas, clients=0, network=RANDOM_ORDER, wire=True,
-                    insecure_signatures=False, shipped_config=True)
-    return Simulation(**{**settings, **options})
 
 
 def make_config(**overrides) -> ClusterConfig:
