@@ -65,9 +65,8 @@ def test_correct_replicas_absorb_multiplied_asks(seed: int) -> None:
 
 
 def test_the_flood_scenario_is_judged_and_clean() -> None:
-    """Issue 11, item 7: the oracle is on in byz_fetch_state_flood, whose flooder is refused
-    (the core before the fix served each victim's flooder 510 STATE-CHUNKs in 500 ms, against
-    a budget of 66, and was flagged)."""
+    """Issue 11, item 7: the oracle is on in byz_fetch_state_flood, whose flooder the rate
+    limits refuse (without them the oracle flags the servers: the test above)."""
     entry = CATALOGUE["byz_fetch_state_flood"]
     assert entry.served_work_budget is checkers.served_work_budget
     sim = entry.build(1)
