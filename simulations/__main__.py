@@ -35,7 +35,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from .experiment import ExperimentError, parse_seeds
+from .experiment import Experiment, ExperimentError, parse_seeds
 from .results import RunResult, crashed
 from .scenarios import CATALOGUE
 
@@ -216,10 +216,89 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return EXIT_VIOLATIONS if result.violations else EXIT_OK
 
 
-def cmd_experiment(args: argparse.Namespace) -> int:
-    from .experiment_exec import experiment_command
+def _point_and_seed(text: str) -> tuple[int, int]:
+    try:
+        point, seed = text.split(":")
+        return int(point), int(seed)
+    except ValueError:
+        raise ExperimentError(f"--replay takes POINT:SEED (e.g. 3:7), got {text!r}") from None
 
-    return experiment_command(args)
+
+def _print_summary(experiment: Experiment, summary: list[dict]) -> None:
+    from .experiment_tables import parameter_columns
+
+    names = [n for n in parameter_columns(experiment) if n in experiment.grid] or ["point"]
+    metrics = (("throughput_per_s", "req/s"), ("latency_p50_ms", "p50 ms"),
+               ("latency_p99_ms", "p99 ms"), ("view_change_ms", "vc ms"),
+               ("outage_ms", "outage ms"))
+    header = [*names, "runs", "failing", *(label for _, label in metrics)]
+    lines = []
+    for row in summary:
+        cells = [str(row[n]) for n in names] + [str(row["runs"]), str(row["failing"])]
+        for metric, _ in metrics:
+            mean, half = row[f"{metric}_mean"], row[f"{metric}_ci95"]
+            cells.append(f"{mean:.1f} ± {half:.1f}")
+        lines.append(cells)
+    widths = [max(len(h), *(len(c[i]) for c in lines)) if lines else len(h)
+              for i, h in enumerate(header)]
+    print("  ".join(h.rjust(w) for h, w in zip(header, widths)))
+    for cells in lines:
+        print("  ".join(c.rjust(w) for c, w in zip(cells, widths)))
+
+
+def replay_one(experiment: Experiment, point: int, seed: int) -> int:
+    """Run one run of `experiment` again, in this process; print its row and violations;
+    return the exit status (0, 1 violations, 3 crashed)."""
+    from .experiment import run_job
+    from .experiment_tables import status_of, table_rows
+
+    points = experiment.points
+    if not 0 <= point < len(points):
+        raise ExperimentError(f"no point {point} in {experiment.source} (points 0-"
+                              f"{len(points) - 1})")
+    # Any seed: the run may come from a --seeds override.
+    entry = run_job((0, point, points[point], seed))
+    row = table_rows(experiment, [entry])[0]
+    print(json.dumps({k: v for k, v in row.items() if k != "replay"}))
+    for v in entry["result"]["violations"]:
+        print(f"  {v['checker']} at sequence {v['sequence']} replicas {v['replicas']}: "
+              f"{v['message']}")
+    status = status_of(entry["result"]["violations"])
+    return {"ok": EXIT_OK, "violation": EXIT_VIOLATIONS, "crashed": EXIT_CRASHED}[status]
+
+
+def cmd_experiment(args: argparse.Namespace) -> int:
+    """`python -m simulations experiment FILE.toml ...`; exit 0 (every run ok), 1 (violations),
+    2 (usage: bad file or option, a missing extra), 3 (a run crashed), 130 (interrupted)."""
+    from .experiment import load_experiment
+    from .experiment_exec import executor_for, run_experiment
+
+    experiment = load_experiment(args.file, quick=args.quick, seeds=args.seeds)
+    if args.replay:
+        return replay_one(experiment, *_point_and_seed(args.replay))
+    executor = executor_for(args.ray, args.workers)
+    out = Path(args.out) if args.out else Path("results") / experiment.name
+    started = time.perf_counter()
+    try:
+        rows, summary, ran = run_experiment(experiment, executor, out, fresh=args.fresh,
+                                            quick=args.quick)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: the runs that finished are in {out / 'runs.jsonl'}; the same "
+              f"command resumes", file=sys.stderr)
+        return 130
+    wall_s = time.perf_counter() - started
+    _print_summary(experiment, summary)
+    failing = [r for r in rows if r["status"] != "ok"]
+    for row in failing:
+        print(f"{row['status']}: point {row['point']} seed {row['seed']} ({row['checkers']}); "
+              f"replay: {row['replay']}", file=sys.stderr)
+    parquet = " runs.parquet," if (out / "runs.parquet").exists() else ""
+    print(f"{len(rows)} runs ({ran} run now, {len(rows) - ran} already done), {len(failing)} "
+          f"failing, {wall_s:.1f} s wall; {out}/: runs.csv,{parquet} summary.csv, "
+          f"latencies.csv")
+    if any(r["status"] == "crashed" for r in failing):
+        return EXIT_CRASHED
+    return EXIT_VIOLATIONS if failing else EXIT_OK
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
@@ -297,8 +376,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return handler(args)
     except (UsageError, ExperimentError) as error:
-        _quietly(lambda: print(f"python -m simulations {args.command}: {error}",
-                               file=sys.stderr))
+        message = f"python -m simulations {args.command}: {error}"
+        _quietly(lambda: print(message, file=sys.stderr))
         return EXIT_USAGE
     except BrokenPipeError:
         _silence_output()

@@ -1,4 +1,5 @@
-"""Executors: where the runs of an experiment or a catalogue sweep happen.
+"""Executors: where the runs of an experiment or a catalogue sweep happen; and
+`run_experiment`, which runs what an experiment's output directory does not hold yet.
 
 `LocalExecutor(workers)` runs them in this process (1 worker) or in a pool of local processes;
 `RayExecutor(address)` on a Ray cluster (`ray.init(address=...)`). Both yield one entry
@@ -18,7 +19,6 @@ import json
 import multiprocessing
 import os
 import sys
-import time
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -210,57 +210,7 @@ def progress_bar(total: int, description: str) -> Iterator[Any]:
         print(f"{description}: {bar.done}/{total} runs", file=sys.stderr, flush=True)
 
 
-# ------------------------------------------------------------------ the `experiment` command
-
-
-def _point_and_seed(text: str) -> tuple[int, int]:
-    try:
-        point, seed = text.split(":")
-        return int(point), int(seed)
-    except ValueError:
-        raise ExperimentError(f"--replay takes POINT:SEED (e.g. 3:7), got {text!r}") from None
-
-
-def _print_summary(experiment: Any, summary: list[dict]) -> None:
-    from .experiment import parameter_columns
-
-    names = [n for n in parameter_columns(experiment) if n in experiment.grid] or ["point"]
-    metrics = (("throughput_per_s", "req/s"), ("latency_p50_ms", "p50 ms"),
-               ("latency_p99_ms", "p99 ms"), ("view_change_ms", "vc ms"),
-               ("outage_ms", "outage ms"))
-    header = [*names, "runs", "failing", *(label for _, label in metrics)]
-    lines = []
-    for row in summary:
-        cells = [str(row[n]) for n in names] + [str(row["runs"]), str(row["failing"])]
-        for metric, _ in metrics:
-            mean, half = row[f"{metric}_mean"], row[f"{metric}_ci95"]
-            cells.append(f"{mean:.1f} ± {half:.1f}")
-        lines.append(cells)
-    widths = [max(len(h), *(len(c[i]) for c in lines)) if lines else len(h)
-              for i, h in enumerate(header)]
-    print("  ".join(h.rjust(w) for h, w in zip(header, widths)))
-    for cells in lines:
-        print("  ".join(c.rjust(w) for c, w in zip(cells, widths)))
-
-
-def replay_one(experiment: Any, point: int, seed: int) -> int:
-    """Run one run of `experiment` again, in this process; print its row and violations;
-    return the exit status (0, 1 violations, 3 crashed)."""
-    from .experiment import status_of, table_rows
-
-    points = experiment.points
-    if not 0 <= point < len(points):
-        raise ExperimentError(f"no point {point} in {experiment.source} (points 0-"
-                              f"{len(points) - 1})")
-    # Any seed: the run may come from a --seeds override.
-    entry = run_job((0, point, points[point], seed))
-    row = table_rows(experiment, [entry])[0]
-    print(json.dumps({k: v for k, v in row.items() if k != "replay"}))
-    for v in entry["result"]["violations"]:
-        print(f"  {v['checker']} at sequence {v['sequence']} replicas {v['replicas']}: "
-              f"{v['message']}")
-    status = status_of(entry["result"]["violations"])
-    return {"ok": 0, "violation": 1, "crashed": 3}[status]
+# ------------------------------------------------------------------ running an experiment
 
 
 def run_experiment(experiment: Any, executor: Any, out: Path, *, fresh: bool = False,
@@ -269,8 +219,8 @@ def run_experiment(experiment: Any, executor: Any, out: Path, *, fresh: bool = F
     `fresh`), then write the tables into `out`: runs.csv (and runs.parquet with pyarrow),
     summary.csv, latencies.csv, experiment.json. Returns (rows, summary, runs done now).
     KeyboardInterrupt propagates after the journal is closed: what finished is kept."""
-    from .experiment import (Journal, job_key, summary_rows, table_rows, write_csv,
-                             write_parquet)
+    from .experiment_tables import (Journal, job_key, summary_rows, table_rows, write_csv,
+                                    write_parquet)
 
     out.mkdir(parents=True, exist_ok=True)
     journal = Journal(out / "runs.jsonl", fresh=fresh)
@@ -300,36 +250,3 @@ def run_experiment(experiment: Any, executor: Any, out: Path, *, fresh: bool = F
         for e in entries for latency in e["metrics"]["latencies_ms"]])
     (out / "experiment.json").write_text(json.dumps(experiment.as_dict(), indent=2) + "\n")
     return rows, summary, len(todo)
-
-
-def experiment_command(args: Any) -> int:
-    """`python -m simulations experiment FILE.toml ...`; exit 0 (every run ok), 1 (violations),
-    2 (usage: bad file or option, a missing extra), 3 (a run crashed), 130 (interrupted)."""
-    from .experiment import load_experiment
-
-    experiment = load_experiment(args.file, quick=args.quick, seeds=args.seeds)
-    if args.replay:
-        return replay_one(experiment, *_point_and_seed(args.replay))
-    executor = executor_for(args.ray, args.workers)
-    out = Path(args.out) if args.out else Path("results") / experiment.name
-    started = time.perf_counter()
-    try:
-        rows, summary, ran = run_experiment(experiment, executor, out, fresh=args.fresh,
-                                            quick=args.quick)
-    except KeyboardInterrupt:
-        print(f"\ninterrupted: the runs that finished are in {out / 'runs.jsonl'}; the same "
-              f"command resumes", file=sys.stderr)
-        return 130
-    wall_s = time.perf_counter() - started
-    _print_summary(experiment, summary)
-    failing = [r for r in rows if r["status"] != "ok"]
-    for row in failing:
-        print(f"{row['status']}: point {row['point']} seed {row['seed']} ({row['checkers']}); "
-              f"replay: {row['replay']}", file=sys.stderr)
-    parquet = " runs.parquet," if (out / "runs.parquet").exists() else ""
-    print(f"{len(rows)} runs ({ran} run now, {len(rows) - ran} already done), {len(failing)} "
-          f"failing, {wall_s:.1f} s wall; {out}/: runs.csv,{parquet} summary.csv, "
-          f"latencies.csv")
-    if any(r["status"] == "crashed" for r in failing):
-        return 3
-    return 1 if failing else 0

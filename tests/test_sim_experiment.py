@@ -15,6 +15,7 @@ import pytest
 
 import simulations.experiment_exec as exec_module
 from simulations import experiment as ex
+from simulations import experiment_tables as tables
 from simulations.__main__ import main
 from simulations.experiment_exec import LocalExecutor, run_experiment
 from simulations.experiment_plot import relative_table
@@ -202,10 +203,10 @@ def test_a_view_change_is_measured_from_the_first_view_change_to_the_new_view():
 
 
 def test_the_summary_gives_a_mean_and_a_95_percent_interval_per_point():
-    mean, half = ex.mean_ci95([1.0, 2.0, 3.0])
+    mean, half = tables.mean_ci95([1.0, 2.0, 3.0])
     assert mean == 2.0 and half == pytest.approx(4.303 / 3 ** 0.5)
-    assert ex.mean_ci95([5.0]) == (5.0, 0.0)
-    assert ex.mean_ci95([float("nan"), 4.0, 6.0])[0] == 5.0
+    assert tables.mean_ci95([5.0]) == (5.0, 0.0)
+    assert tables.mean_ci95([float("nan"), 4.0, 6.0])[0] == 5.0
     assert ex.percentile([4.0, 1.0, 3.0, 2.0], 50) == 2.0
     assert ex.percentile([4.0, 1.0, 3.0, 2.0], 99) == 4.0
 
