@@ -128,14 +128,9 @@ def write_parquet(path: Path, rows: list[dict]) -> bool:
         import pyarrow.parquet as pq
     except ImportError:
         return False
+    # Every column holds one kind of value (check_parameters refuses a non-number where a
+    # number goes); a grid mixing 0 and 0.05 becomes a column of floats.
     columns = {name: [row[name] for row in rows] for name in rows[0]} if rows else {}
-    # A parameter may mix ints and floats across the grid (0 and 0.05): store them as floats.
-    for name, values in columns.items():
-        kinds = {type(v) for v in values}
-        if kinds == {int, float}:
-            columns[name] = [float(v) for v in values]
-        elif len(kinds) > 1:
-            columns[name] = [str(v) for v in values]
     pq.write_table(pa.table(columns), path)
     return True
 

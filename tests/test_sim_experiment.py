@@ -147,6 +147,13 @@ def test_the_same_file_gives_the_same_table_with_one_worker_or_two(tmp_path):
         rows[0]["trace_hash"]
 
 
+def test_a_grid_mixing_integers_and_fractions_is_one_float_column_in_parquet(tmp_path):
+    import pyarrow.parquet as pq
+
+    assert tables.write_parquet(tmp_path / "t.parquet", [{"loss": 0}, {"loss": 0.05}])
+    assert pq.read_table(tmp_path / "t.parquet").to_pylist() == [{"loss": 0.0}, {"loss": 0.05}]
+
+
 def test_the_measurements_do_not_change_the_run():
     params = {"clients": 2, "requests_per_client": 5, "crash_replica": 0, "crash_at_ms": 200}
     measured = ex.run_job((0, 0, params, 4))
