@@ -254,10 +254,10 @@ class _NoLimit:
 class UnlimitedServerReplica(Replica):
     """Breaks S1'' ("every request that makes a replica work for a peer is rate-limited per
     requesting replica"): it answers every FETCH-STATE and FETCH-LOG (catch-up and by digest)
-    however often a peer asks. Nothing it does is unsafe and
-    every client still completes; only the served-work oracle
-    (`checkers.ServedWorkWatch`) sees it, once asks come faster than a correct fetcher paces
-    them (a flooder, or a network that duplicates them: `multiply_asks`)."""
+    however often a peer asks. Nothing it does is unsafe and every client still completes;
+    only the served-work oracle (`checkers.ServedWorkWatch`) sees it, once asks come faster
+    than a correct fetcher paces them (a flooder, or a network that duplicates them:
+    `multiply_asks`)."""
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
