@@ -364,7 +364,7 @@ def test_confidence_bands_of_a_non_negative_metric_stop_at_zero():
                            "series": "loss", "yscale": "symlog"}, summary)
     band = fig.axes[0].collections[0].get_paths()[0].vertices[:, 1]
     assert band.min() == 0.0 and band.max() == 1000.0
-    assert fig.axes[0].get_yscale() == "symlog"
+    assert fig.axes[0].get_yscale() == "symlog" and fig.axes[0].get_ylim()[0] == 0
     plt.close(fig)
     relative = [{"behaviour": "none", "throughput_per_s_mean": 50.0,
                  "throughput_per_s_ci95": 1.0, "failing": 0, "runs": 3},
