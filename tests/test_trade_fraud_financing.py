@@ -378,6 +378,64 @@ def test_a_returned_presentation_frees_the_invoice():
     assert isinstance(_finance(w, invoice, [decl], 5 * M, lender="BANK-B"), str)
 
 
+def _attach_invoice(w: World, invoice_id: str):
+    """Open a presentation under a new LC and attach the invoice to it; the attach's result."""
+    pres_id = w.fresh("P")
+    w.ok("EXP-QD", PresOpen(pres_id=pres_id, lc_id=w.lc()))
+    return w.driver.run("EXP-QD", PresAttach(pres_id=pres_id, doc_type="invoice", ref=invoice_id,
+                                             content_digest=None))  # fmt: skip
+
+
+def test_a_financed_invoice_cannot_be_presented_under_a_letter_of_credit():
+    """README "Rules the ledger decides", encumbrances, the other order: a receivable an ACTIVE
+    financing holds cannot be attached to a presentation (the LC would pay it as well), and I2
+    holds; once the financing closes without the buyer paying, it can."""
+    w = World()
+    decl = _decl(w, 10 * M)
+    invoice, _ = _register(w, "INV-F", amount=8 * M)
+    fin = _finance(w, invoice, [decl], 5 * M)
+    refused = _attach_invoice(w, invoice)
+    assert _code(refused) == "ALREADY_ENCUMBERED"
+    assert "already financed" in refused.message
+    assert w.record("invoice", invoice).presentations == []
+    w.ok("BANK-A", FinClose(fin_id=fin))
+    assert isinstance(_attach_invoice(w, invoice), Accepted)
+    _assert_oracles_agree(w)
+
+
+def test_a_paid_invoice_cannot_be_presented_under_a_letter_of_credit():
+    """The buyer paid the receivable in full (financed or not): presenting it is
+    RECEIVABLE_SETTLED, as financing it is."""
+    w = World()
+    decl = _decl(w, 10 * M)
+    financed, _ = _register(w, "INV-F", amount=8 * M)
+    _finance(w, financed, [decl], 5 * M)
+    w.ok("BANK-A", RcvRecordCollection(collection_id="COL-P1", invoice_id=financed,
+                                       amount_minor=8 * M))  # fmt: skip
+    assert _code(_attach_invoice(w, financed)) == "RECEIVABLE_SETTLED"
+    unfinanced, _ = _register(w, "INV-U", amount=3 * M)
+    w.ok("BANK-A", RcvRecordCollection(collection_id="COL-P2", invoice_id=unfinanced,
+                                       amount_minor=3 * M))  # fmt: skip
+    assert _code(_attach_invoice(w, unfinanced)) == "RECEIVABLE_SETTLED"
+    _assert_oracles_agree(w)
+
+
+def test_invariant_i2_flags_an_invoice_both_financed_and_presented(monkeypatch):
+    """I2, restated in the invariants rather than taken from the handlers: with the attach
+    check planted away, the financed invoice gets presented and `violations` reports it."""
+    import tradeapp.presentations as presentations
+
+    monkeypatch.setattr(presentations, "receivable_refusal", lambda state, invoice: None)
+    w = World(check_invariants=False)
+    decl = _decl(w, 10 * M)
+    invoice, _ = _register(w, "INV-F", amount=8 * M)
+    _finance(w, invoice, [decl], 5 * M)
+    assert isinstance(_attach_invoice(w, invoice), Accepted)  # the bug
+    ledger = w.driver.ledger
+    found = violations(ledger.state, ledger.audit)
+    assert f"I2 invoice {invoice} financed and presented" in found, found
+
+
 def _ebl_for(w: World, decl_id: str) -> str:
     return w.ok("CARRIER-1", EblIssue(
         bl_no=w.fresh("BL"), shipper="EXP-QD", consignee="IMP-NL", holder="EXP-QD",

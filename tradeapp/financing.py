@@ -19,7 +19,8 @@ from .encumbrance_registry import (
     attribute_collection,
     blocking_encumbrance,
     financeable_balance_minor,
-    instrument_refusal,
+    pledged_goods_refusal,
+    receivable_refusal,
 )
 from .errors import ErrorCode
 from .fingerprint import invoice_fingerprint, normalise_invoice_number, resolve_buyer
@@ -274,12 +275,9 @@ def approve(step: Step, op: FinApprove) -> Outcome:
     currencies = {financing.currency, invoice.currency, *(d.currency for d in declarations)}
     if len(currencies) != 1:
         return Refusal(ErrorCode.CURRENCY_MISMATCH, f"currencies {sorted(currencies)} differ")
-    blocking = blocking_encumbrance(state, invoice.fingerprint)
-    if invoice.status == "SETTLED" or (blocking is not None and blocking.status == "SETTLED"):
-        return Refusal(ErrorCode.RECEIVABLE_SETTLED, f"{invoice.invoice_id} has been paid")
-    if blocking is not None:
-        return Refusal(ErrorCode.ALREADY_ENCUMBERED, f"{invoice.invoice_id} is already financed")
-    if (refusal := instrument_refusal(state, invoice, declarations, financing.lender)) is not None:
+    refusal = receivable_refusal(state, invoice)
+    refusal = refusal or pledged_goods_refusal(state, declarations, financing.lender)
+    if refusal is not None:
         return refusal
     balances = [financeable_balance_minor(state, d) for d in declarations]
     if financing.amount_minor > sum(balances):

@@ -51,7 +51,8 @@ def violations(state: LedgerState, audit: AuditTrail) -> list[str]:
 
     - I1 balances never negative: outstanding financing, LC availability, tax-record remainder,
       unpaid invoice amount;
-    - I2 at most one ACTIVE or SETTLED encumbrance per fingerprint;
+    - I2 at most one ACTIVE or SETTLED encumbrance per fingerprint, and none on an invoice
+      attached to a presentation that has not been returned (the LC pays it);
     - I3 financing on a declaration never above its declared value, unless customs lowered the
       value afterwards and an OVER_FINANCED alert records exactly that; an encumbrance's
       allocations add up to its financing's amount;
@@ -93,6 +94,12 @@ def violations(state: LedgerState, audit: AuditTrail) -> list[str]:
             problems.append(
                 f"I2 fingerprint {fingerprint.hex()[:16]} has {holders[fingerprint]} holders"
             )
+    for invoice in tables["invoice"].values():
+        presented = [
+            p for p in invoice.presentations if tables["presentation"][p].status != "RETURNED"
+        ]
+        if presented and invoice.fingerprint in holders:
+            problems.append(f"I2 invoice {invoice.invoice_id} financed and presented")
     lowered_to = {
         (alert.decl_id, alert.declared_minor)
         for alert in tables["alert"].values()
