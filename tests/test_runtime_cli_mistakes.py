@@ -355,6 +355,12 @@ NOT_ALLOWED = {
     "wait": (
         [*PBFT, "status", "--config", str(ROOT / "pyproject.toml"), "--wait", "-1"],
         "pbft status: --wait must be at least 0 seconds"),
+    "call timeout": (
+        [*PBFT, "submit", "--config", "c", "--key", "k", "--timeout", "0", "get", "a"],
+        "argument --timeout: '0' is not a positive number of seconds"),
+    "connect timeout": (
+        [*TRADE, "--config", "c", "--key", "k", "--connect-timeout", "-1", "report", "rejections"],
+        "argument --connect-timeout: '-1' is not a positive number of seconds"),
 }  # fmt: skip
 
 

@@ -54,6 +54,7 @@ from pbft.config import ConfigError
 from pbft.ed25519 import Ed25519Signer, KeyFileError, read_key_file, write_key_file
 from pbft.runtime.cli_common import (
     CommandError,
+    add_call_timeouts,
     check_client_key,
     load_client_key,
     load_config,
@@ -68,10 +69,6 @@ from .model import Role
 
 __all__ = ["build_parser", "format_table", "main", "parse_field", "print_result",
            "write_founders_file"]  # fmt: skip
-
-#: Default bound on how long a call waits when no replica at all is reachable.
-CONNECT_TIMEOUT_S = 5.0
-
 
 # ---------------------------------------------------------------------------- tables
 
@@ -224,10 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", help="the cluster's cluster.toml")
     parser.add_argument("--key", help="the participant's Ed25519 key file (the signer)")
     parser.add_argument("--as", dest="actor", default=None, help="participant id to claim")
-    parser.add_argument("--timeout", type=float, default=15.0, help="seconds per call")
-    parser.add_argument("--connect-timeout", type=float, default=CONNECT_TIMEOUT_S,
-                        help="fail once no replica has been reachable for this long "
-                             f"(default {CONNECT_TIMEOUT_S:g} s)")
+    add_call_timeouts(parser, timeout_s=15.0)
     parser.add_argument("--json", action="store_true", help="print results as JSON")
     commands = parser.add_subparsers(dest="command", required=True)
 
