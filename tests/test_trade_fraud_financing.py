@@ -595,6 +595,20 @@ def test_the_history_oracle_recomputes_each_encumbrances_allocations():
     assert any("allocations" in p for p in found), found
 
 
+def test_the_history_oracle_does_not_count_a_replayed_collection_twice():
+    """Resubmission ids (tradeapp/README.md): a collection sent again with its id is a replay
+    that pays nothing, and the oracle, which restates the rule, must not count it as a second
+    payment (it would then report the ledger, which is right)."""
+    w = World()
+    decl = _decl(w, 10 * M)
+    invoice, _ = _register(w, "INV-1", amount=10 * M)
+    _finance(w, invoice, [decl], 5 * M)
+    collect = RcvRecordCollection(collection_id="COL-R", invoice_id=invoice, amount_minor=10 * M)
+    w.ok("BANK-A", collect)
+    assert w.ok("BANK-A", collect)["replayed"] is True
+    _assert_oracles_agree(w)
+
+
 def test_the_cli_takes_the_new_fields_and_leaves_them_out_by_default():
     """The CLI builds operations from their fields: one with a default may be omitted."""
     from tradeapp.cli import build_parser, operation_from_args
