@@ -23,7 +23,12 @@ from .encumbrance_registry import (
     receivable_refusal,
 )
 from .errors import ErrorCode
-from .fingerprint import invoice_fingerprint, normalise_invoice_number, resolve_buyer
+from .fingerprint import (
+    enterprise_key,
+    invoice_fingerprint,
+    normalise_invoice_number,
+    resolve_buyer,
+)
 from .model import (
     ALERT_SIMILAR_RECEIVABLE,
     BUYER_MISMATCH_REASONS,
@@ -129,7 +134,7 @@ def register_invoice(step: Step, op: InvRegister) -> Outcome:
     if isinstance(buyer_key, Refusal):
         return buyer_key
     fingerprint = invoice_fingerprint(
-        seller_tax_id=step.actor.tax_id,
+        seller_key=enterprise_key(step.actor.tax_id, step.actor.country),
         buyer_key=buyer_key,
         invoice_no=op.invoice_no,
         currency=op.currency,
