@@ -342,18 +342,26 @@ def cmd_replica(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------- cluster
 
 
-def _check_cluster_ports(config: config_module.ClusterConfig, where: str) -> None:
-    """Refuse (CommandError, exit 1) before starting anything if a replica's or a metrics
-    port of `config` is taken: a replica already running there would otherwise answer as one
-    of ours."""
-    for info in config.replicas:
+def _check_ports(listeners: list[tuple[str, int, str]], hint: str) -> None:
+    """Refuse (CommandError, exit 1, the message ending with `hint`) before starting or
+    writing anything if one of the (host, port, what) listeners cannot be bound: a replica
+    already running there would otherwise answer as one of ours."""
+    for host, port, what in listeners:
         try:
-            check_listen(info.host, info.port, f"replica {info.id}'s replica listener")
-            metrics = info.metrics_address()
-            if metrics is not None:
-                check_listen(metrics[0], metrics[1], f"replica {info.id}'s metrics listener")
+            check_listen(host, port, what)
         except CommandError as e:
-            raise CommandError(f"{e}. {where}", 1) from None
+            raise CommandError(f"{e}. {hint}", 1) from None
+
+
+def _listeners(config: config_module.ClusterConfig) -> list[tuple[str, int, str]]:
+    """Every replica's and metrics listener of `config`, as `_check_ports` takes them."""
+    listeners = []
+    for info in config.replicas:
+        listeners.append((info.host, info.port, f"replica {info.id}'s replica listener"))
+        metrics = info.metrics_address()
+        if metrics is not None:
+            listeners.append((*metrics, f"replica {info.id}'s metrics listener"))
+    return listeners
 
 
 def cmd_cluster(args: argparse.Namespace) -> int:
@@ -366,19 +374,19 @@ def cmd_cluster(args: argparse.Namespace) -> int:
         if files.config.n != args.replicas:
             raise CommandError(f"--dir {directory} holds a cluster of {files.config.n} "
                                f"replicas, not {args.replicas}")  # fmt: skip
-        _check_cluster_ports(files.config, f"Is the cluster of {directory} running already?")
+        _check_ports(_listeners(files.config),
+                     f"Is the cluster of {directory} running already?")  # fmt: skip
         return _run_cluster(args, files, temporary=False)
     if args.base_port is not None:
         # Before anything is written: a cluster on ports in use could not start.
         from pbft.config import METRICS_PORT_OFFSET
 
-        for i in range(args.replicas):
-            for port, what in ((args.base_port + i, "replica listener"),
-                               (args.base_port + i + METRICS_PORT_OFFSET, "metrics listener")):
-                try:
-                    check_listen("127.0.0.1", port, f"replica {i}'s {what}")
-                except CommandError as e:
-                    raise CommandError(f"{e}. Choose another --base-port", 1) from None
+        listeners = [
+            ("127.0.0.1", args.base_port + i + offset, f"replica {i}'s {what}")
+            for i in range(args.replicas)
+            for offset, what in ((0, "replica listener"), (METRICS_PORT_OFFSET, "metrics listener"))
+        ]  # fmt: skip
+        _check_ports(listeners, "Choose another --base-port")
     temporary = not args.dir
     directory = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="pbft-cluster-"))
     try:
