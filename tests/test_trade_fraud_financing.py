@@ -261,7 +261,7 @@ def test_collections_reduce_the_declarations_balance_after_the_financing_closes(
 
 def test_a_fully_paid_receivable_leaves_nothing_of_its_declaration():
     """After the buyer paid the whole 30M invoice, a new 6M invoice gets nothing on the same
-    declaration (before: the 6M the 24M financing had left)."""
+    declaration (not the 6M that counting only the 24M financed would leave)."""
     w = World()
     decl = _decl(w, 30 * M)
     invoice, _ = _register(w, "INV-A", amount=30 * M)
