@@ -55,6 +55,23 @@ def test_keygen_refuses_an_invalid_configuration(tmp_path, capsys):
     assert main(["keygen", "--out", str(tmp_path / "y"), "--set", "no_such_bound=1"]) == 2
 
 
+def test_keygen_and_cluster_refuse_options_that_contradict_each_other(tmp_path, capsys):
+    """Usage mistakes, refused before anything is written or started: ports free on this
+    machine for replicas on other hosts; a --dir whose cluster has another size; an --app
+    that names something not callable."""
+    out = tmp_path / "k"
+    assert main(["keygen", "--out", str(out), "--free-ports", "--hosts", "a,b,c,d"]) == 2
+    assert "--free-ports finds ports free on this machine" in capsys.readouterr().err
+    assert not out.exists()
+    files = generate_cluster(tmp_path / "four", clients=1)
+    assert main(["cluster", "--dir", str(files.directory), "--replicas", "7"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"pbft cluster: --dir {files.directory} holds a cluster of 4 replicas, not 7")
+    assert main(["cluster", "--app", "pbft.config:METRICS_PORT_OFFSET"]) == 2
+    assert "--app 'pbft.config:METRICS_PORT_OFFSET': METRICS_PORT_OFFSET is not callable" in (
+        capsys.readouterr().err)  # fmt: skip
+
+
 def test_a_replica_refuses_a_key_that_is_not_its_own(tmp_path):
     files = generate_cluster(tmp_path, clients=1)
     result = run("replica", "--config", str(files.config_path), "--id", "0",
