@@ -58,6 +58,7 @@ from pbft.runtime.cli_common import (
     check_client_key,
     load_client_key,
     load_config,
+    load_key,
     make_table,
     render_table,
     run_command,
@@ -328,7 +329,7 @@ def write_founders_file(config_path: str, specs: Sequence[str], *, force: bool =
         if not sep:
             path = directory / "keys" / f"{participant_id}.key"
             if path.exists():
-                signer = _read_founder_key(path, spec)
+                signer = load_key(path, f"--founder {spec}:")
                 notes.append(f"  {participant_id}: key file {path} (existing)")
             else:
                 path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -340,7 +341,7 @@ def write_founders_file(config_path: str, specs: Sequence[str], *, force: bool =
             public_key = bytes.fromhex(key_text)
             notes.append(f"  {participant_id}: public key {key_text.lower()}")
         else:
-            public_key = _read_founder_key(Path(key_text), spec).public_key
+            public_key = load_key(key_text, f"--founder {spec}:").public_key
             notes.append(f"  {participant_id}: key file {key_text}")
         check_client_key(public_key, config, f"--founder {spec}")
         founders[participant_id] = public_key
@@ -350,13 +351,6 @@ def write_founders_file(config_path: str, specs: Sequence[str], *, force: bool =
         print(note)
     print(f"start the ledger: pbft cluster --dir {directory} --app tradeapp.service:ledger")
     return written
-
-
-def _read_founder_key(path: Path, spec: str) -> Ed25519Signer:
-    try:
-        return read_key_file(path)
-    except KeyFileError as e:
-        raise CommandError(f"--founder {spec}: {e}") from None
 
 
 def _needs_cluster(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
