@@ -86,6 +86,14 @@ def _finance(w: World, invoice_id: str, decl_ids: list[str], amount: int, *,
     return approval if isinstance(approval, Rejected) else fin_id
 
 
+def _assert_balance(w: World, invoice_id: str, decl_ids: list[str], balance: int) -> None:
+    """The boundary of the financeable balance: financing one minor unit more than `balance` at
+    BANK-B is EXCEEDS_FINANCEABLE_BALANCE, exactly `balance` passes."""
+    refused = _finance(w, invoice_id, decl_ids, balance + 1, lender="BANK-B")
+    assert _code(refused) == "EXCEEDS_FINANCEABLE_BALANCE"
+    assert isinstance(_finance(w, invoice_id, decl_ids, balance, lender="BANK-B"), str)
+
+
 def _assert_oracles_agree(w: World) -> None:
     ledger = w.driver.ledger
     assert violations(ledger.state, ledger.audit) == []
@@ -251,11 +259,7 @@ def test_collections_reduce_the_declarations_balance_after_the_financing_closes(
     fabricated, _ = _register(w, "INV-FAKE", amount=20 * M)
     refused = _finance(w, fabricated, [decl], 20 * M, lender="BANK-B")
     assert _code(refused) == "EXCEEDS_FINANCEABLE_BALANCE"
-    # Boundary: exactly what is left passes, one minor unit more does not.
-    assert _code(_finance(w, fabricated, [decl], 10 * M + 1, lender="BANK-B")) == (
-        "EXCEEDS_FINANCEABLE_BALANCE"
-    )
-    assert isinstance(_finance(w, fabricated, [decl], 10 * M, lender="BANK-B"), str)
+    _assert_balance(w, fabricated, [decl], 10 * M)
     _assert_oracles_agree(w)
 
 
@@ -281,10 +285,7 @@ def test_a_partial_collection_beyond_the_financed_amount_consumes_the_declaratio
     _finance(w, invoice, [decl], 20 * M)
     w.ok("BANK-A", RcvRecordCollection(collection_id="COL-3", invoice_id=invoice, amount_minor=25 * M))
     other, _ = _register(w, "INV-B", amount=6 * M)
-    assert _code(_finance(w, other, [decl], 5 * M + 1, lender="BANK-B")) == (
-        "EXCEEDS_FINANCEABLE_BALANCE"
-    )
-    assert isinstance(_finance(w, other, [decl], 5 * M, lender="BANK-B"), str)
+    _assert_balance(w, other, [decl], 5 * M)
     _assert_oracles_agree(w)
 
 
@@ -297,10 +298,7 @@ def test_a_collection_fills_the_declarations_in_order_each_up_to_its_value():
     _finance(w, invoice, [d1, d2], 8 * M)
     w.ok("BANK-A", RcvRecordCollection(collection_id="COL-4", invoice_id=invoice, amount_minor=12 * M))
     other, _ = _register(w, "INV-B", amount=20 * M)
-    assert _code(_finance(w, other, [d2], 3 * M + 1, lender="BANK-B")) == (
-        "EXCEEDS_FINANCEABLE_BALANCE"
-    )
-    assert isinstance(_finance(w, other, [d2], 3 * M, lender="BANK-B"), str)
+    _assert_balance(w, other, [d2], 3 * M)
     _assert_oracles_agree(w)
 
 
