@@ -384,17 +384,17 @@ def test_the_app_is_looked_up_as_the_replicas_will_from_the_working_directory(mo
     import from the working directory, which an installed `pbft` command does not have on its
     path; the check before starting must find the factory as they will, and leave the path as
     it was."""
-    from pbft.runtime.cli import check_app_name
+    from pbft.runtime.cli import app_factory
 
     path = [entry for entry in sys.path if entry not in ("", str(ROOT))]
     monkeypatch.setattr(sys, "path", path)
     for name in [name for name in sys.modules if name.split(".")[0] == "examples"]:
         monkeypatch.delitem(sys.modules, name)
     monkeypatch.chdir(ROOT)
-    check_app_name("examples.counter:Counter")
+    assert app_factory("examples.counter:Counter", search_cwd=True).__name__ == "Counter"
     assert sys.path == path
     for name in [name for name in sys.modules if name.split(".")[0] == "examples"]:
         monkeypatch.delitem(sys.modules, name)
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ValueError, match="No module named 'examples'"):
-        check_app_name("examples.counter:Counter")
+        app_factory("examples.counter:Counter", search_cwd=True)

@@ -27,12 +27,14 @@ import argparse
 import importlib
 import json
 import logging
+import os
 import shutil
 import signal
 import socket
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import trio
@@ -44,8 +46,8 @@ from pbft.ed25519 import KeyFileError
 
 from .cli_common import CommandError, load_config, load_key, make_table, print_table, run_command
 
-__all__ = ["JsonFormatter", "check_identity", "check_listen", "cluster_health", "divergent",
-           "load_app", "main"]
+__all__ = ["JsonFormatter", "app_factory", "check_identity", "check_listen", "cluster_health",
+           "divergent", "load_app", "main"]
 
 log = logging.getLogger("pbft.runtime.cli")
 
@@ -87,41 +89,25 @@ def configure_logging(level: str, log_format: str, log_file: str | None) -> None
     root.setLevel(level.upper())
 
 
-def load_app(name: str) -> StateMachine:
-    """`kv` (the reference key-value store), `bench` (the benchmark service) or
-    `module:callable` returning a fresh StateMachine. Raises ValueError if it cannot be found."""
+def app_factory(name: str, *, search_cwd: bool = False) -> Callable[[], StateMachine]:
+    """The factory `--app name` names: `kv` (the reference key-value store), `bench` (the
+    benchmark service) or `module:callable`, imported but not called. With `search_cwd` the
+    working directory is searched too, as `python -m` does for the replicas `pbft cluster`
+    starts there (an installed `pbft` command does not search it), and `sys.path` is left as it
+    was. Raises ValueError, naming the allowed forms, if it cannot be found or is not callable."""
     if name == "kv":
-        return KeyValueStore()
+        return KeyValueStore
     if name == "bench":
         from .bench import BenchmarkApp
 
-        return BenchmarkApp()
+        return BenchmarkApp
     module_name, _, attribute = name.partition(":")
     if not module_name or not attribute:
         raise ValueError(f"--app {name!r}: expected kv, bench or module:callable")
-    try:
-        factory = getattr(importlib.import_module(module_name), attribute)
-    except (ImportError, AttributeError) as e:
-        raise ValueError(f"--app {name!r}: {e}") from None
-    return factory()
-
-
-def check_app_name(name: str) -> None:
-    """Raise ValueError (naming the allowed forms) unless `name` is kv, bench or a
-    module:callable that can be imported; the factory is not called (it may need the
-    replica's own command line, as tradeapp.service:ledger does)."""
-    if name in ("kv", "bench"):
-        return
-    module_name, _, attribute = name.partition(":")
-    if not module_name or not attribute:
-        raise ValueError(f"--app {name!r}: expected kv, bench or module:callable")
-    # The replicas run `python -m` in this working directory, which puts it on their path;
-    # `pbft` as an installed command does not have it on its own.
-    import os
-
-    added = os.getcwd() not in sys.path
+    cwd = os.getcwd()
+    added = search_cwd and cwd not in sys.path
     if added:
-        sys.path.insert(0, os.getcwd())
+        sys.path.insert(0, cwd)
     try:
         factory = getattr(importlib.import_module(module_name), attribute)
     except (ImportError, AttributeError) as e:
@@ -129,9 +115,15 @@ def check_app_name(name: str) -> None:
                          ) from None  # fmt: skip
     finally:
         if added:
-            sys.path.remove(os.getcwd())
+            sys.path.remove(cwd)
     if not callable(factory):
         raise ValueError(f"--app {name!r}: {attribute} is not callable")
+    return factory
+
+
+def load_app(name: str) -> StateMachine:
+    """A fresh StateMachine from `app_factory(name)`. Raises ValueError if it cannot be found."""
+    return app_factory(name)()
 
 
 def _parse_bounds(items: list[str]) -> dict[str, int]:
@@ -215,7 +207,6 @@ def _check_data_unlocked(data: Path) -> None:
     precise reason a second replica on it fails, checked before its ports (which that process
     holds too) and without creating anything."""
     import fcntl
-    import os
 
     from .storage import LOCK_NAME
 
@@ -367,7 +358,7 @@ def _listeners(config: config_module.ClusterConfig) -> list[tuple[str, int, str]
 def cmd_cluster(args: argparse.Namespace) -> int:
     from .cluster import generate_cluster, open_cluster_files
 
-    check_app_name(args.app)
+    app_factory(args.app, search_cwd=True)  # refuse a wrong --app before starting anything
     if args.dir and (Path(args.dir) / "cluster.toml").exists():
         directory = Path(args.dir)
         files = open_cluster_files(directory)
