@@ -331,6 +331,8 @@ def test_the_client_names_the_id_when_every_resubmission_failed():
         assert any("repayment_id=RP-MINE" in note for note in caught.value.__notes__)
 
     trio.run(run)
+    with pytest.raises(ValueError, match="resubmissions must be >= 0"):
+        TradeClient(_FlakyRuntime(failures=0), resubmissions=-1)  # type: ignore[arg-type]
     ids = {new_request_id("RP") for _ in range(100)}
     assert len(ids) == 100 and all(len(i) <= 64 for i in ids)
 
