@@ -29,8 +29,7 @@ def cluster(tmp_path_factory):
     files = generate_cluster(tmp_path_factory.mktemp("kv"), clients=2)
     with LocalCluster(files) as running:
         running.start_all()
-        for i in range(4):
-            running.wait_ready_blocking(i)
+        running.wait_all_ready_blocking()
         yield running
 
 

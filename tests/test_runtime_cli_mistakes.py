@@ -174,8 +174,7 @@ def running(tmp_path_factory):
     files = generate_cluster(tmp_path_factory.mktemp("running"), clients=1)
     with LocalCluster(files) as cluster:
         cluster.start_all()
-        for i in range(4):
-            cluster.wait_ready_blocking(i)
+        cluster.wait_all_ready_blocking()
         yield cluster
 
 
