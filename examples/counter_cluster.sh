@@ -11,11 +11,8 @@ trap '[ -z "$cluster" ] || { kill "$cluster"; wait "$cluster"; }; rm -rf "$dir"'
 pbft keygen --replicas 4 --clients 1 --out "$dir" --base-port "${BASE_PORT:-7000}"
 pbft cluster --dir "$dir" --app examples.counter:Counter > "$dir/cluster.out" &
 cluster=$!
-tries=0
-until pbft status --config "$dir/cluster.toml" > /dev/null; do  # exit 0: a healthy quorum
-  tries=$((tries + 1))
-  [ "$tries" -lt 60 ] || { echo "the cluster did not start:" >&2; cat "$dir/cluster.out"; exit 1; }
-  sleep 0.5
-done
+# --wait asks again until a quorum is healthy (exit 0), for at most 30 s (exit 1).
+pbft status --config "$dir/cluster.toml" --wait 30 > /dev/null ||
+  { echo "the cluster did not start:" >&2; cat "$dir/cluster.out" >&2; exit 1; }
 python -m examples.counter_client "$dir/cluster.toml" "$dir/keys/client-0.key" "add 5" "add 37" get
 pbft status --config "$dir/cluster.toml"

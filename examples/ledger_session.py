@@ -49,13 +49,14 @@ async def play(c: dict[str, TradeClient], keys: dict[str, Ed25519Signer]) -> Non
             participant_id=name, role=role, legal_name=f"{name} Ltd", country="CN",
             tax_id=f"CN-{name}", public_key=keys[name].public_key, place="CN-QD"))
     show("EXP-QD", "decl.lodge D-1", await c["EXP-QD"].decl_lodge(
-        decl_id="D-1", customs="CUSTOMS-QD", buyer="IMP-NL", goods_description="LED lamps",
-        hs_code="9405.42", currency="USD", declared_value_minor=USD_100K))
+        decl_id="D-1", customs="CUSTOMS-QD", buyer="IMP-NL", buyer_country="NL",
+        goods_description="LED lamps", hs_code="9405.42", currency="USD",
+        declared_value_minor=USD_100K))
     show("CUSTOMS-QD", "decl.accept D-1", await c["CUSTOMS-QD"].decl_accept(decl_id="D-1"))
     show("CUSTOMS-QD", "decl.release D-1", await c["CUSTOMS-QD"].decl_release(decl_id="D-1"))
     show("EXP-QD", "inv.register INV-1", await c["EXP-QD"].inv_register(
-        invoice_id="INV-1", buyer="IMP-NL", invoice_no="2026/0042", currency="USD",
-        amount_minor=USD_100K, issue_date="2026-11-30"))
+        invoice_id="INV-1", buyer="IMP-NL", buyer_country="NL", invoice_no="2026/0042",
+        currency="USD", amount_minor=USD_100K, issue_date="2026-11-30"))
     for fin_id, bank in (("F-1", "BANK-A"), ("F-2", "BANK-B")):
         show("EXP-QD", f"fin.request {fin_id} to {bank}", await c["EXP-QD"].fin_request(
             fin_id=fin_id, lender=bank, invoice_id="INV-1", decl_ids=["D-1"], currency="USD",

@@ -34,8 +34,7 @@ def cluster(tmp_path_factory):
     replica_args = ["--connections-max", str(CONNECTIONS_MAX), "--handshake-timeout-s", "1"]
     with LocalCluster(files, replica_args=replica_args) as cluster:
         cluster.start_all()
-        for replica_id in range(4):
-            cluster.wait_ready_blocking(replica_id)
+        cluster.wait_all_ready_blocking()
         yield cluster
 
 

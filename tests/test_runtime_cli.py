@@ -7,7 +7,6 @@ real subprocesses (`python -m pbft.runtime.cli`) with timeouts."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sqlite3
 import subprocess
@@ -21,6 +20,8 @@ from pbft import config as config_module
 from pbft.ed25519 import read_key_file
 from pbft.runtime.cli import main
 from pbft.runtime.cluster import LocalCluster, generate_cluster
+
+from .processes import alive
 
 PBFT = [sys.executable, "-m", "pbft.runtime.cli"]
 
@@ -52,6 +53,23 @@ def test_keygen_refuses_an_invalid_configuration(tmp_path, capsys):
     assert main(["keygen", "--replicas", "3", "--out", str(tmp_path / "x")]) == 2
     assert "3f + 1" in capsys.readouterr().err
     assert main(["keygen", "--out", str(tmp_path / "y"), "--set", "no_such_bound=1"]) == 2
+
+
+def test_keygen_and_cluster_refuse_options_that_contradict_each_other(tmp_path, capsys):
+    """Usage mistakes, refused before anything is written or started: ports free on this
+    machine for replicas on other hosts; a --dir whose cluster has another size; an --app
+    that names something not callable."""
+    out = tmp_path / "k"
+    assert main(["keygen", "--out", str(out), "--free-ports", "--hosts", "a,b,c,d"]) == 2
+    assert "--free-ports finds ports free on this machine" in capsys.readouterr().err
+    assert not out.exists()
+    files = generate_cluster(tmp_path / "four", clients=1)
+    assert main(["cluster", "--dir", str(files.directory), "--replicas", "7"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"pbft cluster: --dir {files.directory} holds a cluster of 4 replicas, not 7")
+    assert main(["cluster", "--app", "pbft.config:METRICS_PORT_OFFSET"]) == 2
+    assert "--app 'pbft.config:METRICS_PORT_OFFSET': METRICS_PORT_OFFSET is not callable" in (
+        capsys.readouterr().err)  # fmt: skip
 
 
 def test_a_replica_refuses_a_key_that_is_not_its_own(tmp_path):
@@ -122,30 +140,17 @@ def test_cluster_runs_four_processes_and_stops_them_all(tmp_path, signum):
             assert time.monotonic() < deadline and process.poll() is None, "".join(lines)
             lines.append(process.stdout.readline())
         pids = [int(line.split(" pid ")[1].split()[0]) for line in lines if " pid " in line]
-        assert len(pids) == 4 and all(_alive(pid) for pid in pids)
+        assert len(pids) == 4 and all(alive(pid) for pid in pids)
         status = run("status", "--config", str(work / "cluster.toml"))
         assert status.returncode == 0, status.stdout + status.stderr
         assert status.stdout.count(" ok") == 4 and "4 of 4 replicas healthy" in status.stdout
         process.send_signal(signum)
         assert process.wait(30) == 0
-        assert not any(_alive(pid) for pid in pids), "every replica process is stopped"
+        assert not any(alive(pid) for pid in pids), "every replica process is stopped"
     finally:
         if process.poll() is None:
             process.kill()
             process.wait()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie is not alive: the cluster command reaps its children.
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rpartition(")")[2].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def test_status_reports_unreachable_replicas_and_a_lost_quorum(tmp_path):

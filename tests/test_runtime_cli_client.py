@@ -29,8 +29,7 @@ def cluster(tmp_path_factory):
     files = generate_cluster(tmp_path_factory.mktemp("kv"), clients=2)
     with LocalCluster(files) as running:
         running.start_all()
-        for i in range(4):
-            running.wait_ready_blocking(i)
+        running.wait_all_ready_blocking()
         yield running
 
 
@@ -150,3 +149,43 @@ def test_pbft_submit_refuses_a_replicas_key_with_the_reason(tmp_path):
         "replicas take a connection with that key for replica 1 itself and never answer it as "
         "a client. Use a client key (`pbft keygen` writes keys/client-N.key)"
     )
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        (["a", "b", "c"], "cas KEY EXPECTED NEW: give two values (or NEW with --if-absent)"),
+        (["a"], "cas KEY EXPECTED NEW: give two values (or NEW with --if-absent)"),
+        (["a", "b", "--if-absent"], "cas KEY NEW --if-absent: give exactly one value, NEW"),
+    ],
+)
+def test_cas_with_the_wrong_number_of_values_says_which_it_takes(tmp_path, capsys, values,
+                                                                  message):  # fmt: skip
+    """A usage mistake (exit 2) found before connecting: no cluster runs here."""
+    files = generate_cluster(tmp_path, clients=1)
+    code = main(["submit", "--config", str(files.config_path), "--key",
+                 str(files.client_keys[0]), "cas", "k", *values])  # fmt: skip
+    assert code == 2
+    assert capsys.readouterr().err.strip() == f"pbft submit: {message}"
+
+
+@pytest.mark.trio
+async def test_connect_refuses_an_empty_pool_a_key_twice_and_a_first_signer_without_a_seed(
+    tmp_path,
+):
+    """`connect`'s documented refusals, raised before any connection is made."""
+    class Wrapped:  # a Signer, but not an Ed25519Signer: it has no seed for the TLS key
+        def __init__(self, inner) -> None:
+            self.public_key, self.sign = inner.public_key, inner.sign
+
+    files = generate_cluster(tmp_path, clients=2)
+    first, second = files.client_signers()
+    with pytest.raises(ValueError, match="at least one signer"):
+        async with connect(files.config, []):
+            pass
+    with pytest.raises(ValueError, match="a key is given twice"):
+        async with connect(files.config, [first, second, first]):
+            pass
+    with pytest.raises(TypeError, match="the first signer must be an Ed25519Signer"):
+        async with connect(files.config, [Wrapped(second), first]):
+            pass

@@ -18,6 +18,8 @@ import pytest
 from pbft.config import METRICS_PORT_OFFSET
 from pbft.runtime.cluster import LocalCluster, free_ports, generate_cluster
 
+from .processes import alive, wait_dead
+
 ROOT = Path(__file__).resolve().parent.parent
 PBFT = [sys.executable, "-m", "pbft.runtime.cli"]
 TRADE = [sys.executable, "-m", "tradeapp.cli"]
@@ -172,8 +174,7 @@ def running(tmp_path_factory):
     files = generate_cluster(tmp_path_factory.mktemp("running"), clients=1)
     with LocalCluster(files) as cluster:
         cluster.start_all()
-        for i in range(4):
-            cluster.wait_ready_blocking(i)
+        cluster.wait_all_ready_blocking()
         yield cluster
 
 
@@ -223,33 +224,12 @@ def _pids(lines: list[str]) -> list[int]:
     return [int(line.split(" pid ")[1].split()[0]) for line in lines if " pid " in line]
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rpartition(")")[2].split()[0] != "Z"
-    except OSError:
-        return False
-
-
-def _wait_dead(pids: list[int], timeout_s: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while any(_alive(pid) for pid in pids):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.1)
-    return True
-
-
 def _cleanup(process: subprocess.Popen, pids: list[int]) -> None:
     if process.poll() is None:
         process.kill()
         process.wait()
     for pid in pids:
-        if _alive(pid):
+        if alive(pid):
             os.kill(pid, signal.SIGKILL)
 
 
@@ -264,7 +244,7 @@ def test_pbft_cluster_exits_and_stops_the_rest_when_a_replica_dies(tmp_path):
         assert f"replica 2 exited with -9 (its log: {tmp_path / 'w' / 'replica-2.log'}); " \
                "stopping the others" in stderr  # fmt: skip
         assert "Traceback" not in stderr
-        assert _wait_dead(pids), "every other replica is stopped"
+        assert wait_dead(pids), "every other replica is stopped"
     finally:
         _cleanup(process, pids)
 
@@ -276,7 +256,7 @@ def test_sighup_stops_the_cluster_and_its_replicas(tmp_path):
         process.send_signal(signal.SIGHUP)
         assert process.wait(30) == 0
         assert "SIGHUP received" in process.stdout.read()
-        assert _wait_dead(pids), "no replica is left running as an orphan"
+        assert wait_dead(pids), "no replica is left running as an orphan"
     finally:
         _cleanup(process, pids)
 
@@ -291,7 +271,7 @@ def test_replicas_of_a_killed_cluster_command_are_not_orphaned(tmp_path):
     try:
         process.kill()
         process.wait(10)
-        assert _wait_dead(pids), "the replicas stop when the cluster command dies"
+        assert wait_dead(pids), "the replicas stop when the cluster command dies"
     finally:
         _cleanup(process, pids)
 
@@ -314,7 +294,7 @@ def test_ctrl_c_removes_the_temporary_directory_or_says_where_it_is(tmp_path, ke
         else:
             assert f"removed {directory} (its private keys with it" in out
             assert not directory.exists()
-        assert _wait_dead(pids)
+        assert wait_dead(pids)
     finally:
         _cleanup(process, pids)
 
@@ -355,6 +335,12 @@ NOT_ALLOWED = {
     "wait": (
         [*PBFT, "status", "--config", str(ROOT / "pyproject.toml"), "--wait", "-1"],
         "pbft status: --wait must be at least 0 seconds"),
+    "call timeout": (
+        [*PBFT, "submit", "--config", "c", "--key", "k", "--timeout", "0", "get", "a"],
+        "argument --timeout: '0' is not a positive number of seconds"),
+    "connect timeout": (
+        [*TRADE, "--config", "c", "--key", "k", "--connect-timeout", "-1", "report", "rejections"],
+        "argument --connect-timeout: '-1' is not a positive number of seconds"),
 }  # fmt: skip
 
 
@@ -397,17 +383,17 @@ def test_the_app_is_looked_up_as_the_replicas_will_from_the_working_directory(mo
     import from the working directory, which an installed `pbft` command does not have on its
     path; the check before starting must find the factory as they will, and leave the path as
     it was."""
-    from pbft.runtime.cli import check_app_name
+    from pbft.runtime.cli import app_factory
 
     path = [entry for entry in sys.path if entry not in ("", str(ROOT))]
     monkeypatch.setattr(sys, "path", path)
     for name in [name for name in sys.modules if name.split(".")[0] == "examples"]:
         monkeypatch.delitem(sys.modules, name)
     monkeypatch.chdir(ROOT)
-    check_app_name("examples.counter:Counter")
+    assert app_factory("examples.counter:Counter", search_cwd=True).__name__ == "Counter"
     assert sys.path == path
     for name in [name for name in sys.modules if name.split(".")[0] == "examples"]:
         monkeypatch.delitem(sys.modules, name)
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ValueError, match="No module named 'examples'"):
-        check_app_name("examples.counter:Counter")
+        app_factory("examples.counter:Counter", search_cwd=True)

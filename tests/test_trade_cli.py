@@ -1,5 +1,5 @@
 """Issue 16, item 2: the ledger's command line needs no hand-made file. `founders` writes the
-founders.json every replica of `tradeapp.service:ledger` reads (docs/TRADE-DOMAIN.md,
+founders.json every replica of `tradeapp.service:ledger` reads (tradeapp/README.md,
 "Bootstrap": the founding FX-ADMINs), from `pbft keygen` output, a key given in hex, or a key it
 writes; it refuses what would give a ledger nobody can use. Results print as rich tables or,
 with --json, one JSON object."""
@@ -142,3 +142,28 @@ def test_a_money_moving_command_without_its_id_gets_a_fresh_one_said_on_stderr(c
     assert again == op and capsys.readouterr().err == ""
     with pytest.raises(SystemExit):  # other commands' fields stay required
         parser.parse_args(["submit", "fin.approve", "--fin-id", "F-1"])
+
+
+def test_a_replica_without_founders_json_names_the_command_that_writes_it(open_cluster,
+                                                                        monkeypatch):
+    """The factory `tradeapp.service:ledger` runs in each replica process: a missing
+    founders.json is a ValueError (the replica exits with code 2) naming the file and the
+    `founders` command; a malformed one names the file."""
+    from tradeapp.service import FOUNDERS_NAME, ledger
+
+    config = str(open_cluster.config_path)
+    monkeypatch.setattr("sys.argv", ["pbft", "replica", "--config", config, "--id", "0"])
+    with pytest.raises(ValueError) as missing:
+        ledger()
+    assert str(open_cluster.directory / FOUNDERS_NAME) in str(missing.value)
+    assert f"python -m tradeapp.cli --config {config} founders --founder FX-ADMIN" in str(
+        missing.value)  # fmt: skip
+    founders_path = open_cluster.directory / FOUNDERS_NAME
+    for text, message in (("{", "not JSON"), ('{"FX-ADMIN": "zz"}', "expected 64 hex digits"),
+                          ('{"FX-ADMIN": 7}', "expected 64 hex digits")):  # fmt: skip
+        founders_path.write_text(text)
+        with pytest.raises(ValueError, match=message) as bad:
+            ledger()
+        assert str(founders_path) in str(bad.value)
+    assert founders(open_cluster, FX_ADMIN, force=True) == 0
+    assert set(ledger().ledger.state.tables["participant"]) == {FX_ADMIN}

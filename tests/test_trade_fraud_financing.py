@@ -86,6 +86,14 @@ def _finance(w: World, invoice_id: str, decl_ids: list[str], amount: int, *,
     return approval if isinstance(approval, Rejected) else fin_id
 
 
+def _assert_balance(w: World, invoice_id: str, decl_ids: list[str], balance: int) -> None:
+    """The boundary of the financeable balance: financing one minor unit more than `balance` at
+    BANK-B is EXCEEDS_FINANCEABLE_BALANCE, exactly `balance` passes."""
+    refused = _finance(w, invoice_id, decl_ids, balance + 1, lender="BANK-B")
+    assert _code(refused) == "EXCEEDS_FINANCEABLE_BALANCE"
+    assert isinstance(_finance(w, invoice_id, decl_ids, balance, lender="BANK-B"), str)
+
+
 def _assert_oracles_agree(w: World) -> None:
     ledger = w.driver.ledger
     assert violations(ledger.state, ledger.audit) == []
@@ -251,17 +259,13 @@ def test_collections_reduce_the_declarations_balance_after_the_financing_closes(
     fabricated, _ = _register(w, "INV-FAKE", amount=20 * M)
     refused = _finance(w, fabricated, [decl], 20 * M, lender="BANK-B")
     assert _code(refused) == "EXCEEDS_FINANCEABLE_BALANCE"
-    # Boundary: exactly what is left passes, one minor unit more does not.
-    assert _code(_finance(w, fabricated, [decl], 10 * M + 1, lender="BANK-B")) == (
-        "EXCEEDS_FINANCEABLE_BALANCE"
-    )
-    assert isinstance(_finance(w, fabricated, [decl], 10 * M, lender="BANK-B"), str)
+    _assert_balance(w, fabricated, [decl], 10 * M)
     _assert_oracles_agree(w)
 
 
 def test_a_fully_paid_receivable_leaves_nothing_of_its_declaration():
     """After the buyer paid the whole 30M invoice, a new 6M invoice gets nothing on the same
-    declaration (before: the 6M the 24M financing had left)."""
+    declaration (not the 6M that counting only the 24M financed would leave)."""
     w = World()
     decl = _decl(w, 30 * M)
     invoice, _ = _register(w, "INV-A", amount=30 * M)
@@ -281,10 +285,7 @@ def test_a_partial_collection_beyond_the_financed_amount_consumes_the_declaratio
     _finance(w, invoice, [decl], 20 * M)
     w.ok("BANK-A", RcvRecordCollection(collection_id="COL-3", invoice_id=invoice, amount_minor=25 * M))
     other, _ = _register(w, "INV-B", amount=6 * M)
-    assert _code(_finance(w, other, [decl], 5 * M + 1, lender="BANK-B")) == (
-        "EXCEEDS_FINANCEABLE_BALANCE"
-    )
-    assert isinstance(_finance(w, other, [decl], 5 * M, lender="BANK-B"), str)
+    _assert_balance(w, other, [decl], 5 * M)
     _assert_oracles_agree(w)
 
 
@@ -297,10 +298,7 @@ def test_a_collection_fills_the_declarations_in_order_each_up_to_its_value():
     _finance(w, invoice, [d1, d2], 8 * M)
     w.ok("BANK-A", RcvRecordCollection(collection_id="COL-4", invoice_id=invoice, amount_minor=12 * M))
     other, _ = _register(w, "INV-B", amount=20 * M)
-    assert _code(_finance(w, other, [d2], 3 * M + 1, lender="BANK-B")) == (
-        "EXCEEDS_FINANCEABLE_BALANCE"
-    )
-    assert isinstance(_finance(w, other, [d2], 3 * M, lender="BANK-B"), str)
+    _assert_balance(w, other, [d2], 3 * M)
     _assert_oracles_agree(w)
 
 
@@ -376,6 +374,64 @@ def test_a_returned_presentation_frees_the_invoice():
     w.ok("BANK-I", PresReturnDocs(pres_id=pres_id))
     decl = _decl(w, 10 * M)
     assert isinstance(_finance(w, invoice, [decl], 5 * M, lender="BANK-B"), str)
+
+
+def _attach_invoice(w: World, invoice_id: str):
+    """Open a presentation under a new LC and attach the invoice to it; the attach's result."""
+    pres_id = w.fresh("P")
+    w.ok("EXP-QD", PresOpen(pres_id=pres_id, lc_id=w.lc()))
+    return w.driver.run("EXP-QD", PresAttach(pres_id=pres_id, doc_type="invoice", ref=invoice_id,
+                                             content_digest=None))  # fmt: skip
+
+
+def test_a_financed_invoice_cannot_be_presented_under_a_letter_of_credit():
+    """README "Rules the ledger decides", encumbrances, the other order: a receivable an ACTIVE
+    financing holds cannot be attached to a presentation (the LC would pay it as well), and I2
+    holds; once the financing closes without the buyer paying, it can."""
+    w = World()
+    decl = _decl(w, 10 * M)
+    invoice, _ = _register(w, "INV-F", amount=8 * M)
+    fin = _finance(w, invoice, [decl], 5 * M)
+    refused = _attach_invoice(w, invoice)
+    assert _code(refused) == "ALREADY_ENCUMBERED"
+    assert "already financed" in refused.message
+    assert w.record("invoice", invoice).presentations == []
+    w.ok("BANK-A", FinClose(fin_id=fin))
+    assert isinstance(_attach_invoice(w, invoice), Accepted)
+    _assert_oracles_agree(w)
+
+
+def test_a_paid_invoice_cannot_be_presented_under_a_letter_of_credit():
+    """The buyer paid the receivable in full (financed or not): presenting it is
+    RECEIVABLE_SETTLED, as financing it is."""
+    w = World()
+    decl = _decl(w, 10 * M)
+    financed, _ = _register(w, "INV-F", amount=8 * M)
+    _finance(w, financed, [decl], 5 * M)
+    w.ok("BANK-A", RcvRecordCollection(collection_id="COL-P1", invoice_id=financed,
+                                       amount_minor=8 * M))  # fmt: skip
+    assert _code(_attach_invoice(w, financed)) == "RECEIVABLE_SETTLED"
+    unfinanced, _ = _register(w, "INV-U", amount=3 * M)
+    w.ok("BANK-A", RcvRecordCollection(collection_id="COL-P2", invoice_id=unfinanced,
+                                       amount_minor=3 * M))  # fmt: skip
+    assert _code(_attach_invoice(w, unfinanced)) == "RECEIVABLE_SETTLED"
+    _assert_oracles_agree(w)
+
+
+def test_invariant_i2_flags_an_invoice_both_financed_and_presented(monkeypatch):
+    """I2, restated in the invariants rather than taken from the handlers: with the attach
+    check planted away, the financed invoice gets presented and `violations` reports it."""
+    import tradeapp.presentations as presentations
+
+    monkeypatch.setattr(presentations, "receivable_refusal", lambda state, invoice: None)
+    w = World(check_invariants=False)
+    decl = _decl(w, 10 * M)
+    invoice, _ = _register(w, "INV-F", amount=8 * M)
+    _finance(w, invoice, [decl], 5 * M)
+    assert isinstance(_attach_invoice(w, invoice), Accepted)  # the bug
+    ledger = w.driver.ledger
+    found = violations(ledger.state, ledger.audit)
+    assert f"I2 invoice {invoice} financed and presented" in found, found
 
 
 def _ebl_for(w: World, decl_id: str) -> str:
@@ -535,6 +591,20 @@ def test_the_history_oracle_recomputes_each_encumbrances_allocations():
     encumbrance.allocations = {d1: 3 * M, d2: 5 * M}  # the wrong order's split
     found = history_violations(operations, ledger.audit_events, ledger.state)
     assert any("allocations" in p for p in found), found
+
+
+def test_the_history_oracle_does_not_count_a_replayed_collection_twice():
+    """Resubmission ids (tradeapp/README.md): a collection sent again with its id is a replay
+    that pays nothing, and the oracle, which restates the rule, must not count it as a second
+    payment (it would then report the ledger, which is right)."""
+    w = World()
+    decl = _decl(w, 10 * M)
+    invoice, _ = _register(w, "INV-1", amount=10 * M)
+    _finance(w, invoice, [decl], 5 * M)
+    collect = RcvRecordCollection(collection_id="COL-R", invoice_id=invoice, amount_minor=10 * M)
+    w.ok("BANK-A", collect)
+    assert w.ok("BANK-A", collect)["replayed"] is True
+    _assert_oracles_agree(w)
 
 
 def test_the_cli_takes_the_new_fields_and_leaves_them_out_by_default():

@@ -6,6 +6,8 @@ to borrow twice. Rule names are those of docs/TRADE-DOMAIN.md and tradeapp/READM
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import trio
 
@@ -37,7 +39,7 @@ from tradeapp.commands import (
     decode_operation,
     encode_accepted,
 )
-from tradeapp.governance import enterprise_key
+from tradeapp.fingerprint import enterprise_key
 from tradeapp.invariants import violations
 from tradeapp.scenario import CAST, FX_ADMIN
 
@@ -102,6 +104,22 @@ def test_the_clone_cannot_lock_the_real_enterprise_out_of_its_invoice():
     )  # fmt: skip
     _refused(w.driver.run("CLONE", invoice), ErrorCode.UNKNOWN_PARTICIPANT)
     assert w.driver.run("EXP-QD", invoice).ok
+
+
+def test_a_same_tax_id_in_another_country_cannot_lock_the_enterprise_out_of_its_invoice():
+    """Item 8 through another country: BANK-B may onboard "EXP-VN" with EXP-QD's tax id in VN
+    (another enterprise), but its invoices are its own receivables: the fingerprint's seller is
+    the enterprise (tax id and country), so registering EXP-QD's invoice first does not make
+    EXP-QD's own registration DUPLICATE_INVOICE."""
+    w = World()
+    assert _admit(w, "BANK-B", "EXP-VN", tax_id="91370200EXPQD", country="VN").ok
+    invoice = InvRegister(
+        invoice_id="INV-VN", buyer="IMP-NL", invoice_no="2024/7", currency="USD",
+        amount_minor=USD_100K, issue_date="2024-03-01",
+    )  # fmt: skip
+    assert w.driver.run("EXP-VN", invoice).ok
+    assert w.driver.run("EXP-QD", replace(invoice, invoice_id="INV-QD")).ok
+    assert w.record("invoice", "INV-VN").fingerprint != w.record("invoice", "INV-QD").fingerprint
 
 
 def test_a_suspended_enterprise_still_is_that_enterprise():
@@ -313,6 +331,8 @@ def test_the_client_names_the_id_when_every_resubmission_failed():
         assert any("repayment_id=RP-MINE" in note for note in caught.value.__notes__)
 
     trio.run(run)
+    with pytest.raises(ValueError, match="resubmissions must be >= 0"):
+        TradeClient(_FlakyRuntime(failures=0), resubmissions=-1)  # type: ignore[arg-type]
     ids = {new_request_id("RP") for _ in range(100)}
     assert len(ids) == 100 and all(len(i) <= 64 for i in ids)
 

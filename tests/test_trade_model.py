@@ -31,7 +31,7 @@ from tradeapp.commands import (
     encode_accepted,
     encode_rejected,
 )
-from tradeapp.fingerprint import invoice_fingerprint, normalise_invoice_number
+from tradeapp.fingerprint import enterprise_key, invoice_fingerprint, normalise_invoice_number
 from tradeapp.model import Participant
 from tradeapp.money import CURRENCIES, CurrencyMismatch, is_amount
 
@@ -152,7 +152,7 @@ def test_invoice_numbers_are_normalised(raw, normal):
 
 def _fingerprint(**overrides):
     values = dict(
-        seller_tax_id="91370200X", buyer_key="P:IMP-NL", invoice_no="INV-0042", currency="USD",
+        seller_key=enterprise_key("91370200X", "CN"), buyer_key="P:IMP-NL", invoice_no="INV-0042", currency="USD",
         amount_minor=100, issue_date="2024-03-01",
     )  # fmt: skip
     values.update(overrides)
@@ -161,10 +161,11 @@ def _fingerprint(**overrides):
 
 def test_a_rekeyed_invoice_has_the_same_fingerprint_a_different_one_does_not():
     """Invoice: a re-keyed copy of the same invoice has the same fingerprint."""
-    same = _fingerprint(invoice_no="inv 42", seller_tax_id="91370200x")
+    same = _fingerprint(invoice_no="inv 42", seller_key=enterprise_key("91370200x", "cn"))
     assert same == _fingerprint() and len(same) == 32
     for change in ({"amount_minor": 101}, {"currency": "EUR"}, {"issue_date": "2024-03-02"},
-                   {"invoice_no": "INV-0043"}, {"buyer_key": "P:IMP-DE"}, {"seller_tax_id": "Y"}):  # fmt: skip
+                   {"invoice_no": "INV-0043"}, {"buyer_key": "P:IMP-DE"},
+                   {"seller_key": enterprise_key("91370200X", "VN")}):  # fmt: skip
         assert _fingerprint(**change) != _fingerprint(), change
 
 

@@ -382,7 +382,7 @@ from tradeapp.commands import (  # noqa: E402
     ReportRejections,
 )
 from tradeapp.errors import ErrorCode  # noqa: E402
-from tradeapp.governance import enterprise_key  # noqa: E402
+from tradeapp.fingerprint import enterprise_key  # noqa: E402
 
 BANKS = [m.participant_id for m in CAST if m.role == Role.BANK]
 

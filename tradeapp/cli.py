@@ -54,9 +54,11 @@ from pbft.config import ConfigError
 from pbft.ed25519 import Ed25519Signer, KeyFileError, read_key_file, write_key_file
 from pbft.runtime.cli_common import (
     CommandError,
+    add_call_timeouts,
     check_client_key,
     load_client_key,
     load_config,
+    load_key,
     make_table,
     render_table,
     run_command,
@@ -68,10 +70,6 @@ from .model import Role
 
 __all__ = ["build_parser", "format_table", "main", "parse_field", "print_result",
            "write_founders_file"]  # fmt: skip
-
-#: Default bound on how long a call waits when no replica at all is reachable.
-CONNECT_TIMEOUT_S = 5.0
-
 
 # ---------------------------------------------------------------------------- tables
 
@@ -224,10 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", help="the cluster's cluster.toml")
     parser.add_argument("--key", help="the participant's Ed25519 key file (the signer)")
     parser.add_argument("--as", dest="actor", default=None, help="participant id to claim")
-    parser.add_argument("--timeout", type=float, default=15.0, help="seconds per call")
-    parser.add_argument("--connect-timeout", type=float, default=CONNECT_TIMEOUT_S,
-                        help="fail once no replica has been reachable for this long "
-                             f"(default {CONNECT_TIMEOUT_S:g} s)")
+    add_call_timeouts(parser, timeout_s=15.0)
     parser.add_argument("--json", action="store_true", help="print results as JSON")
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -334,7 +329,7 @@ def write_founders_file(config_path: str, specs: Sequence[str], *, force: bool =
         if not sep:
             path = directory / "keys" / f"{participant_id}.key"
             if path.exists():
-                signer = _read_founder_key(path, spec)
+                signer = load_key(path, f"--founder {spec}:")
                 notes.append(f"  {participant_id}: key file {path} (existing)")
             else:
                 path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -346,7 +341,7 @@ def write_founders_file(config_path: str, specs: Sequence[str], *, force: bool =
             public_key = bytes.fromhex(key_text)
             notes.append(f"  {participant_id}: public key {key_text.lower()}")
         else:
-            public_key = _read_founder_key(Path(key_text), spec).public_key
+            public_key = load_key(key_text, f"--founder {spec}:").public_key
             notes.append(f"  {participant_id}: key file {key_text}")
         check_client_key(public_key, config, f"--founder {spec}")
         founders[participant_id] = public_key
@@ -356,13 +351,6 @@ def write_founders_file(config_path: str, specs: Sequence[str], *, force: bool =
         print(note)
     print(f"start the ledger: pbft cluster --dir {directory} --app tradeapp.service:ledger")
     return written
-
-
-def _read_founder_key(path: Path, spec: str) -> Ed25519Signer:
-    try:
-        return read_key_file(path)
-    except KeyFileError as e:
-        raise CommandError(f"--founder {spec}: {e}") from None
 
 
 def _needs_cluster(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:

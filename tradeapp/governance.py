@@ -3,8 +3,6 @@ banking calendars."""
 
 from __future__ import annotations
 
-import unicodedata
-
 from .banking_calendar import UTC_OFFSET_MINUTES_MAX, UTC_OFFSET_MINUTES_MIN
 from .commands import (
     HOLIDAYS_MAX,
@@ -16,23 +14,11 @@ from .commands import (
     RegFlag,
 )
 from .errors import ErrorCode
-from .fingerprint import fold_identifier
+from .fingerprint import enterprise_key
 from .model import Calendar, LedgerState, Participant, Role
 from .step import Done, Handler, Outcome, Refusal, Step, handles
 
 HANDLERS: dict[str, Handler] = {}
-
-
-def enterprise_key(tax_id: str, country: str) -> str:
-    """The identity of an enterprise: its country (NFKC, upper case) and its tax id folded as an
-    invoice number is (`fingerprint.fold_identifier`: NFKC, digits of every script, punctuation
-    and invisible characters dropped, the TS #39 skeleton) but keeping leading zeros, which are
-    significant in a tax id. So "91370200-expqd", a fullwidth "９１３７０２００EXPQD" and one with a
-    Cyrillic "Е" are one enterprise. Empty when the tax id has no letter or digit."""
-    number = fold_identifier(tax_id, drop_leading_zeros=False)
-    if not number:
-        return ""
-    return f"{unicodedata.normalize('NFKC', country).strip().upper()}/{number}"
 
 
 def _admitted_enterprise(state: LedgerState, key: str) -> bool:

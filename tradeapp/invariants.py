@@ -51,7 +51,8 @@ def violations(state: LedgerState, audit: AuditTrail) -> list[str]:
 
     - I1 balances never negative: outstanding financing, LC availability, tax-record remainder,
       unpaid invoice amount;
-    - I2 at most one ACTIVE or SETTLED encumbrance per fingerprint;
+    - I2 at most one ACTIVE or SETTLED encumbrance per fingerprint, and none on an invoice
+      attached to a presentation that has not been returned (the LC pays it);
     - I3 financing on a declaration never above its declared value, unless customs lowered the
       value afterwards and an OVER_FINANCED alert records exactly that; an encumbrance's
       allocations add up to its financing's amount;
@@ -93,6 +94,12 @@ def violations(state: LedgerState, audit: AuditTrail) -> list[str]:
             problems.append(
                 f"I2 fingerprint {fingerprint.hex()[:16]} has {holders[fingerprint]} holders"
             )
+    for invoice in tables["invoice"].values():
+        presented = [
+            p for p in invoice.presentations if tables["presentation"][p].status != "RETURNED"
+        ]
+        if presented and invoice.fingerprint in holders:
+            problems.append(f"I2 invoice {invoice.invoice_id} financed and presented")
     lowered_to = {
         (alert.decl_id, alert.declared_minor)
         for alert in tables["alert"].values()
@@ -151,7 +158,8 @@ class HistoryOracle:
     holds from approval until closed, and after closing if the buyer paid in full before. An
     approval draws on the declarations in the order the request listed them. A payment is
     attributed to the receivable's latest approved financing's declarations, in listed order,
-    each up to its declared value.
+    each up to its declared value; a collection accepted again under an id already recorded is
+    a replay and pays nothing.
     """
 
     def __init__(self) -> None:
@@ -160,6 +168,7 @@ class HistoryOracle:
         self.fins: dict[str, _Fin] = {}
         self.approved_of: dict[str, list[str]] = {}  # invoice id -> approved fin ids, in order
         self.lowered: set[tuple[str, int]] = set()  # (decl, value) lowered below its financing
+        self.collection_ids: set[str] = set()  # a resubmitted id is a replay, not a new payment
         self.observed = 0
 
     def balance(self, decl_id: str) -> int:
@@ -243,8 +252,10 @@ class HistoryOracle:
                 self.fins[op.fin_id] = _Fin(op.invoice_id, list(op.decl_ids), op.amount_minor)
             case FinClose() if op.fin_id in self.fins:
                 self.fins[op.fin_id].closed = True
-            case RcvRecordCollection() if op.invoice_id in self.invoices:
-                self._collect(op.invoice_id, op.amount_minor)
+            case RcvRecordCollection() if op.collection_id not in self.collection_ids:
+                self.collection_ids.add(op.collection_id)
+                if op.invoice_id in self.invoices:
+                    self._collect(op.invoice_id, op.amount_minor)
 
     def _revalue(self, decl_id: str, status: str, value: int) -> None:
         decl = self.decls[decl_id]

@@ -24,6 +24,7 @@ from .commands import (
     PresWaive,
 )
 from .ebls import in_use_refusal, move_holder
+from .encumbrance_registry import receivable_refusal
 from .errors import ErrorCode
 from .letters_of_credit import available_minor, live_lc_refusal
 from .model import (
@@ -131,13 +132,9 @@ def attach(step: Step, op: PresAttach) -> Outcome:
             return Refusal(ErrorCode.UNKNOWN_DOCUMENT, f"no invoice {op.ref}")
         if invoice.seller != presentation.presenter:
             return Refusal(ErrorCode.NOT_DOCUMENT_OWNER, f"{op.ref} is not the presenter's")
-        pending = [
-            pres_id
-            for pres_id in invoice.presentations
-            if state.get("presentation", pres_id).status != "RETURNED"
-        ]
-        if pending:
-            return Refusal(ErrorCode.ALREADY_ENCUMBERED, f"{op.ref} is presented in {pending[0]}")
+        # Financed, paid, or presented elsewhere: the LC would pay a receivable twice.
+        if (refusal := receivable_refusal(state, invoice)) is not None:
+            return refusal
         if len(invoice.presentations) >= LIST_ITEMS_MAX:
             return Refusal(
                 ErrorCode.INVALID_STATE, f"{op.ref} was presented {LIST_ITEMS_MAX} times"

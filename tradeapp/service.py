@@ -82,15 +82,21 @@ def write_founders(path: str | Path, founders: Mapping[str, bytes]) -> Path:
 
 def read_founders(path: str | Path) -> dict[str, bytes]:
     """The founders in the JSON file at `path`. Raises OSError if it cannot be read and
-    ValueError if it is not an object of id -> 64 hex digits."""
-    decoded = json.loads(Path(path).read_text())
+    ValueError, naming the file, if it is not JSON or not an object of id -> 64 hex digits."""
+    try:
+        decoded = json.loads(Path(path).read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not JSON ({e})") from None
     if not isinstance(decoded, dict) or not decoded:
         raise ValueError(f"{path}: expected a non-empty JSON object of id -> public key hex")
     founders = {}
     for participant_id, key_hex in decoded.items():
-        if not isinstance(key_hex, str) or len(key_hex) != 64:
+        try:
+            founders[participant_id] = bytes.fromhex(key_hex)
+        except (TypeError, ValueError):
+            founders[participant_id] = b""
+        if len(founders[participant_id]) != 32:
             raise ValueError(f"{path}: {participant_id!r}: expected 64 hex digits")
-        founders[participant_id] = bytes.fromhex(key_hex)
     return founders
 
 
@@ -114,5 +120,8 @@ def ledger() -> LedgerService:
     try:
         founders = read_founders(founders_path)
     except OSError as e:
-        raise ValueError(f"tradeapp.service:ledger: cannot read {founders_path}: {e}") from None
+        raise ValueError(
+            f"tradeapp.service:ledger: cannot read {founders_path} ({e.strerror or e}): write it "
+            f"with `python -m tradeapp.cli --config {config_path} founders --founder FX-ADMIN`"
+        ) from None
     return LedgerService(founders)

@@ -27,12 +27,14 @@ import argparse
 import importlib
 import json
 import logging
+import os
 import shutil
 import signal
 import socket
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import trio
@@ -44,8 +46,8 @@ from pbft.ed25519 import KeyFileError
 
 from .cli_common import CommandError, load_config, load_key, make_table, print_table, run_command
 
-__all__ = ["JsonFormatter", "check_identity", "check_listen", "cluster_health", "divergent",
-           "load_app", "main"]
+__all__ = ["JsonFormatter", "app_factory", "check_identity", "check_listen", "cluster_health",
+           "divergent", "load_app", "main"]
 
 log = logging.getLogger("pbft.runtime.cli")
 
@@ -87,41 +89,25 @@ def configure_logging(level: str, log_format: str, log_file: str | None) -> None
     root.setLevel(level.upper())
 
 
-def load_app(name: str) -> StateMachine:
-    """`kv` (the reference key-value store), `bench` (the benchmark service) or
-    `module:callable` returning a fresh StateMachine. Raises ValueError if it cannot be found."""
+def app_factory(name: str, *, search_cwd: bool = False) -> Callable[[], StateMachine]:
+    """The factory `--app name` names: `kv` (the reference key-value store), `bench` (the
+    benchmark service) or `module:callable`, imported but not called. With `search_cwd` the
+    working directory is searched too, as `python -m` does for the replicas `pbft cluster`
+    starts there (an installed `pbft` command does not search it), and `sys.path` is left as it
+    was. Raises ValueError, naming the allowed forms, if it cannot be found or is not callable."""
     if name == "kv":
-        return KeyValueStore()
+        return KeyValueStore
     if name == "bench":
         from .bench import BenchmarkApp
 
-        return BenchmarkApp()
+        return BenchmarkApp
     module_name, _, attribute = name.partition(":")
     if not module_name or not attribute:
         raise ValueError(f"--app {name!r}: expected kv, bench or module:callable")
-    try:
-        factory = getattr(importlib.import_module(module_name), attribute)
-    except (ImportError, AttributeError) as e:
-        raise ValueError(f"--app {name!r}: {e}") from None
-    return factory()
-
-
-def check_app_name(name: str) -> None:
-    """Raise ValueError (naming the allowed forms) unless `name` is kv, bench or a
-    module:callable that can be imported; the factory is not called (it may need the
-    replica's own command line, as tradeapp.service:ledger does)."""
-    if name in ("kv", "bench"):
-        return
-    module_name, _, attribute = name.partition(":")
-    if not module_name or not attribute:
-        raise ValueError(f"--app {name!r}: expected kv, bench or module:callable")
-    # The replicas run `python -m` in this working directory, which puts it on their path;
-    # `pbft` as an installed command does not have it on its own.
-    import os
-
-    added = os.getcwd() not in sys.path
+    cwd = os.getcwd()
+    added = search_cwd and cwd not in sys.path
     if added:
-        sys.path.insert(0, os.getcwd())
+        sys.path.insert(0, cwd)
     try:
         factory = getattr(importlib.import_module(module_name), attribute)
     except (ImportError, AttributeError) as e:
@@ -129,9 +115,15 @@ def check_app_name(name: str) -> None:
                          ) from None  # fmt: skip
     finally:
         if added:
-            sys.path.remove(os.getcwd())
+            sys.path.remove(cwd)
     if not callable(factory):
         raise ValueError(f"--app {name!r}: {attribute} is not callable")
+    return factory
+
+
+def load_app(name: str) -> StateMachine:
+    """A fresh StateMachine from `app_factory(name)`. Raises ValueError if it cannot be found."""
+    return app_factory(name)()
 
 
 def _parse_bounds(items: list[str]) -> dict[str, int]:
@@ -215,7 +207,6 @@ def _check_data_unlocked(data: Path) -> None:
     precise reason a second replica on it fails, checked before its ports (which that process
     holds too) and without creating anything."""
     import fcntl
-    import os
 
     from .storage import LOCK_NAME
 
@@ -342,43 +333,51 @@ def cmd_replica(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------- cluster
 
 
-def _check_cluster_ports(config: config_module.ClusterConfig, where: str) -> None:
-    """Refuse (CommandError, exit 1) before starting anything if a replica's or a metrics
-    port of `config` is taken: a replica already running there would otherwise answer as one
-    of ours."""
-    for info in config.replicas:
+def _check_ports(listeners: list[tuple[str, int, str]], hint: str) -> None:
+    """Refuse (CommandError, exit 1, the message ending with `hint`) before starting or
+    writing anything if one of the (host, port, what) listeners cannot be bound: a replica
+    already running there would otherwise answer as one of ours."""
+    for host, port, what in listeners:
         try:
-            check_listen(info.host, info.port, f"replica {info.id}'s replica listener")
-            metrics = info.metrics_address()
-            if metrics is not None:
-                check_listen(metrics[0], metrics[1], f"replica {info.id}'s metrics listener")
+            check_listen(host, port, what)
         except CommandError as e:
-            raise CommandError(f"{e}. {where}", 1) from None
+            raise CommandError(f"{e}. {hint}", 1) from None
+
+
+def _listeners(config: config_module.ClusterConfig) -> list[tuple[str, int, str]]:
+    """Every replica's and metrics listener of `config`, as `_check_ports` takes them."""
+    listeners = []
+    for info in config.replicas:
+        listeners.append((info.host, info.port, f"replica {info.id}'s replica listener"))
+        metrics = info.metrics_address()
+        if metrics is not None:
+            listeners.append((*metrics, f"replica {info.id}'s metrics listener"))
+    return listeners
 
 
 def cmd_cluster(args: argparse.Namespace) -> int:
     from .cluster import generate_cluster, open_cluster_files
 
-    check_app_name(args.app)
+    app_factory(args.app, search_cwd=True)  # refuse a wrong --app before starting anything
     if args.dir and (Path(args.dir) / "cluster.toml").exists():
         directory = Path(args.dir)
         files = open_cluster_files(directory)
         if files.config.n != args.replicas:
             raise CommandError(f"--dir {directory} holds a cluster of {files.config.n} "
                                f"replicas, not {args.replicas}")  # fmt: skip
-        _check_cluster_ports(files.config, f"Is the cluster of {directory} running already?")
+        _check_ports(_listeners(files.config),
+                     f"Is the cluster of {directory} running already?")  # fmt: skip
         return _run_cluster(args, files, temporary=False)
     if args.base_port is not None:
         # Before anything is written: a cluster on ports in use could not start.
         from pbft.config import METRICS_PORT_OFFSET
 
-        for i in range(args.replicas):
-            for port, what in ((args.base_port + i, "replica listener"),
-                               (args.base_port + i + METRICS_PORT_OFFSET, "metrics listener")):
-                try:
-                    check_listen("127.0.0.1", port, f"replica {i}'s {what}")
-                except CommandError as e:
-                    raise CommandError(f"{e}. Choose another --base-port", 1) from None
+        listeners = [
+            ("127.0.0.1", args.base_port + i + offset, f"replica {i}'s {what}")
+            for i in range(args.replicas)
+            for offset, what in ((0, "replica listener"), (METRICS_PORT_OFFSET, "metrics listener"))
+        ]  # fmt: skip
+        _check_ports(listeners, "Choose another --base-port")
     temporary = not args.dir
     directory = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="pbft-cluster-"))
     try:

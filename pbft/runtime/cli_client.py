@@ -40,12 +40,12 @@ from pbft.app import (
     kv_put,
 )
 
-from .cli_common import CommandError, load_client_key, load_config
+from .cli_common import CommandError, add_call_timeouts, load_client_key, load_config
 
 __all__ = ["add_client_commands", "decode_for_display"]
 
-#: Default bound on how long a call waits when no replica at all is reachable.
-CONNECT_TIMEOUT_S = 5.0
+#: Default bound on a whole `submit` or `query` call.
+CALL_TIMEOUT_S = 10.0
 
 KV_VERBS = ("put", "get", "delete", "cas", "append")
 
@@ -170,8 +170,6 @@ def cmd_call(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     signer = load_client_key(args.key, config)
     operation, kind = operation_of(args)
-    if args.timeout <= 0 or args.connect_timeout <= 0:
-        raise CommandError("--timeout and --connect-timeout must be positive")
 
     async def call() -> bytes:
         async with connect(config, signer, timeout_s=args.timeout,
@@ -203,11 +201,7 @@ def add_client_commands(commands: Any) -> None:
         parser.add_argument("--config", required=True, help="the cluster's cluster.toml")
         parser.add_argument("--key", required=True,
                             help="a client key file (pbft keygen writes keys/client-N.key)")
-        parser.add_argument("--timeout", type=float, default=10.0,
-                            help="seconds the call may take (default 10)")
-        parser.add_argument("--connect-timeout", type=float, default=CONNECT_TIMEOUT_S,
-                            help="fail once no replica has been reachable for this long "
-                                 f"(default {CONNECT_TIMEOUT_S:g} s)")
+        add_call_timeouts(parser, timeout_s=CALL_TIMEOUT_S)
         parser.add_argument("--json", action="store_true", help="print one JSON object")
         parser.set_defaults(handler=cmd_call)
         verbs = parser.add_subparsers(dest="verb", required=True, metavar="OPERATION")

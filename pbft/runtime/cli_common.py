@@ -12,6 +12,8 @@ the way on a non-terminal, for CI logs).
 
 from __future__ import annotations
 
+import argparse
+import math
 import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -32,7 +34,10 @@ if TYPE_CHECKING:
 # `pbft replica`) does not pay for importing it at every start.
 
 __all__ = [
+    "CONNECT_TIMEOUT_S",
     "CommandError",
+    "add_call_timeouts",
+    "positive_seconds",
     "Progress",
     "check_client_key",
     "load_client_key",
@@ -51,6 +56,35 @@ class CommandError(Exception):
     def __init__(self, message: str, code: int = 2) -> None:
         super().__init__(message)
         self.code = code
+
+
+# ---------------------------------------------------------------------------- client calls
+
+#: How long a shell client's call waits, by default, when no replica at all is reachable.
+CONNECT_TIMEOUT_S = 5.0
+
+
+def positive_seconds(text: str) -> float:
+    """An argparse type: a number of seconds above zero (else argparse's usage error, exit 2)."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not seconds > 0 or math.isinf(seconds):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
+    return seconds
+
+
+def add_call_timeouts(parser: argparse.ArgumentParser, *, timeout_s: float) -> None:
+    """`--timeout` (the call's `timeout_s`, default `timeout_s`) and `--connect-timeout`
+    (`unreachable_timeout_s` of `pbft.runtime.client.connect`, default CONNECT_TIMEOUT_S): the
+    options of every command line that makes client calls. A value that is not a positive
+    number of seconds is a usage error naming the option."""
+    parser.add_argument("--timeout", type=positive_seconds, default=timeout_s,
+                        help=f"seconds a call may take (default {timeout_s:g})")
+    parser.add_argument("--connect-timeout", type=positive_seconds, default=CONNECT_TIMEOUT_S,
+                        help="fail once no replica has been reachable for this long "
+                             f"(default {CONNECT_TIMEOUT_S:g} s)")  # fmt: skip
 
 
 # ---------------------------------------------------------------------------- files

@@ -392,6 +392,11 @@ class LocalCluster:
                                    + self.log_tail(replica_id))  # fmt: skip
             time.sleep(0.05)
 
+    def wait_all_ready_blocking(self, timeout_s: float = 30.0) -> None:
+        """`wait_ready_blocking` for every replica, in id order."""
+        for replica_id in range(self.config.n):
+            self.wait_ready_blocking(replica_id, timeout_s)
+
     def _is_ours(self, replica_id: int, status: dict) -> bool:
         """Whether `status` comes from the process this cluster started as `replica_id` (a
         wrapper that does not exec, or an old replica without `pid`, is taken at its word)."""
