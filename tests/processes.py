@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import time
 
 
@@ -29,3 +30,19 @@ def wait_dead(pids: list[int], timeout_s: float = 20.0) -> bool:
             return False
         time.sleep(0.1)
     return True
+
+
+def run_into_closed_pipe(command: list[str], *, timeout_s: float, **popen) -> tuple[int, str]:
+    """Run `command` with its stdout a pipe closed before the program starts (`... | head` whose
+    reader has gone: every write fails); its exit code and stderr. Killed if it outlives
+    `timeout_s`."""
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **popen)
+    process.stdout.close()
+    try:
+        stderr = process.stderr.read().decode()
+        code = process.wait(timeout_s)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    return code, stderr

@@ -18,7 +18,7 @@ import pytest
 from pbft.config import METRICS_PORT_OFFSET
 from pbft.runtime.cluster import LocalCluster, free_ports, generate_cluster
 
-from .processes import alive, wait_dead
+from .processes import alive, run_into_closed_pipe, wait_dead
 
 ROOT = Path(__file__).resolve().parent.parent
 PBFT = [sys.executable, "-m", "pbft.runtime.cli"]
@@ -363,16 +363,7 @@ def test_json_into_a_closed_pipe_prints_no_traceback(cluster_files, program):
     command = ([*PBFT, "status", "--json", "--timeout", "0.2", "--config", config]
                if program == "pbft" else
                [*TRADE, "--json", "--timeout", "0.5", "--config", config, "digests"])  # fmt: skip
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               cwd=ROOT)  # fmt: skip
-    process.stdout.close()
-    try:
-        stderr = process.stderr.read().decode()
-        code = process.wait(60)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+    code, stderr = run_into_closed_pipe(command, timeout_s=60, cwd=ROOT)
     assert "Traceback" not in stderr and "BrokenPipe" not in stderr, stderr
     assert code != 0
 

@@ -21,6 +21,8 @@ from simulations.engine import Simulation
 from simulations.network import Network, NetworkProfile
 from simulations.scenarios import CATALOGUE, Scenario, run_scenario
 
+from .processes import run_into_closed_pipe
+
 
 @pytest.mark.parametrize("name", ["baseline", "swarm", "crash_all_restart",
                                   "batching_lossy_primary_cut"])
@@ -267,17 +269,9 @@ def test_cli_output_into_a_closed_pipe_prints_no_traceback(tmp_path, command):
     (tmp_path / "replay.json").write_text(json.dumps({"scenario": "baseline", "seed": 1}))
     (tmp_path / "tiny.toml").write_text(_TINY_EXPERIMENT)
     path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
-    process = subprocess.Popen([sys.executable, "-m", "simulations", *command],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path,
-                               env={**os.environ, "PYTHONPATH": path})
-    process.stdout.close()  # before the interpreter has even started: every write fails
-    try:
-        stderr = process.stderr.read().decode()
-        code = process.wait(120)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+    code, stderr = run_into_closed_pipe([sys.executable, "-m", "simulations", *command],
+                                        timeout_s=120, cwd=tmp_path,
+                                        env={**os.environ, "PYTHONPATH": path})  # fmt: skip
     assert "Traceback" not in stderr and "BrokenPipe" not in stderr, stderr
     assert code == 141, stderr
 
