@@ -343,16 +343,21 @@ def test_an_invoice_presented_under_a_letter_of_credit_cannot_be_financed():
     assert _code(result) == "ALREADY_ENCUMBERED"
 
 
-def test_an_invoice_honoured_under_a_letter_of_credit_cannot_be_financed():
-    w = World()
+def _complete_presentation(w: World) -> tuple[str, str]:
+    """An 8M invoice registered and presented with an eBL under a new LC, the presentation
+    complete: (invoice id, presentation id)."""
     invoice, _ = _register(w, "INV-LC", amount=8 * M)
-    lc_id = w.lc()
-    ebl_id = w.ebl()
     pres_id = w.fresh("P")
-    w.ok("EXP-QD", PresOpen(pres_id=pres_id, lc_id=lc_id))
-    for doc_type, ref in (("ebl", ebl_id), ("invoice", invoice)):
+    w.ok("EXP-QD", PresOpen(pres_id=pres_id, lc_id=w.lc()))
+    for doc_type, ref in (("ebl", w.ebl()), ("invoice", invoice)):
         w.ok("EXP-QD", PresAttach(pres_id=pres_id, doc_type=doc_type, ref=ref, content_digest=None))
     w.ok("EXP-QD", PresComplete(pres_id=pres_id, amount_minor=8 * M))
+    return invoice, pres_id
+
+
+def test_an_invoice_honoured_under_a_letter_of_credit_cannot_be_financed():
+    w = World()
+    invoice, pres_id = _complete_presentation(w)
     w.ok("BANK-I", PresMarkComplying(pres_id=pres_id))
     w.ok("BANK-I", PresHonour(pres_id=pres_id))
     decl = _decl(w, 10 * M)
@@ -361,14 +366,7 @@ def test_an_invoice_honoured_under_a_letter_of_credit_cannot_be_financed():
 
 def test_a_returned_presentation_frees_the_invoice():
     w = World()
-    invoice, _ = _register(w, "INV-LC", amount=8 * M)
-    lc_id = w.lc()
-    ebl_id = w.ebl()
-    pres_id = w.fresh("P")
-    w.ok("EXP-QD", PresOpen(pres_id=pres_id, lc_id=lc_id))
-    for doc_type, ref in (("ebl", ebl_id), ("invoice", invoice)):
-        w.ok("EXP-QD", PresAttach(pres_id=pres_id, doc_type=doc_type, ref=ref, content_digest=None))
-    w.ok("EXP-QD", PresComplete(pres_id=pres_id, amount_minor=8 * M))
+    invoice, pres_id = _complete_presentation(w)
     w.ok("BANK-I", PresRefuse(pres_id=pres_id, discrepancies=["LATE_SHIPMENT"],
                               waiver_requested=False))  # fmt: skip
     w.ok("BANK-I", PresReturnDocs(pres_id=pres_id))
