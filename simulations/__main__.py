@@ -384,6 +384,18 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BROKEN_PIPE
 
 
+def quiet_on_closed_pipe(run: Callable[[], int | None]) -> int:
+    """`run()`'s exit status (None counts as 0), its output flushed; if the reader of the
+    output has gone (`... | head`), 141 with no traceback, as for `python -m simulations`."""
+    try:
+        status = run()
+        sys.stdout.flush()
+        return status or EXIT_OK
+    except BrokenPipeError:
+        _silence_output()
+        return EXIT_BROKEN_PIPE
+
+
 def _quietly(write: Callable[[], None]) -> None:
     """Write to a stream that may have no reader any more."""
     try:

@@ -276,6 +276,17 @@ def test_cli_output_into_a_closed_pipe_prints_no_traceback(tmp_path, command):
     assert code == 141, stderr
 
 
+def test_demo_into_a_closed_pipe_prints_no_traceback(tmp_path):
+    """Issue 17 (`python -m simulations.demo | head -1`): the demo stops as the simulator's
+    command does when its reader has gone, 141 and no traceback."""
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    code, stderr = run_into_closed_pipe([sys.executable, "-m", "simulations.demo"],
+                                        timeout_s=120, cwd=tmp_path,
+                                        env={**os.environ, "PYTHONPATH": path})  # fmt: skip
+    assert "Traceback" not in stderr and "BrokenPipe" not in stderr, stderr
+    assert code == 141, stderr
+
+
 def test_cli_mutants_with_bad_seeds_is_a_usage_error(tmp_path):
     result = _cli("mutants", "--seeds", "x", cwd=tmp_path)
     assert result.returncode == 2 and "bad seeds 'x'" in result.stderr
