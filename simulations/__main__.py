@@ -3,10 +3,10 @@
     python -m simulations list
     python -m simulations transcript [NAME|all] [--write]
     python -m simulations run SCENARIO --seed N [--json] [--save-replay]
-    python -m simulations sweep [--scenarios all|a,b] --seeds 1-500 [--jobs J] [--ray A] [--json]
+    python -m simulations sweep [--scenarios all|a,b] --seeds 1-500 [--workers N] [--ray A] [--json]
                                   [--csv F]
     python -m simulations replay FILE
-    python -m simulations mutants [--fast] [--seeds 1-5] [--jobs J] [--only a,b]
+    python -m simulations mutants [--fast] [--seeds 1-5] [--workers N] [--only a,b]
     python -m simulations experiment FILE.toml [--quick] [--workers N | --ray ADDRESS] [--out D]
     python -m simulations plot RESULTS [--format png|svg|both] [--out D]
 
@@ -44,6 +44,9 @@ REPLAY_DIR = Path("replays")
 EXIT_OK, EXIT_VIOLATIONS, EXIT_USAGE, EXIT_CRASHED = 0, 1, 2, 3
 #: Not 1: that would claim violations were found.
 EXIT_BROKEN_PIPE = 128 + 13
+
+
+WORKERS_HELP = "local processes (default: the CPU count); with --ray local, Ray's CPUs"
 
 
 class UsageError(Exception):
@@ -126,12 +129,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     """The catalogue × seeds, on the executors of `experiment` (one way to run many
-    simulations): local processes (--jobs) or Ray (--ray)."""
+    simulations): local processes (--workers) or Ray (--ray)."""
     from .experiment_exec import executor_for, progress_bar
 
     jobs = [(i, i, {"scenario": name}, seed) for i, (name, seed) in enumerate(
         (name, seed) for name in _scenarios(args.scenarios) for seed in parse_seeds(args.seeds))]
-    executor = executor_for(args.ray, max(1, args.jobs))
+    executor = executor_for(args.ray, args.workers)
     started = time.perf_counter()
     by_job: dict[int, dict] = {}
     with progress_bar(len(jobs), f"sweep ({executor.describe()})") as bar:
@@ -333,16 +336,14 @@ def main(argv: list[str] | None = None) -> int:
     sweep = commands.add_parser("sweep", help="many scenarios × many seeds")
     sweep.add_argument("--scenarios", default="all")
     sweep.add_argument("--seeds", default="1-20")
-    sweep.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    sweep.add_argument("--workers", type=int, default=None, help=WORKERS_HELP)
     sweep.add_argument("--json", action="store_true")
     sweep.add_argument("--csv", default="sweep.csv")
     sweep.add_argument("--ray", metavar="ADDRESS", help="run on Ray: auto, local or an address")
     experiment = commands.add_parser("experiment", help="a grid of parameters × seeds from a "
                                      "TOML file: a table of runs and a summary (experiments/)")
     experiment.add_argument("file")
-    experiment.add_argument("--workers", type=int, default=None,
-                            help="local processes (default: the CPU count); with --ray local, "
-                                 "Ray's CPUs")
+    experiment.add_argument("--workers", type=int, default=None, help=WORKERS_HELP)
     experiment.add_argument("--ray", metavar="ADDRESS",
                             help="run on Ray: auto (the cluster running here, or RAY_ADDRESS), "
                                  "local (start one in this process), or a cluster's address")
@@ -365,7 +366,8 @@ def main(argv: list[str] | None = None) -> int:
     mutants.add_argument("--fast", action="store_true",
                          help="a few mutants, their focused scenarios only, seeds 1-8")
     mutants.add_argument("--seeds", default=None, help="seeds per scenario (default 1-5)")
-    mutants.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    mutants.add_argument("--workers", type=int, default=None,
+                         help="local processes (default: the CPU count)")
     mutants.add_argument("--only", default="", help="comma-separated mutant names")
     args = parser.parse_args(argv)
     from .mutants import main as cmd_mutants

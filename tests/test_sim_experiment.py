@@ -314,7 +314,7 @@ def test_the_sweep_runs_on_the_same_executors_with_the_same_traces(tmp_path):
     for jobs in ("1", "2"):
         out = tmp_path / f"sweep{jobs}.csv"
         assert main(["sweep", "--scenarios", "baseline,crash_primary", "--seeds", "1-2",
-                     "--jobs", jobs, "--csv", str(out)]) == 0
+                     "--workers", jobs, "--csv", str(out)]) == 0
         tables.append([(r["scenario"], r["seed"], r["trace_hash"]) for r in _rows(out)])
     assert tables[0] == tables[1] and len(tables[0]) == 4
 

@@ -240,7 +240,7 @@ def test_cli_list_run_and_sweep(tmp_path):
     for key in ("scenario", "seed", "replicas", "faulty", "committed", "violations", "liveness",
                 "virtual_s", "wall_s", "events", "trace_hash"):
         assert key in document
-    sweep = _cli("sweep", "--scenarios", "baseline,crash_primary", "--seeds", "1-3", "--jobs",
+    sweep = _cli("sweep", "--scenarios", "baseline,crash_primary", "--seeds", "1-3", "--workers",
                  "1", "--json", "--csv", str(tmp_path / "runs.csv"), cwd=tmp_path)
     assert sweep.returncode == 0, sweep.stderr
     rows = [json.loads(line) for line in sweep.stdout.strip().splitlines()]
@@ -260,7 +260,7 @@ requests_per_client = 2
 
 @pytest.mark.parametrize("command", [
     ["list"], ["transcript"], ["run", "baseline", "--seed", "1", "--json"],
-    ["sweep", "--scenarios", "baseline", "--seeds", "1", "--jobs", "1", "--json"],
+    ["sweep", "--scenarios", "baseline", "--seeds", "1", "--workers", "1", "--json"],
     ["replay", "replay.json"], ["experiment", "tiny.toml", "--workers", "1", "--out", "out"],
 ])
 def test_cli_output_into_a_closed_pipe_prints_no_traceback(tmp_path, command):
