@@ -107,8 +107,11 @@ def _report_failure(result: RunResult) -> None:
 
 
 def cmd_list(_: argparse.Namespace) -> int:
-    for name, entry in CATALOGUE.items():
-        print(f"{name} {entry.description}")
+    from .tables import Column, show
+
+    # No header: one scenario a line, its name first (`list | cut -d' ' -f1`).
+    show([Column("scenario"), Column("description")],
+         [(name, entry.description) for name, entry in CATALOGUE.items()], header=False)
     return 0
 
 
@@ -162,14 +165,15 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     for row in rows:
         by_scenario.setdefault(row["scenario"], []).append(row)
     if not args.json:
-        print(f"{'scenario':<28} {'runs':>5} {'violations':>10} {'live':>5} {'committed':>9} "
-              f"{'virtual s':>9} {'wall s':>7}")
-        for name, group in by_scenario.items():
-            print(f"{name:<28} {len(group):>5} {sum(1 for r in group if r['violations']):>10} "
-                  f"{sum(1 for r in group if r['liveness']):>5} "
-                  f"{sum(r['committed'] for r in group):>9} "
-                  f"{sum(r['virtual_s'] for r in group):>9.1f} "
-                  f"{sum(r['wall_s'] for r in group):>7.1f}")
+        from .tables import Column, show
+
+        show([Column("scenario"), *(Column(h, right=True) for h in (
+            "runs", "violations", "live", "committed", "virtual s", "wall s"))],
+             [(name, len(group), sum(1 for r in group if r["violations"]),
+               sum(1 for r in group if r["liveness"]), sum(r["committed"] for r in group),
+               f"{sum(r['virtual_s'] for r in group):.1f}",
+               f"{sum(r['wall_s'] for r in group):.1f}")
+              for name, group in by_scenario.items()])
         print(f"{len(rows)} runs, {len(failing)} with violations, {wall_s:.1f} s wall; "
               f"every run in {args.csv}")
     summary = {"summary": True, "runs": len(rows), "failing": len(failing),
@@ -229,24 +233,27 @@ def _point_and_seed(text: str) -> tuple[int, int]:
 
 def _print_summary(experiment: Experiment, summary: list[dict]) -> None:
     from .experiment_tables import parameter_columns
+    from .tables import Column, show
 
     names = [n for n in parameter_columns(experiment) if n in experiment.grid] or ["point"]
     metrics = (("throughput_per_s", "req/s"), ("latency_p50_ms", "p50 ms"),
                ("latency_p99_ms", "p99 ms"), ("view_change_ms", "vc ms"),
                ("outage_ms", "outage ms"))
     header = [*names, "runs", "failing", *(label for _, label in metrics)]
+    # Mean and half-width padded apart, so that the ± of a column line up.
+    pairs = {metric: [(f"{row[f'{metric}_mean']:.1f}", f"{row[f'{metric}_ci95']:.1f}")
+                      for row in summary] for metric, _ in metrics}
+    widths = {metric: (max((len(m) for m, _ in column), default=0),
+                       max((len(h) for _, h in column), default=0))
+              for metric, column in pairs.items()}
     lines = []
-    for row in summary:
+    for i, row in enumerate(summary):
         cells = [str(row[n]) for n in names] + [str(row["runs"]), str(row["failing"])]
         for metric, _ in metrics:
-            mean, half = row[f"{metric}_mean"], row[f"{metric}_ci95"]
-            cells.append(f"{mean:.1f} ± {half:.1f}")
+            (mean, half), (mean_width, half_width) = pairs[metric][i], widths[metric]
+            cells.append(f"{mean:>{mean_width}} ± {half:>{half_width}}")
         lines.append(cells)
-    widths = [max(len(h), *(len(c[i]) for c in lines)) if lines else len(h)
-              for i, h in enumerate(header)]
-    print("  ".join(h.rjust(w) for h, w in zip(header, widths)))
-    for cells in lines:
-        print("  ".join(c.rjust(w) for c, w in zip(cells, widths)))
+    show([Column(h, right=True) for h in header], lines)
 
 
 def replay_one(experiment: Experiment, point: int, seed: int) -> int:

@@ -580,13 +580,15 @@ def run_all(names: Iterable[str], seeds: Iterable[int], full: bool, jobs: int = 
     return outcomes
 
 
-def table(outcomes: list[dict]) -> str:
-    lines = [f"{'mutant':<42} {'killed':<6} {'by (scenario seed: checker)':<66} {'runs':>5}"]
-    for row in outcomes:
-        by = (f"{row['place']} seed {row['seed']}: {row['checker']}" if row["killed"] else "-")
-        lines.append(f"{row['mutant']:<42} {'yes' if row['killed'] else 'no':<6} {by:<66} "
-                     f"{row['runs']:>5}")
-    return "\n".join(lines)
+def print_table(outcomes: list[dict]) -> None:
+    """One row per mutant on stdout (`simulations.tables`: rich on a terminal)."""
+    from .tables import Column, show
+
+    show([Column("mutant"), Column("killed"), Column("by (scenario seed: checker)"),
+          Column("runs", right=True)],
+         [(row["mutant"], "yes" if row["killed"] else "no",
+           f"{row['place']} seed {row['seed']}: {row['checker']}" if row["killed"] else "-",
+           row["runs"]) for row in outcomes])
 
 
 def summary(outcomes: list[dict]) -> dict:
@@ -623,7 +625,7 @@ def main(args) -> int:
 
     outcomes = run_all(names, seeds, full=not args.fast, jobs=args.workers or os.cpu_count() or 1,
                        progress=progress)
-    print(table(outcomes))
+    print_table(outcomes)
     result = summary(outcomes)
     print(json.dumps(result))
     return 0 if result["killed"] == result["mutants"] else 1

@@ -5,6 +5,7 @@ passing its CI seeds under every checker, and the command line."""
 from __future__ import annotations
 
 import gc
+import io
 import json
 import os
 import random
@@ -285,6 +286,52 @@ def test_demo_into_a_closed_pipe_prints_no_traceback(tmp_path):
                                         env={**os.environ, "PYTHONPATH": path})  # fmt: skip
     assert "Traceback" not in stderr and "BrokenPipe" not in stderr, stderr
     assert code == 141, stderr
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_cli_tables_are_plain_into_a_pipe_and_rich_on_a_terminal(monkeypatch, capsys):
+    """Issue 16, item 5: the simulator's tables (`simulations.tables`) are columns aligned
+    with two spaces into a pipe (no box drawing, names left, numbers right), a rich table on a
+    terminal (a rule under the header; a "[...]" in a cell is text, not markup), and a row of
+    the wrong width is refused."""
+    from simulations.tables import Column, show
+
+    columns = [Column("name"), Column("runs", right=True)]
+    rows = [("baseline", 2), ("a[bold]b[/bold]", 120)]
+    show(columns, rows)
+    assert capsys.readouterr().out.splitlines() == [
+        "name             runs", "baseline            2", "a[bold]b[/bold]   120"]
+    show(columns, rows, header=False)
+    assert capsys.readouterr().out.splitlines()[0] == "baseline           2"
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stdout", terminal)
+    show(columns, rows)
+    drawn = terminal.getvalue()
+    assert "─" in drawn and "a[bold]b[/bold]" in drawn and "name" in drawn
+    with pytest.raises(ValueError, match="a row of 1 cells for 2 columns"):
+        show(columns, [("baseline",)])
+
+
+def test_cli_sweep_table_and_list_into_a_pipe(tmp_path):
+    """`sweep` without --json prints its per-scenario table aligned for a pipe, then one line
+    summing up; `list` one scenario a line, its name first, its description aligned."""
+    sweep = _cli("sweep", "--scenarios", "baseline,crash_primary", "--seeds", "1",
+                 "--workers", "1", "--csv", str(tmp_path / "runs.csv"), cwd=tmp_path)
+    assert sweep.returncode == 0, sweep.stderr
+    header, *table, last = sweep.stdout.splitlines()
+    assert header.split() == ["scenario", "runs", "violations", "live", "committed", "virtual",
+                              "s", "wall", "s"]
+    assert [row.split()[:3] for row in table] == [["baseline", "1", "0"],
+                                                  ["crash_primary", "1", "0"]]
+    assert len({len(row) for row in [header, *table]}) == 1 and "─" not in sweep.stdout
+    assert last.startswith("2 runs, 0 with violations")
+    listed = _cli("list", cwd=tmp_path).stdout.splitlines()
+    starts = {line.index(entry.description) for line, entry in zip(listed, CATALOGUE.values())}
+    assert len(starts) == 1 and "─" not in "".join(listed)
 
 
 def test_cli_mutants_with_bad_seeds_is_a_usage_error(tmp_path):
