@@ -3,10 +3,10 @@
     python -m simulations list
     python -m simulations transcript [NAME|all] [--write]
     python -m simulations run SCENARIO --seed N [--json] [--save-replay]
-    python -m simulations sweep [--scenarios all|a,b] --seeds 1-500 [--jobs J] [--ray A] [--json]
+    python -m simulations sweep [--scenarios all|a,b] --seeds 1-500 [--workers N] [--ray A] [--json]
                                   [--csv F]
     python -m simulations replay FILE
-    python -m simulations mutants [--fast] [--seeds 1-5] [--jobs J] [--only a,b]
+    python -m simulations mutants [--fast] [--seeds 1-5] [--workers N] [--only a,b]
     python -m simulations experiment FILE.toml [--quick] [--workers N | --ray ADDRESS] [--out D]
     python -m simulations plot RESULTS [--format png|svg|both] [--out D]
 
@@ -44,6 +44,9 @@ REPLAY_DIR = Path("replays")
 EXIT_OK, EXIT_VIOLATIONS, EXIT_USAGE, EXIT_CRASHED = 0, 1, 2, 3
 #: Not 1: that would claim violations were found.
 EXIT_BROKEN_PIPE = 128 + 13
+
+
+WORKERS_HELP = "local processes (default: the CPU count); with --ray local, Ray's CPUs"
 
 
 class UsageError(Exception):
@@ -104,8 +107,11 @@ def _report_failure(result: RunResult) -> None:
 
 
 def cmd_list(_: argparse.Namespace) -> int:
-    for name, entry in CATALOGUE.items():
-        print(f"{name} {entry.description}")
+    from .tables import Column, show
+
+    # No header: one scenario a line, its name first (`list | cut -d' ' -f1`).
+    show([Column("scenario"), Column("description")],
+         [(name, entry.description) for name, entry in CATALOGUE.items()], header=False)
     return 0
 
 
@@ -126,12 +132,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     """The catalogue × seeds, on the executors of `experiment` (one way to run many
-    simulations): local processes (--jobs) or Ray (--ray)."""
+    simulations): local processes (--workers) or Ray (--ray)."""
     from .experiment_exec import executor_for, progress_bar
 
     jobs = [(i, i, {"scenario": name}, seed) for i, (name, seed) in enumerate(
         (name, seed) for name in _scenarios(args.scenarios) for seed in parse_seeds(args.seeds))]
-    executor = executor_for(args.ray, max(1, args.jobs))
+    executor = executor_for(args.ray, args.workers)
     started = time.perf_counter()
     by_job: dict[int, dict] = {}
     with progress_bar(len(jobs), f"sweep ({executor.describe()})") as bar:
@@ -159,14 +165,15 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     for row in rows:
         by_scenario.setdefault(row["scenario"], []).append(row)
     if not args.json:
-        print(f"{'scenario':<28} {'runs':>5} {'violations':>10} {'live':>5} {'committed':>9} "
-              f"{'virtual s':>9} {'wall s':>7}")
-        for name, group in by_scenario.items():
-            print(f"{name:<28} {len(group):>5} {sum(1 for r in group if r['violations']):>10} "
-                  f"{sum(1 for r in group if r['liveness']):>5} "
-                  f"{sum(r['committed'] for r in group):>9} "
-                  f"{sum(r['virtual_s'] for r in group):>9.1f} "
-                  f"{sum(r['wall_s'] for r in group):>7.1f}")
+        from .tables import Column, show
+
+        show([Column("scenario"), *(Column(h, right=True) for h in (
+            "runs", "violations", "live", "committed", "virtual s", "wall s"))],
+             [(name, len(group), sum(1 for r in group if r["violations"]),
+               sum(1 for r in group if r["liveness"]), sum(r["committed"] for r in group),
+               f"{sum(r['virtual_s'] for r in group):.1f}",
+               f"{sum(r['wall_s'] for r in group):.1f}")
+              for name, group in by_scenario.items()])
         print(f"{len(rows)} runs, {len(failing)} with violations, {wall_s:.1f} s wall; "
               f"every run in {args.csv}")
     summary = {"summary": True, "runs": len(rows), "failing": len(failing),
@@ -226,24 +233,27 @@ def _point_and_seed(text: str) -> tuple[int, int]:
 
 def _print_summary(experiment: Experiment, summary: list[dict]) -> None:
     from .experiment_tables import parameter_columns
+    from .tables import Column, show
 
     names = [n for n in parameter_columns(experiment) if n in experiment.grid] or ["point"]
     metrics = (("throughput_per_s", "req/s"), ("latency_p50_ms", "p50 ms"),
                ("latency_p99_ms", "p99 ms"), ("view_change_ms", "vc ms"),
                ("outage_ms", "outage ms"))
     header = [*names, "runs", "failing", *(label for _, label in metrics)]
+    # Mean and half-width padded apart, so that the ± of a column line up.
+    pairs = {metric: [(f"{row[f'{metric}_mean']:.1f}", f"{row[f'{metric}_ci95']:.1f}")
+                      for row in summary] for metric, _ in metrics}
+    widths = {metric: (max((len(m) for m, _ in column), default=0),
+                       max((len(h) for _, h in column), default=0))
+              for metric, column in pairs.items()}
     lines = []
-    for row in summary:
+    for i, row in enumerate(summary):
         cells = [str(row[n]) for n in names] + [str(row["runs"]), str(row["failing"])]
         for metric, _ in metrics:
-            mean, half = row[f"{metric}_mean"], row[f"{metric}_ci95"]
-            cells.append(f"{mean:.1f} ± {half:.1f}")
+            (mean, half), (mean_width, half_width) = pairs[metric][i], widths[metric]
+            cells.append(f"{mean:>{mean_width}} ± {half:>{half_width}}")
         lines.append(cells)
-    widths = [max(len(h), *(len(c[i]) for c in lines)) if lines else len(h)
-              for i, h in enumerate(header)]
-    print("  ".join(h.rjust(w) for h, w in zip(header, widths)))
-    for cells in lines:
-        print("  ".join(c.rjust(w) for c, w in zip(cells, widths)))
+    show([Column(h, right=True) for h in header], lines)
 
 
 def replay_one(experiment: Experiment, point: int, seed: int) -> int:
@@ -333,16 +343,14 @@ def main(argv: list[str] | None = None) -> int:
     sweep = commands.add_parser("sweep", help="many scenarios × many seeds")
     sweep.add_argument("--scenarios", default="all")
     sweep.add_argument("--seeds", default="1-20")
-    sweep.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    sweep.add_argument("--workers", type=int, default=None, help=WORKERS_HELP)
     sweep.add_argument("--json", action="store_true")
     sweep.add_argument("--csv", default="sweep.csv")
     sweep.add_argument("--ray", metavar="ADDRESS", help="run on Ray: auto, local or an address")
     experiment = commands.add_parser("experiment", help="a grid of parameters × seeds from a "
                                      "TOML file: a table of runs and a summary (experiments/)")
     experiment.add_argument("file")
-    experiment.add_argument("--workers", type=int, default=None,
-                            help="local processes (default: the CPU count); with --ray local, "
-                                 "Ray's CPUs")
+    experiment.add_argument("--workers", type=int, default=None, help=WORKERS_HELP)
     experiment.add_argument("--ray", metavar="ADDRESS",
                             help="run on Ray: auto (the cluster running here, or RAY_ADDRESS), "
                                  "local (start one in this process), or a cluster's address")
@@ -365,7 +373,8 @@ def main(argv: list[str] | None = None) -> int:
     mutants.add_argument("--fast", action="store_true",
                          help="a few mutants, their focused scenarios only, seeds 1-8")
     mutants.add_argument("--seeds", default=None, help="seeds per scenario (default 1-5)")
-    mutants.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    mutants.add_argument("--workers", type=int, default=None,
+                         help="local processes (default: the CPU count)")
     mutants.add_argument("--only", default="", help="comma-separated mutant names")
     args = parser.parse_args(argv)
     from .mutants import main as cmd_mutants
@@ -379,6 +388,18 @@ def main(argv: list[str] | None = None) -> int:
         message = f"python -m simulations {args.command}: {error}"
         _quietly(lambda: print(message, file=sys.stderr))
         return EXIT_USAGE
+    except BrokenPipeError:
+        _silence_output()
+        return EXIT_BROKEN_PIPE
+
+
+def quiet_on_closed_pipe(run: Callable[[], int | None]) -> int:
+    """`run()`'s exit status (None counts as 0), its output flushed; if the reader of the
+    output has gone (`... | head`), 141 with no traceback, as for `python -m simulations`."""
+    try:
+        status = run()
+        sys.stdout.flush()
+        return status or EXIT_OK
     except BrokenPipeError:
         _silence_output()
         return EXIT_BROKEN_PIPE

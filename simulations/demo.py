@@ -8,6 +8,7 @@ in what each replica did. Run: python -m simulations.demo [--seed N]
 from __future__ import annotations
 
 import argparse
+import sys
 
 from pbft.app import kv_append, kv_decode_result, kv_get
 from pbft.messages import Request
@@ -76,4 +77,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from .__main__ import quiet_on_closed_pipe
+
+    sys.exit(quiet_on_closed_pipe(main))

@@ -10,9 +10,12 @@ import io
 import json
 import math
 from collections.abc import Iterable
+from functools import cache
 from pathlib import Path
 
-from .experiment import Experiment
+import pbft
+
+from .experiment import Experiment, ExperimentError
 from .results import crashed
 
 #: The columns of the runs table after the parameters, in order. The wall clock is left out:
@@ -145,24 +148,52 @@ def job_key(params: dict, seed: int) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
+@cache
+def code_fingerprint() -> str:
+    """A hash of the source files of pbft/ and simulations/ (their paths and contents; not
+    git's commit, as the code may run outside a checkout or with uncommitted changes): the
+    runs of two invocations are comparable only if it is the same."""
+    digest = hashlib.sha256()
+    for package in (Path(pbft.__file__).parent, Path(__file__).parent):
+        for path in sorted(package.rglob("*.py")):
+            digest.update(f"{package.name}/{path.relative_to(package).as_posix()}\0".encode())
+            digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()[:16]
+
+
 class Journal:
     """`runs.jsonl` in the output directory: each finished run as one line, written and flushed
     as it finishes, so that an interrupted experiment resumes where it stopped. A line cut off
-    by the interruption (or otherwise unreadable) is ignored: that run is done again."""
+    by the interruption (or otherwise unreadable) is ignored: that run is done again.
 
-    def __init__(self, path: Path, fresh: bool = False) -> None:
+    Each line records the `code` fingerprint that produced it. A journal holding a run of
+    other code (or of unknown code: a line without one) is refused with an ExperimentError
+    naming --fresh, so that a table never mixes the runs of two versions of the code."""
+
+    def __init__(self, path: Path, fresh: bool = False, code: str | None = None) -> None:
         self.path = path
+        self.code = code or code_fingerprint()
         self.done: dict[str, dict] = {}
         if fresh and path.exists():
             path.unlink()
         text = path.read_text() if path.exists() else ""
+        others: set[str] = set()
         if text:
             for line in text.splitlines():
                 try:
                     entry = json.loads(line)
-                    self.done[entry["key"]] = entry
-                except (ValueError, KeyError, TypeError):
+                    key, code = entry["key"], entry.get("code")
+                except (ValueError, KeyError, TypeError, AttributeError):
                     continue
+                if code != self.code:
+                    others.add(str(code) if code else "none recorded")
+                    continue
+                self.done[key] = entry
+        if others:
+            raise ExperimentError(
+                f"{path} holds runs of other code (fingerprint {', '.join(sorted(others))}; "
+                f"this code is {self.code}): the tables would mix old and new runs. Run "
+                f"again with --fresh to forget them, or choose another --out")
         path.parent.mkdir(parents=True, exist_ok=True)
         self._file = path.open("a")
         if text and not text.endswith("\n"):
@@ -170,7 +201,7 @@ class Journal:
             self._file.write("\n")
 
     def record(self, entry: dict) -> None:
-        entry = {"key": job_key(entry["params"], entry["seed"]), **entry}
+        entry = {"key": job_key(entry["params"], entry["seed"]), "code": self.code, **entry}
         self.done[entry["key"]] = entry
         self._file.write(json.dumps(entry) + "\n")
         self._file.flush()

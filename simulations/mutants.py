@@ -1,7 +1,7 @@
 """Mutation self-test (issue 14, item 4): known PBFT-family bugs injected one at a time into a
 copy of the core, to measure whether the simulator's scenarios and checkers find them.
 
-    python -m simulations mutants [--fast] [--seeds 1-5] [--jobs N] [--only a,b]
+    python -m simulations mutants [--fast] [--seeds 1-5] [--workers N] [--only a,b]
 
 Each mutant is a small source patch: the text of one or more `pbft/core` modules is read, an
 exact replacement is made (each `old` must occur exactly once, or `MutantDoesNotApply` is
@@ -30,6 +30,7 @@ from __future__ import annotations
 import importlib
 import json
 import multiprocessing
+import os
 import sys
 import time
 import types
@@ -579,13 +580,15 @@ def run_all(names: Iterable[str], seeds: Iterable[int], full: bool, jobs: int = 
     return outcomes
 
 
-def table(outcomes: list[dict]) -> str:
-    lines = [f"{'mutant':<42} {'killed':<6} {'by (scenario seed: checker)':<66} {'runs':>5}"]
-    for row in outcomes:
-        by = (f"{row['place']} seed {row['seed']}: {row['checker']}" if row["killed"] else "-")
-        lines.append(f"{row['mutant']:<42} {'yes' if row['killed'] else 'no':<6} {by:<66} "
-                     f"{row['runs']:>5}")
-    return "\n".join(lines)
+def print_table(outcomes: list[dict]) -> None:
+    """One row per mutant on stdout (`simulations.tables`: rich on a terminal)."""
+    from .tables import Column, show
+
+    show([Column("mutant"), Column("killed"), Column("by (scenario seed: checker)"),
+          Column("runs", right=True)],
+         [(row["mutant"], "yes" if row["killed"] else "no",
+           f"{row['place']} seed {row['seed']}: {row['checker']}" if row["killed"] else "-",
+           row["runs"]) for row in outcomes])
 
 
 def summary(outcomes: list[dict]) -> dict:
@@ -597,7 +600,7 @@ def summary(outcomes: list[dict]) -> dict:
 
 def main(args) -> int:
     """`python -m simulations mutants`: 0 if every mutant was killed, 1 if one survived, 2 for
-    bad arguments (an unknown mutant)."""
+    bad arguments (an unknown mutant, fewer than one worker)."""
     from .experiment import parse_seeds
 
     if args.only:
@@ -610,6 +613,9 @@ def main(args) -> int:
     else:
         names = list(FAST if args.fast else MUTANTS_BY_NAME)
     seeds = parse_seeds(args.seeds or ("1-8" if args.fast else "1-5"))
+    if args.workers is not None and args.workers < 1:
+        print(f"--workers must be at least 1, got {args.workers}", file=sys.stderr)
+        return 2
 
     def progress(row: dict) -> None:
         state = (f"killed by {row['place']} seed {row['seed']} ({row['checker']})"
@@ -617,9 +623,9 @@ def main(args) -> int:
         print(f"{row['mutant']}: {state} after {row['runs']} runs, {row['wall_s']:.1f} s",
               file=sys.stderr, flush=True)
 
-    outcomes = run_all(names, seeds, full=not args.fast, jobs=max(1, args.jobs),
+    outcomes = run_all(names, seeds, full=not args.fast, jobs=args.workers or os.cpu_count() or 1,
                        progress=progress)
-    print(table(outcomes))
+    print_table(outcomes)
     result = summary(outcomes)
     print(json.dumps(result))
     return 0 if result["killed"] == result["mutants"] else 1

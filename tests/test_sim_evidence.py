@@ -308,7 +308,7 @@ def test_a_sweep_goes_on_after_a_run_raises_and_exits_3(monkeypatch, tmp_path, c
     cli = _cli_catalogue(monkeypatch, tmp_path)
     csv_path = tmp_path / "sweep.csv"
     status = cli.main(["sweep", "--scenarios", "t_raising_behaviour,t_setup_bug,t_fine",
-                       "--seeds", "1-2", "--jobs", "1", "--csv", str(csv_path)])
+                       "--seeds", "1-2", "--workers", "1", "--csv", str(csv_path)])
     assert status == cli.EXIT_CRASHED
     assert len(csv_path.read_text().splitlines()) == 1 + 6
     replays = sorted(p.name for p in (tmp_path / "replays").iterdir())
@@ -322,10 +322,10 @@ def test_a_sweep_goes_on_after_a_run_raises_and_exits_3(monkeypatch, tmp_path, c
 def test_exit_statuses_distinguish_violations_usage_and_success(monkeypatch, tmp_path):
     cli = _cli_catalogue(monkeypatch, tmp_path)
     csv_path = str(tmp_path / "sweep.csv")
-    assert cli.main(["sweep", "--scenarios", "t_broken,t_fine", "--seeds", "1", "--jobs", "1",
+    assert cli.main(["sweep", "--scenarios", "t_broken,t_fine", "--seeds", "1", "--workers", "1",
                      "--csv", csv_path]) == cli.EXIT_VIOLATIONS
     assert cli.main(["run", "t_broken", "--seed", "1"]) == cli.EXIT_VIOLATIONS
-    assert cli.main(["sweep", "--scenarios", "t_fine", "--seeds", "1", "--jobs", "1",
+    assert cli.main(["sweep", "--scenarios", "t_fine", "--seeds", "1", "--workers", "1",
                      "--csv", csv_path]) == cli.EXIT_OK
     assert cli.main(["sweep", "--scenarios", "no_such", "--seeds", "1", "--csv", csv_path]) == 2
     assert cli.main(["sweep", "--scenarios", "t_fine", "--seeds", "x-y", "--csv", csv_path]) == 2

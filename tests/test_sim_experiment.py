@@ -314,7 +314,7 @@ def test_the_sweep_runs_on_the_same_executors_with_the_same_traces(tmp_path):
     for jobs in ("1", "2"):
         out = tmp_path / f"sweep{jobs}.csv"
         assert main(["sweep", "--scenarios", "baseline,crash_primary", "--seeds", "1-2",
-                     "--jobs", jobs, "--csv", str(out)]) == 0
+                     "--workers", jobs, "--csv", str(out)]) == 0
         tables.append([(r["scenario"], r["seed"], r["trace_hash"]) for r in _rows(out)])
     assert tables[0] == tables[1] and len(tables[0]) == 4
 
@@ -515,6 +515,54 @@ def test_an_interrupted_command_keeps_what_finished_and_the_same_command_resumes
         calls.append(job), real(job, measured))[1])
     assert main(["experiment", str(path), "--workers", "1", "--out", str(out)]) == 0
     assert len(calls) == 5 and len(_rows(out / "runs.csv")) == 8
+
+
+def test_a_journal_of_other_code_is_refused_and_one_of_this_code_resumes(tmp_path, capsys):
+    """Issue 17: resuming after a code change would mix old and new runs in one table; the
+    journal records the code's fingerprint, a journal of other code is refused (exit 2, naming
+    --fresh), --fresh starts over, and the same code resumes without running anything."""
+    path, out = _write(tmp_path), tmp_path / "out"
+    assert main(["experiment", str(path), "--workers", "1", "--out", str(out)]) == 0
+    journal = out / "runs.jsonl"
+    lines = [json.loads(line) for line in journal.read_text().splitlines()]
+    assert len(lines) == 8 and {e["code"] for e in lines} == {tables.code_fingerprint()}
+    capsys.readouterr()
+
+    assert main(["experiment", str(path), "--workers", "1", "--out", str(out)]) == 0
+    assert "(0 run now, 8 already done)" in capsys.readouterr().out
+
+    lines[3]["code"] = "0123456789abcdef"
+    journal.write_text("".join(json.dumps(e) + "\n" for e in lines))
+    assert main(["experiment", str(path), "--workers", "1", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "other code (fingerprint 0123456789abcdef" in err and "--fresh" in err
+    del lines[5]["code"]  # a journal written before fingerprints: unknown code
+    lines[3]["code"] = tables.code_fingerprint()
+    journal.write_text("".join(json.dumps(e) + "\n" for e in lines))
+    assert main(["experiment", str(path), "--workers", "1", "--out", str(out)]) == 2
+    assert "fingerprint none recorded" in capsys.readouterr().err
+
+    assert main(["experiment", str(path), "--workers", "1", "--out", str(out), "--fresh"]) == 0
+    assert "(8 run now, 0 already done)" in capsys.readouterr().out
+
+
+def test_the_code_fingerprint_follows_the_source_files(tmp_path, monkeypatch):
+    """The fingerprint is a hash of the source files (not git's commit): another file's
+    contents give another fingerprint."""
+    import pbft
+
+    fake = tmp_path / "pbft"
+    fake.mkdir()
+    (fake / "__init__.py").write_text("x = 1\n")
+    monkeypatch.setattr(pbft, "__file__", str(fake / "__init__.py"))
+    tables.code_fingerprint.cache_clear()
+    try:
+        first = tables.code_fingerprint()
+        tables.code_fingerprint.cache_clear()
+        (fake / "__init__.py").write_text("x = 2\n")
+        assert tables.code_fingerprint() != first
+    finally:
+        tables.code_fingerprint.cache_clear()
 
 
 def test_the_fault_parameters_shape_the_run():

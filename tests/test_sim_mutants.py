@@ -96,13 +96,22 @@ def test_a_violation_the_correct_core_also_has_is_not_a_kill(monkeypatch):
 def test_the_command_prints_a_table_and_a_json_last_line(capsys):
     """`python -m simulations mutants`: one table row per mutant, then one JSON object with
     mutants, killed and kill_ratio; exit 0 when all are killed, 2 for an unknown mutant."""
-    code = main(["mutants", "--only", "timestamp_check_inverted", "--seeds", "1", "--jobs", "1"])
+    code = main(["mutants", "--only", "timestamp_check_inverted", "--seeds", "1", "--workers", "1"])
     lines = capsys.readouterr().out.strip().splitlines()
     assert code == 0
     assert lines[1].split()[:3] == ["timestamp_check_inverted", "yes", "baseline"]
     last = json.loads(lines[-1])
     assert (last["mutants"], last["killed"], last["kill_ratio"]) == (1, 1, 1.0)
     assert main(["mutants", "--only", "no_such_mutant"]) == 2
+
+
+def test_the_command_refuses_fewer_than_one_worker(capsys):
+    """`mutants --workers 0` is a usage error (exit 2) naming the option, as for `sweep` and
+    `experiment`, which share the option's name."""
+    assert main(["mutants", "--only", "timestamp_check_inverted", "--workers", "0"]) == 2
+    assert "--workers must be at least 1, got 0" in capsys.readouterr().err
+    assert main(["sweep", "--scenarios", "baseline", "--seeds", "1", "--workers", "0"]) == 2
+    assert "--workers must be at least 1, got 0" in capsys.readouterr().err
 
 
 #: Mutants the full run may leave alive: none (issue 14, item 4: every mutant killed). The

@@ -5,6 +5,7 @@ passing its CI seeds under every checker, and the command line."""
 from __future__ import annotations
 
 import gc
+import io
 import json
 import os
 import random
@@ -240,7 +241,7 @@ def test_cli_list_run_and_sweep(tmp_path):
     for key in ("scenario", "seed", "replicas", "faulty", "committed", "violations", "liveness",
                 "virtual_s", "wall_s", "events", "trace_hash"):
         assert key in document
-    sweep = _cli("sweep", "--scenarios", "baseline,crash_primary", "--seeds", "1-3", "--jobs",
+    sweep = _cli("sweep", "--scenarios", "baseline,crash_primary", "--seeds", "1-3", "--workers",
                  "1", "--json", "--csv", str(tmp_path / "runs.csv"), cwd=tmp_path)
     assert sweep.returncode == 0, sweep.stderr
     rows = [json.loads(line) for line in sweep.stdout.strip().splitlines()]
@@ -260,7 +261,7 @@ requests_per_client = 2
 
 @pytest.mark.parametrize("command", [
     ["list"], ["transcript"], ["run", "baseline", "--seed", "1", "--json"],
-    ["sweep", "--scenarios", "baseline", "--seeds", "1", "--jobs", "1", "--json"],
+    ["sweep", "--scenarios", "baseline", "--seeds", "1", "--workers", "1", "--json"],
     ["replay", "replay.json"], ["experiment", "tiny.toml", "--workers", "1", "--out", "out"],
 ])
 def test_cli_output_into_a_closed_pipe_prints_no_traceback(tmp_path, command):
@@ -274,6 +275,63 @@ def test_cli_output_into_a_closed_pipe_prints_no_traceback(tmp_path, command):
                                         env={**os.environ, "PYTHONPATH": path})  # fmt: skip
     assert "Traceback" not in stderr and "BrokenPipe" not in stderr, stderr
     assert code == 141, stderr
+
+
+def test_demo_into_a_closed_pipe_prints_no_traceback(tmp_path):
+    """Issue 17 (`python -m simulations.demo | head -1`): the demo stops as the simulator's
+    command does when its reader has gone, 141 and no traceback."""
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    code, stderr = run_into_closed_pipe([sys.executable, "-m", "simulations.demo"],
+                                        timeout_s=120, cwd=tmp_path,
+                                        env={**os.environ, "PYTHONPATH": path})  # fmt: skip
+    assert "Traceback" not in stderr and "BrokenPipe" not in stderr, stderr
+    assert code == 141, stderr
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_cli_tables_are_plain_into_a_pipe_and_rich_on_a_terminal(monkeypatch, capsys):
+    """Issue 16, item 5: the simulator's tables (`simulations.tables`) are columns aligned
+    with two spaces into a pipe (no box drawing, names left, numbers right), a rich table on a
+    terminal (a rule under the header; a "[...]" in a cell is text, not markup), and a row of
+    the wrong width is refused."""
+    from simulations.tables import Column, show
+
+    columns = [Column("name"), Column("runs", right=True)]
+    rows = [("baseline", 2), ("a[bold]b[/bold]", 120)]
+    show(columns, rows)
+    assert capsys.readouterr().out.splitlines() == [
+        "name             runs", "baseline            2", "a[bold]b[/bold]   120"]
+    show(columns, rows, header=False)
+    assert capsys.readouterr().out.splitlines()[0] == "baseline           2"
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stdout", terminal)
+    show(columns, rows)
+    drawn = terminal.getvalue()
+    assert "─" in drawn and "a[bold]b[/bold]" in drawn and "name" in drawn
+    with pytest.raises(ValueError, match="a row of 1 cells for 2 columns"):
+        show(columns, [("baseline",)])
+
+
+def test_cli_sweep_table_and_list_into_a_pipe(tmp_path):
+    """`sweep` without --json prints its per-scenario table aligned for a pipe, then one line
+    summing up; `list` one scenario a line, its name first, its description aligned."""
+    sweep = _cli("sweep", "--scenarios", "baseline,crash_primary", "--seeds", "1",
+                 "--workers", "1", "--csv", str(tmp_path / "runs.csv"), cwd=tmp_path)
+    assert sweep.returncode == 0, sweep.stderr
+    header, *table, last = sweep.stdout.splitlines()
+    assert header.split() == ["scenario", "runs", "violations", "live", "committed", "virtual",
+                              "s", "wall", "s"]
+    assert [row.split()[:3] for row in table] == [["baseline", "1", "0"],
+                                                  ["crash_primary", "1", "0"]]
+    assert len({len(row) for row in [header, *table]}) == 1 and "─" not in sweep.stdout
+    assert last.startswith("2 runs, 0 with violations")
+    listed = _cli("list", cwd=tmp_path).stdout.splitlines()
+    starts = {line.index(entry.description) for line, entry in zip(listed, CATALOGUE.values())}
+    assert len(starts) == 1 and "─" not in "".join(listed)
 
 
 def test_cli_mutants_with_bad_seeds_is_a_usage_error(tmp_path):
