@@ -134,6 +134,17 @@ async def _show_elapsed(task, duration_s: float) -> None:
         await trio.sleep(0.2)
 
 
+async def _run_workers(worker, workers: int, clock, duration_s: float) -> None:
+    """Run `worker(0)` … `worker(workers - 1)` until each returns, the progress `clock` showing
+    the time elapsed of `duration_s` meanwhile."""
+    async with trio.open_nursery() as nursery:
+        async with trio.open_nursery() as workers_nursery:
+            nursery.start_soon(_show_elapsed, clock, duration_s)
+            for w in range(workers):
+                workers_nursery.start_soon(worker, w)
+        nursery.cancel_scope.cancel()
+
+
 async def measure_ledger(directory: Path, workers: int, duration_s: float,
                          progress: Progress = Progress(False)) -> dict:  # fmt: skip
     files = generate_cluster(directory, clients=0)
@@ -183,13 +194,8 @@ async def measure_ledger(directory: Path, workers: int, duration_s: float,
                             tally.unexpected.append(f"W{w} {op.NAME}: {result}")
                     i += 1
 
-            async with trio.open_nursery() as nursery:
-                clock = progress.task("ledger: trades (s)", duration_s)
-                async with trio.open_nursery() as workers_nursery:
-                    nursery.start_soon(_show_elapsed, clock, duration_s)
-                    for w in range(workers):
-                        workers_nursery.start_soon(worker, w)
-                nursery.cancel_scope.cancel()
+            await _run_workers(worker, workers, progress.task("ledger: trades (s)", duration_s),
+                               duration_s)  # fmt: skip
             elapsed = trio.current_time() - started  # the last trades run past the deadline
             cpu_s = await _replica_cpu(cluster) - cpu_before
         cluster.stop_all(signal.SIGTERM)
@@ -230,13 +236,8 @@ async def measure_kv(directory: Path, workers: int, duration_s: float,
                     failures += kv_decode_result(result)[0] != "ok"
                     i += 1
 
-            async with trio.open_nursery() as nursery:
-                clock = progress.task("kv: puts (s)", duration_s)
-                async with trio.open_nursery() as workers_nursery:
-                    nursery.start_soon(_show_elapsed, clock, duration_s)
-                    for w in range(workers):
-                        workers_nursery.start_soon(worker, w)
-                nursery.cancel_scope.cancel()
+            await _run_workers(worker, workers, progress.task("kv: puts (s)", duration_s),
+                               duration_s)  # fmt: skip
             elapsed = trio.current_time() - started
             cpu_s = await _replica_cpu(cluster) - cpu_before
         cluster.stop_all(signal.SIGTERM)

@@ -263,9 +263,8 @@ def test_sighup_stops_the_cluster_and_its_replicas(tmp_path):
 
 def test_replicas_of_a_killed_cluster_command_are_not_orphaned(tmp_path):
     """Even SIGKILL, which the command cannot handle: each replica asked Linux for SIGTERM
-    when its parent dies."""
-    if not sys.platform.startswith("linux"):
-        pytest.skip("PR_SET_PDEATHSIG is Linux's")
+    when its parent dies (PR_SET_PDEATHSIG; these tests run on Linux, as tests/processes.py
+    reads /proc)."""
     process, lines = _start_cluster("--dir", str(tmp_path / "w"))
     pids = _pids(lines)
     try:

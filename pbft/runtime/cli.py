@@ -45,6 +45,7 @@ from pbft.config import BOUND_NAMES, ConfigError
 from pbft.ed25519 import KeyFileError
 
 from .cli_common import CommandError, load_config, load_key, make_table, print_table, run_command
+from .transport import TransportSettings
 
 __all__ = ["JsonFormatter", "app_factory", "check_identity", "check_listen", "cluster_health",
            "divergent", "load_app", "main"]
@@ -226,11 +227,25 @@ def _check_data_unlocked(data: Path) -> None:
         os.close(fd)
 
 
+
+#: `pbft replica` options that set a `TransportSettings` field of the same name (defaults are
+#: the settings' own): (field, type, help).
+_TRANSPORT_OPTIONS: tuple[tuple[str, type, str], ...] = (
+    ("connections_max", int, "inbound connections at once (handshaking ones included)"),
+    ("handshake_timeout_s", float, "a connection must finish its TLS handshake within this"),
+    ("connections_per_address_max", int,
+     "inbound connections from one IP address (replicas' excepted)"),
+    ("client_idle_timeout_s", float,
+     "close a client connection that sent no request for this long"),
+    ("heartbeat_interval_s", float, "send a heartbeat on a connection idle for this long"),
+    ("heartbeat_timeout_s", float, "close a connection on which nothing arrived for this long"),
+)
+
+
 def cmd_replica(args: argparse.Namespace) -> int:
     from ._errors import unwrap_single_error
     from .node import NodeSettings, serve_replica
     from .storage import StorageError
-    from .transport import TransportSettings
 
     config = load_config(args.config)
     if not 0 <= args.id < config.n:
@@ -272,12 +287,7 @@ def cmd_replica(args: argparse.Namespace) -> int:
         transport=TransportSettings(
             reconnect_delay_max_s=args.reconnect_max_s,
             client_send_queue_bytes_max=16 * 1024 * 1024,
-            connections_max=args.connections_max,
-            handshake_timeout_s=args.handshake_timeout_s,
-            connections_per_address_max=args.connections_per_address_max,
-            client_idle_timeout_s=args.client_idle_timeout_s,
-            heartbeat_interval_s=args.heartbeat_interval_s,
-            heartbeat_timeout_s=args.heartbeat_timeout_s,
+            **{field: getattr(args, field) for field, _, _ in _TRANSPORT_OPTIONS},
         ),
     )
 
@@ -691,18 +701,10 @@ def build_parser() -> argparse.ArgumentParser:
                          help="run durable appends in a worker thread or in the event loop")
     replica.add_argument("--reconnect-max-s", type=float, default=1.0,
                          help="longest pause between attempts to reach another replica")
-    replica.add_argument("--connections-max", type=int, default=1024,
-                         help="inbound connections at once (handshaking ones included)")
-    replica.add_argument("--handshake-timeout-s", type=float, default=5.0,
-                         help="a connection must finish its TLS handshake within this")
-    replica.add_argument("--connections-per-address-max", type=int, default=64,
-                         help="inbound connections from one IP address (replicas' excepted)")
-    replica.add_argument("--client-idle-timeout-s", type=float, default=120.0,
-                         help="close a client connection that sent no request for this long")
-    replica.add_argument("--heartbeat-interval-s", type=float, default=0.5,
-                         help="send a heartbeat on a connection idle for this long")
-    replica.add_argument("--heartbeat-timeout-s", type=float, default=2.0,
-                         help="close a connection on which nothing arrived for this long")
+    defaults = TransportSettings()
+    for field, kind, text in _TRANSPORT_OPTIONS:
+        replica.add_argument(f"--{field.replace('_', '-')}", type=kind,
+                             default=getattr(defaults, field), help=text)  # fmt: skip
     replica.add_argument("--log-level", default="INFO", type=str.upper,
                          choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"])
     replica.add_argument("--log-format", default="text", choices=["text", "json"])
