@@ -294,6 +294,29 @@ async def serve_unreplicated(signer: Ed25519Signer, port: int, *,
 # ---------------------------------------------------------------------------- the command
 
 
+async def _measure_row(config: ClusterConfig, signers, name: str, committed, *,
+                       duration_s: float, server_pids: list[int],
+                       connect_timeout_s: float = 10.0) -> Row:
+    """Measure the replicated row `name` ("single_client", or KIND_A_R: ordered or read_only,
+    argument and result KiB), with its mean batch size from `committed()` (an awaitable of
+    (requests, batches) committed so far, or None when unknown) before and after."""
+    if name == "single_client":
+        kind, a, r, group = "ordered", 0, 0, signers[:1]
+    else:
+        kind, a, r = name.rsplit("_", 2)
+        a, r, group = int(a), int(r), signers
+    before = await committed()
+    row = await measure_replicated(
+        config, group, read_only=kind == "read_only", argument_kb=a, result_kb=r,
+        duration_s=duration_s, name=name, server_pids=server_pids,
+        connect_timeout_s=connect_timeout_s,
+    )  # fmt: skip
+    after = await committed()
+    if before and after and after[1] > before[1]:
+        row.batch_size_mean = (after[0] - before[0]) / (after[1] - before[1])
+    return row
+
+
 def _rows_wanted(only: str | None) -> list[str]:
     names = [f"{kind}_{a}_{r}" for kind in ("ordered", "read_only") for a, r in SIZES]
     names += [f"unreplicated_{a}_{r}" for a, r in SIZES]
@@ -347,21 +370,11 @@ def _bench_local(args: argparse.Namespace, wanted: list[str]) -> int:
                     cluster.start_all()
                     await cluster.wait_all_ready()
                     for name in replicated:
-                        if name == "single_client":
-                            kind, a, r, group = "ordered", 0, 0, signers[:1]
-                        else:
-                            kind, a, r = name.rsplit("_", 2)
-                            a, r, group = int(a), int(r), signers
-                        before = await _committed(cluster)
-                        row = await measure_replicated(
-                            files.config, group, read_only=kind == "read_only",
-                            argument_kb=a, result_kb=r, duration_s=args.duration, name=name,
+                        rows.append(await _measure_row(
+                            files.config, signers, name, functools.partial(_committed, cluster),
+                            duration_s=args.duration,
                             server_pids=[p.pid for p in cluster.processes.values()],
-                        )  # fmt: skip
-                        after = await _committed(cluster)
-                        if after[1] > before[1]:
-                            row.batch_size_mean = (after[0] - before[0]) / (after[1] - before[1])
-                        rows.append(row)
+                        ))  # fmt: skip
                     cluster.stop_all()
             baseline = [name for name in wanted if name.startswith("unreplicated")]
             if baseline:
@@ -422,21 +435,9 @@ def _bench_existing(args: argparse.Namespace, wanted: list[str]) -> int:
 
     async def run() -> None:
         for name in wanted:
-            if name == "single_client":
-                kind, a, r, group = "ordered", 0, 0, signers[:1]
-            else:
-                kind, a, r = name.rsplit("_", 2)
-                a, r, group = int(a), int(r), signers
-            before = await committed()
-            row = await measure_replicated(
-                config, group, read_only=kind == "read_only", argument_kb=a, result_kb=r,
-                duration_s=args.duration, name=name, server_pids=[],
-                connect_timeout_s=args.connect_timeout,
-            )  # fmt: skip
+            row = await _measure_row(config, signers, name, committed, duration_s=args.duration,
+                                     server_pids=[], connect_timeout_s=args.connect_timeout)
             row.server_cpu_s = math.nan
-            after = await committed()
-            if before and after and after[1] > before[1]:
-                row.batch_size_mean = (after[0] - before[0]) / (after[1] - before[1])
             rows.append(row)
 
     with unwrap_single_error():
