@@ -308,6 +308,15 @@ async def assert_client_served(transport: Transport, port: int, timestamp: int) 
     await trio.aclose_forcefully(stream)
 
 
+async def assert_replica_gets_in(nursery: trio.Nursery, server: Transport, message) -> None:
+    """Replica 1, started now, connects to `server` (replica 0) and its `message` arrives."""
+    replica = make_replica(1, ADMISSION)
+    await nursery.start(replica.serve, HOST, 0)
+    replica.set_peer_address(0, HOST, server.port)
+    assert replica.send(0, message)
+    await receive_until(server, (replica_peer(1), message))
+
+
 @pytest.mark.trio
 async def test_a_flood_from_one_address_cannot_keep_a_client_or_a_replica_out():
     """Thirty TLS connections from 127.0.0.2, each a fresh client key kept alive with
@@ -325,11 +334,7 @@ async def test_a_flood_from_one_address_cannot_keep_a_client_or_a_replica_out():
             )
             assert server.statistics().client_connections <= 4
             await assert_client_served(server, server.port, 1)
-            replica = make_replica(1, ADMISSION)
-            await nursery.start(replica.serve, HOST, 0)
-            replica.set_peer_address(0, HOST, server.port)
-            assert replica.send(0, prepare(5, 1))
-            await receive_until(server, (replica_peer(1), prepare(5, 1)))
+            await assert_replica_gets_in(nursery, server, prepare(5, 1))
             nursery.cancel_scope.cancel()
 
 
@@ -356,11 +361,7 @@ async def test_clients_never_take_the_slots_reserved_for_replicas():
             await wait_until(
                 lambda: server.statistics().refused.get("client_connections_max", 0) > before
             )
-            replica = make_replica(1, ADMISSION)
-            await nursery.start(replica.serve, HOST, 0)
-            replica.set_peer_address(0, HOST, server.port)
-            assert replica.send(0, prepare(6, 1))
-            await receive_until(server, (replica_peer(1), prepare(6, 1)))
+            await assert_replica_gets_in(nursery, server, prepare(6, 1))
             nursery.cancel_scope.cancel()
 
 
