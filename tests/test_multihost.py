@@ -403,20 +403,27 @@ def test_rate_limited_links(multihost):
     check_after(multihost, multihost.stop_load(), view_change=False)
 
 
+def _primary_fault_then_heal(multihost, fault, what: str, *, fault_s: float,
+                             healed_s: float) -> None:
+    """Under load, `fault(0)` on the primary for `fault_s`, then healed for `healed_s`; then
+    the checks every scenario ends with (`check_after`), a view change among them."""
+    multihost.start_load()
+    fault(0)
+    multihost.note(f"primary {what}")
+    _sleep(fault_s)
+    multihost.net.heal(0)
+    multihost.note("primary healed")
+    _sleep(healed_s)
+    settle(multihost)
+    check_after(multihost, multihost.stop_load(), view_change=True)
+
+
 @needs_netns
 @pytest.mark.slow
 def test_primary_partitioned_for_10_s(multihost):
     """The primary (replica 0) cut off silently for 10 s: the others change view and serve;
     healed, it follows the new view and agrees."""
-    multihost.start_load()
-    multihost.net.cut(0)
-    multihost.note("primary cut off")
-    _sleep(10)
-    multihost.net.heal(0)
-    multihost.note("primary healed")
-    _sleep(8)
-    settle(multihost)
-    check_after(multihost, multihost.stop_load(), view_change=True)
+    _primary_fault_then_heal(multihost, multihost.net.cut, "cut off", fault_s=10, healed_s=8)
 
 
 @needs_netns
@@ -424,16 +431,8 @@ def test_primary_partitioned_for_10_s(multihost):
 def test_primary_one_way_partition(multihost, direction):
     """The primary hears everyone but nobody hears it ("out"), or it is heard but hears
     nobody ("in"), for 8 s: either way the backups replace it, and healed it agrees."""
-    multihost.start_load()
     block = multihost.net.block_out if direction == "out" else multihost.net.block_in
-    block(0)
-    multihost.note(f"primary blocked {direction}")
-    _sleep(8)
-    multihost.net.heal(0)
-    multihost.note("primary healed")
-    _sleep(6)
-    settle(multihost)
-    check_after(multihost, multihost.stop_load(), view_change=True)
+    _primary_fault_then_heal(multihost, block, f"blocked {direction}", fault_s=8, healed_s=6)
 
 
 @needs_netns
