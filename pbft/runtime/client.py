@@ -258,9 +258,10 @@ class Client:
             return result.result
         self._failed += 1
         reachable = self.connected_replicas()
-        if self._unreachable_for() is not None and not reachable:
+        unreachable_s = self._unreachable_for()
+        if unreachable_s is not None and not reachable:
             raise NoQuorumError(
-                f"no replica reachable for {self._unreachable_for():.1f} s: "
+                f"no replica reachable for {unreachable_s:.1f} s: "
                 + unreachable_detail(self.config, self._transport),
                 reachable=[], answered=[], needed=self.config.f + 1,
             )
